@@ -1,0 +1,59 @@
+//! `cargo xtask bench`: run the criterion benches, then write BENCHMARKS.md.
+
+use std::fs;
+use std::process::Command;
+use std::time::Instant;
+
+use crate::cli::BenchArgs;
+use crate::steps::{self, Outcome, Report, StepResult};
+use crate::{cargo, report, target_dir, workspace_root};
+
+/// Runs the benches (unless `--report-only`) and rewrites BENCHMARKS.md.
+pub(crate) fn run(args: &BenchArgs) -> Report {
+    let mut out = Report::default();
+    if !args.report_only {
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(workspace_root())
+            .args(["bench", "--package", "beamline-benches"]);
+        if let Some(filter) = &args.filter {
+            cmd.args(["--", filter]);
+        }
+        out.record(steps::run("criterion benches", &mut cmd));
+    }
+    let start = Instant::now();
+    let outcome = match write_benchmarks_md() {
+        Ok(n) => {
+            println!("BENCHMARKS.md: {n} results");
+            Outcome::Passed
+        }
+        Err(why) => Outcome::Failed(why),
+    };
+    out.record(StepResult {
+        name: "BENCHMARKS.md".into(),
+        outcome,
+        duration: start.elapsed(),
+    });
+    out
+}
+
+/// Rewrites the generated part of BENCHMARKS.md; returns how many results it holds.
+fn write_benchmarks_md() -> Result<usize, String> {
+    let root = workspace_root();
+    let results = report::load(&target_dir().join("criterion"))?;
+    let goals_path = root.join("benches").join("goals.txt");
+    let goals = match fs::read_to_string(&goals_path) {
+        Ok(text) => report::parse_goals(&text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("{}: {e}", goals_path.display())),
+    };
+    let generated = report::render(&results, &goals, &report::this_machine());
+    let md_path = root.join("BENCHMARKS.md");
+    let existing = match fs::read_to_string(&md_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "# Benchmarks\n".to_owned(),
+        Err(e) => return Err(format!("{}: {e}", md_path.display())),
+    };
+    fs::write(&md_path, report::splice(&existing, &generated))
+        .map_err(|e| format!("{}: {e}", md_path.display()))?;
+    Ok(results.len())
+}
