@@ -186,7 +186,8 @@ pub enum PartitionMode {
     Blackhole,
     /// Close the listening socket for the duration, so a new connect fails at once with
     /// [`std::io::ErrorKind::ConnectionRefused`], as when the server's host is up but
-    /// nothing listens. The same address is bound again on heal.
+    /// nothing listens (connections whose handshake had already completed are held like
+    /// live ones). The same address is bound again on heal.
     Refuse,
 }
 

@@ -25,8 +25,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub(crate) struct Slot {
     addr: SocketAddr,
     listener: Mutex<Option<TcpListener>>,
-    /// Wakes the accept loop when a new listener is put in.
-    reopened: Notify,
+    /// Connections whose handshake had completed when the listener was closed: they were
+    /// accepted on the way out and wait for the accept loop to serve them.
+    adopted: Mutex<Vec<TcpStream>>,
+    /// Wakes the accept loop when a listener is put back or connections are adopted.
+    changed: Notify,
     /// The runtime the listener registers with when it is bound again from any thread.
     runtime: Handle,
 }
@@ -44,7 +47,8 @@ impl Slot {
         Ok(Slot {
             addr: listener.local_addr()?,
             listener: Mutex::new(Some(listener)),
-            reopened: Notify::new(),
+            adopted: Mutex::new(Vec::new()),
+            changed: Notify::new(),
             runtime,
         })
     }
@@ -54,8 +58,7 @@ impl Slot {
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<TcpListener>> {
-        // The lock guards no invariant a panic could break: an Option of a socket.
-        self.listener.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.listener)
     }
 
     /// Opens (binds again) or closes the listening socket so that it is open iff `open`.
@@ -65,15 +68,16 @@ impl Slot {
         match (open(), slot.is_some()) {
             (true, true) | (false, false) => Ok(()),
             (false, true) => {
-                // Dropping the listener closes it: the kernel now answers a SYN with an RST.
-                *slot = None;
+                if let Some(listener) = slot.take() {
+                    self.close_adopting(listener);
+                }
                 Ok(())
             }
             (true, false) => {
                 let _entered = self.runtime.enter();
                 let listener = listen(self.addr).map_err(|e| ReopenError::new(self.addr, e))?;
                 *slot = Some(listener);
-                self.reopened.notify_one();
+                self.changed.notify_one();
                 Ok(())
             }
         }
@@ -84,13 +88,50 @@ impl Slot {
         *self.lock() = None;
     }
 
+    /// Closes `listener` so the kernel answers new SYNs with an RST, but first accepts every
+    /// connection already in its queue: a client whose connect returned before the proxy
+    /// started refusing is served, not reset.
+    fn close_adopting(&self, listener: TcpListener) {
+        // `into_std` leaves the reactor, so `accept` below asks the kernel directly instead
+        // of trusting readiness the reactor may not have seen yet.
+        let Ok(listener) = listener.into_std() else {
+            return;
+        };
+        let _entered = self.runtime.enter();
+        let mut adopted = lock(&self.adopted);
+        let before = adopted.len();
+        // The listener is non-blocking: this stops at the first WouldBlock.
+        while let Ok((stream, _)) = listener.accept() {
+            let stream = stream
+                .set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(stream));
+            if let Ok(stream) = stream {
+                adopted.push(stream);
+            }
+        }
+        drop(listener);
+        if adopted.len() > before {
+            self.changed.notify_one();
+        }
+    }
+
+    /// The connections adopted since the last call.
+    fn take_adopted(&self) -> Vec<TcpStream> {
+        std::mem::take(&mut *lock(&self.adopted))
+    }
+
     fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
         match self.lock().as_ref() {
             Some(listener) => listener.poll_accept(cx),
-            // Closed: `reopened` wakes the loop when a listener is back.
+            // Closed: `changed` wakes the loop when a listener is back.
             None => Poll::Pending,
         }
     }
+}
+
+/// Locks `mutex`, which guards no invariant a panic could break (a socket or a list of them).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A listening socket on `addr` with `SO_REUSEADDR`, so binding the same port again after a
@@ -109,25 +150,41 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Accepts connections and owns their tasks until `stop` fires (or this task is aborted,
 /// which drops the set and so aborts every connection task with it).
 pub(crate) async fn accept_loop(shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
-    let mut connections = JoinSet::new();
-    let mut index = 0u64;
+    let mut connections = Connections {
+        tasks: JoinSet::new(),
+        accepted: 0,
+    };
     loop {
         tokio::select! {
             biased;
             _ = &mut stop => break,
             // Reap finished connections so the set holds only live ones.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = shared.listener.reopened.notified() => {}
-            accepted = poll_fn(|cx| shared.listener.poll_accept(cx)) => match accepted {
-                Ok((stream, _peer)) => {
-                    let connection = conn::Connection::accepted(Arc::clone(&shared), index);
-                    index += 1;
-                    connections.spawn(conn::serve(connection, stream));
+            Some(_) = connections.tasks.join_next(), if !connections.tasks.is_empty() => {}
+            () = shared.listener.changed.notified() => {
+                for stream in shared.listener.take_adopted() {
+                    connections.serve(&shared, stream);
                 }
+            }
+            accepted = poll_fn(|cx| shared.listener.poll_accept(cx)) => match accepted {
+                Ok((stream, _peer)) => connections.serve(&shared, stream),
                 Err(_) => tokio::time::sleep(ACCEPT_BACKOFF).await,
             },
         }
     }
     shared.listener.close();
-    connections.shutdown().await;
+    connections.tasks.shutdown().await;
+}
+
+/// The connection tasks, and how many connections were accepted (each one's index).
+struct Connections {
+    tasks: JoinSet<()>,
+    accepted: u64,
+}
+
+impl Connections {
+    fn serve(&mut self, shared: &Arc<Shared>, stream: TcpStream) {
+        let connection = conn::Connection::accepted(Arc::clone(shared), self.accepted);
+        self.accepted += 1;
+        self.tasks.spawn(conn::serve(connection, stream));
+    }
 }

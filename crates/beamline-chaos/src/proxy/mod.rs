@@ -254,9 +254,10 @@ impl Proxy {
     /// Refuses new connections (`true`) or accepts them again (`false`).
     ///
     /// Refusing closes the listening socket, so a client's connect fails with
-    /// [`std::io::ErrorKind::ConnectionRefused`] (and connects the kernel had completed but
-    /// the proxy not yet accepted are reset). Live connections are untouched. Accepting again
-    /// binds the same address.
+    /// [`std::io::ErrorKind::ConnectionRefused`]. Live connections are untouched, and so is
+    /// every connection whose handshake completed before the call (a client whose connect
+    /// returned): the proxy accepts those from the queue before it closes the socket.
+    /// Accepting again binds the same address.
     ///
     /// # Errors
     /// When accepting again, if the address cannot be bound (see [`ReopenError`]).
