@@ -138,18 +138,6 @@ async fn slicing_delivers_every_byte_intact_and_in_order() {
     stop(proxy).await;
 }
 
-async fn read_some(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_ne!(n, 0, "unexpected end of stream");
-    buf.truncate(n);
-    buf
-}
-
 #[tokio::test]
 async fn a_reset_at_once_is_a_connection_reset_for_live_and_new_connections() {
     let server = Server::echo();

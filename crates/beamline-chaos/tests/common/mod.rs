@@ -125,10 +125,8 @@ fn serve(mut stream: TcpStream, greeting: &[u8], echo: bool, ends: &mpsc::Sender
                 Ok(0) => break Ok(()),
                 Ok(n) => {
                     received.extend_from_slice(&buf[..n]);
-                    if echo {
-                        if let Err(e) = stream.write_all(&buf[..n]) {
-                            break Err(e.kind());
-                        }
+                    if echo && let Err(e) = stream.write_all(&buf[..n]) {
+                        break Err(e.kind());
                     }
                 }
                 Err(e) => break Err(e.kind()),
@@ -179,6 +177,18 @@ pub async fn read_exactly(stream: &mut tokio::net::TcpStream, len: usize) -> Vec
         .await
         .expect("read timed out")
         .unwrap();
+    buf
+}
+
+/// One read: whatever has arrived (failing the test on end-of-stream, an error or a hang).
+pub async fn read_some(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = timeout(PATIENCE, stream.read(&mut buf))
+        .await
+        .expect("read timed out")
+        .unwrap();
+    assert_ne!(n, 0, "unexpected end of stream");
+    buf.truncate(n);
     buf
 }
 
