@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use beamline_chaos::Proxy;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
@@ -74,6 +75,20 @@ async fn transfers(stream: &mut TcpStream, block: &[u8], iters: u64) -> Duration
     start.elapsed()
 }
 
+/// Sizes a group so the whole file runs in well under a minute.
+fn configure(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rate: Throughput,
+    samples: usize,
+    secs: u64,
+) {
+    group
+        .throughput(rate)
+        .sample_size(samples)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(secs));
+}
+
 fn bench(c: &mut Criterion) {
     let rt = runtime();
     let (proxy, mut through_proxy, mut direct) = rt.block_on(async {
@@ -88,11 +103,7 @@ fn bench(c: &mut Criterion) {
 
     let msg = [7u8; 64];
     let mut group = c.benchmark_group("chaos/round_trip_64b");
-    group
-        .throughput(Throughput::Elements(1))
-        .sample_size(30)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
+    configure(&mut group, Throughput::Elements(1), 30, 4);
     group.bench_function("beamline-chaos", |b| {
         b.iter_custom(|iters| rt.block_on(round_trips(&mut through_proxy, &msg, iters)))
     });
@@ -103,11 +114,7 @@ fn bench(c: &mut Criterion) {
 
     let block = vec![0x5Au8; 1 << 20];
     let mut group = c.benchmark_group("chaos/echo_1mib");
-    group
-        .throughput(Throughput::Bytes(block.len() as u64))
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    configure(&mut group, Throughput::Bytes(block.len() as u64), 20, 5);
     group.bench_function("beamline-chaos", |b| {
         b.iter_custom(|iters| rt.block_on(transfers(&mut through_proxy, &block, iters)))
     });

@@ -302,6 +302,24 @@ mod tests {
         writes.iter().flat_map(|(_, w)| w.clone()).collect()
     }
 
+    fn bandwidth(bytes_per_sec: u64) -> Fault {
+        Fault::Bandwidth {
+            bytes_per_sec: NonZeroU64::new(bytes_per_sec).unwrap(),
+        }
+    }
+
+    /// Reads `input` at one instant under `list`, drains, and returns what was written and
+    /// how the run ended.
+    fn pass(list: &[Fault], input: &[&[u8]]) -> (Vec<u8>, Option<&'static str>) {
+        let mut s = shaper(list);
+        let t0 = Instant::now();
+        for chunk in input {
+            s.on_read(chunk, t0);
+        }
+        let (writes, end) = drain(&mut s, t0);
+        (joined(&writes), end)
+    }
+
     #[test]
     fn without_faults_bytes_pass_at_once_and_eof_finishes() {
         let mut s = shaper(&[]);
@@ -356,10 +374,7 @@ mod tests {
 
     #[test]
     fn bandwidth_paces_writes_to_the_rate() {
-        let rate = NonZeroU64::new(10_000).unwrap();
-        let mut s = shaper(&[Fault::Bandwidth {
-            bytes_per_sec: rate,
-        }]);
+        let mut s = shaper(&[bandwidth(10_000)]);
         let t0 = Instant::now();
         s.on_read(&[7u8; 2000], t0);
         let (writes, _) = drain(&mut s, t0);
@@ -371,10 +386,7 @@ mod tests {
 
     #[test]
     fn clearing_bandwidth_releases_at_once() {
-        let rate = NonZeroU64::new(1).unwrap();
-        let mut s = shaper(&[Fault::Bandwidth {
-            bytes_per_sec: rate,
-        }]);
+        let mut s = shaper(&[bandwidth(1)]);
         let t0 = Instant::now();
         s.on_read(b"abc", t0);
         assert_eq!(s.next(t0), Next::Write(b"a"));
@@ -429,38 +441,25 @@ mod tests {
 
     #[test]
     fn reset_after_writes_exactly_the_budget_then_resets() {
-        let mut s = shaper(&[Fault::ResetAfter { bytes: 5 }]);
-        let t0 = Instant::now();
-        s.on_read(b"abc", t0);
-        s.on_read(b"defgh", t0);
-        let (writes, end) = drain(&mut s, t0);
-        assert_eq!(joined(&writes), b"abcde");
-        assert_eq!(end, Some("reset"));
+        let out = pass(&[Fault::ResetAfter { bytes: 5 }], &[b"abc", b"defgh"]);
+        assert_eq!(out, (b"abcde".to_vec(), Some("reset")));
     }
 
     #[test]
     fn reset_at_once_beats_a_blackhole_and_a_close_on_the_same_byte() {
         let s = shaper(&[Fault::Blackhole, Fault::reset()]);
         assert_eq!(s.next(Instant::now()), Next::Reset);
-        let mut s = shaper(&[
+        let both = [
             Fault::CloseAfter { bytes: 2 },
             Fault::ResetAfter { bytes: 2 },
-        ]);
-        let t0 = Instant::now();
-        s.on_read(b"xyz", t0);
-        let (writes, end) = drain(&mut s, t0);
-        assert_eq!(joined(&writes), b"xy");
-        assert_eq!(end, Some("reset"));
+        ];
+        assert_eq!(pass(&both, &[b"xyz"]), (b"xy".to_vec(), Some("reset")));
     }
 
     #[test]
     fn close_after_writes_exactly_the_budget_then_closes() {
-        let mut s = shaper(&[Fault::CloseAfter { bytes: 4 }]);
-        let t0 = Instant::now();
-        s.on_read(b"0123456789", t0);
-        let (writes, end) = drain(&mut s, t0);
-        assert_eq!(joined(&writes), b"0123");
-        assert_eq!(end, Some("close"));
+        let out = pass(&[Fault::CloseAfter { bytes: 4 }], &[b"0123456789"]);
+        assert_eq!(out, (b"0123".to_vec(), Some("close")));
     }
 
     #[test]

@@ -4,20 +4,17 @@
 //! Latencies are asserted as lower bounds only: a loaded machine makes everything slower,
 //! never faster.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::ErrorKind;
 use std::num::{NonZeroU64, NonZeroUsize};
-use std::time::Duration;
 
 use beamline_chaos::{Direction, Fault, FaultKind, PartitionMode, Proxy};
 use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 async fn stop(proxy: Proxy) {
     proxy.shutdown().await;
@@ -52,10 +49,7 @@ async fn bytes_pass_untouched_and_are_counted_per_direction() {
 
 #[tokio::test]
 async fn latency_is_at_least_what_was_asked_in_each_direction() {
-    let server = Server::echo();
-    let proxy = proxy_to(&server).await;
-    let mut client = connect(&proxy).await;
-    round_trip(&mut client, b"warm").await;
+    let (_server, proxy, mut client) = echo_session().await;
 
     proxy.apply(Direction::Downstream, Fault::latency(ms(50)));
     assert!(round_trip(&mut client, b"down").await >= ms(50));
@@ -87,10 +81,7 @@ async fn latency_is_at_least_what_was_asked_in_each_direction() {
 
 #[tokio::test]
 async fn bandwidth_caps_the_rate() {
-    let server = Server::echo();
-    let proxy = proxy_to(&server).await;
-    let mut client = connect(&proxy).await;
-    round_trip(&mut client, b"warm").await;
+    let (_server, proxy, mut client) = echo_session().await;
 
     // 50 KiB/s is written in 1 KiB pieces 20 ms apart: 10 KiB need at least 9 gaps.
     let rate = NonZeroU64::new(50 * 1024).unwrap();
@@ -167,41 +158,49 @@ async fn a_reset_at_once_is_a_connection_reset_for_live_and_new_connections() {
     stop(proxy).await;
 }
 
-#[tokio::test]
-async fn a_reset_after_n_bytes_delivers_exactly_n_then_an_rst() {
-    // Downstream: the client reads exactly the budget, then ConnectionReset.
+/// A byte budget of `n`: downstream, the client reads exactly `n` bytes and then `end`;
+/// upstream, the server reads exactly `n` bytes and then `end`, and so does the client.
+async fn spends_exactly_the_budget(budget: fn(u64) -> Fault, end: Result<(), ErrorKind>) {
     let server = Server::greeting(noise(10_000));
     let proxy = proxy_to(&server).await;
-    proxy.apply(Direction::Downstream, Fault::ResetAfter { bytes: 4096 });
+    proxy.apply(Direction::Downstream, budget(4096));
     let mut client = connect(&proxy).await;
-    let (got, end) = read_to_end(&mut client).await;
+    let (got, client_end) = read_to_end(&mut client).await;
     assert_eq!(got, noise(10_000)[..4096]);
-    assert_eq!(end, Err(ErrorKind::ConnectionReset));
+    assert_eq!(client_end, end);
     assert_eq!(proxy.stats().downstream_bytes, 4096);
     stop(proxy).await;
 
-    // Upstream: the server reads exactly the budget, then ConnectionReset; so does the client.
     let server = Server::sink();
     let proxy = proxy_to(&server).await;
-    proxy.apply(Direction::Upstream, Fault::ResetAfter { bytes: 100 });
+    proxy.apply(Direction::Upstream, budget(100));
     let mut client = connect(&proxy).await;
     client.write_all(&noise(1000)).await.unwrap();
     let ended = server.next_end().await;
     assert_eq!(ended.received, noise(1000)[..100]);
-    assert_eq!(ended.end, Err(ErrorKind::ConnectionReset));
-    assert_eq!(
-        read_to_end(&mut client).await.1,
-        Err(ErrorKind::ConnectionReset)
-    );
+    assert_eq!(ended.end, end);
+    assert_eq!(read_to_end(&mut client).await, (Vec::new(), end));
     stop(proxy).await;
 }
 
 #[tokio::test]
+async fn a_reset_after_n_bytes_delivers_exactly_n_then_an_rst() {
+    spends_exactly_the_budget(
+        |bytes| Fault::ResetAfter { bytes },
+        Err(ErrorKind::ConnectionReset),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn close_after_n_sends_exactly_n_bytes_then_a_fin() {
+    // A close is a FIN (end-of-stream), never a reset.
+    spends_exactly_the_budget(|bytes| Fault::CloseAfter { bytes }, Ok(())).await;
+}
+
+#[tokio::test]
 async fn a_blackhole_keeps_the_connection_open_and_forwards_nothing_until_cleared() {
-    let server = Server::echo();
-    let proxy = proxy_to(&server).await;
-    let mut client = connect(&proxy).await;
-    round_trip(&mut client, b"warm").await;
+    let (_server, proxy, mut client) = echo_session().await;
 
     proxy.apply(Direction::Downstream, Fault::Blackhole);
     client.write_all(b"ping").await.unwrap();
@@ -226,32 +225,6 @@ async fn a_blackhole_keeps_the_connection_open_and_forwards_nothing_until_cleare
 }
 
 #[tokio::test]
-async fn close_after_n_sends_exactly_n_bytes_then_a_fin() {
-    let server = Server::greeting(noise(10_000));
-    let proxy = proxy_to(&server).await;
-    proxy.apply(Direction::Downstream, Fault::CloseAfter { bytes: 1000 });
-    let mut client = connect(&proxy).await;
-    let (got, end) = read_to_end(&mut client).await;
-    assert_eq!(got, noise(10_000)[..1000]);
-    assert_eq!(end, Ok(()), "a close is a FIN, not a reset");
-    stop(proxy).await;
-
-    // Upstream: the server reads exactly the budget, then end-of-stream.
-    let server = Server::sink();
-    let proxy = proxy_to(&server).await;
-    proxy.apply(Direction::Upstream, Fault::CloseAfter { bytes: 10 });
-    let mut client = connect(&proxy).await;
-    client.write_all(&noise(100)).await.unwrap();
-    let ended = server.next_end().await;
-    assert_eq!(
-        (ended.received, ended.end),
-        (noise(100)[..10].to_vec(), Ok(()))
-    );
-    assert_eq!(read_to_end(&mut client).await, (Vec::new(), Ok(())));
-    stop(proxy).await;
-}
-
-#[tokio::test]
 async fn refusing_makes_connects_fail_and_leaves_live_connections_alone() {
     let server = Server::echo();
     let proxy = proxy_to(&server).await;
@@ -261,8 +234,7 @@ async fn refusing_makes_connects_fail_and_leaves_live_connections_alone() {
     let mut live = connect(&proxy).await;
 
     proxy.refuse_new(true).unwrap();
-    let refused = tokio::net::TcpStream::connect(addr).await.unwrap_err();
-    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+    assert_refused(addr).await;
     round_trip(&mut live, b"still here").await;
 
     proxy.refuse_new(false).unwrap();
@@ -294,10 +266,7 @@ async fn a_failed_reopen_is_typed_names_the_address_and_can_be_retried() {
 
 #[tokio::test]
 async fn a_partition_holds_live_and_new_connections_and_heals() {
-    let server = Server::echo();
-    let proxy = proxy_to(&server).await;
-    let mut live = connect(&proxy).await;
-    round_trip(&mut live, b"warm").await;
+    let (server, proxy, mut live) = echo_session().await;
 
     proxy.partition();
     live.write_all(b"held").await.unwrap();
@@ -324,10 +293,7 @@ async fn a_refusing_partition_refuses_new_connections_until_healed() {
 
     proxy.partition_with(PartitionMode::Refuse);
     live.write_all(b"held").await.unwrap();
-    let err = tokio::net::TcpStream::connect(proxy.local_addr())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    assert_refused(proxy.local_addr()).await;
     assert!(silent_for(&mut live, ms(100)).await);
 
     proxy.heal().unwrap();
@@ -455,6 +421,5 @@ async fn dropping_the_proxy_closes_everything_and_leaves_no_task() {
             "{end:?}"
         );
     }
-    let err = tokio::net::TcpStream::connect(addr).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    assert_refused(addr).await;
 }

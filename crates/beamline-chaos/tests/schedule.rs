@@ -6,23 +6,14 @@
 
 mod common;
 
-use std::time::Duration;
-
 use beamline_chaos::{Direction, Fault, Schedule};
 use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, sleep_until};
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
 #[tokio::test]
 async fn a_schedule_applies_and_heals_its_faults_on_time() {
-    let server = Server::echo();
-    let proxy = proxy_to(&server).await;
-    let mut client = connect(&proxy).await;
-    round_trip(&mut client, b"warm").await;
+    let (_server, proxy, mut client) = echo_session().await;
 
     let schedule = Schedule::new()
         .fault(

@@ -136,12 +136,31 @@ fn serve(mut stream: TcpStream, greeting: &[u8], echo: bool, ends: &mpsc::Sender
     let _ = ends.send(Ended { received, end });
 }
 
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
 pub fn localhost() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
 }
 
 pub async fn proxy_to(server: &Server) -> Proxy {
     Proxy::builder(server.addr()).seed(7).start().await.unwrap()
+}
+
+/// An echo server, a proxy to it, and a client whose first round trip has gone through.
+pub async fn echo_session() -> (Server, Proxy, tokio::net::TcpStream) {
+    let server = Server::echo();
+    let proxy = proxy_to(&server).await;
+    let mut client = connect(&proxy).await;
+    round_trip(&mut client, b"warm").await;
+    (server, proxy, client)
+}
+
+/// Asserts that a connect to `addr` is refused (an RST to the SYN).
+pub async fn assert_refused(addr: SocketAddr) {
+    let err = tokio::net::TcpStream::connect(addr).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
 }
 
 pub async fn connect(proxy: &Proxy) -> tokio::net::TcpStream {

@@ -191,11 +191,7 @@ pub(crate) fn parse_line(line: &str) -> Result<LineCommand, CliError> {
     let command = match (*first, rest) {
         ("clear", []) => LineCommand::Perform(vec![Action::ClearAll]),
         ("clear", [dir]) => {
-            let direction = parse_direction(dir).map_err(|expected| CliError::BadValue {
-                flag: "clear",
-                value: (*dir).to_owned(),
-                expected,
-            })?;
+            let direction = parsed("clear", dir, parse_direction)?;
             let actions = ALL_KINDS
                 .iter()
                 .map(|&kind| Action::Clear { direction, kind })
@@ -206,11 +202,7 @@ pub(crate) fn parse_line(line: &str) -> Result<LineCommand, CliError> {
             LineCommand::Perform(vec![Action::Partition(PartitionMode::Blackhole)])
         }
         ("partition", [mode]) => {
-            let mode = parse_partition_mode(mode).map_err(|expected| CliError::BadValue {
-                flag: "partition",
-                value: (*mode).to_owned(),
-                expected,
-            })?;
+            let mode = parsed("partition", mode, parse_partition_mode)?;
             LineCommand::Perform(vec![Action::Partition(mode)])
         }
         ("heal", []) => LineCommand::Perform(vec![Action::Heal]),
@@ -218,11 +210,7 @@ pub(crate) fn parse_line(line: &str) -> Result<LineCommand, CliError> {
         ("accept", []) => LineCommand::Perform(vec![Action::RefuseNew(false)]),
         ("reset", []) => LineCommand::Perform(vec![Action::ResetAll]),
         ("upstream", [addr]) => {
-            let addr = parse_addr(addr).map_err(|expected| CliError::BadValue {
-                flag: "upstream",
-                value: (*addr).to_owned(),
-                expected,
-            })?;
+            let addr = parsed("upstream", addr, parse_addr)?;
             LineCommand::Perform(vec![Action::SetUpstream(addr)])
         }
         ("upstream", []) => return Err(CliError::MissingValue { flag: "upstream" }),
@@ -242,6 +230,19 @@ pub(crate) fn parse_line(line: &str) -> Result<LineCommand, CliError> {
         (word, _) => return Err(CliError::UnknownCommand(word.to_owned())),
     };
     Ok(command)
+}
+
+/// `value` (given to `flag`) parsed by `parse`, which names what it expected on failure.
+fn parsed<T>(
+    flag: &'static str,
+    value: &str,
+    parse: impl FnOnce(&str) -> Result<T, &'static str>,
+) -> Result<T, CliError> {
+    parse(value).map_err(|expected| CliError::BadValue {
+        flag,
+        value: value.to_owned(),
+        expected,
+    })
 }
 
 /// The command words as `'static` names for errors.
@@ -304,11 +305,7 @@ impl<'a, S: AsRef<str>> Tokens<'a, S> {
             .next()
             .filter(|v| !v.starts_with("--"))
             .ok_or(CliError::MissingValue { flag })?;
-        parse(value).map_err(|expected| CliError::BadValue {
-            flag,
-            value: value.to_owned(),
-            expected,
-        })
+        parsed(flag, value, parse)
     }
 }
 
