@@ -108,7 +108,9 @@ pub enum Fault {
     /// with [`std::io::ErrorKind::ConnectionReset`]. Bytes still held by the proxy in either
     /// direction are lost, as they are on a real reset. While the fault stays, every new
     /// connection is reset once it has forwarded `bytes` bytes; with `0`, at once (the
-    /// client's connect succeeds, then its first read or write sees the reset).
+    /// client's connect succeeds, then its first read or write sees the reset). A reset at
+    /// once also fires in a blackhole or a partition, where no byte moves; a connection a
+    /// partition holds before it reached the upstream is reset on the client side only.
     ResetAfter {
         /// Bytes forwarded in this direction before the reset.
         bytes: u64,

@@ -286,6 +286,27 @@ async fn a_partition_holds_live_and_new_connections_and_heals() {
 }
 
 #[tokio::test]
+async fn a_reset_at_once_reaches_connections_a_partition_holds() {
+    let (server, proxy, mut live) = echo_session().await;
+    proxy.partition();
+    let mut held = connect(&proxy).await;
+    wait_for_stats(&proxy, |s| s.live == 2).await;
+
+    proxy.apply(Direction::Upstream, Fault::reset());
+    assert_eq!(
+        read_to_end(&mut live).await.1,
+        Err(ErrorKind::ConnectionReset)
+    );
+    assert_eq!(
+        read_to_end(&mut held).await.1,
+        Err(ErrorKind::ConnectionReset)
+    );
+    // The held connection never reached the upstream.
+    assert_eq!(server.accepted(), 1);
+    stop(proxy).await;
+}
+
+#[tokio::test]
 async fn a_refusing_partition_refuses_new_connections_until_healed() {
     let server = Server::echo();
     let proxy = proxy_to(&server).await;

@@ -1,7 +1,6 @@
 //! One connection: wait out a partition, connect upstream, then forward both directions
 //! through a [`Shaper`] each until both end, a fault ends the connection, or the proxy stops.
 
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -94,7 +93,7 @@ pub(crate) async fn serve(connection: Connection, mut client: TcpStream) {
     let upstream = tokio::select! {
         biased;
         () = reset_requested(connection.conditions(), connection.epoch) => None,
-        connected = connect_when_healed(connection.conditions()) => connected.ok(),
+        connected = connect_when_healed(connection.conditions()) => connected,
     };
     let Some(mut upstream) = upstream else {
         // Reset, or the upstream refused: the client sees what a dead server would show.
@@ -126,18 +125,24 @@ async fn reset_requested(mut conditions: watch::Receiver<Conditions>, epoch: u64
     }
 }
 
-/// Connects to the upstream once no partition is in force.
-async fn connect_when_healed(mut conditions: watch::Receiver<Conditions>) -> io::Result<TcpStream> {
+/// Connects to the upstream once no partition is in force. `None`: reset the client instead,
+/// because the connect failed, or a reset-at-once fault came while the partition held it.
+async fn connect_when_healed(mut conditions: watch::Receiver<Conditions>) -> Option<TcpStream> {
     loop {
-        let healed = {
+        let (healed, reset) = {
             let now = conditions.borrow_and_update();
-            now.partition.is_none().then_some(now.upstream)
+            let healed = now.partition.is_none().then_some(now.upstream);
+            (healed, now.resets_at_once())
         };
-        if let Some(addr) = healed {
-            return TcpStream::connect(addr).await;
+        match (healed, reset) {
+            // Not held: connect, and a reset-at-once fault resets both peers once forwarding.
+            (Some(addr), _) => return TcpStream::connect(addr).await.ok(),
+            // Held, and the upstream is out of reach: only the client can be reset.
+            (None, true) => return None,
+            (None, false) => {}
         }
         if conditions.changed().await.is_err() {
-            return Err(io::Error::other("the chaos proxy stopped"));
+            return None;
         }
     }
 }

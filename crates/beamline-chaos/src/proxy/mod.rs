@@ -390,6 +390,13 @@ impl Conditions {
         }
     }
 
+    /// Whether a reset-at-once fault ([`Fault::reset`]) is in force in either direction.
+    pub(crate) fn resets_at_once(&self) -> bool {
+        [&self.up, &self.down]
+            .iter()
+            .any(|f| f.reset_after.is_some_and(|b| b.bytes == 0))
+    }
+
     /// Whether the listening socket should be open.
     fn listening(&self) -> bool {
         !self.refuse && self.partition != Some(PartitionMode::Refuse)
