@@ -161,6 +161,9 @@ impl Schedule {
     /// # Errors
     /// The first step that fails (a heal or un-refuse whose address cannot be bound again);
     /// later steps are not run.
+    ///
+    /// # Panics
+    /// If polled outside a tokio runtime with its time driver enabled, like any tokio timer.
     pub async fn run(&self, proxy: &Proxy) -> Result<(), ScheduleError> {
         self.run_with(|action| proxy.perform(action)).await
     }
