@@ -22,7 +22,8 @@ use std::future::Future;
 /// let addr = "127.0.0.1:6379";
 /// let connect = move || async move {
 ///     let stream = TcpStream::connect(addr).await?;
-///     Ok::<_, std::io::Error>(FramedConnection::new(Framed::new(stream, LinesCodec::new())))
+///     let lines = Framed::new(stream, LinesCodec::new());
+///     Ok::<_, std::io::Error>(FramedConnection::<String, String>::new(lines))
 /// };
 /// # fn is_connect<K: Connect>(_: &K) {}
 /// # is_connect(&connect);

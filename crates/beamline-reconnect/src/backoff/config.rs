@@ -189,10 +189,11 @@ impl BackoffConfig {
                 max: self.max,
             });
         }
-        if let Jitter::Proportional(factor) = self.jitter {
-            if !(0.0..=1.0).contains(&factor) {
+        match self.jitter {
+            Jitter::Proportional(factor) if !(0.0..=1.0).contains(&factor) => {
                 return Err(BackoffConfigError::InvalidJitterFactor { factor });
             }
+            _ => {}
         }
         if self.max_attempts == Some(0) {
             return Err(BackoffConfigError::ZeroMaxAttempts);

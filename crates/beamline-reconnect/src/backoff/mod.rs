@@ -112,10 +112,9 @@ impl<R: rand::Rng> Backoff<R> {
     /// attempt would start past `max_elapsed`. A policy that gave up keeps giving up until
     /// [`reset`](Self::reset).
     pub fn next_delay(&mut self, now: Instant) -> Result<Duration, GiveUp> {
-        if let Some(max) = self.config.max_attempts {
-            if self.attempts >= max {
-                return Err(GiveUp::Attempts { max });
-            }
+        match self.config.max_attempts {
+            Some(max) if self.attempts >= max => return Err(GiveUp::Attempts { max }),
+            _ => {}
         }
         let started = *self.started.get_or_insert(now);
         let delay = self.jittered(self.attempts);

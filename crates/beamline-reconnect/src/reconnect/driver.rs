@@ -172,10 +172,9 @@ impl<K: Connect> Driver<K> {
                     up.ping = self.health.as_ref().map(|h| ping(&up.live, h));
                 }
                 () = sleep_opt(progress_at), if progress_at.is_some() => {
-                    if let Some(t) = self.progress_timeout {
-                        if up.live.stalled(Instant::now(), t) {
-                            return Event::Lost(LossCause::NoProgress);
-                        }
+                    let now = Instant::now();
+                    if self.progress_timeout.is_some_and(|t| up.live.stalled(now, t)) {
+                        return Event::Lost(LossCause::NoProgress);
                     }
                 }
             }

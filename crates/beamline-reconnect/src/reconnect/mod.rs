@@ -621,10 +621,12 @@ fn route<C: Connection>(shared: &Shared<C>, request: C::Request) -> Route<C> {
         });
     }
     // Straight to the connection only when nothing queued is waiting to go first.
-    if inner.queue.is_empty() {
-        if let Some(live) = inner.live.as_ref().filter(|l| !l.conn.is_closed()) {
-            return Route::Direct(live.clone(), request);
-        }
+    let live = inner
+        .live
+        .as_ref()
+        .filter(|l| inner.queue.is_empty() && !l.conn.is_closed());
+    if let Some(live) = live {
+        return Route::Direct(live.clone(), request);
     }
     match shared.offline {
         OfflinePolicy::FailFast => Route::Refused(ReconnectError::Disconnected { name: name() }),
