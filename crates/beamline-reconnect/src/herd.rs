@@ -195,7 +195,8 @@ pub fn simulate(config: &HerdConfig, jitter: Jitter) -> Result<HerdHistogram, He
     if windows > MAX_WINDOWS {
         return Err(HerdError::TooManyWindows { windows });
     }
-    let window_ns = config.window.as_nanos();
+    // `windows` is at most MAX_WINDOWS, so every time that lands in a window fits u64 ns.
+    let window_ns = u64::try_from(config.window.as_nanos()).unwrap_or(u64::MAX);
     // usize is at least 32 bits and `windows` is at most MAX_WINDOWS.
     let mut attempts = vec![0u32; usize::try_from(windows).unwrap_or(usize::MAX)];
     let mut seeds = SplitMix64::new(config.seed);
@@ -207,7 +208,8 @@ pub fn simulate(config: &HerdConfig, jitter: Jitter) -> Result<HerdHistogram, He
         // Lost at t = 0: wait, try, repeat until the server is back or the policy gives up.
         while let Ok(delay) = policy.next_delay(epoch + t) {
             t += delay;
-            let bin = usize::try_from(t.as_nanos() / window_ns).unwrap_or(usize::MAX);
+            let ns = u64::try_from(t.as_nanos()).unwrap_or(u64::MAX);
+            let bin = usize::try_from(ns / window_ns).unwrap_or(usize::MAX);
             if let Some(slot) = attempts.get_mut(bin) {
                 *slot = slot.saturating_add(1);
             }

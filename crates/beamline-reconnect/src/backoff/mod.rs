@@ -51,8 +51,18 @@ pub struct Backoff<R = SplitMix64> {
     rng: R,
     /// Delays handed out since the last reset.
     attempts: u32,
+    /// `initial` and the cap in nanoseconds: the arithmetic runs on `f64` nanoseconds.
+    initial_ns: f64,
+    cap_ns: f64,
+    /// The next delay's base, `min(cap, initial · multiplier^attempts)`, kept up to date
+    /// by one multiplication per delay until it reaches the cap; `base` is the same as a
+    /// `Duration` (what `Jitter::None` hands out).
+    base_ns: f64,
+    base: Duration,
     /// The previous delay (decorrelated jitter grows from it); `initial` after a reset.
-    previous: Duration,
+    previous_ns: f64,
+    /// The last delay handed out (zero after a reset), for `connect_timeout`.
+    last: Duration,
     /// When the first failure since the last reset was reported (for `max_elapsed`).
     started: Option<Instant>,
 }
@@ -92,12 +102,19 @@ impl Backoff {
 
 impl<R: rand::Rng> Backoff<R> {
     pub(crate) fn from_parts(config: BackoffConfig, rng: R) -> Self {
-        let previous = config.initial;
+        let initial_ns = nanos(config.initial);
+        let cap_ns = nanos(config.max);
+        let base = config.initial.min(config.max);
         Self {
             config,
             rng,
             attempts: 0,
-            previous,
+            initial_ns,
+            cap_ns,
+            base_ns: initial_ns.min(cap_ns),
+            base,
+            previous_ns: initial_ns,
+            last: Duration::ZERO,
             started: None,
         }
     }
@@ -116,16 +133,23 @@ impl<R: rand::Rng> Backoff<R> {
             Some(max) if self.attempts >= max => return Err(GiveUp::Attempts { max }),
             _ => {}
         }
-        let started = *self.started.get_or_insert(now);
-        let delay = self.jittered(self.attempts);
+        let delay = self.jittered();
         if let Some(max) = self.config.max_elapsed {
+            let started = *self.started.get_or_insert(now);
             let next_at = now.saturating_duration_since(started).saturating_add(delay);
             if next_at > max {
                 return Err(GiveUp::Elapsed { next_at, max });
             }
         }
         self.attempts += 1;
-        self.previous = delay;
+        if self.base_ns < self.cap_ns {
+            self.base_ns = (self.base_ns * self.config.multiplier).min(self.cap_ns);
+            self.base = clamp_nanos(self.base_ns, self.config.max);
+        }
+        if self.config.jitter == Jitter::Decorrelated {
+            self.previous_ns = nanos(delay);
+        }
+        self.last = delay;
         Ok(delay)
     }
 
@@ -133,7 +157,10 @@ impl<R: rand::Rng> Backoff<R> {
     /// The generator is not reseeded (its sequence simply continues).
     pub fn reset(&mut self) {
         self.attempts = 0;
-        self.previous = self.config.initial;
+        self.base_ns = self.initial_ns.min(self.cap_ns);
+        self.base = self.config.initial.min(self.config.max);
+        self.previous_ns = self.initial_ns;
+        self.last = Duration::ZERO;
         self.started = None;
     }
 
@@ -148,12 +175,9 @@ impl<R: rand::Rng> Backoff<R> {
     /// where the current backoff is the last delay handed out (zero after a reset).
     /// `None` when the config leaves connect timeouts to the caller.
     pub fn connect_timeout(&self) -> Option<Duration> {
-        let last = if self.attempts == 0 {
-            Duration::ZERO
-        } else {
-            self.previous
-        };
-        self.config.min_connect_timeout.map(|min| min.max(last))
+        self.config
+            .min_connect_timeout
+            .map(|min| min.max(self.last))
     }
 
     /// The settings this policy runs with.
@@ -161,47 +185,43 @@ impl<R: rand::Rng> Backoff<R> {
         &self.config
     }
 
-    /// The un-jittered base of the n-th delay: `min(max, initial · multiplier^n)`.
-    fn base(&self, n: u32) -> Duration {
-        let exponent = i32::try_from(n).unwrap_or(i32::MAX);
-        let secs = self.config.initial.as_secs_f64() * self.config.multiplier.powi(exponent);
-        clamp_secs(secs, self.config.max)
-    }
-
-    /// The n-th delay with the configured jitter applied (draws from the generator).
-    fn jittered(&mut self, n: u32) -> Duration {
-        let cap = self.config.max;
-        match self.config.jitter {
-            Jitter::None => self.base(n),
-            Jitter::Full => {
-                let t = self.base(n).as_secs_f64();
-                clamp_secs(t * rng::unit_f64(&mut self.rng), cap)
-            }
+    /// The next delay with the configured jitter applied (draws from the generator
+    /// unless the jitter is `None`).
+    fn jittered(&mut self) -> Duration {
+        let t = self.base_ns;
+        let ns = match self.config.jitter {
+            Jitter::None => return self.base,
+            Jitter::Full => t * rng::unit_f64(&mut self.rng),
             Jitter::Equal => {
-                let half = self.base(n).as_secs_f64() / 2.0;
-                clamp_secs(half + half * rng::unit_f64(&mut self.rng), cap)
+                let half = t / 2.0;
+                half + half * rng::unit_f64(&mut self.rng)
             }
             Jitter::Decorrelated => {
-                let low = self.config.initial.as_secs_f64();
-                let high = self.previous.as_secs_f64() * 3.0;
-                clamp_secs(low + (high - low) * rng::unit_f64(&mut self.rng), cap)
+                let (low, high) = (self.initial_ns, self.previous_ns * 3.0);
+                low + (high - low) * rng::unit_f64(&mut self.rng)
             }
             Jitter::Proportional(factor) => {
-                let t = self.base(n).as_secs_f64();
-                let spread = factor * (2.0 * rng::unit_f64(&mut self.rng) - 1.0);
-                clamp_secs(t * (1.0 + spread), cap)
+                t * (1.0 + factor * (2.0 * rng::unit_f64(&mut self.rng) - 1.0))
             }
-        }
+        };
+        clamp_nanos(ns, self.config.max)
     }
 }
 
-/// `secs` as a `Duration`, never above `cap` and never negative. The comparison with the
-/// cap happens on `Duration`s, so float rounding cannot push a delay past it.
-fn clamp_secs(secs: f64, cap: Duration) -> Duration {
-    if secs.is_nan() || secs <= 0.0 {
+/// `d` in nanoseconds.
+fn nanos(d: Duration) -> f64 {
+    d.as_secs() as f64 * 1e9 + f64::from(d.subsec_nanos())
+}
+
+/// `ns` nanoseconds (truncated) as a `Duration`, never above `cap` and never negative.
+/// The comparison with the cap happens on `Duration`s, so float rounding cannot push a
+/// delay past it.
+fn clamp_nanos(ns: f64, cap: Duration) -> Duration {
+    if ns.is_nan() || ns <= 0.0 {
         return Duration::ZERO;
     }
-    Duration::try_from_secs_f64(secs).map_or(cap, |d| d.min(cap))
+    // `as` saturates: anything beyond u64::MAX nanoseconds (584 years) becomes that.
+    Duration::from_nanos(ns as u64).min(cap)
 }
 
 #[cfg(test)]
@@ -335,12 +355,15 @@ mod tests {
 
     #[test]
     fn clamp_never_exceeds_the_cap_or_goes_negative() {
-        assert_eq!(clamp_secs(f64::INFINITY, MS), MS);
-        assert_eq!(clamp_secs(f64::NAN, MS), Duration::ZERO);
-        assert_eq!(clamp_secs(-1.0, MS), Duration::ZERO);
-        assert_eq!(clamp_secs(1e300, MS), MS);
-        // 0.001 as f64 is slightly above 1 ms; the cap still wins.
-        assert_eq!(clamp_secs(MS.as_secs_f64(), MS), MS);
+        assert_eq!(clamp_nanos(f64::INFINITY, MS), MS);
+        assert_eq!(clamp_nanos(f64::NAN, MS), Duration::ZERO);
+        assert_eq!(clamp_nanos(-1.0, MS), Duration::ZERO);
+        assert_eq!(clamp_nanos(1e300, MS), MS);
+        assert_eq!(clamp_nanos(1_000_000.7, MS), MS);
+        assert_eq!(clamp_nanos(999_999.9, MS), Duration::from_nanos(999_999));
+        let huge = Duration::MAX;
+        assert_eq!(clamp_nanos(1e300, huge), Duration::from_nanos(u64::MAX));
+        assert_eq!(nanos(Duration::new(2, 5)), 2_000_000_005.0);
     }
 
     fn jitter_strategy() -> impl Strategy<Value = Jitter> {
