@@ -136,7 +136,8 @@ async fn queued_requests_flow_after_the_server_comes_back_on_the_same_port() {
 
     // Requests made while it is down wait in the queue, in the order they were made.
     let mut queued = Vec::new();
-    for i in 0..100 {
+    // More than the connection's pipeline (128): the rest wait for room, still in order.
+    for i in 0..300 {
         let c = conn.clone();
         queued.push(tokio::spawn(
             async move { c.call(format!("queued-{i}")).await },
@@ -167,10 +168,10 @@ async fn queued_requests_flow_after_the_server_comes_back_on_the_same_port() {
     for line in &log {
         *seen.entry(line.clone()).or_insert(0) += 1;
     }
-    assert_eq!(seen.len(), 150);
+    assert_eq!(seen.len(), 350);
     assert!(seen.values().all(|&n| n == 1), "duplicates: {seen:?}");
     let queued_order: Vec<_> = log.iter().filter(|l| l.starts_with("queued")).collect();
-    let want: Vec<_> = (0..100).map(|i| format!("queued-{i}")).collect();
+    let want: Vec<_> = (0..300).map(|i| format!("queued-{i}")).collect();
     assert_eq!(queued_order, want.iter().collect::<Vec<_>>());
     conn.close();
     server.stop().await;
