@@ -436,6 +436,14 @@ mod tests {
         (conn, BufReader::new(server))
     }
 
+    fn spawn_call(
+        conn: &FramedConnection<String, String>,
+        request: &str,
+    ) -> tokio::task::JoinHandle<Result<String, FramedError>> {
+        let (conn, request) = (conn.clone(), request.to_string());
+        tokio::spawn(async move { conn.call(request).await })
+    }
+
     async fn read_line(server: &mut BufReader<DuplexStream>) -> String {
         let mut line = String::new();
         server.read_line(&mut line).await.unwrap();
@@ -446,10 +454,7 @@ mod tests {
     async fn pipelined_requests_are_answered_in_order() {
         let (conn, mut server) = pair(8);
         let calls: Vec<_> = (0..5)
-            .map(|i| {
-                let conn = conn.clone();
-                tokio::spawn(async move { conn.call(format!("req{i}")).await })
-            })
+            .map(|i| spawn_call(&conn, &format!("req{i}")))
             .collect();
         let mut seen = Vec::new();
         for _ in 0..5 {
@@ -473,10 +478,8 @@ mod tests {
     #[tokio::test]
     async fn one_at_a_time_waits_for_each_response() {
         let (conn, mut server) = pair(1);
-        let c2 = conn.clone();
-        let a = tokio::spawn(async move { c2.call("a".into()).await });
-        let c3 = conn.clone();
-        let b = tokio::spawn(async move { c3.call("b".into()).await });
+        let a = spawn_call(&conn, "a");
+        let b = spawn_call(&conn, "b");
         assert_eq!(read_line(&mut server).await, "a");
         // "b" is not written while "a" is unanswered.
         tokio::task::yield_now().await;
@@ -491,11 +494,9 @@ mod tests {
     #[tokio::test]
     async fn written_requests_are_lost_and_queued_ones_not_sent_when_the_peer_closes() {
         let (conn, mut server) = pair(1);
-        let c = conn.clone();
-        let first = tokio::spawn(async move { c.call("first".into()).await });
+        let first = spawn_call(&conn, "first");
         assert_eq!(read_line(&mut server).await, "first");
-        let c = conn.clone();
-        let second = tokio::spawn(async move { c.call("second".into()).await });
+        let second = spawn_call(&conn, "second");
         tokio::task::yield_now().await;
         drop(server);
         let first = first.await.unwrap().unwrap_err();
@@ -519,8 +520,7 @@ mod tests {
         let err = conn.call("bad".into()).await.unwrap_err();
         assert!(matches!(err, FramedError::Encode { .. }), "{err}");
         assert!(!conn.is_closed());
-        let c = conn.clone();
-        let ok = tokio::spawn(async move { c.call("good".into()).await });
+        let ok = spawn_call(&conn, "good");
         // The partial bytes of "bad" never reached the wire.
         assert_eq!(read_line(&mut server).await, "good");
         server.get_mut().write_all(b"fine\n").await.unwrap();
@@ -530,8 +530,7 @@ mod tests {
     #[tokio::test]
     async fn close_fails_pending_calls_and_resolves_closed() {
         let (conn, mut server) = pair(4);
-        let c = conn.clone();
-        let pending = tokio::spawn(async move { c.call("x".into()).await });
+        let pending = spawn_call(&conn, "x");
         assert_eq!(read_line(&mut server).await, "x");
         conn.close();
         assert!(conn.is_closed());
@@ -565,19 +564,14 @@ mod tests {
     #[tokio::test]
     async fn a_request_whose_caller_left_is_never_written() {
         let (conn, mut server) = pair(1);
-        let c = conn.clone();
-        let first = tokio::spawn(async move { c.call("first".into()).await });
+        let first = spawn_call(&conn, "first");
         assert_eq!(read_line(&mut server).await, "first");
         // "gone" waits for the pipeline slot; its caller gives up.
-        let gone = {
-            let c = conn.clone();
-            tokio::spawn(async move { c.call("gone".into()).await })
-        };
+        let gone = spawn_call(&conn, "gone");
         tokio::task::yield_now().await;
         gone.abort();
         let _ = gone.await;
-        let c = conn.clone();
-        let third = tokio::spawn(async move { c.call("third".into()).await });
+        let third = spawn_call(&conn, "third");
         tokio::task::yield_now().await;
         server.get_mut().write_all(b"1\n").await.unwrap();
         assert_eq!(first.await.unwrap().unwrap(), "1");

@@ -213,6 +213,52 @@ async fn connected(conn: &Reconnect<MockConn>) {
     wait_for(conn, State::is_connected).await;
 }
 
+fn spawn_call(
+    conn: &Reconnect<MockConn>,
+    request: &str,
+) -> tokio::task::JoinHandle<Result<String, ReconnectError<MockError>>> {
+    let (conn, request) = (conn.clone(), request.to_string());
+    tokio::spawn(async move { conn.call(request).await })
+}
+
+async fn start(server: &Arc<Server>, config: ReconnectConfig) -> Reconnect<MockConn> {
+    Reconnect::start(connector(server.clone()), config)
+        .await
+        .unwrap()
+}
+
+/// A server that is up and a connection to it, connected.
+async fn up_and_connected(config: ReconnectConfig) -> (Arc<Server>, Reconnect<MockConn>) {
+    let server = Server::new(true);
+    let conn = start(&server, config).await;
+    connected(&conn).await;
+    (server, conn)
+}
+
+/// [`up_and_connected`] with a ping every second that must be answered within 500 ms.
+async fn up_with_health_check(ignore_pings: bool) -> (Arc<Server>, Reconnect<MockConn>) {
+    let server = Server::new(true);
+    server.ignore_pings.store(ignore_pings, Ordering::SeqCst);
+    let check = HealthCheck::new(Duration::from_secs(1), MS * 500, || "ping".to_string());
+    let conn = Reconnect::start_with_health_check(
+        connector(server.clone()),
+        queue(10, Duration::from_secs(5)),
+        check,
+    )
+    .await
+    .unwrap();
+    connected(&conn).await;
+    (server, conn)
+}
+
+fn assert_lost(err: &ReconnectError<MockError>) {
+    assert!(
+        matches!(err, ReconnectError::ConnectionLost { .. }),
+        "want ConnectionLost, got {err}"
+    );
+    assert!(err.was_sent());
+}
+
 // ---------------------------------------------------------------------------------------
 // Delays.
 
@@ -224,9 +270,7 @@ async fn attempts_follow_the_seeded_backoff_exactly() {
         .backoff(backoff.clone())
         .seed(42);
     let t0 = Instant::now();
-    let conn = Reconnect::start(connector(server.clone()), config)
-        .await
-        .unwrap();
+    let conn = start(&server, config).await;
     let mut states = conn.state_changes();
     let mut backing_off = Vec::new();
     while backing_off.len() < 8 {
@@ -256,9 +300,7 @@ async fn the_backoff_resets_only_after_a_stable_period() {
     let server = Server::new(false);
     let config = queue(10, Duration::from_secs(60)).stable_period(Duration::from_secs(1));
     let t0 = Instant::now();
-    let conn = Reconnect::start(connector(server.clone()), config)
-        .await
-        .unwrap();
+    let conn = start(&server, config).await;
     // Attempts at 0 and 100 ms fail; the server is up for the one at 300 ms.
     sleep(MS * 250).await;
     server.set_up(true);
@@ -292,9 +334,7 @@ async fn a_connect_that_hangs_times_out() {
     server.hang_connects.store(true, Ordering::SeqCst);
     let config = queue(10, Duration::from_secs(60)).connect_timeout(Duration::from_secs(2));
     let t0 = Instant::now();
-    let conn = Reconnect::start(connector(server.clone()), config)
-        .await
-        .unwrap();
+    let conn = start(&server, config).await;
     let state = wait_for(&conn, |s| matches!(s, State::BackingOff { .. })).await;
     assert_eq!(Instant::now() - t0, Duration::from_secs(2));
     assert!(matches!(state, State::BackingOff { attempt: 2, .. }));
@@ -311,9 +351,7 @@ async fn the_grpc_preset_gives_connects_at_least_twenty_seconds() {
         .backoff(BackoffConfig::grpc())
         .connect_timeout(MS * 50);
     let t0 = Instant::now();
-    let conn = Reconnect::start(connector(server.clone()), config)
-        .await
-        .unwrap();
+    let conn = start(&server, config).await;
     wait_for(&conn, |s| matches!(s, State::BackingOff { .. })).await;
     assert_eq!(Instant::now() - t0, Duration::from_secs(20));
 }
@@ -322,13 +360,8 @@ async fn the_grpc_preset_gives_connects_at_least_twenty_seconds() {
 async fn it_gives_up_at_the_limit_and_keeps_the_real_error() {
     let server = Server::new(false);
     let config = queue(10, Duration::from_secs(60)).backoff(exact_backoff().max_attempts(2));
-    let conn = Reconnect::start(connector(server.clone()), config)
-        .await
-        .unwrap();
-    let waiting = {
-        let conn = conn.clone();
-        tokio::spawn(async move { conn.call("queued".into()).await })
-    };
+    let conn = start(&server, config).await;
+    let waiting = spawn_call(&conn, "queued");
     let state = wait_for(&conn, State::is_closed).await;
     // The first attempt plus the two the policy scheduled.
     assert_eq!(server.attempts.lock().unwrap().len(), 3);
@@ -376,9 +409,7 @@ async fn sync_connect_returns_the_first_error() {
 async fn sync_connect_returns_connected() {
     let server = Server::new(true);
     let config = ReconnectConfig::new(OfflinePolicy::FailFast).sync_connect(true);
-    let conn = Reconnect::start(connector(server.clone()), config)
-        .await
-        .unwrap();
+    let conn = start(&server, config).await;
     assert!(conn.state().is_connected());
     assert_eq!(conn.call("a".into()).await.unwrap(), "ok:a");
 }
@@ -386,12 +417,7 @@ async fn sync_connect_returns_connected() {
 #[tokio::test(start_paused = true)]
 async fn without_sync_connect_a_failed_first_attempt_is_retried() {
     let server = Server::new(false);
-    let conn = Reconnect::start(
-        connector(server.clone()),
-        queue(10, Duration::from_secs(60)),
-    )
-    .await
-    .unwrap();
+    let conn = start(&server, queue(10, Duration::from_secs(60))).await;
     assert!(matches!(conn.state(), State::Connecting { attempt: 1 }));
     sleep(MS * 150).await;
     server.set_up(true);
@@ -403,9 +429,7 @@ async fn without_sync_connect_a_failed_first_attempt_is_retried() {
 async fn exit_on_disconnection_closes_instead_of_reconnecting() {
     let server = Server::new(true);
     let config = queue(10, Duration::from_secs(1)).exit_on_disconnection(true);
-    let conn = Reconnect::start(connector(server.clone()), config)
-        .await
-        .unwrap();
+    let conn = start(&server, config).await;
     connected(&conn).await;
     server.kill_current();
     let state = wait_for(&conn, State::is_closed).await;
@@ -450,9 +474,7 @@ async fn bad_settings_are_refused_before_anything_starts() {
 async fn fail_fast_refuses_at_once_while_disconnected() {
     let server = Server::new(false);
     let config = ReconnectConfig::new(OfflinePolicy::FailFast).name("ff 127.0.0.1:9");
-    let conn = Reconnect::start(connector(server.clone()), config)
-        .await
-        .unwrap();
+    let conn = start(&server, config).await;
     let t0 = Instant::now();
     let err = conn.call("x".into()).await.unwrap_err();
     assert_eq!(Instant::now(), t0);
@@ -465,9 +487,7 @@ async fn fail_fast_refuses_at_once_while_disconnected() {
 #[tokio::test(start_paused = true)]
 async fn the_queue_is_bounded_and_times_out_at_its_deadline() {
     let server = Server::new(false);
-    let conn = Reconnect::start(connector(server.clone()), queue(2, Duration::from_secs(1)))
-        .await
-        .unwrap();
+    let conn = start(&server, queue(2, Duration::from_secs(1))).await;
     let t0 = Instant::now();
     let spawn = |req: &str| {
         let (conn, req) = (conn.clone(), req.to_string());
@@ -502,16 +522,10 @@ async fn the_queue_is_bounded_and_times_out_at_its_deadline() {
 #[tokio::test(start_paused = true)]
 async fn queued_requests_go_first_and_in_order_once_connected() {
     let server = Server::new(false);
-    let conn = Reconnect::start(
-        connector(server.clone()),
-        queue(100, Duration::from_secs(30)),
-    )
-    .await
-    .unwrap();
+    let conn = start(&server, queue(100, Duration::from_secs(30))).await;
     let mut calls = Vec::new();
     for i in 0..20 {
-        let c = conn.clone();
-        calls.push(tokio::spawn(async move { c.call(format!("q{i}")).await }));
+        calls.push(spawn_call(&conn, &format!("q{i}")));
         // Each is queued before the next is made.
         while conn.queued() < i + 1 {
             tokio::task::yield_now().await;
@@ -532,19 +546,15 @@ async fn queued_requests_go_first_and_in_order_once_connected() {
 #[tokio::test(start_paused = true)]
 async fn a_caller_that_gives_up_leaves_the_queue() {
     let server = Server::new(false);
-    let conn = Reconnect::start(connector(server.clone()), queue(1, Duration::from_secs(30)))
-        .await
-        .unwrap();
-    let c = conn.clone();
-    let gone = tokio::spawn(async move { c.call("gone".into()).await });
+    let conn = start(&server, queue(1, Duration::from_secs(30))).await;
+    let gone = spawn_call(&conn, "gone");
     tokio::task::yield_now().await;
     assert_eq!(conn.queued(), 1);
     gone.abort();
     let _ = gone.await;
     // Its slot is free again and it is never sent.
     assert_eq!(conn.queued(), 0);
-    let c = conn.clone();
-    let kept = tokio::spawn(async move { c.call("kept".into()).await });
+    let kept = spawn_call(&conn, "kept");
     tokio::task::yield_now().await;
     server.set_up(true);
     assert_eq!(kept.await.unwrap().unwrap(), "ok:kept");
@@ -556,16 +566,9 @@ async fn a_caller_that_gives_up_leaves_the_queue() {
 
 #[tokio::test(start_paused = true)]
 async fn written_is_connection_lost_and_unwritten_is_not_sent() {
-    let server = Server::new(true);
-    let conn = Reconnect::start(connector(server.clone()), queue(10, Duration::from_secs(5)))
-        .await
-        .unwrap();
-    connected(&conn).await;
+    let (server, conn) = up_and_connected(queue(10, Duration::from_secs(5))).await;
     let lost = conn.call("kill".into()).await.unwrap_err();
-    assert!(
-        matches!(lost, ReconnectError::ConnectionLost { .. }),
-        "{lost}"
-    );
+    assert_lost(&lost);
     assert!(lost.was_sent());
     connected(&conn).await;
     let not_sent = conn.call("notsent".into()).await.unwrap_err();
@@ -580,29 +583,17 @@ async fn written_is_connection_lost_and_unwritten_is_not_sent() {
 
 #[tokio::test(start_paused = true)]
 async fn a_hanging_request_is_lost_when_its_connection_dies() {
-    let server = Server::new(true);
-    let conn = Reconnect::start(connector(server.clone()), queue(10, Duration::from_secs(5)))
-        .await
-        .unwrap();
-    connected(&conn).await;
-    let c = conn.clone();
-    let hanging = tokio::spawn(async move { c.call("hang".into()).await });
+    let (server, conn) = up_and_connected(queue(10, Duration::from_secs(5))).await;
+    let hanging = spawn_call(&conn, "hang");
     sleep(MS * 10).await;
     server.kill_current();
     let err = within(hanging).await.unwrap().unwrap_err();
-    assert!(
-        matches!(err, ReconnectError::ConnectionLost { .. }),
-        "{err}"
-    );
+    assert_lost(&err);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_request_error_on_a_live_connection_is_not_a_disconnect() {
-    let server = Server::new(true);
-    let conn = Reconnect::start(connector(server.clone()), queue(10, Duration::from_secs(5)))
-        .await
-        .unwrap();
-    connected(&conn).await;
+    let (server, conn) = up_and_connected(queue(10, Duration::from_secs(5))).await;
     let err = conn.call_idempotent("reject".into()).await.unwrap_err();
     assert!(
         matches!(err, ReconnectError::Request { sent: true, .. }),
@@ -615,17 +606,10 @@ async fn a_request_error_on_a_live_connection_is_not_a_disconnect() {
 
 #[tokio::test(start_paused = true)]
 async fn only_idempotent_requests_are_replayed() {
-    let server = Server::new(true);
-    let conn = Reconnect::start(
-        connector(server.clone()),
-        queue(10, Duration::from_secs(5)).max_replays(3),
-    )
-    .await
-    .unwrap();
-    connected(&conn).await;
+    let (server, conn) = up_and_connected(queue(10, Duration::from_secs(5)).max_replays(3)).await;
     // Not idempotent: lost once, never sent again.
     let err = conn.call("flaky-a".into()).await.unwrap_err();
-    assert!(matches!(err, ReconnectError::ConnectionLost { .. }));
+    assert_lost(&err);
     // Idempotent: lost once, replayed on the next connection, answered.
     let ok = conn.call_idempotent("flaky-b".into()).await.unwrap();
     assert_eq!(ok, "ok:flaky-b");
@@ -642,19 +626,9 @@ async fn only_idempotent_requests_are_replayed() {
 
 #[tokio::test(start_paused = true)]
 async fn replays_stop_at_the_limit() {
-    let server = Server::new(true);
-    let conn = Reconnect::start(
-        connector(server.clone()),
-        queue(10, Duration::from_secs(5)).max_replays(2),
-    )
-    .await
-    .unwrap();
-    connected(&conn).await;
+    let (server, conn) = up_and_connected(queue(10, Duration::from_secs(5)).max_replays(2)).await;
     let err = conn.call_idempotent("kill".into()).await.unwrap_err();
-    assert!(
-        matches!(err, ReconnectError::ConnectionLost { .. }),
-        "{err}"
-    );
+    assert_lost(&err);
     // Sent once, replayed twice.
     assert_eq!(server.delivered(), ["kill", "kill", "kill"]);
 }
@@ -665,29 +639,17 @@ async fn a_replay_refused_by_fail_fast_keeps_the_original_error() {
     let config = ReconnectConfig::new(OfflinePolicy::FailFast)
         .backoff(exact_backoff())
         .max_replays(5);
-    let conn = Reconnect::start(connector(server.clone()), config)
-        .await
-        .unwrap();
+    let conn = start(&server, config).await;
     connected(&conn).await;
     let err = conn.call_idempotent("kill".into()).await.unwrap_err();
     // Not "Disconnected": the caller must learn that it may have been delivered.
-    assert!(
-        matches!(err, ReconnectError::ConnectionLost { .. }),
-        "{err}"
-    );
+    assert_lost(&err);
     assert_eq!(server.delivered(), ["kill"]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_replayed_request_that_was_never_written_stays_not_sent() {
-    let server = Server::new(true);
-    let conn = Reconnect::start(
-        connector(server.clone()),
-        queue(10, Duration::from_secs(5)).max_replays(1),
-    )
-    .await
-    .unwrap();
-    connected(&conn).await;
+    let (server, conn) = up_and_connected(queue(10, Duration::from_secs(5)).max_replays(1)).await;
     let err = conn.call_idempotent("notsent".into()).await.unwrap_err();
     assert!(matches!(err, ReconnectError::NotSent { .. }), "{err}");
     assert_eq!(
@@ -703,29 +665,15 @@ async fn a_replayed_request_that_was_never_written_stays_not_sent() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_health_check_replaces_the_connection() {
-    let server = Server::new(true);
-    server.ignore_pings.store(true, Ordering::SeqCst);
-    let check = HealthCheck::new(Duration::from_secs(1), MS * 500, || "ping".to_string());
     let t0 = Instant::now();
-    let conn = Reconnect::start_with_health_check(
-        connector(server.clone()),
-        queue(10, Duration::from_secs(5)),
-        check,
-    )
-    .await
-    .unwrap();
-    connected(&conn).await;
-    let c = conn.clone();
-    let in_flight = tokio::spawn(async move { c.call("hang".into()).await });
+    let (server, conn) = up_with_health_check(true).await;
+    let in_flight = spawn_call(&conn, "hang");
     wait_for(&conn, |s| matches!(s, State::BackingOff { .. })).await;
     // Ping sent at 1 s, unanswered at 1.5 s.
     assert_eq!(Instant::now() - t0, MS * 1500);
     // The half-open connection was closed, so its in-flight request ended too.
     let err = within(in_flight).await.unwrap().unwrap_err();
-    assert!(
-        matches!(err, ReconnectError::ConnectionLost { .. }),
-        "{err}"
-    );
+    assert_lost(&err);
     server.ignore_pings.store(false, Ordering::SeqCst);
     connected(&conn).await;
     assert_eq!(server.connections(), 2);
@@ -733,16 +681,7 @@ async fn a_failing_health_check_replaces_the_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn a_passing_health_check_keeps_the_connection() {
-    let server = Server::new(true);
-    let check = HealthCheck::new(Duration::from_secs(1), MS * 500, || "ping".to_string());
-    let conn = Reconnect::start_with_health_check(
-        connector(server.clone()),
-        queue(10, Duration::from_secs(5)),
-        check,
-    )
-    .await
-    .unwrap();
-    connected(&conn).await;
+    let (server, conn) = up_with_health_check(false).await;
     sleep(MS * 10_500).await;
     assert!(conn.state().is_connected());
     assert_eq!(server.connections(), 1);
@@ -753,19 +692,14 @@ async fn a_passing_health_check_keeps_the_connection() {
 async fn no_progress_for_one_interval_replaces_the_connection() {
     let server = Server::new(true);
     let config = queue(10, Duration::from_secs(5)).progress_timeout(Duration::from_secs(2));
-    let conn = Reconnect::start(connector(server.clone()), config)
-        .await
-        .unwrap();
+    let conn = start(&server, config).await;
     connected(&conn).await;
     // Idle for a while first: an idle connection is not stalled.
     sleep(MS * 3_300).await;
     assert!(conn.state().is_connected());
     let started = Instant::now();
     let err = within(conn.call("hang".into())).await.unwrap_err();
-    assert!(
-        matches!(err, ReconnectError::ConnectionLost { .. }),
-        "{err}"
-    );
+    assert_lost(&err);
     assert_eq!(Instant::now() - started, Duration::from_secs(2));
     connected(&conn).await;
     assert_eq!(server.connections(), 2);
@@ -775,17 +709,12 @@ async fn no_progress_for_one_interval_replaces_the_connection() {
 async fn slow_answers_are_progress() {
     let server = Server::new(true);
     let config = queue(10, Duration::from_secs(5)).progress_timeout(Duration::from_secs(2));
-    let conn = Reconnect::start(connector(server.clone()), config)
-        .await
-        .unwrap();
+    let conn = start(&server, config).await;
     connected(&conn).await;
     // A stream of 1.5 s requests, overlapping, for 10 s: each answer is progress.
     let mut calls = Vec::new();
     for _ in 0..10 {
-        let c = conn.clone();
-        calls.push(tokio::spawn(
-            async move { c.call("slow:1500".into()).await },
-        ));
+        calls.push(spawn_call(&conn, "slow:1500"));
         sleep(Duration::from_secs(1)).await;
     }
     for call in calls {
@@ -800,14 +729,8 @@ async fn slow_answers_are_progress() {
 #[tokio::test(start_paused = true)]
 async fn close_fails_the_queue_at_once_and_stops_for_good() {
     let server = Server::new(false);
-    let conn = Reconnect::start(
-        connector(server.clone()),
-        queue(10, Duration::from_secs(30)),
-    )
-    .await
-    .unwrap();
-    let c = conn.clone();
-    let queued = tokio::spawn(async move { c.call("q".into()).await });
+    let conn = start(&server, queue(10, Duration::from_secs(30))).await;
+    let queued = spawn_call(&conn, "q");
     tokio::task::yield_now().await;
     let t0 = Instant::now();
     conn.close();
@@ -840,36 +763,18 @@ async fn close_fails_the_queue_at_once_and_stops_for_good() {
 
 #[tokio::test(start_paused = true)]
 async fn close_closes_the_live_connection() {
-    let server = Server::new(true);
-    let conn = Reconnect::start(
-        connector(server.clone()),
-        queue(10, Duration::from_secs(30)),
-    )
-    .await
-    .unwrap();
-    connected(&conn).await;
-    let c = conn.clone();
-    let in_flight = tokio::spawn(async move { c.call("hang".into()).await });
+    let (server, conn) = up_and_connected(queue(10, Duration::from_secs(30))).await;
+    let in_flight = spawn_call(&conn, "hang");
     sleep(MS).await;
     conn.close();
     let err = within(in_flight).await.unwrap().unwrap_err();
-    assert!(
-        matches!(err, ReconnectError::ConnectionLost { .. }),
-        "{err}"
-    );
+    assert_lost(&err);
     assert!(server.conns.lock().unwrap()[0].is_closed());
 }
 
 #[tokio::test(start_paused = true)]
 async fn dropping_every_handle_closes_the_connection() {
-    let server = Server::new(true);
-    let conn = Reconnect::start(
-        connector(server.clone()),
-        queue(10, Duration::from_secs(30)),
-    )
-    .await
-    .unwrap();
-    connected(&conn).await;
+    let (server, conn) = up_and_connected(queue(10, Duration::from_secs(30))).await;
     let states = conn.state_changes();
     let other = conn.clone();
     drop(conn);
@@ -893,9 +798,7 @@ async fn a_reconnect_is_itself_a_connection() {
         c.call("via-trait".to_string()).await.ok()
     }
     let server = Server::new(true);
-    let conn = Reconnect::start(connector(server.clone()), queue(10, Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let conn = start(&server, queue(10, Duration::from_secs(5))).await;
     assert_eq!(through(&conn).await.as_deref(), Some("ok:via-trait"));
     assert!(!Connection::is_closed(&conn));
     Connection::close(&conn);
