@@ -721,3 +721,43 @@ impl<C: Connection> Connection for Reconnect<C> {
         Reconnect::close(self);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Backoff, FramedConnection};
+
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+
+    /// The layers above (a pool, the facade's `tower::Service`) need shareable handles and
+    /// `Send` futures; this fails to compile if a change loses either.
+    #[allow(dead_code)]
+    fn handles_are_send_sync_and_futures_send(
+        conn: Reconnect<FramedConnection<String, String>>,
+        framed: FramedConnection<String, String>,
+        backoff: Backoff,
+    ) {
+        send_sync(&conn);
+        send(&conn.call(String::new()));
+        send(&conn.call_idempotent(String::new()));
+        send(&Connection::closed(&conn));
+        send_sync(&framed);
+        send(&framed.call(String::new()));
+        send_sync(&backoff);
+    }
+
+    #[test]
+    fn state_helpers() {
+        assert!(State::Connected.is_connected());
+        assert!(!State::Connecting { attempt: 1 }.is_connected());
+        assert!(State::Closed(CloseReason::Requested).is_closed());
+        assert!(
+            !State::BackingOff {
+                attempt: 1,
+                until: Instant::now()
+            }
+            .is_closed()
+        );
+    }
+}
