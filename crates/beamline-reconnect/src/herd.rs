@@ -15,8 +15,9 @@
 //! [`HERD_DECORRELATED_BACKOFF`]), seed 1: no jitter puts all 10,000 clients in one window
 //! at 1 s, 3 s and 5 s (peak/mean 13.7); full jitter peaks at 1,552 (1.76× the mean over
 //! the busy span), decorrelated at 930 (1.66×), equal at 2,048 (3.1×), ±20 % at 2,546
-//! (4.2×). Full jitter's peak is its first round, spread over only `[0, initial]`; with
-//! a smaller initial delay than the cap's half it climbs past 2× the mean.
+//! (4.2×). Full jitter's peak is its first round, spread over only `[0, initial]`: in
+//! this scenario every configuration tried with an initial delay under half the cap put
+//! it above 2× the mean, while decorrelated needs its floor near a third of the cap.
 //!
 //! ```
 //! use beamline_reconnect::Jitter;
