@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::cli::BenchArgs;
 use crate::steps::{self, Outcome, Report, StepResult};
-use crate::{cargo, report, target_dir, workspace_root};
+use crate::{cargo, herd, report, target_dir, workspace_root};
 
 /// Runs the benches (unless `--report-only`) and rewrites BENCHMARKS.md.
 pub(crate) fn run(args: &BenchArgs) -> Report {
@@ -20,8 +20,23 @@ pub(crate) fn run(args: &BenchArgs) -> Report {
         }
         out.record(steps::run("criterion benches", &mut cmd));
     }
+    // The herd is a deterministic simulation, not a timing: it is redrawn on every run.
     let start = Instant::now();
-    let outcome = match write_benchmarks_md() {
+    let mut sections = Vec::new();
+    let outcome = match herd::run() {
+        Ok(section) => {
+            sections.push(section);
+            Outcome::Passed
+        }
+        Err(why) => Outcome::Failed(why),
+    };
+    out.record(StepResult {
+        name: "herd plot (benches/plots/herd.svg)".into(),
+        outcome,
+        duration: start.elapsed(),
+    });
+    let start = Instant::now();
+    let outcome = match write_benchmarks_md(&sections) {
         Ok(n) => {
             println!("BENCHMARKS.md: {n} results");
             Outcome::Passed
@@ -37,7 +52,7 @@ pub(crate) fn run(args: &BenchArgs) -> Report {
 }
 
 /// Rewrites the generated part of BENCHMARKS.md; returns how many results it holds.
-fn write_benchmarks_md() -> Result<usize, String> {
+fn write_benchmarks_md(sections: &[String]) -> Result<usize, String> {
     let root = workspace_root();
     let results = report::load(&target_dir().join("criterion"))?;
     let goals_path = root.join("benches").join("goals.txt");
@@ -46,7 +61,7 @@ fn write_benchmarks_md() -> Result<usize, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(format!("{}: {e}", goals_path.display())),
     };
-    let generated = report::render(&results, &goals, &report::this_machine());
+    let generated = report::render(&results, &goals, sections, &report::this_machine());
     let md_path = root.join("BENCHMARKS.md");
     let existing = match fs::read_to_string(&md_path) {
         Ok(text) => text,

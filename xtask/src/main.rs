@@ -6,10 +6,12 @@
 mod bench;
 mod cli;
 mod demo;
+mod herd;
 mod matrix;
 mod prereq;
 mod report;
 mod steps;
+mod svg;
 mod test;
 
 use std::path::{Path, PathBuf};

@@ -174,8 +174,14 @@ pub(crate) fn parse_goals(text: &str) -> Result<Vec<Goal>, String> {
     Ok(goals)
 }
 
-/// The generated section (markers included).
-pub(crate) fn render(results: &[BenchResult], goals: &[Goal], machine: &Machine) -> String {
+/// The generated section (markers included); `sections` are extra markdown parts (the herd
+/// table) placed after the ratio tables.
+pub(crate) fn render(
+    results: &[BenchResult],
+    goals: &[Goal],
+    sections: &[String],
+    machine: &Machine,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{BEGIN}");
     let _ = writeln!(
@@ -293,6 +299,9 @@ pub(crate) fn render(results: &[BenchResult], goals: &[Goal], machine: &Machine)
             );
         }
         let _ = writeln!(s);
+    }
+    for section in sections {
+        s.push_str(section);
     }
     let _ = writeln!(s, "{END}");
     s
@@ -500,7 +509,7 @@ mod tests {
              process/call kameo 2.0 call vs kameo\npool/get deadpool 1.25 get+drop vs deadpool\n",
         )
         .unwrap();
-        let md = render(&results, &goals, &machine());
+        let md = render(&results, &goals, &[], &machine());
         assert!(md.starts_with(BEGIN) && md.trim_end().ends_with(END));
         assert!(md.contains("Test CPU (2 cores)"));
         assert!(md.contains("### process"));
@@ -525,7 +534,7 @@ mod tests {
             result("reconnect/delay", "full-jitter", 12.0),
         ];
         let goals = parse_goals("mux/codec tokio-util 1.0 encode+decode").unwrap();
-        let md = render(&results, &goals, &machine());
+        let md = render(&results, &goals, &[], &machine());
         assert!(md.contains("**0.50×** | ≥ 1.00× ❌ missed"), "{md}");
         assert!(md.contains("### Without a beamline row"), "{md}");
         assert!(
@@ -536,8 +545,9 @@ mod tests {
 
     #[test]
     fn empty_results_say_so() {
-        let md = render(&[], &[], &machine());
+        let md = render(&[], &[], &["### extra\n".to_owned()], &machine());
         assert!(md.contains("No criterion results found yet"));
+        assert!(md.contains(&format!("### extra\n{END}")), "{md}");
     }
 
     #[test]
