@@ -12,6 +12,16 @@ use crate::{cargo, herd, report, target_dir, workspace_root};
 pub(crate) fn run(args: &BenchArgs) -> Report {
     let mut out = Report::default();
     if !args.report_only {
+        if args.filter.is_none() {
+            // A full run starts from an empty results tree, so a bench that was removed or
+            // renamed does not linger in BENCHMARKS.md with numbers from an older run.
+            let dir = target_dir().join("criterion");
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    println!("warning: could not clear {}: {e}", dir.display());
+                }
+            }
+        }
         let mut cmd = Command::new(cargo());
         cmd.current_dir(workspace_root())
             .args(["bench", "--package", "beamline-benches"]);
