@@ -16,10 +16,10 @@ pub(crate) fn run(args: &BenchArgs) -> Report {
             // A full run starts from an empty results tree, so a bench that was removed or
             // renamed does not linger in BENCHMARKS.md with numbers from an older run.
             let dir = target_dir().join("criterion");
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    println!("warning: could not clear {}: {e}", dir.display());
-                }
+            if let Err(e) = fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                println!("warning: could not clear {}: {e}", dir.display());
             }
         }
         let mut cmd = Command::new(cargo());
