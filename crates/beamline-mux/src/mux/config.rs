@@ -126,4 +126,12 @@ pub enum ConfigError {
         /// How many ids the protocol has.
         ids: u64,
     },
+    /// `max_in_flight` is above what the client driver can count (its semaphore's limit).
+    #[error("max_in_flight {max_in_flight} exceeds the limit of {limit}")]
+    InFlightTooLarge {
+        /// The bound asked for.
+        max_in_flight: usize,
+        /// The largest bound allowed.
+        limit: usize,
+    },
 }

@@ -115,7 +115,7 @@ impl<R, T> IdTable<R, T> {
 /// table's buckets and control bytes alike. Tags are not attacker-chosen keys here (the
 /// allocator picks them; a peer's reply only looks one up), so no keyed hashing is needed.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {

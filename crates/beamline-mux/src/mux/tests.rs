@@ -421,7 +421,9 @@ fn run_model(fifo: bool, max_tag: u32, ops: Vec<Op>) -> Result<(), TestCaseError
     for op in ops {
         match op {
             Op::Start => {
-                let deadline = next_request.is_multiple_of(3).then(|| now + Duration::from_secs(2));
+                let deadline = next_request
+                    .is_multiple_of(3)
+                    .then(|| now + Duration::from_secs(2));
                 match mux.start(next_request, next_request, deadline) {
                     Ok(ticket) => callers.push((next_request, ticket)),
                     Err(StartError::Full { .. }) => {
