@@ -14,11 +14,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::error::ServeError;
 use super::proto::{Incoming, ServerProto};
-use crate::io::{WriteBuf, poll_read_into};
+use crate::io::{WRITE_HIGH_WATER, WriteBuf, poll_read_into};
 use crate::mux::IdHasher;
 
 /// Loop iterations per poll before the connection yields to other tasks.
 const LOOPS_PER_POLL: usize = 32;
+/// Reads per loop iteration.
+const READS_PER_LOOP: usize = 4;
 
 /// A request the server has read and not yet answered.
 struct Task {
@@ -134,10 +136,19 @@ where
     }
 
     /// Decodes buffered requests, and reads more, while the queue has room: beyond
-    /// `max_concurrent` queued requests the client is held back by TCP flow control.
+    /// `max_concurrent` queued requests the client is held back by TCP flow control. Control
+    /// messages (cancels, pings) are still read and handled when the queue is full, as long
+    /// as the protocol can tell them apart before decoding (the wire format can).
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Result<bool, ServeError> {
         let mut progress = self.decode_buffered()?;
-        while matches!(self.stage, Stage::Serving) && self.queue.len() < self.max_concurrent {
+        for _ in 0..READS_PER_LOOP {
+            let wanted = matches!(self.stage, Stage::Serving)
+                // A client that does not read its answers is not read either.
+                && self.wbuf.remaining() < WRITE_HIGH_WATER
+                && (self.has_room() || self.proto.next_is_control(&self.rbuf) != Some(false));
+            if !wanted {
+                break;
+            }
             match poll_read_into(&mut self.io, cx, &mut self.rbuf) {
                 Poll::Ready(Ok(0)) => {
                     self.stage = Stage::Draining;
@@ -154,9 +165,13 @@ where
         Ok(progress)
     }
 
+    fn has_room(&self) -> bool {
+        self.queue.len() < self.max_concurrent
+    }
+
     fn decode_buffered(&mut self) -> Result<bool, ServeError> {
         let mut progress = false;
-        while self.queue.len() < self.max_concurrent {
+        while self.has_room() || self.proto.next_is_control(&self.rbuf) == Some(true) {
             let Some(incoming) = self.proto.decode(&mut self.rbuf)? else {
                 break;
             };

@@ -25,6 +25,11 @@ pub(crate) trait ServerProto {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming<Self::Req>>, ServeError>;
 
+    /// Whether the next message in `src` is a control message (a cancel, a ping) rather
+    /// than a request; `None` while too few bytes are there to tell. A protocol that cannot
+    /// tell without decoding says `Some(false)`.
+    fn next_is_control(&self, src: &BytesMut) -> Option<bool>;
+
     fn encode_reply(
         &mut self,
         tag: u32,
@@ -66,6 +71,10 @@ impl ServerProto for WireServer {
     type Req = Bytes;
     type Resp = Result<Bytes, Bytes>;
 
+    fn next_is_control(&self, src: &BytesMut) -> Option<bool> {
+        src.get(4).map(|&kind| kind != FrameKind::Request.as_u8())
+    }
+
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming<Bytes>>, ServeError> {
         let Some(frame) = self
             .codec
@@ -105,8 +114,11 @@ impl ServerProto for WireServer {
             Ok(()) => Ok(()),
             // The caller still gets exactly one answer: an error saying why.
             Err(FrameError::TooLarge { len, max }) => {
-                let why =
-                    format!("response of {len} bytes exceeds the maximum frame length of {max}");
+                let mut why =
+                    format!("response of {len} bytes exceeds the maximum frame length of {max}")
+                        .into_bytes();
+                // The explanation itself must fit (it is ASCII: any cut is valid).
+                why.truncate(max);
                 self.frame(FrameKind::Error, tag, Bytes::from(why), out)
                     .map_err(|e| ServeError::Encode(Box::new(e)))
             }
@@ -145,6 +157,10 @@ where
 {
     type Req = Req;
     type Resp = Resp;
+
+    fn next_is_control(&self, _: &BytesMut) -> Option<bool> {
+        Some(false)
+    }
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming<Req>>, ServeError> {
         let Some(req) = self
