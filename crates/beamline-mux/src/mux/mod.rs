@@ -12,6 +12,7 @@ pub use config::{
     ConfigError, DEFAULT_MAX_ABANDONED, DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUARANTINE, Mode, MuxConfig,
 };
 pub use error::StartError;
+#[cfg(feature = "driver")]
 pub(crate) use ids::IdHasher;
 
 use std::mem;
