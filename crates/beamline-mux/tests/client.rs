@@ -1,6 +1,7 @@
 //! The wire-format client over real transports: answers reach their callers, the in-flight
 //! bound holds, failures say whether the request was written, and the connection's life
 //! (close, peer death, dropped handles) is observable.
+#![cfg(feature = "driver")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -1,5 +1,6 @@
 //! Deadlines, quarantine and blocking on the paused clock, against a raw peer over an
 //! in-memory pipe: exact, and never slept.
+#![cfg(feature = "driver")]
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! FIFO mode against a real `redis-server` on a free loopback port: pipelined commands
 //! from many callers, some cancelled in the middle, and every reply lands on its own caller.
+#![cfg(feature = "driver")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

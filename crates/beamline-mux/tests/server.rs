@@ -1,5 +1,6 @@
 //! The server side, driven frame by frame from a raw client: bounded concurrency, answers
 //! out of order, cancels honoured with exactly one answer per request, protocol errors.
+#![cfg(feature = "driver")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

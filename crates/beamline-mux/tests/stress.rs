@@ -1,6 +1,7 @@
 //! 10,000 requests from 64 tasks over one TCP connection, with random server delays and
 //! random caller cancellations: every completed call carries its own request's payload, and
 //! no slot leaks.
+#![cfg(feature = "driver")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

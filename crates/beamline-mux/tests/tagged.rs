@@ -1,5 +1,6 @@
 //! A user protocol with its own ids, multiplexed through `Tagged`: a Cassandra-like codec
 //! with 15-bit stream ids, served by `serve_tagged`, called through `Client::tagged`.
+#![cfg(feature = "driver")]
 #![allow(clippy::unwrap_used)]
 
 mod common;
