@@ -430,6 +430,85 @@ async fn a_request_frame_from_the_server_is_a_protocol_error() {
     assert!(client.is_closed());
 }
 
+/// A transport that counts the write calls that reached it.
+struct CountingWrites {
+    inner: tokio::io::DuplexStream,
+    writes: Arc<AtomicUsize>,
+}
+
+impl tokio::io::AsyncRead for CountingWrites {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountingWrites {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if polled.is_ready() {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Write coalescing: requests queued by callers that run back to back leave in one write,
+/// even on tokio's multi-threaded scheduler, which runs a woken task (the driver) right
+/// after the task that woke it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn requests_from_callers_running_together_leave_in_one_write() {
+    let (client_io, server_io) = tokio::io::duplex(1 << 20);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let io = CountingWrites {
+        inner: client_io,
+        writes: writes.clone(),
+    };
+    let (client, driver) = Client::wire(io, &ClientConfig::new()).unwrap();
+    tokio::spawn(driver);
+    let mut server = Framed::new(server_io, FrameCodec::new());
+    // One task spawns ten callers on the worker: they run one after another.
+    let spawner = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for i in 0..10u8 {
+                let client = client.clone();
+                tokio::spawn(async move { client.call(Bytes::from(vec![i])).await });
+            }
+        })
+    };
+    spawner.await.unwrap();
+    for _ in 0..10 {
+        assert_eq!(next_kind(&mut server).await, FrameKind::Request);
+    }
+    assert_eq!(writes.load(Ordering::SeqCst), 1, "ten requests, one write");
+}
+
+async fn next_kind(server: &mut Framed<tokio::io::DuplexStream, FrameCodec>) -> FrameKind {
+    server.next().await.unwrap().unwrap().kind
+}
+
 #[tokio::test]
 async fn a_zero_in_flight_bound_is_refused() {
     let (client_io, _server_io) = tokio::io::duplex(64);

@@ -116,6 +116,8 @@ pub(crate) struct Conn<T, P: Proto> {
     timer: Option<Pin<Box<Sleep>>>,
     timer_at: Option<Instant>,
     needs_flush: bool,
+    /// The driver stepped back once before starting a batch (write coalescing).
+    deferred: bool,
     stage: Stage,
     /// The callers were told how the connection ended.
     finished: bool,
@@ -146,6 +148,7 @@ where
             timer: None,
             timer_at: None,
             needs_flush: false,
+            deferred: false,
             stage: Stage::Running,
             finished: false,
         }
@@ -192,6 +195,12 @@ where
             }
             if let Some(end) = read.end {
                 return Poll::Ready(Exit::Failed(end));
+            }
+            if self.deferred {
+                // Callers that are ready to run queue their requests first; this batch is
+                // written when the driver's turn comes back.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
             let wrote = match self.poll_write(cx) {
                 Ok(wrote) => wrote,
@@ -307,7 +316,12 @@ where
             exit = Some(Exit::Close);
         }
 
-        if exit.is_none() {
+        // Write coalescing: the first request of a batch does not go out at once. The
+        // driver steps back once (to the end of the run queue) so that callers already
+        // woken can queue theirs, and the whole batch goes out in one write.
+        let start_batch = self.wbuf.is_empty() && st.mux.has_transmit();
+        self.deferred = start_batch && !self.deferred;
+        if exit.is_none() && !self.deferred {
             while self.wbuf.remaining() < WRITE_HIGH_WATER {
                 let mark = self.wbuf.mark();
                 match st.mux.poll_transmit(mark) {
