@@ -28,6 +28,8 @@ pub(crate) struct WriteBuf {
     chunk_bytes: usize,
     tail: BytesMut,
     written: u64,
+    /// Bytes were written since the last flush.
+    unflushed: bool,
 }
 
 impl WriteBuf {
@@ -97,6 +99,39 @@ impl WriteBuf {
     /// The stream offset of the next byte appended.
     pub(crate) fn offset(&self) -> u64 {
         self.written + self.remaining() as u64
+    }
+
+    /// Writes until everything queued is out or the transport is full, then flushes once
+    /// (one flush per batch). Returns whether any byte was written.
+    pub(crate) fn poll_drain<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+    ) -> io::Result<bool> {
+        let mut progress = false;
+        while !self.is_empty() {
+            match self.poll_write_to(io, cx) {
+                Poll::Ready(Ok(_)) => {
+                    progress = true;
+                    self.unflushed = true;
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(progress),
+            }
+        }
+        if self.unflushed {
+            match Pin::new(&mut *io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Whether everything written has been flushed too.
+    pub(crate) fn is_flushed(&self) -> bool {
+        self.is_empty() && !self.unflushed
     }
 
     /// One write of as much as the transport takes, vectored when there are several chunks

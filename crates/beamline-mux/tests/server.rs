@@ -90,6 +90,15 @@ async fn gated_server(
     (Framed::new(client, FrameCodec::new()), gate, gauge, serve)
 }
 
+async fn send(
+    framed: &mut Framed<TcpStream, FrameCodec>,
+    kind: FrameKind,
+    id: u32,
+    payload: impl Into<Bytes>,
+) {
+    framed.send(Frame::new(kind, id, payload)).await.unwrap();
+}
+
 async fn next(framed: &mut Framed<TcpStream, FrameCodec>) -> Frame {
     framed.next().await.unwrap().unwrap()
 }
@@ -106,10 +115,7 @@ async fn handlers_run_up_to_the_bound_and_answer_as_they_complete() {
         gated_server(ServerConfig::new().max_concurrent(3)).await;
     // Requests 0..6, request i needs 6 - i permits: later requests finish first.
     for i in 0..6u32 {
-        client
-            .send(Frame::new(FrameKind::Request, i, vec![(6 - i) as u8]))
-            .await
-            .unwrap();
+        send(&mut client, FrameKind::Request, i, vec![(6 - i) as u8]).await;
     }
     wait_for(|| gauge.now.load(Ordering::SeqCst) == 3).await;
     gate.add_permits(100);
@@ -131,14 +137,8 @@ async fn handlers_run_up_to_the_bound_and_answer_as_they_complete() {
 #[tokio::test]
 async fn answers_go_out_in_completion_order() {
     let (mut client, gate, _gauge, _serve) = gated_server(ServerConfig::new()).await;
-    client
-        .send(Frame::new(FrameKind::Request, 1, vec![2]))
-        .await
-        .unwrap();
-    client
-        .send(Frame::new(FrameKind::Request, 2, vec![0]))
-        .await
-        .unwrap();
+    send(&mut client, FrameKind::Request, 1, vec![2]).await;
+    send(&mut client, FrameKind::Request, 2, vec![0]).await;
     assert_eq!(next(&mut client).await.id, 2, "the quick one answers first");
     gate.add_permits(2);
     assert_eq!(next(&mut client).await.id, 1);
@@ -147,15 +147,9 @@ async fn answers_go_out_in_completion_order() {
 #[tokio::test]
 async fn a_cancel_stops_a_running_handler_and_is_acknowledged_once() {
     let (mut client, gate, gauge, _serve) = gated_server(ServerConfig::new()).await;
-    client
-        .send(Frame::new(FrameKind::Request, 9, vec![1]))
-        .await
-        .unwrap();
+    send(&mut client, FrameKind::Request, 9, vec![1]).await;
     wait_for(|| gauge.now.load(Ordering::SeqCst) == 1).await;
-    client
-        .send(Frame::new(FrameKind::Cancel, 9, ""))
-        .await
-        .unwrap();
+    send(&mut client, FrameKind::Cancel, 9, "").await;
     assert_eq!(
         next(&mut client).await,
         Frame::new(FrameKind::Cancel, 9, "")
@@ -163,25 +157,13 @@ async fn a_cancel_stops_a_running_handler_and_is_acknowledged_once() {
     assert_eq!(gauge.dropped.load(Ordering::SeqCst), 1);
     // Nothing else follows for id 9: a ping comes back next.
     gate.add_permits(10);
-    client
-        .send(Frame::new(FrameKind::Ping, 1, "p"))
-        .await
-        .unwrap();
+    send(&mut client, FrameKind::Ping, 1, "p").await;
     assert_eq!(next(&mut client).await, Frame::new(FrameKind::Pong, 1, "p"));
     // A cancel for a request already answered (or never made) is ignored.
-    client
-        .send(Frame::new(FrameKind::Request, 3, vec![0]))
-        .await
-        .unwrap();
+    send(&mut client, FrameKind::Request, 3, vec![0]).await;
     assert_eq!(next(&mut client).await.id, 3);
-    client
-        .send(Frame::new(FrameKind::Cancel, 3, ""))
-        .await
-        .unwrap();
-    client
-        .send(Frame::new(FrameKind::Ping, 2, ""))
-        .await
-        .unwrap();
+    send(&mut client, FrameKind::Cancel, 3, "").await;
+    send(&mut client, FrameKind::Ping, 2, "").await;
     assert_eq!(next(&mut client).await, Frame::new(FrameKind::Pong, 2, ""));
 }
 
@@ -189,18 +171,9 @@ async fn a_cancel_stops_a_running_handler_and_is_acknowledged_once() {
 async fn a_cancel_for_a_queued_request_answers_without_running_it() {
     let (mut client, gate, gauge, _serve) =
         gated_server(ServerConfig::new().max_concurrent(1)).await;
-    client
-        .send(Frame::new(FrameKind::Request, 1, vec![1]))
-        .await
-        .unwrap();
-    client
-        .send(Frame::new(FrameKind::Request, 2, vec![0]))
-        .await
-        .unwrap();
-    client
-        .send(Frame::new(FrameKind::Cancel, 2, ""))
-        .await
-        .unwrap();
+    send(&mut client, FrameKind::Request, 1, vec![1]).await;
+    send(&mut client, FrameKind::Request, 2, vec![0]).await;
+    send(&mut client, FrameKind::Cancel, 2, "").await;
     assert_eq!(
         next(&mut client).await,
         Frame::new(FrameKind::Cancel, 2, "")
@@ -211,24 +184,15 @@ async fn a_cancel_for_a_queued_request_answers_without_running_it() {
     assert_eq!(gauge.most.load(Ordering::SeqCst), 1);
     assert_eq!(gauge.dropped.load(Ordering::SeqCst), 0);
     // The id is free again.
-    client
-        .send(Frame::new(FrameKind::Request, 2, vec![0]))
-        .await
-        .unwrap();
+    send(&mut client, FrameKind::Request, 2, vec![0]).await;
     assert_eq!(next(&mut client).await.kind, FrameKind::Response);
 }
 
 #[tokio::test]
 async fn an_id_reused_while_unanswered_is_a_protocol_error() {
     let (mut client, _gate, _gauge, serve) = gated_server(ServerConfig::new()).await;
-    client
-        .send(Frame::new(FrameKind::Request, 5, vec![1]))
-        .await
-        .unwrap();
-    client
-        .send(Frame::new(FrameKind::Request, 5, vec![1]))
-        .await
-        .unwrap();
+    send(&mut client, FrameKind::Request, 5, vec![1]).await;
+    send(&mut client, FrameKind::Request, 5, vec![1]).await;
     assert!(matches!(
         serve.await.unwrap(),
         Err(ServeError::DuplicateId { id: 5 })
@@ -238,10 +202,7 @@ async fn an_id_reused_while_unanswered_is_a_protocol_error() {
 #[tokio::test]
 async fn a_response_frame_from_the_client_is_a_protocol_error() {
     let (mut client, _gate, _gauge, serve) = gated_server(ServerConfig::new()).await;
-    client
-        .send(Frame::new(FrameKind::Response, 1, ""))
-        .await
-        .unwrap();
+    send(&mut client, FrameKind::Response, 1, "").await;
     assert!(matches!(
         serve.await.unwrap(),
         Err(ServeError::UnexpectedFrame {
@@ -255,10 +216,7 @@ async fn a_response_frame_from_the_client_is_a_protocol_error() {
 async fn an_oversized_request_is_refused_from_its_header() {
     let (mut client, _gate, _gauge, serve) =
         gated_server(ServerConfig::new().max_frame_len(10)).await;
-    client
-        .send(Frame::new(FrameKind::Request, 1, vec![0u8; 11]))
-        .await
-        .unwrap();
+    send(&mut client, FrameKind::Request, 1, vec![0u8; 11]).await;
     let Err(ServeError::Decode(e)) = serve.await.unwrap() else {
         panic!("expected a decode error");
     };
@@ -276,10 +234,7 @@ async fn a_response_too_large_even_to_explain_gets_a_short_error() {
         Ok(Bytes::from(vec![0u8; 9]))
     }));
     let mut client = Framed::new(client, FrameCodec::new());
-    client
-        .send(Frame::new(FrameKind::Request, 4, "x"))
-        .await
-        .unwrap();
+    send(&mut client, FrameKind::Request, 4, "x").await;
     let Some(answer) = client.next().await else {
         panic!("no answer: {:?}", serve.await);
     };
@@ -292,10 +247,7 @@ async fn a_response_too_large_even_to_explain_gets_a_short_error() {
 async fn a_half_closed_client_still_gets_every_answer() {
     let (mut client, gate, _gauge, serve) = gated_server(ServerConfig::new()).await;
     for i in 0..4u32 {
-        client
-            .send(Frame::new(FrameKind::Request, i, vec![1]))
-            .await
-            .unwrap();
+        send(&mut client, FrameKind::Request, i, vec![1]).await;
     }
     client.get_mut().shutdown().await.unwrap();
     gate.add_permits(4);

@@ -2,9 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::frame::DEFAULT_MAX_FRAME_LEN;
-use crate::mux::{
-    DEFAULT_MAX_ABANDONED, DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUARANTINE, Mode, MuxConfig,
-};
+use crate::mux::{Mode, MuxConfig};
 
 /// Settings of a [`Client`](crate::Client) connection.
 ///
@@ -23,9 +21,8 @@ use crate::mux::{
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub(crate) peer: Arc<str>,
-    pub(crate) max_in_flight: usize,
-    pub(crate) max_abandoned: usize,
-    pub(crate) quarantine: Duration,
+    /// The mux's limits; its mode is the protocol's, set when the client is built.
+    pub(crate) limits: MuxConfig,
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_frame_len: usize,
 }
@@ -36,9 +33,7 @@ impl ClientConfig {
     pub fn new() -> Self {
         ClientConfig {
             peer: Arc::from("mux"),
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            max_abandoned: DEFAULT_MAX_ABANDONED,
-            quarantine: DEFAULT_QUARANTINE,
+            limits: MuxConfig::ids(),
             timeout: None,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
         }
@@ -54,21 +49,21 @@ impl ClientConfig {
     /// At most `n` requests in flight on this connection; callers beyond wait their turn
     /// (FIFO), and `try_` calls fail with [`MuxError::Busy`](crate::MuxError::Busy).
     pub fn max_in_flight(mut self, n: usize) -> Self {
-        self.max_in_flight = n;
+        self.limits = self.limits.max_in_flight(n);
         self
     }
 
     /// The bound on abandoned requests still awaiting late answers (see
     /// [`MuxConfig::max_abandoned`]).
     pub fn max_abandoned(mut self, n: usize) -> Self {
-        self.max_abandoned = n;
+        self.limits = self.limits.max_abandoned(n);
         self
     }
 
     /// How long the id of an abandoned request stays quarantined (see
     /// [`MuxConfig::quarantine`]).
     pub fn quarantine(mut self, age: Duration) -> Self {
-        self.quarantine = age;
+        self.limits = self.limits.quarantine(age);
         self
     }
 
@@ -87,10 +82,10 @@ impl ClientConfig {
     }
 
     pub(crate) fn mux_config(&self, mode: Mode) -> MuxConfig {
-        MuxConfig::with_mode(mode)
-            .max_in_flight(self.max_in_flight)
-            .max_abandoned(self.max_abandoned)
-            .quarantine(self.quarantine)
+        MuxConfig {
+            mode,
+            ..self.limits.clone()
+        }
     }
 }
 

@@ -115,7 +115,6 @@ pub(crate) struct Conn<T, P: Proto> {
     deliveries: Vec<Answer<P::Resp>>,
     timer: Option<Pin<Box<Sleep>>>,
     timer_at: Option<Instant>,
-    needs_flush: bool,
     /// The driver stepped back once before starting a batch (write coalescing).
     deferred: bool,
     stage: Stage,
@@ -147,7 +146,6 @@ where
             deliveries: Vec::new(),
             timer: None,
             timer_at: None,
-            needs_flush: false,
             deferred: false,
             stage: Stage::Running,
             finished: false,
@@ -365,26 +363,9 @@ where
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnectionError> {
-        let mut progress = false;
-        while !self.wbuf.is_empty() {
-            match self.wbuf.poll_write_to(&mut self.io, cx) {
-                Poll::Ready(Ok(_)) => {
-                    progress = true;
-                    self.needs_flush = true;
-                }
-                Poll::Ready(Err(e)) => return Err(ConnectionError::Io(Arc::new(e))),
-                Poll::Pending => return Ok(progress),
-            }
-        }
-        // One flush per batch: everything queued this round went out above.
-        if self.needs_flush {
-            match Pin::new(&mut self.io).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.needs_flush = false,
-                Poll::Ready(Err(e)) => return Err(ConnectionError::Io(Arc::new(e))),
-                Poll::Pending => {}
-            }
-        }
-        Ok(progress)
+        self.wbuf
+            .poll_drain(&mut self.io, cx)
+            .map_err(|e| ConnectionError::Io(Arc::new(e)))
     }
 
     fn arm_timer(&mut self, at: Instant) {

@@ -30,7 +30,7 @@ use crate::frame::FrameCodec;
 use crate::mux::{Cancelled, ConfigError, Mux, MuxStats, StartError, Ticket};
 use crate::tagged::Tagged;
 use driver::{Conn, Phase, Shared, State, Waiter};
-use proto::{FifoProto, Proto, TaggedProto, WireProto};
+use proto::{ByTag, CodecProto, InOrder, Proto, WireProto};
 
 /// A handle to one multiplexed connection: many callers, one transport.
 ///
@@ -152,9 +152,9 @@ where
         Req: Tagged,
         Resp: Tagged,
     {
-        let proto = TaggedProto {
+        let proto = CodecProto {
             codec,
-            types: PhantomData,
+            types: PhantomData::<(_, ByTag)>,
         };
         connect(io, proto, config)
     }
@@ -173,9 +173,9 @@ where
         <C as Encoder<Req>>::Error: StdError + Send + Sync + 'static,
         <C as Decoder>::Error: StdError + Send + Sync + 'static,
     {
-        let proto = FifoProto {
+        let proto = CodecProto {
             codec,
-            types: PhantomData,
+            types: PhantomData::<(_, InOrder)>,
         };
         connect(io, proto, config)
     }
@@ -437,9 +437,9 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mux = Mux::new(config.mux_config(proto.mode()))?;
-    if config.max_in_flight > Semaphore::MAX_PERMITS {
+    if config.limits.max_in_flight > Semaphore::MAX_PERMITS {
         return Err(ConfigError::InFlightTooLarge {
-            max_in_flight: config.max_in_flight,
+            max_in_flight: config.limits.max_in_flight,
             limit: Semaphore::MAX_PERMITS,
         });
     }
@@ -450,12 +450,12 @@ where
             handles_gone: false,
             blocked: false,
         }),
-        permits: Semaphore::new(config.max_in_flight),
+        permits: Semaphore::new(config.limits.max_in_flight),
         driver: AtomicWaker::new(),
         unblocked: Notify::new(),
         closed: CancellationToken::new(),
         peer: config.peer.clone(),
-        max_in_flight: config.max_in_flight,
+        max_in_flight: config.limits.max_in_flight,
         timeout: config.timeout,
     });
     let driver = Driver::new(Conn::new(io, proto, Arc::clone(&shared)));

@@ -49,16 +49,22 @@ pub(crate) trait Proto: Send + 'static {
     /// undoing by the caller beyond rolling `out` back to where it was.
     fn encode(&mut self, tag: u32, req: Self::Req, out: &mut WriteBuf) -> Result<(), EncodeError>;
 
-    /// Appends a cancel for `tag`, if the protocol has one.
-    fn encode_cancel(&mut self, tag: u32, out: &mut WriteBuf) -> Result<(), EncodeError>;
+    /// Appends a cancel for `tag`, if the protocol has one (by default it has none).
+    fn encode_cancel(&mut self, tag: u32, out: &mut WriteBuf) -> Result<(), EncodeError> {
+        let _ = (tag, out);
+        Ok(())
+    }
 
-    /// Appends the answer to a ping.
+    /// Appends the answer to a ping (by default the protocol has no pings).
     fn encode_pong(
         &mut self,
         tag: u32,
         payload: Bytes,
         out: &mut WriteBuf,
-    ) -> Result<(), EncodeError>;
+    ) -> Result<(), EncodeError> {
+        let _ = (tag, payload, out);
+        Ok(())
+    }
 
     fn decode(
         &mut self,
@@ -144,17 +150,42 @@ impl Proto for WireProto {
     }
 }
 
-/// A user codec whose messages carry their own ids.
-pub(crate) struct TaggedProto<C, Req, Resp> {
-    pub(crate) codec: C,
-    pub(crate) types: PhantomData<fn(Req) -> Resp>,
+/// A user codec as the driver uses it: its errors made shareable.
+pub(crate) trait UserCodec<Req, Resp>: Send + 'static {
+    fn encode_message(&mut self, message: Req, out: &mut WriteBuf) -> Result<(), EncodeError>;
+    fn decode_message(&mut self, src: &mut BytesMut) -> Result<Option<Resp>, ConnectionError>;
 }
 
-impl<C, Req, Resp> Proto for TaggedProto<C, Req, Resp>
+impl<C, Req, Resp> UserCodec<Req, Resp> for C
 where
     C: Encoder<Req> + Decoder<Item = Resp> + Send + 'static,
     <C as Encoder<Req>>::Error: StdError + Send + Sync + 'static,
     <C as Decoder>::Error: StdError + Send + Sync + 'static,
+{
+    fn encode_message(&mut self, message: Req, out: &mut WriteBuf) -> Result<(), EncodeError> {
+        self.encode(message, out.tail()).map_err(codec_error)
+    }
+
+    fn decode_message(&mut self, src: &mut BytesMut) -> Result<Option<Resp>, ConnectionError> {
+        self.decode(src).map_err(ConnectionError::protocol)
+    }
+}
+
+/// Replies are matched by the tag their messages carry ([`Tagged`]).
+pub(crate) struct ByTag;
+
+/// Replies are matched by order (FIFO).
+pub(crate) struct InOrder;
+
+/// A user codec, matched `ByTag` or `InOrder`.
+pub(crate) struct CodecProto<C, Req, Resp, Order> {
+    pub(crate) codec: C,
+    pub(crate) types: PhantomData<(fn(Req) -> Resp, Order)>,
+}
+
+impl<C, Req, Resp> Proto for CodecProto<C, Req, Resp, ByTag>
+where
+    C: UserCodec<Req, Resp>,
     Req: Tagged + Send + 'static,
     Resp: Tagged + Send + 'static,
 {
@@ -170,48 +201,36 @@ where
 
     fn encode(&mut self, tag: u32, mut req: Req, out: &mut WriteBuf) -> Result<(), EncodeError> {
         req.set_tag(tag);
-        self.codec.encode(req, out.tail()).map_err(codec_error)
+        self.codec.encode_message(req, out)
     }
 
     fn encode_cancel(&mut self, tag: u32, out: &mut WriteBuf) -> Result<(), EncodeError> {
         match Req::cancel(tag) {
-            Some(cancel) => self.codec.encode(cancel, out.tail()).map_err(codec_error),
+            Some(cancel) => self.codec.encode_message(cancel, out),
             None => Ok(()),
         }
     }
 
-    fn encode_pong(&mut self, _: u32, _: Bytes, _: &mut WriteBuf) -> Result<(), EncodeError> {
-        Ok(())
-    }
-
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Inbound<Resp>>, ConnectionError> {
-        let Some(resp) = self.codec.decode(src).map_err(ConnectionError::protocol)? else {
-            return Ok(None);
-        };
-        Ok(Some(match resp.cancels() {
-            Some(tag) => Inbound::Reply {
-                tag: Some(tag),
-                reply: Reply::Cancelled,
-            },
-            None => Inbound::Reply {
-                tag: Some(resp.tag()),
-                reply: Reply::Ok(resp),
-            },
-        }))
+        Ok(self
+            .codec
+            .decode_message(src)?
+            .map(|resp| match resp.cancels() {
+                Some(tag) => Inbound::Reply {
+                    tag: Some(tag),
+                    reply: Reply::Cancelled,
+                },
+                None => Inbound::Reply {
+                    tag: Some(resp.tag()),
+                    reply: Reply::Ok(resp),
+                },
+            }))
     }
 }
 
-/// A user codec without ids: replies answer requests in order.
-pub(crate) struct FifoProto<C, Req, Resp> {
-    pub(crate) codec: C,
-    pub(crate) types: PhantomData<fn(Req) -> Resp>,
-}
-
-impl<C, Req, Resp> Proto for FifoProto<C, Req, Resp>
+impl<C, Req, Resp> Proto for CodecProto<C, Req, Resp, InOrder>
 where
-    C: Encoder<Req> + Decoder<Item = Resp> + Send + 'static,
-    <C as Encoder<Req>>::Error: StdError + Send + Sync + 'static,
-    <C as Decoder>::Error: StdError + Send + Sync + 'static,
+    C: UserCodec<Req, Resp>,
     Req: Send + 'static,
     Resp: Send + 'static,
 {
@@ -223,25 +242,13 @@ where
     }
 
     fn encode(&mut self, _: u32, req: Req, out: &mut WriteBuf) -> Result<(), EncodeError> {
-        self.codec.encode(req, out.tail()).map_err(codec_error)
-    }
-
-    fn encode_cancel(&mut self, _: u32, _: &mut WriteBuf) -> Result<(), EncodeError> {
-        Ok(())
-    }
-
-    fn encode_pong(&mut self, _: u32, _: Bytes, _: &mut WriteBuf) -> Result<(), EncodeError> {
-        Ok(())
+        self.codec.encode_message(req, out)
     }
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Inbound<Resp>>, ConnectionError> {
-        Ok(self
-            .codec
-            .decode(src)
-            .map_err(ConnectionError::protocol)?
-            .map(|resp| Inbound::Reply {
-                tag: None,
-                reply: Reply::Ok(resp),
-            }))
+        Ok(self.codec.decode_message(src)?.map(|resp| Inbound::Reply {
+            tag: None,
+            reply: Reply::Ok(resp),
+        }))
     }
 }

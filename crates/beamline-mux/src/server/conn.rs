@@ -69,7 +69,6 @@ pub(crate) struct ServeConn<T, P: ServerProto, H, F> {
     max_concurrent: usize,
     rbuf: BytesMut,
     wbuf: WriteBuf,
-    needs_flush: bool,
     stage: Stage,
 }
 
@@ -95,7 +94,6 @@ where
             max_concurrent: max_concurrent.max(1),
             rbuf: BytesMut::new(),
             wbuf: WriteBuf::default(),
-            needs_flush: false,
             stage: Stage::Serving,
         }
     }
@@ -117,8 +115,7 @@ where
             if matches!(self.stage, Stage::Draining)
                 && self.queue.is_empty()
                 && self.running.is_empty()
-                && self.wbuf.is_empty()
-                && !self.needs_flush
+                && self.wbuf.is_flushed()
             {
                 let shut = Pin::new(&mut self.io).poll_shutdown(cx);
                 if shut.is_pending() {
@@ -248,25 +245,7 @@ where
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>) -> std::io::Result<bool> {
-        let mut progress = false;
-        while !self.wbuf.is_empty() {
-            match self.wbuf.poll_write_to(&mut self.io, cx) {
-                Poll::Ready(Ok(_)) => {
-                    progress = true;
-                    self.needs_flush = true;
-                }
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(progress),
-            }
-        }
-        if self.needs_flush {
-            match Pin::new(&mut self.io).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.needs_flush = false,
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => {}
-            }
-        }
-        Ok(progress)
+        self.wbuf.poll_drain(&mut self.io, cx)
     }
 }
 

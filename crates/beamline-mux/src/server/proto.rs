@@ -48,6 +48,14 @@ pub(crate) trait ServerProto {
     ) -> Result<(), ServeError>;
 }
 
+fn decode_error(e: impl StdError + Send + Sync + 'static) -> ServeError {
+    ServeError::Decode(Box::new(e))
+}
+
+fn encode_error(e: impl StdError + Send + Sync + 'static) -> ServeError {
+    ServeError::Encode(Box::new(e))
+}
+
 pub(crate) struct WireServer {
     pub(crate) codec: FrameCodec,
 }
@@ -76,11 +84,7 @@ impl ServerProto for WireServer {
     }
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming<Bytes>>, ServeError> {
-        let Some(frame) = self
-            .codec
-            .decode(src)
-            .map_err(|e| ServeError::Decode(Box::new(e)))?
-        else {
+        let Some(frame) = self.codec.decode(src).map_err(decode_error)? else {
             return Ok(None);
         };
         Ok(Some(match frame.kind {
@@ -120,15 +124,15 @@ impl ServerProto for WireServer {
                 // The explanation itself must fit (it is ASCII: any cut is valid).
                 why.truncate(max);
                 self.frame(FrameKind::Error, tag, Bytes::from(why), out)
-                    .map_err(|e| ServeError::Encode(Box::new(e)))
+                    .map_err(encode_error)
             }
-            Err(e) => Err(ServeError::Encode(Box::new(e))),
+            Err(e) => Err(encode_error(e)),
         }
     }
 
     fn encode_cancelled(&mut self, tag: u32, out: &mut WriteBuf) -> Result<(), ServeError> {
         self.frame(FrameKind::Cancel, tag, Bytes::new(), out)
-            .map_err(|e| ServeError::Encode(Box::new(e)))
+            .map_err(encode_error)
     }
 
     fn encode_pong(
@@ -138,7 +142,7 @@ impl ServerProto for WireServer {
         out: &mut WriteBuf,
     ) -> Result<(), ServeError> {
         self.frame(FrameKind::Pong, tag, payload, out)
-            .map_err(|e| ServeError::Encode(Box::new(e)))
+            .map_err(encode_error)
     }
 }
 
@@ -163,11 +167,7 @@ where
     }
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming<Req>>, ServeError> {
-        let Some(req) = self
-            .codec
-            .decode(src)
-            .map_err(|e| ServeError::Decode(Box::new(e)))?
-        else {
+        let Some(req) = self.codec.decode(src).map_err(decode_error)? else {
             return Ok(None);
         };
         Ok(Some(match req.cancels() {
@@ -186,17 +186,12 @@ where
         out: &mut WriteBuf,
     ) -> Result<(), ServeError> {
         resp.set_tag(tag);
-        self.codec
-            .encode(resp, out.tail())
-            .map_err(|e| ServeError::Encode(Box::new(e)))
+        self.codec.encode(resp, out.tail()).map_err(encode_error)
     }
 
     fn encode_cancelled(&mut self, tag: u32, out: &mut WriteBuf) -> Result<(), ServeError> {
         match Resp::cancel(tag) {
-            Some(ack) => self
-                .codec
-                .encode(ack, out.tail())
-                .map_err(|e| ServeError::Encode(Box::new(e))),
+            Some(ack) => self.codec.encode(ack, out.tail()).map_err(encode_error),
             None => Ok(()),
         }
     }
