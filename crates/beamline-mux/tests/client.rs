@@ -452,9 +452,12 @@ impl tokio::io::AsyncWrite for CountingWrites {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
+        // Counted before the bytes can reach the reader (which may check the count at
+        // once), and uncounted if nothing was written.
+        self.writes.fetch_add(1, Ordering::SeqCst);
         let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
-        if polled.is_ready() {
-            self.writes.fetch_add(1, Ordering::SeqCst);
+        if polled.is_pending() {
+            self.writes.fetch_sub(1, Ordering::SeqCst);
         }
         polled
     }

@@ -154,7 +154,8 @@ where
     {
         let proto = CodecProto {
             codec,
-            types: PhantomData::<(_, ByTag)>,
+            order: PhantomData::<ByTag>,
+            types: PhantomData,
         };
         connect(io, proto, config)
     }
@@ -175,7 +176,8 @@ where
     {
         let proto = CodecProto {
             codec,
-            types: PhantomData::<(_, InOrder)>,
+            order: PhantomData::<InOrder>,
+            types: PhantomData,
         };
         connect(io, proto, config)
     }

@@ -180,7 +180,8 @@ pub(crate) struct InOrder;
 /// A user codec, matched `ByTag` or `InOrder`.
 pub(crate) struct CodecProto<C, Req, Resp, Order> {
     pub(crate) codec: C,
-    pub(crate) types: PhantomData<(fn(Req) -> Resp, Order)>,
+    pub(crate) order: PhantomData<Order>,
+    pub(crate) types: PhantomData<fn(Req) -> Resp>,
 }
 
 impl<C, Req, Resp> Proto for CodecProto<C, Req, Resp, ByTag>
