@@ -13,7 +13,7 @@
 //!   FIFO queue), id allocation with wraparound that skips ids in flight or quarantined,
 //!   the in-flight and abandoned bounds, deadlines and quarantine ages as timers fed with
 //!   `now`, and, when the connection dies, which requests had any byte written. No
-//!   sockets, no clock, no runtime: it takes bytes offsets and `Instant`s.
+//!   sockets, no clock, no runtime: it takes byte offsets and `Instant`s.
 //! - [`FrameCodec`] and [`Frame`] — **the wire format** for users who own both ends:
 //!   length-prefixed frames with an id, a [`FrameKind`] (request, response, error, cancel,
 //!   ping, pong) and a payload; a tokio-util `Encoder`/`Decoder` with zero-copy decode and

@@ -165,7 +165,6 @@ enum Table<R, T> {
 ///
 /// ```
 /// use beamline_mux::{Delivery, Mux, MuxConfig, Transmit};
-/// use std::time::Instant;
 ///
 /// let mut mux: Mux<&str, &str> = Mux::new(MuxConfig::ids())?;
 /// let ticket = mux.start("GET /", "caller A", None).map_err(|e| e.to_string())?;
@@ -174,7 +173,6 @@ enum Table<R, T> {
 /// // ... the driver writes it with id `ticket.tag()`; later a reply with that id arrives:
 /// assert_eq!(mux.handle_reply(ticket.tag()), Delivery::Caller("caller A"));
 /// assert_eq!(mux.in_flight(), 0);
-/// # let _ = Instant::now();
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Mux<R, T> {
