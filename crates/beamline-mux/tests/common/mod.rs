@@ -1,0 +1,72 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+
+use beamline_mux::{ServerConfig, serve_wire};
+use bytes::Bytes;
+use tokio::net::{TcpListener, TcpStream};
+
+/// A connected pair of loopback TCP streams.
+pub(crate) async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let client = client.unwrap();
+    client.set_nodelay(true).unwrap();
+    let (server, _) = accepted.unwrap();
+    server.set_nodelay(true).unwrap();
+    (client, server)
+}
+
+/// A loopback server that answers every wire-format request with `handler`'s answer, one
+/// `serve_wire` per accepted connection.
+pub(crate) async fn spawn_server<H, F>(config: ServerConfig, handler: H) -> SocketAddr
+where
+    H: Fn(Bytes) -> F + Clone + Send + 'static,
+    F: Future<Output = Result<Bytes, Bytes>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            stream.set_nodelay(true).unwrap();
+            let handler = handler.clone();
+            let config = config.clone();
+            tokio::spawn(async move {
+                let _ = serve_wire(stream, &config, handler).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Connects to `addr` over TCP.
+pub(crate) async fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// A small deterministic generator (splitmix64), so failures replay.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
