@@ -577,7 +577,7 @@ impl<M: Send + 'static> Core for Process<M> {
     }
 
     fn is_alive(&self) -> bool {
-        matches!(self.lock().status, Status::Running | Status::Killing(_))
+        matches!(self.lock().status, Status::Running)
     }
 
     fn exit_reason(&self) -> Option<ExitReason> {

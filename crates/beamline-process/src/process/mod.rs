@@ -67,7 +67,7 @@ impl Pid {
         self.0.id()
     }
 
-    /// True until the process starts exiting.
+    /// True until the process starts exiting (or is killed).
     pub fn is_alive(&self) -> bool {
         self.0.is_alive()
     }
@@ -375,7 +375,7 @@ impl<M: Send + 'static> Addr<M> {
         self.proc.pid()
     }
 
-    /// True until the process starts exiting.
+    /// True until the process starts exiting (or is killed).
     pub fn is_alive(&self) -> bool {
         Core::is_alive(&*self.proc)
     }
