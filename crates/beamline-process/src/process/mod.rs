@@ -483,6 +483,25 @@ impl<M: Send + 'static> Addr<M> {
     }
 }
 
+impl<M: Send + 'static> Addr<M> {
+    /// A call without a timeout, for requests to our own supervisors, which always answer or
+    /// exit: ends in the reply or the exit reason.
+    pub(crate) async fn request<R, F>(&self, make: F) -> Result<R, ExitReason>
+    where
+        F: FnOnce(Reply<R>) -> M,
+    {
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = self.cast(make(Reply { tx })).await {
+            let CastError::Exited { reason, .. } = e;
+            return Err(reason);
+        }
+        match rx.await {
+            Ok(value) => Ok(value),
+            Err(_) => Err(self.exited().await),
+        }
+    }
+}
+
 impl<M> PartialEq for Addr<M> {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.proc, &other.proc)
@@ -711,11 +730,20 @@ impl<M: Send + 'static> Context<M> {
 /// Links a process that has not started yet with `parent`, both ways. If `parent` already
 /// exited, the new process gets its exit signal before it runs.
 pub(crate) fn link_new<N: Send + 'static>(child: &Arc<Process<N>>, parent: &Pid) {
-    let _ = Core::add_link(&**child, parent.clone());
-    if let Err(reason) = parent.0.add_link(child.pid()) {
-        Core::remove_link(&**child, parent.id());
+    if let Err(reason) = try_link_new(child, parent) {
         Core::exit_signal(&**child, parent.clone(), reason, false);
     }
+}
+
+/// Links a process that has not started yet with `parent`, both ways, unless `parent` already
+/// exited (then nothing is linked and its reason is returned).
+pub(crate) fn try_link_new<N: Send + 'static>(
+    child: &Arc<Process<N>>,
+    parent: &Pid,
+) -> Result<(), ExitReason> {
+    parent.0.add_link(child.pid())?;
+    let _ = Core::add_link(&**child, parent.clone());
+    Ok(())
 }
 
 impl<M: Send + 'static> fmt::Debug for Context<M> {
