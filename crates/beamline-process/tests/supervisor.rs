@@ -24,8 +24,8 @@ enum Do {
     Ping(beamline_process::Reply<&'static str>),
 }
 
-/// A child that logs "start <id>" and, on a shutdown signal, "stop <id>" (it traps exits so
-/// the stop is observable), and obeys [`Do`].
+/// A child that logs "start <id>" and, on a shutdown signal, "stop <id>" (it traps exits from
+/// its first instant, so the stop is always observable), and obeys [`Do`].
 fn child(
     id: &'static str,
     restart: Restart,
@@ -35,7 +35,6 @@ fn child(
     let body = move |mut ctx: beamline_process::Context<Do>| {
         let log = log.clone();
         async move {
-            ctx.trap_exit(true);
             let _ = log.send(format!("start {id}"));
             loop {
                 match ctx.recv().await {
@@ -58,7 +57,8 @@ fn child(
         Restart::Permanent => ChildSpec::permanent(id, body),
         Restart::Transient => ChildSpec::transient(id, body),
         Restart::Temporary => ChildSpec::temporary(id, body),
-    };
+    }
+    .trap_exit(true);
     let handle = spec.handle();
     (spec, handle)
 }

@@ -124,7 +124,7 @@ pub(crate) struct Process<M> {
 }
 
 impl<M: Send + 'static> Process<M> {
-    pub(crate) fn new(capacity: usize) -> Arc<Self> {
+    pub(crate) fn new(capacity: usize, trap_exit: bool) -> Arc<Self> {
         Arc::new(Self {
             id: next_process_id(),
             capacity,
@@ -135,7 +135,7 @@ impl<M: Send + 'static> Process<M> {
                 messages: 0,
                 reserved: 0,
                 rx_waker: None,
-                trap_exit: false,
+                trap_exit,
                 links: IdMap::default(),
                 watchers: IdMap::default(),
                 senders: VecDeque::new(),
@@ -147,7 +147,7 @@ impl<M: Send + 'static> Process<M> {
     /// A process record that never ran: it reads as exited with `reason` (the placeholder behind a
     /// [`Child`](crate::Child) handle before its first start).
     pub(crate) fn dead(reason: ExitReason) -> Arc<Self> {
-        let proc = Self::new(1);
+        let proc = Self::new(1, false);
         proc.lock().status = Status::Exited(reason);
         proc
     }
@@ -605,7 +605,7 @@ mod tests {
 
     #[test]
     fn a_notified_sender_that_gives_up_passes_the_slot_to_the_next() {
-        let p = Process::<u32>::new(1);
+        let p = Process::<u32>::new(1, false);
         assert!(p.try_push(0, false).is_ok());
         let (mut a_msg, mut a_wait) = (Some(1), None);
         let (mut b_msg, mut b_wait) = (Some(2), None);
@@ -626,7 +626,7 @@ mod tests {
 
     #[test]
     fn a_new_cast_does_not_overtake_waiting_senders_but_try_cast_may() {
-        let p = Process::<u32>::new(1);
+        let p = Process::<u32>::new(1, false);
         assert!(p.try_push(0, false).is_ok());
         let (mut a_msg, mut a_wait) = (Some(1), None);
         assert!(p.poll_push(&mut a_msg, &mut a_wait, &mut noop()).is_pending());
@@ -646,10 +646,10 @@ mod tests {
 
     #[test]
     fn notices_bypass_the_capacity_and_keep_fifo_order_with_messages() {
-        let p = Process::<u32>::new(1);
+        let p = Process::<u32>::new(1, false);
         assert!(p.try_push(1, false).is_ok());
         p.set_trap_exit(true);
-        let other = Process::<u32>::new(1);
+        let other = Process::<u32>::new(1, false);
         Core::exit_signal(&*p, other.pid(), ExitReason::Shutdown, false);
         assert!(matches!(p.try_push(2, false), Err(Rejected::Full(2))));
         assert_eq!(recv_msg(&p), Some(1));
@@ -661,7 +661,7 @@ mod tests {
 
     #[test]
     fn an_exit_fails_waiting_senders_with_the_reason() {
-        let p = Process::<u32>::new(1);
+        let p = Process::<u32>::new(1, false);
         assert!(p.try_push(0, false).is_ok());
         let (mut msg, mut wait) = (Some(1), None);
         assert!(p.poll_push(&mut msg, &mut wait, &mut noop()).is_pending());

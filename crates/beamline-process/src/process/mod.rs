@@ -260,12 +260,14 @@ impl<R> fmt::Debug for Reply<R> {
 #[derive(Clone, Copy, Debug)]
 pub struct SpawnConfig {
     capacity: NonZeroUsize,
+    trap_exit: bool,
 }
 
 impl Default for SpawnConfig {
     fn default() -> Self {
         Self {
             capacity: NonZeroUsize::new(DEFAULT_CAPACITY).unwrap_or(NonZeroUsize::MIN),
+            trap_exit: false,
         }
     }
 }
@@ -284,8 +286,21 @@ impl SpawnConfig {
         self
     }
 
+    /// Whether the process traps exits from the start (see [`Context::trap_exit`]). Set it
+    /// here, rather than first thing in the body, when a shutdown signal must never be missed:
+    /// one can arrive before the body first runs (a supervisor stopping a child it has just
+    /// started), and a process not yet trapping exits would be ended by it at once.
+    pub fn trap_exit(mut self, trap: bool) -> Self {
+        self.trap_exit = trap;
+        self
+    }
+
     pub(crate) fn mailbox_capacity(&self) -> usize {
         self.capacity.get()
+    }
+
+    pub(crate) fn traps_exits(&self) -> bool {
+        self.trap_exit
     }
 }
 
@@ -342,7 +357,7 @@ where
     S: FnOnce(Context<M>) -> Fut,
     Fut: Future<Output = Result<(), ExitReason>> + Send + 'static,
 {
-    let proc = Process::new(config.mailbox_capacity());
+    let proc = Process::new(config.mailbox_capacity(), config.traps_exits());
     start(proc.clone(), None, body);
     Addr { proc }
 }
@@ -720,7 +735,7 @@ impl<M: Send + 'static> Context<M> {
         S: FnOnce(Context<N>) -> Fut,
         Fut: Future<Output = Result<(), ExitReason>> + Send + 'static,
     {
-        let child = Process::new(config.mailbox_capacity());
+        let child = Process::new(config.mailbox_capacity(), config.traps_exits());
         link_new(&child, &self.pid());
         start(child.clone(), Some(self.pid()), body);
         Addr { proc: child }

@@ -223,6 +223,14 @@ impl<M: Send + 'static> ChildSpec<M> {
         self
     }
 
+    /// Makes the child trap exits from its first instant (see [`SpawnConfig::trap_exit`]):
+    /// the supervisor's shutdown signal then always arrives as
+    /// [`Event::Exit`](crate::Event::Exit), even if it comes before the body first runs.
+    pub fn trap_exit(mut self, trap: bool) -> Self {
+        self.config = self.config.trap_exit(trap);
+        self
+    }
+
     /// The child's id.
     pub fn id(&self) -> &ChildId {
         &self.id
@@ -354,7 +362,7 @@ pub(crate) fn prepare_linked<M: Send + 'static>(
     config: SpawnConfig,
     parent: &Pid,
 ) -> Result<Arc<Process<M>>, ExitReason> {
-    let proc = Process::new(config.mailbox_capacity());
+    let proc = Process::new(config.mailbox_capacity(), config.traps_exits());
     try_link_new(&proc, parent)?;
     Ok(proc)
 }
