@@ -4,6 +4,7 @@ mod error;
 mod exit;
 mod gen_server;
 mod process;
+mod registry;
 mod supervisor;
 pub use error::{CallError, CastError, TryCastError};
 pub use exit::ExitReason;
@@ -12,6 +13,7 @@ pub use process::{
     Addr, Cast, Context, DEFAULT_CAPACITY, Event, Exited, MonitorRef, Pid, ProcessId, Recv, Reply,
     SpawnConfig, spawn, spawn_with,
 };
+pub use registry::{RegisterError, Registry};
 pub use supervisor::{
     Child, ChildCounts, ChildId, ChildInfo, ChildKind, ChildSpec, DynamicSupervisor,
     DynamicSupervisorConfig, DynamicSupervisorMsg, Intensity, Restart, RestartIntensityExceeded,
