@@ -7,7 +7,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::exit::ExitReason;
-use crate::process::{Addr, ProcessId, Watcher, next_key};
+use crate::process::{Addr, Pid, ProcessId, Watcher, next_key};
 
 /// Why [`Registry::register`] refused a name.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -123,10 +123,10 @@ where
         let hook = next_key();
         let names: Weak<Names<M, K>> = Arc::downgrade(&self.names);
         let key = name.clone();
-        let watcher = Watcher::Hook(Box::new(move |pid: ProcessId, _: &ExitReason| {
+        let watcher = Watcher::Hook(Box::new(move |pid: &Pid, _: &ExitReason| {
             if let Some(names) = names.upgrade() {
                 let mut map = names.lock();
-                if map.get(&key).is_some_and(|e| e.addr.id() == pid) {
+                if map.get(&key).is_some_and(|e| e.addr.id() == pid.id()) {
                     map.remove(&key);
                 }
             }

@@ -16,17 +16,18 @@ use super::idmap::IdMap;
 use super::{MonitorRef, Pid, ProcessId};
 use crate::exit::ExitReason;
 
-static NEXT_PROCESS: AtomicU64 = AtomicU64::new(1);
-static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+/// Process ids and watcher keys come from one counter, so a link (keyed by the linked
+/// process's id) and a monitor or hook (keyed by a fresh key) never collide in one map.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A fresh process id; ids are never reused within one OS process.
 pub(crate) fn next_process_id() -> ProcessId {
-    ProcessId(NEXT_PROCESS.fetch_add(1, Ordering::Relaxed))
+    ProcessId(next_key())
 }
 
 /// A fresh key for a monitor, exit hook or exit waiter.
 pub(crate) fn next_key() -> u64 {
-    NEXT_KEY.fetch_add(1, Ordering::Relaxed)
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The lifecycle of a process. Transitions happen under the lock, in `request_kill` and `finish`:
@@ -40,11 +41,11 @@ pub(crate) enum Status {
     /// The body may run; messages are accepted.
     Running,
     /// A kill was requested (reason kept); the task is being aborted. Messages are refused.
-    Killing(ExitReason),
+    Killing(Box<ExitReason>),
     /// The exit is being published to links and monitors.
-    Exiting(ExitReason),
+    Exiting(Box<ExitReason>),
     /// Done: every link and monitor has been told.
-    Exited(ExitReason),
+    Exited(Box<ExitReason>),
 }
 
 impl Status {
@@ -52,7 +53,7 @@ impl Status {
     fn refusal(&self) -> Option<&ExitReason> {
         match self {
             Self::Running => None,
-            Self::Killing(r) | Self::Exiting(r) | Self::Exited(r) => Some(r),
+            Self::Killing(r) | Self::Exiting(r) | Self::Exited(r) => Some(&**r),
         }
     }
 }
@@ -79,10 +80,12 @@ pub(crate) enum Signal {
 
 /// Something told when the process exits.
 pub(crate) enum Watcher {
+    /// A linked process (keyed by its id): receives an exit signal.
+    Link(Pid),
     /// A monitoring process: receives `Down`.
     Monitor(Pid),
     /// A callback run in the exiting process's exit path (registry cleanup, drain counters).
-    Hook(Box<dyn FnOnce(ProcessId, &ExitReason) + Send>),
+    Hook(Box<dyn FnOnce(&Pid, &ExitReason) + Send>),
     /// An [`Exited`](super::Exited) future: woken once the exit is fully published.
     Waiter(Waker),
 }
@@ -97,16 +100,43 @@ struct State<M> {
     status: Status,
     queue: VecDeque<Envelope<M>>,
     /// User messages in `queue` (notices do not count against the capacity).
-    messages: usize,
+    messages: u32,
+    trap_exit: bool,
+    rx_waker: Option<Waker>,
+    /// Links, monitors, hooks and exit waiters: everything told when the process exits.
+    watchers: IdMap<Watcher>,
+    /// Senders blocked on a full mailbox; allocated the first time one blocks, so a process
+    /// that never sees backpressure does not pay for it.
+    blocked: Option<Box<Blocked>>,
+    abort: Option<AbortHandle>,
+}
+
+#[derive(Default)]
+struct Blocked {
+    senders: VecDeque<SendWaiter>,
     /// Free slots promised to notified senders that have not yet taken them; `cast` does not
     /// take these, so a sender that waited is not overtaken by one that did not.
-    reserved: usize,
-    rx_waker: Option<Waker>,
-    trap_exit: bool,
-    links: IdMap<Pid>,
-    watchers: IdMap<Watcher>,
-    senders: VecDeque<SendWaiter>,
-    abort: Option<AbortHandle>,
+    reserved: u32,
+}
+
+impl<M> State<M> {
+    fn reserved(&self) -> u32 {
+        self.blocked.as_ref().map_or(0, |b| b.reserved)
+    }
+
+    fn nobody_waiting(&self) -> bool {
+        self.blocked.as_ref().is_none_or(|b| b.senders.is_empty())
+    }
+
+    fn blocked(&mut self) -> &mut Blocked {
+        self.blocked.get_or_insert_with(Box::default)
+    }
+
+    fn remove_link(&mut self, id: ProcessId) {
+        if let Some(Watcher::Link(_)) = self.watchers.get_mut(id.0) {
+            self.watchers.remove(id.0);
+        }
+    }
 }
 
 /// A message a full or dead mailbox refused, handed back.
@@ -117,7 +147,7 @@ pub(crate) enum Rejected<M> {
 
 pub(crate) struct Process<M> {
     id: ProcessId,
-    capacity: usize,
+    capacity: u32,
     /// Mirrors `Status::Killing` so the task wrapper can check it around each poll without locking.
     kill_flag: AtomicBool,
     state: Mutex<State<M>>,
@@ -127,18 +157,16 @@ impl<M: Send + 'static> Process<M> {
     pub(crate) fn new(capacity: usize, trap_exit: bool) -> Arc<Self> {
         Arc::new(Self {
             id: next_process_id(),
-            capacity,
+            capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
             kill_flag: AtomicBool::new(false),
             state: Mutex::new(State {
                 status: Status::Running,
                 queue: VecDeque::new(),
                 messages: 0,
-                reserved: 0,
                 rx_waker: None,
                 trap_exit,
-                links: IdMap::default(),
                 watchers: IdMap::default(),
-                senders: VecDeque::new(),
+                blocked: None,
                 abort: None,
             }),
         })
@@ -148,7 +176,7 @@ impl<M: Send + 'static> Process<M> {
     /// [`Child`](crate::Child) handle before its first start).
     pub(crate) fn dead(reason: ExitReason) -> Arc<Self> {
         let proc = Self::new(1, false);
-        proc.lock().status = Status::Exited(reason);
+        proc.lock().status = Status::Exited(Box::new(reason));
         proc
     }
 
@@ -176,7 +204,7 @@ impl<M: Send + 'static> Process<M> {
             return Err(Rejected::Exited(reason.clone(), msg));
         }
         let full = if behind_waiters {
-            st.messages + st.reserved >= self.capacity || !st.senders.is_empty()
+            st.messages + st.reserved() >= self.capacity || !st.nobody_waiting()
         } else {
             st.messages >= self.capacity
         };
@@ -215,11 +243,11 @@ impl<M: Send + 'static> Process<M> {
         let notified = waiter.as_ref().map(|n| n.load(Ordering::Relaxed));
         if notified == Some(true) {
             // Our turn came: the slot promised to us is ours to take (or lose) now.
-            st.reserved -= 1;
+            st.blocked().reserved -= 1;
         }
-        let room = st.messages + st.reserved < self.capacity;
+        let room = st.messages + st.reserved() < self.capacity;
         match notified {
-            Some(true) | None if room && (notified.is_some() || st.senders.is_empty()) => {
+            Some(true) | None if room && (notified.is_some() || st.nobody_waiting()) => {
                 *waiter = None;
                 let rx = Self::push_locked(&mut st, m);
                 drop(st);
@@ -231,7 +259,7 @@ impl<M: Send + 'static> Process<M> {
             // Notified, but a `try_cast` took the slot: back to the front of the line.
             Some(true) => {
                 let notified = Arc::new(AtomicBool::new(false));
-                st.senders.push_front(SendWaiter {
+                st.blocked().senders.push_front(SendWaiter {
                     notified: notified.clone(),
                     waker: cx.waker().clone(),
                 });
@@ -241,6 +269,7 @@ impl<M: Send + 'static> Process<M> {
             Some(false) => {
                 if let Some(me) = waiter.as_ref()
                     && let Some(entry) = st
+                        .blocked()
                         .senders
                         .iter_mut()
                         .find(|s| Arc::ptr_eq(&s.notified, me))
@@ -251,7 +280,7 @@ impl<M: Send + 'static> Process<M> {
             }
             None => {
                 let notified = Arc::new(AtomicBool::new(false));
-                st.senders.push_back(SendWaiter {
+                st.blocked().senders.push_back(SendWaiter {
                     notified: notified.clone(),
                     waker: cx.waker().clone(),
                 });
@@ -271,14 +300,16 @@ impl<M: Send + 'static> Process<M> {
             return;
         }
         let next = if waiter.load(Ordering::Relaxed) {
-            st.reserved -= 1;
-            if st.messages + st.reserved < self.capacity {
+            st.blocked().reserved -= 1;
+            if st.messages + st.reserved() < self.capacity {
                 Self::notify_sender(&mut st)
             } else {
                 None
             }
         } else {
-            st.senders.retain(|s| !Arc::ptr_eq(&s.notified, waiter));
+            st.blocked()
+                .senders
+                .retain(|s| !Arc::ptr_eq(&s.notified, waiter));
             None
         };
         drop(st);
@@ -288,9 +319,10 @@ impl<M: Send + 'static> Process<M> {
     }
 
     fn notify_sender(st: &mut State<M>) -> Option<Waker> {
-        let next = st.senders.pop_front()?;
+        let blocked = st.blocked.as_mut()?;
+        let next = blocked.senders.pop_front()?;
         next.notified.store(true, Ordering::Relaxed);
-        st.reserved += 1;
+        blocked.reserved += 1;
         Some(next.waker)
     }
 
@@ -348,7 +380,7 @@ impl<M: Send + 'static> Process<M> {
     }
 
     pub(crate) fn queued_messages(&self) -> usize {
-        self.lock().messages
+        self.lock().messages as usize
     }
 
     // ---- lifecycle -----------------------------------------------------------------------
@@ -375,7 +407,7 @@ impl<M: Send + 'static> Process<M> {
     /// dropped without a kill request, e.g. by the runtime shutting down).
     pub(crate) fn kill_reason(&self) -> ExitReason {
         match &self.lock().status {
-            Status::Killing(r) => r.clone(),
+            Status::Killing(r) => ExitReason::clone(r),
             _ => ExitReason::Killed,
         }
     }
@@ -386,7 +418,7 @@ impl<M: Send + 'static> Process<M> {
         if !matches!(st.status, Status::Running) {
             return false;
         }
-        st.status = Status::Killing(reason);
+        st.status = Status::Killing(Box::new(reason));
         self.kill_flag.store(true, Ordering::Release);
         let abort = st.abort.take();
         drop(st);
@@ -401,20 +433,18 @@ impl<M: Send + 'static> Process<M> {
     /// queued messages (with any `Reply` inside) drop, so a caller that sees the exit also sees
     /// its consequences.
     pub(crate) fn finish(self: &Arc<Self>, reason: ExitReason) {
-        let (queue, links, watchers, senders, abort) = {
+        let (queue, watchers, blocked, abort) = {
             let mut st = self.lock();
             if matches!(st.status, Status::Exiting(_) | Status::Exited(_)) {
                 return;
             }
-            st.status = Status::Exiting(reason.clone());
+            st.status = Status::Exiting(Box::new(reason.clone()));
             st.messages = 0;
-            st.reserved = 0;
             st.rx_waker = None;
             (
                 std::mem::take(&mut st.queue),
-                st.links.take_all(),
                 st.watchers.take_all(),
-                std::mem::take(&mut st.senders),
+                st.blocked.take(),
                 st.abort.take(),
             )
         };
@@ -424,16 +454,14 @@ impl<M: Send + 'static> Process<M> {
         } else {
             tracing::trace!(pid = self.id.0, %reason, "process exited");
         }
-        for s in senders {
+        for s in blocked.into_iter().flat_map(|b| b.senders) {
             s.waker.wake();
         }
         let me = self.pid();
-        for (_, link) in links {
-            link.0.exit_signal(me.clone(), reason.clone(), true);
-        }
         let mut waiters = Vec::new();
         for (key, watcher) in watchers {
             match watcher {
+                Watcher::Link(link) => link.0.exit_signal(me.clone(), reason.clone(), true),
                 Watcher::Monitor(watcher) => {
                     let id = MonitorRef {
                         key,
@@ -441,13 +469,13 @@ impl<M: Send + 'static> Process<M> {
                     };
                     watcher.0.down(id, me.clone(), reason.clone());
                 }
-                Watcher::Hook(hook) => hook(self.id, &reason),
+                Watcher::Hook(hook) => hook(&me, &reason),
                 Watcher::Waiter(w) => waiters.push(w),
             }
         }
         let late = {
             let mut st = self.lock();
-            st.status = Status::Exited(reason);
+            st.status = Status::Exited(Box::new(reason));
             st.watchers.take_all()
         };
         // Only waiters can register while Exiting (monitors and links see the exit at once).
@@ -493,7 +521,7 @@ impl<M: Send + 'static> Core for Process<M> {
     fn exit_signal(&self, from: Pid, reason: ExitReason, via_link: bool) {
         let mut st = self.lock();
         if via_link {
-            st.links.remove(from.id().0);
+            st.remove_link(from.id());
         }
         if !matches!(st.status, Status::Running) {
             return;
@@ -534,15 +562,15 @@ impl<M: Send + 'static> Core for Process<M> {
         let mut st = self.lock();
         match &st.status {
             Status::Running | Status::Killing(_) => {
-                st.links.insert(other.id().0, other);
+                st.watchers.insert(other.id().0, Watcher::Link(other));
                 Ok(())
             }
-            Status::Exiting(r) | Status::Exited(r) => Err(r.clone()),
+            Status::Exiting(r) | Status::Exited(r) => Err(ExitReason::clone(r)),
         }
     }
 
     fn remove_link(&self, id: ProcessId) {
-        self.lock().links.remove(id.0);
+        self.lock().remove_link(id);
     }
 
     fn add_watcher(&self, key: u64, watcher: Watcher) -> Result<(), (Watcher, ExitReason)> {
@@ -552,7 +580,7 @@ impl<M: Send + 'static> Core for Process<M> {
                 st.watchers.insert(key, watcher);
                 Ok(())
             }
-            Status::Exiting(r) | Status::Exited(r) => Err((watcher, r.clone())),
+            Status::Exiting(r) | Status::Exited(r) => Err((watcher, ExitReason::clone(r))),
         }
     }
 
@@ -563,7 +591,7 @@ impl<M: Send + 'static> Core for Process<M> {
     fn poll_exited(&self, key: u64, cx: &mut TaskContext<'_>) -> Poll<ExitReason> {
         let mut st = self.lock();
         if let Status::Exited(r) = &st.status {
-            return Poll::Ready(r.clone());
+            return Poll::Ready(ExitReason::clone(r));
         }
         match st.watchers.get_mut(key) {
             Some(Watcher::Waiter(w)) => {
@@ -582,7 +610,7 @@ impl<M: Send + 'static> Core for Process<M> {
 
     fn exit_reason(&self) -> Option<ExitReason> {
         match &self.lock().status {
-            Status::Exiting(r) | Status::Exited(r) => Some(r.clone()),
+            Status::Exiting(r) | Status::Exited(r) => Some(ExitReason::clone(r)),
             Status::Running | Status::Killing(_) => None,
         }
     }
@@ -601,6 +629,19 @@ mod tests {
             Poll::Ready(Envelope::Msg(m)) => Some(m),
             _ => None,
         }
+    }
+
+    #[test]
+    fn sizes() {
+        println!(
+            "Process<()>={} State<()>={} Status={} ExitReason={} IdMap<Watcher>={} VecDeque={}",
+            std::mem::size_of::<Process<()>>(),
+            std::mem::size_of::<State<()>>(),
+            std::mem::size_of::<Status>(),
+            std::mem::size_of::<ExitReason>(),
+            std::mem::size_of::<IdMap<Watcher>>(),
+            std::mem::size_of::<VecDeque<Envelope<()>>>(),
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! A map keyed by `u64` that costs nothing while empty and stays O(1) when large.
 //!
 //! Most processes have zero or one link (their supervisor) and no monitors, but a supervisor of
-//! 10,000 connections has 10,000 links, and removing one must not scan them all. So: an
-//! unallocated `Vec` while empty, a linear `Vec` while small, a boxed `HashMap` past
-//! [`SMALL`] entries.
+//! 10,000 connections has 10,000 links, and removing one must not scan them all. So: nothing
+//! allocated while empty or holding one entry, a linear `Vec` while small, a boxed `HashMap`
+//! past [`SMALL`] entries.
 
 use std::collections::HashMap;
 
@@ -11,13 +11,15 @@ use std::collections::HashMap;
 const SMALL: usize = 16;
 
 pub(crate) enum IdMap<V> {
+    Empty,
+    One(u64, V),
     Small(Vec<(u64, V)>),
     Large(Box<HashMap<u64, V>>),
 }
 
 impl<V> Default for IdMap<V> {
     fn default() -> Self {
-        Self::Small(Vec::new())
+        Self::Empty
     }
 }
 
@@ -25,6 +27,14 @@ impl<V> IdMap<V> {
     /// Inserts or replaces the entry for `key`.
     pub(crate) fn insert(&mut self, key: u64, value: V) {
         match self {
+            Self::Empty => *self = Self::One(key, value),
+            Self::One(k, v) if *k == key => *v = value,
+            Self::One(..) => {
+                let Self::One(k, v) = std::mem::take(self) else {
+                    return;
+                };
+                *self = Self::Small(vec![(k, v), (key, value)]);
+            }
             Self::Small(entries) => {
                 if let Some(slot) = entries.iter_mut().find(|(k, _)| *k == key) {
                     slot.1 = value;
@@ -44,9 +54,19 @@ impl<V> IdMap<V> {
 
     pub(crate) fn remove(&mut self, key: u64) -> Option<V> {
         match self {
+            Self::Empty => None,
+            Self::One(k, _) if *k == key => match std::mem::take(self) {
+                Self::One(_, v) => Some(v),
+                _ => None,
+            },
+            Self::One(..) => None,
             Self::Small(entries) => {
                 let at = entries.iter().position(|(k, _)| *k == key)?;
-                Some(entries.swap_remove(at).1)
+                let value = entries.swap_remove(at).1;
+                if entries.is_empty() {
+                    *self = Self::Empty;
+                }
+                Some(value)
             }
             Self::Large(map) => map.remove(&key),
         }
@@ -54,13 +74,18 @@ impl<V> IdMap<V> {
 
     pub(crate) fn get_mut(&mut self, key: u64) -> Option<&mut V> {
         match self {
+            Self::Empty => None,
+            Self::One(k, v) => (*k == key).then_some(v),
             Self::Small(entries) => entries.iter_mut().find(|(k, _)| *k == key).map(|(_, v)| v),
             Self::Large(map) => map.get_mut(&key),
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         match self {
+            Self::Empty => 0,
+            Self::One(..) => 1,
             Self::Small(entries) => entries.len(),
             Self::Large(map) => map.len(),
         }
@@ -69,6 +94,8 @@ impl<V> IdMap<V> {
     /// Takes every entry out, leaving the map empty and unallocated.
     pub(crate) fn take_all(&mut self) -> Vec<(u64, V)> {
         match std::mem::take(self) {
+            Self::Empty => Vec::new(),
+            Self::One(k, v) => vec![(k, v)],
             Self::Small(entries) => entries,
             Self::Large(map) => map.into_iter().collect(),
         }
@@ -98,14 +125,20 @@ mod tests {
     }
 
     #[test]
-    fn insert_replaces_and_empty_map_does_not_allocate() {
+    fn insert_replaces_and_one_entry_is_held_inline() {
         let mut map = IdMap::default();
-        if let IdMap::Small(v) = &map {
-            assert_eq!(v.capacity(), 0);
-        }
         map.insert(1, "a");
         map.insert(1, "b");
-        assert_eq!(map.len(), 1);
+        assert!(matches!(map, IdMap::One(1, "b")));
+        assert_eq!(map.remove(2), None);
+        map.insert(2, "c");
+        assert_eq!(map.len(), 2);
+        assert_eq!(map.get_mut(1).copied(), Some("b"));
         assert_eq!(map.remove(1), Some("b"));
+        assert_eq!(map.remove(2), Some("c"));
+        assert_eq!(map.len(), 0);
+        map.insert(3, "d");
+        assert_eq!(map.remove(3), Some("d"));
+        assert!(matches!(map, IdMap::Empty));
     }
 }

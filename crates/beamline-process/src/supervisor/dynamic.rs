@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::intensity::RestartWindow;
-use super::spec::{ErasedChild, prepare_linked, run_start};
+use super::spec::{ErasedChild, LinkTo, prepare_linked, run_start};
 use super::stop::{ShutdownReport, stop_all_concurrently, stop_child};
 use super::{
     ChildCounts, ChildId, ChildInfo, ChildKind, ChildSpec, Intensity, Restart,
@@ -137,7 +137,8 @@ struct Entry {
     shutdown: Shutdown,
     kind: ChildKind,
     restarts: u32,
-    respawn: Option<ErasedChild>,
+    /// How to start it again (boxed: most children are temporary and have none).
+    respawn: Option<Box<ErasedChild>>,
 }
 
 /// The lifecycle of one incarnation, as seen by `start_child`.
@@ -273,15 +274,25 @@ impl DynamicSupervisor {
         }
         let shared = Arc::downgrade(&self.shared);
         let me = addr.id();
-        let hook = Watcher::Hook(Box::new(move |_, reason: &ExitReason| {
-            if let Some(shared) = shared.upgrade() {
+        // The table is the supervisor's side of each child's link: when the supervisor exits
+        // (a panic, a kill, or after stopping its children), every child still in it gets the
+        // exit signal a link would have delivered.
+        let hook = Watcher::Hook(Box::new(move |sup: &Pid, reason: &ExitReason| {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let orphans = {
                 let mut table = shared.lock();
-                if matches!(&table.status, Status::Running(a) if a.id() == me)
-                    || matches!(table.status, Status::Stopping)
+                if !(matches!(&table.status, Status::Running(a) if a.id() == me)
+                    || matches!(table.status, Status::Stopping))
                 {
-                    table.status = Status::Stopped(reason.clone());
-                    table.children.clear();
+                    return;
                 }
+                table.status = Status::Stopped(reason.clone());
+                std::mem::take(&mut table.children)
+            };
+            for (_, entry) in orphans {
+                entry.pid.0.exit_signal(sup.clone(), reason.clone(), true);
             }
         }));
         if let Err((_, reason)) = addr.pid().0.add_watcher(next_key(), hook) {
@@ -341,7 +352,7 @@ impl DynamicSupervisor {
                     spec,
                 });
             }
-            let proc = match prepare_linked(spec.config, &sup) {
+            let proc = match prepare_linked(spec.config, &sup, LinkTo::ChildSide) {
                 Ok(proc) => proc,
                 Err(reason) => return Err(StartChildError::NotRunning { reason, spec }),
             };
@@ -355,7 +366,7 @@ impl DynamicSupervisor {
                     shutdown: spec.shutdown,
                     kind: spec.kind,
                     restarts: 0,
-                    respawn,
+                    respawn: respawn.map(Box::new),
                 },
             );
             (sup, proc)
@@ -546,7 +557,7 @@ async fn child_exited(
         return Ok(());
     };
     // Only this task changes the status to Stopping, so no drain can miss the new child.
-    if let Some(pid) = respawn.starter.start(me) {
+    if let Some(pid) = respawn.starter.start(me, LinkTo::ChildSide) {
         let restarts = entry.restarts + 1;
         tracing::info!(supervisor = me.id().as_u64(), child = %respawn.id, pid = pid.id().as_u64(), restarts, "child restarted");
         shared.lock().children.insert(

@@ -28,7 +28,7 @@ pub use self::spec::{
 };
 pub use self::stop::ShutdownReport;
 use self::intensity::RestartWindow;
-use self::spec::ErasedChild;
+use self::spec::{ErasedChild, LinkTo};
 use self::stop::stop_child;
 use crate::exit::ExitReason;
 use crate::process::{Context, Event, Pid, ProcessId, Reply, spawn};
@@ -312,7 +312,7 @@ impl State {
         while i < self.children.len() {
             let child = &mut self.children[i];
             if child.pid.is_none() {
-                match child.spec.starter.start(&self.me) {
+                match child.spec.starter.start(&self.me, LinkTo::Both) {
                     Some(pid) => {
                         if child.started {
                             child.restarts += 1;

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use crate::error::{CallError, CastError, TryCastError};
 use crate::exit::ExitReason;
-use crate::process::{Addr, Context, Pid, Process, Reply, SpawnConfig, start, try_link_new};
+use crate::process::{
+    Addr, Context, Core, Pid, Process, Reply, SpawnConfig, start, try_link_new,
+};
 
 /// A child's name inside its supervisor. It survives restarts (the process id does not).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -320,10 +322,21 @@ pub(crate) struct ErasedChild {
     pub(crate) starter: Arc<dyn Starter>,
 }
 
+/// How a new child is linked to its supervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LinkTo {
+    /// An ordinary link, recorded on both sides.
+    Both,
+    /// Recorded on the child only: the supervisor's own table of children stands in for its
+    /// side of the link (it signals every child in it when it exits), which saves a map entry
+    /// per child in a supervisor with thousands of them.
+    ChildSide,
+}
+
 /// Starts incarnations of one child.
 pub(crate) trait Starter: Send + Sync {
     /// A new incarnation linked to `parent`; `None` if this is a one-shot start already used.
-    fn start(&self, parent: &Pid) -> Option<Pid>;
+    fn start(&self, parent: &Pid, link: LinkTo) -> Option<Pid>;
 }
 
 enum TypedStart<M> {
@@ -338,7 +351,7 @@ struct TypedStarter<M> {
 }
 
 impl<M: Send + 'static> Starter for TypedStarter<M> {
-    fn start(&self, parent: &Pid) -> Option<Pid> {
+    fn start(&self, parent: &Pid, link: LinkTo) -> Option<Pid> {
         let start_fn = match &self.start {
             TypedStart::Repeat(run) => StartFn::Repeat(run.clone()),
             TypedStart::Once(cell) => StartFn::Once(
@@ -348,7 +361,7 @@ impl<M: Send + 'static> Starter for TypedStarter<M> {
             ),
         };
         // The parent is the supervisor calling us, running: linking cannot fail.
-        let proc = prepare_linked(self.config, parent).ok()?;
+        let proc = prepare_linked(self.config, parent, link).ok()?;
         let addr = run_start(start_fn, proc, parent, self.slot.as_ref());
         Some(addr.pid())
     }
@@ -361,9 +374,18 @@ impl<M: Send + 'static> Starter for TypedStarter<M> {
 pub(crate) fn prepare_linked<M: Send + 'static>(
     config: SpawnConfig,
     parent: &Pid,
+    link: LinkTo,
 ) -> Result<Arc<Process<M>>, ExitReason> {
     let proc = Process::new(config.mailbox_capacity(), config.traps_exits());
-    try_link_new(&proc, parent)?;
+    match link {
+        LinkTo::Both => try_link_new(&proc, parent)?,
+        LinkTo::ChildSide => {
+            if let Some(reason) = parent.exit_reason() {
+                return Err(reason);
+            }
+            let _ = Core::add_link(&*proc, parent.clone());
+        }
+    }
     Ok(proc)
 }
 
