@@ -1,5 +1,6 @@
 //! `DynamicSupervisor`: one-shot and restartable children, max_children, terminate_child,
 //! concurrent shutdown with one deadline, escalation, nesting, and a real socket per child.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
 mod common;
 
@@ -63,12 +64,15 @@ async fn a_one_shot_start_owns_its_value_and_the_child_is_forgotten_when_it_exit
     let (tx, mut rx) = unbounded_channel();
     let owned = String::from("owned by the start");
     let addr = sup
-        .start_child(ChildSpec::<u32>::temporary("once", move |mut ctx| async move {
-            if let Event::Msg(n) = ctx.recv().await {
-                let _ = tx.send(format!("{owned}: {n}"));
-            }
-            Ok(())
-        }))
+        .start_child(ChildSpec::<u32>::temporary(
+            "once",
+            move |mut ctx| async move {
+                if let Event::Msg(n) = ctx.recv().await {
+                    let _ = tx.send(format!("{owned}: {n}"));
+                }
+                Ok(())
+            },
+        ))
         .unwrap();
     assert_eq!(sup.count_children().await.unwrap().active, 1);
     let infos = sup.which_children().await.unwrap();
@@ -78,7 +82,10 @@ async fn a_one_shot_start_owns_its_value_and_the_child_is_forgotten_when_it_exit
     assert_eq!(rx.recv().await.unwrap(), "owned by the start: 7");
     addr.exited().await;
     assert_eq!(sup.count_children().await.unwrap().active, 0);
-    assert_eq!(addr.pid().exit_reason().map(|r| r.to_string()), Some("normal".into()));
+    assert_eq!(
+        addr.pid().exit_reason().map(|r| r.to_string()),
+        Some("normal".into())
+    );
 }
 
 #[tokio::test]
@@ -148,7 +155,11 @@ async fn shutdown_stops_all_children_concurrently_under_one_deadline_and_reports
     byes.sort();
     assert_eq!(
         byes,
-        ["p1: bye (shutdown)", "p2: bye (shutdown)", "p3: bye (shutdown)"]
+        [
+            "p1: bye (shutdown)",
+            "p2: bye (shutdown)",
+            "p3: bye (shutdown)"
+        ]
     );
     assert!(matches!(s1.exit_reason(), Some(ExitReason::Killed)));
     assert!(sup.pid().is_none());
@@ -181,7 +192,10 @@ enum Work {
     Ping(beamline_process::Reply<u32>),
 }
 
-fn restartable(transient: bool, generation: &std::sync::Arc<std::sync::atomic::AtomicU32>) -> ChildSpec<Work> {
+fn restartable(
+    transient: bool,
+    generation: &std::sync::Arc<std::sync::atomic::AtomicU32>,
+) -> ChildSpec<Work> {
     let generation = generation.clone();
     let body = move |mut ctx: Context<Work>| {
         let n = generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -247,12 +261,20 @@ async fn too_many_restarts_escalate_and_the_supervisor_refuses_new_children() {
         let _ = sup.count_children().await;
     }
     let reason = sup_pid.exited().await;
-    assert!(reason.downcast_error::<RestartIntensityExceeded>().is_some());
+    assert!(
+        reason
+            .downcast_error::<RestartIntensityExceeded>()
+            .is_some()
+    );
     // Every child was stopped first; this one ignores shutdown, so it was killed at its timeout.
     assert!(matches!(bystander.exit_reason(), Some(ExitReason::Killed)));
     match sup.start_child(stubborn("late")) {
         Err(StartChildError::NotRunning { reason, spec }) => {
-            assert!(reason.downcast_error::<RestartIntensityExceeded>().is_some());
+            assert!(
+                reason
+                    .downcast_error::<RestartIntensityExceeded>()
+                    .is_some()
+            );
             assert_eq!(spec.id().as_str(), "late");
         }
         other => panic!("expected NotRunning, got {other:?}"),
@@ -269,21 +291,31 @@ async fn a_nested_dynamic_supervisor_keeps_its_handle_across_restarts() {
             ..
         })
     ));
-    let top = Supervisor::start(SupervisorSpec::new(Strategy::OneForOne).child(dynsup.child_spec("conns")))
-        .await
-        .unwrap();
+    let top = Supervisor::start(
+        SupervisorSpec::new(Strategy::OneForOne).child(dynsup.child_spec("conns")),
+    )
+    .await
+    .unwrap();
     let child = dynsup.start_child(idle("c1")).unwrap();
-    let trapper = dynsup.start_child(ChildSpec::<()>::temporary("t1", |mut ctx| async move {
-        match ctx.recv().await {
-            // OTP: a child that traps exits hears of its parent's death and must leave.
-            Event::Exit { from, reason } if ctx.parent() == Some(&from) => Err(reason),
-            _ => Ok(()),
-        }
-    }).trap_exit(true)).unwrap();
+    let trapper = dynsup
+        .start_child(
+            ChildSpec::<()>::temporary("t1", |mut ctx| async move {
+                match ctx.recv().await {
+                    // OTP: a child that traps exits hears of its parent's death and must leave.
+                    Event::Exit { from, reason } if ctx.parent() == Some(&from) => Err(reason),
+                    _ => Ok(()),
+                }
+            })
+            .trap_exit(true),
+        )
+        .unwrap();
     let first = dynsup.pid().unwrap();
     first.kill();
     first.exited().await;
-    assert!(matches!(child.exited().await, ExitReason::Killed), "children die with their supervisor");
+    assert!(
+        matches!(child.exited().await, ExitReason::Killed),
+        "children die with their supervisor"
+    );
     assert!(matches!(trapper.exited().await, ExitReason::Killed));
     top.count_children().await.unwrap(); // the restart has happened
     let second = dynsup.pid().unwrap();
@@ -302,10 +334,11 @@ async fn a_connection_per_child_says_goodbye_on_shutdown() {
     let addr = listener.local_addr().unwrap();
     let sup = DynamicSupervisor::start(DynamicSupervisorConfig::new().max_children(8));
     let acceptor_sup = sup.clone();
-    let acceptor = tokio::spawn(async move {
-        for _ in 0..2 {
-            let (stream, _) = listener.accept().await.unwrap();
-            acceptor_sup
+    let acceptor =
+        tokio::spawn(async move {
+            for _ in 0..2 {
+                let (stream, _) = listener.accept().await.unwrap();
+                acceptor_sup
                 .start_child(ChildSpec::<()>::temporary("conn", move |mut ctx| async move {
                     let mut stream = stream;
                     let mut buf = [0_u8; 64];
@@ -324,8 +357,8 @@ async fn a_connection_per_child_says_goodbye_on_shutdown() {
                     }
                 }).trap_exit(true))
                 .unwrap();
-        }
-    });
+            }
+        });
     let mut clients = Vec::new();
     for _ in 0..2 {
         let mut c = TcpStream::connect(addr).await.unwrap();

@@ -1,4 +1,5 @@
 //! `GenServer`: init, handle, handle_info, terminate, and how each ending is reported.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
 mod common;
 
@@ -154,7 +155,9 @@ async fn an_init_error_ends_the_process_without_terminate() {
 async fn a_supervised_server_that_traps_exits_terminates_on_shutdown() {
     let (tx, mut log) = unbounded_channel();
     let log_for_spec = tx.clone();
-    let mut spec = ChildSpec::permanent("counter", move |ctx| serve(ctx, counter(&log_for_spec, true)));
+    let mut spec = ChildSpec::permanent("counter", move |ctx| {
+        serve(ctx, counter(&log_for_spec, true))
+    });
     let handle = spec.handle();
     let sup = Supervisor::start(SupervisorSpec::new(Strategy::OneForOne).child(spec))
         .await
@@ -165,6 +168,9 @@ async fn a_supervised_server_that_traps_exits_terminates_on_shutdown() {
     assert_eq!(log.recv().await.unwrap(), "init");
     // The parent's exit signal ends the server (with its reason) without handle_info.
     assert_eq!(log.recv().await.unwrap(), "terminate shutdown");
-    assert!(matches!(handle.current().exit_reason(), Some(ExitReason::Shutdown)));
+    assert!(matches!(
+        handle.current().exit_reason(),
+        Some(ExitReason::Shutdown)
+    ));
     drop(tx);
 }

@@ -1,4 +1,5 @@
 //! Links, exit signals, trapping exits, and monitors.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
 mod common;
 
@@ -183,7 +184,10 @@ async fn exit_signals_follow_otp_rules() {
     trap(&trapper).await;
 
     // Normal: ignored by a process that does not trap, delivered to one that does.
-    ask(&sender, |r| Cmd::ExitSignal(plain.pid(), ExitReason::Normal, r)).await;
+    ask(&sender, |r| {
+        Cmd::ExitSignal(plain.pid(), ExitReason::Normal, r)
+    })
+    .await;
     ask(&sender, |r| {
         Cmd::ExitSignal(trapper.pid(), ExitReason::Normal, r)
     })
@@ -221,9 +225,11 @@ async fn exit_signals_follow_otp_rules() {
 #[tokio::test]
 async fn linking_to_a_dead_process_delivers_its_exit_at_once() {
     let (dead, _) = new_agent();
-    dead.cast(Cmd::Return(ExitReason::error(std::io::Error::other("gone"))))
-        .await
-        .unwrap();
+    dead.cast(Cmd::Return(ExitReason::error(std::io::Error::other(
+        "gone",
+    ))))
+    .await
+    .unwrap();
     dead.exited().await;
 
     let (trapper, mut events) = new_agent();
@@ -239,9 +245,7 @@ async fn linking_to_a_dead_process_delivers_its_exit_at_once() {
 
     let (plain, _) = new_agent();
     // The link call itself kills a process that does not trap exits.
-    let _ = plain
-        .call(|r| Cmd::Link(dead.pid(), r), SECOND)
-        .await;
+    let _ = plain.call(|r| Cmd::Link(dead.pid(), r), SECOND).await;
     assert!(matches!(plain.exited().await, ExitReason::Error(_)));
 }
 
@@ -324,7 +328,10 @@ async fn demonitor_removes_the_monitor_and_any_queued_down() {
     target.kill();
     target.exited().await; // the Down is now queued in the watcher's mailbox
     open.send(()).unwrap();
-    assert!(!demonitor.await.unwrap().unwrap(), "the target was already gone");
+    assert!(
+        !demonitor.await.unwrap().unwrap(),
+        "the target was already gone"
+    );
     watcher.cast(Cmd::Say(2)).await.unwrap();
     assert!(matches!(events.recv().await, Some(Event::Msg(2))));
 }
@@ -337,7 +344,10 @@ async fn a_process_last_messages_arrive_before_its_exit_notice() {
     let child: Addr<()> = spawn(move |ctx| async move {
         ctx.link(&parent_addr.pid());
         for i in 0..50 {
-            parent_addr.cast(Cmd::Say(i)).await.map_err(|_| ExitReason::Killed)?;
+            parent_addr
+                .cast(Cmd::Say(i))
+                .await
+                .map_err(|_| ExitReason::Killed)?;
         }
         Err(ExitReason::Shutdown)
     });
@@ -362,7 +372,10 @@ async fn spawn_link_links_before_the_child_runs_and_sets_its_parent() {
         });
         let mut ctx = ctx;
         match ctx.recv().await {
-            Event::Exit { from, reason: ExitReason::Killed } if from == child.pid() => Ok(()),
+            Event::Exit {
+                from,
+                reason: ExitReason::Killed,
+            } if from == child.pid() => Ok(()),
             _ => Err(ExitReason::Shutdown),
         }
     });

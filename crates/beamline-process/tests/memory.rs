@@ -8,6 +8,7 @@
 //! about real processes.
 //!
 //! This binary holds one test so that nothing else allocates while it measures.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -102,10 +103,8 @@ async fn supervised() -> f64 {
     let sup = DynamicSupervisor::start(DynamicSupervisorConfig::new());
     settle().await;
     let (bytes, children) = per_unit(|_| {
-        sup.start_child(
-            ChildSpec::temporary("idle", idle_body).trap_exit(true),
-        )
-        .unwrap()
+        sup.start_child(ChildSpec::temporary("idle", idle_body).trap_exit(true))
+            .unwrap()
     })
     .await;
     drop(children);
@@ -129,6 +128,12 @@ async fn an_idle_process_costs_little_more_than_a_tokio_task() {
     );
     // Regression guards, with headroom over what was measured when this was written
     // (+144 and +293 bytes).
-    assert!(process - raw < 200.0, "process overhead: {process} vs {raw}");
-    assert!(child - raw < 360.0, "supervised child overhead: {child} vs {raw}");
+    assert!(
+        process - raw < 200.0,
+        "process overhead: {process} vs {raw}"
+    );
+    assert!(
+        child - raw < 360.0,
+        "supervised child overhead: {child} vs {raw}"
+    );
 }

@@ -2,6 +2,7 @@
 //! every strategy and restart type, run against a real supervisor and a small reference model
 //! of OTP's rules. After every step the running children, their restart counts and whether the
 //! supervisor escalated must match the model.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
 mod common;
 
@@ -133,18 +134,14 @@ impl Model {
 // ---- the real supervisor -------------------------------------------------------------------
 
 /// A child that exits the way it is told.
-fn body(
-    mut ctx: Context<Exit>,
-) -> impl std::future::Future<Output = Result<(), ExitReason>> + Send {
-    async move {
-        loop {
-            if let Event::Msg(how) = ctx.recv().await {
-                return match how {
-                    Exit::Panic => panic!("{DELIBERATE}: model child panics"),
-                    Exit::Error => Err(ExitReason::error(std::io::Error::other("model"))),
-                    Exit::Normal => Ok(()),
-                };
-            }
+async fn body(mut ctx: Context<Exit>) -> Result<(), ExitReason> {
+    loop {
+        if let Event::Msg(how) = ctx.recv().await {
+            return match how {
+                Exit::Panic => panic!("{DELIBERATE}: model child panics"),
+                Exit::Error => Err(ExitReason::error(std::io::Error::other("model"))),
+                Exit::Normal => Ok(()),
+            };
         }
     }
 }
@@ -181,7 +178,8 @@ async fn run_static(
     max_restarts: u32,
     steps: &[Step],
 ) -> Result<(), TestCaseError> {
-    let mut sup_spec = SupervisorSpec::new(strategy).intensity(Intensity::new(max_restarts, PERIOD));
+    let mut sup_spec =
+        SupervisorSpec::new(strategy).intensity(Intensity::new(max_restarts, PERIOD));
     let mut handles: Vec<(String, Child<Exit>)> = Vec::new();
     let mut model = Model {
         strategy,
@@ -254,7 +252,11 @@ async fn run_static(
     Ok(())
 }
 
-async fn run_dynamic(restarts: &[Restart], max_restarts: u32, steps: &[Step]) -> Result<(), TestCaseError> {
+async fn run_dynamic(
+    restarts: &[Restart],
+    max_restarts: u32,
+    steps: &[Step],
+) -> Result<(), TestCaseError> {
     let sup = DynamicSupervisor::start(
         DynamicSupervisorConfig::new().intensity(Intensity::new(max_restarts, PERIOD)),
     );

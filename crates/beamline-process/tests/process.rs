@@ -1,4 +1,5 @@
 //! Processes: mailboxes, cast / try_cast / call, exit reasons and panic isolation.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
 mod common;
 
@@ -204,7 +205,11 @@ async fn call_fails_at_once_with_the_panic_when_the_callee_panics_holding_the_re
         }) => assert!(message.contains("holding a reply"), "{message}"),
         other => panic!("expected Exited(Panicked), got {other:?}"),
     }
-    assert_eq!(start.elapsed(), Duration::ZERO, "no waiting for the timeout");
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "no waiting for the timeout"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -246,7 +251,11 @@ async fn call_waiting_for_mailbox_space_counts_against_the_timeout() {
         .unwrap_err();
     assert!(matches!(err, CallError::Timeout { .. }));
     assert_eq!(start.elapsed(), Duration::from_millis(100));
-    assert_eq!(addr.mailbox_len(), 1, "the timed-out request was never queued");
+    assert_eq!(
+        addr.mailbox_len(),
+        1,
+        "the timed-out request was never queued"
+    );
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
 //! `Registry`: register, look up, names freed on exit.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
 use beamline_process::{Addr, Context, ExitReason, RegisterError, Registry, spawn};
 

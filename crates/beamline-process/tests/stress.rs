@@ -1,5 +1,6 @@
 //! Stress: a DynamicSupervisor with 10,000 children, 10% of which panic while the others are
 //! being called. Every call to a live child succeeds, and after shutdown no task is left.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
 mod common;
 

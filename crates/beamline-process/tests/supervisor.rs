@@ -1,5 +1,6 @@
 //! `Supervisor`: start/stop order, strategies, restart types, intensity and escalation,
 //! shutdown timeouts, stable child handles.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
 mod common;
 
@@ -39,7 +40,9 @@ fn child(
             loop {
                 match ctx.recv().await {
                     Event::Msg(Do::Panic) => panic!("{DELIBERATE}: {id} told to panic"),
-                    Event::Msg(Do::Fail) => return Err(ExitReason::error(std::io::Error::other(id))),
+                    Event::Msg(Do::Fail) => {
+                        return Err(ExitReason::error(std::io::Error::other(id)));
+                    }
                     Event::Msg(Do::Finish) => return Ok(()),
                     Event::Msg(Do::Ping(r)) => {
                         let _ = r.send(id);
@@ -114,7 +117,10 @@ async fn children_start_in_order_and_stop_in_reverse_order() {
     t.sup.shutdown().await.unwrap();
     assert_eq!(drain(&mut t.log), ["stop c", "stop b", "stop a"]);
     assert!(!t.a.current().is_alive());
-    assert!(t.sup.which_children().await.is_err(), "the supervisor is gone");
+    assert!(
+        t.sup.which_children().await.is_err(),
+        "the supervisor is gone"
+    );
 }
 
 #[tokio::test]
@@ -194,9 +200,13 @@ async fn temporary_children_are_never_restarted_and_are_forgotten() {
     let (tx, mut log) = unbounded_channel();
     let (spec, h) = child("tmp", Restart::Temporary, &tx);
     let (keep, _) = child("keep", Restart::Permanent, &tx);
-    let sup = Supervisor::start(SupervisorSpec::new(Strategy::OneForAll).child(spec).child(keep))
-        .await
-        .unwrap();
+    let sup = Supervisor::start(
+        SupervisorSpec::new(Strategy::OneForAll)
+            .child(spec)
+            .child(keep),
+    )
+    .await
+    .unwrap();
     crash(&sup, &h, Do::Panic).await;
     assert_eq!(pids(&sup).await.len(), 1);
     assert_eq!(pids(&sup).await[0].0, "keep");
@@ -210,9 +220,13 @@ async fn a_one_for_all_restart_drops_temporary_siblings() {
     let (tx, mut log) = unbounded_channel();
     let (perm, p) = child("perm", Restart::Permanent, &tx);
     let (tmp, _) = child("tmp", Restart::Temporary, &tx);
-    let sup = Supervisor::start(SupervisorSpec::new(Strategy::OneForAll).child(perm).child(tmp))
-        .await
-        .unwrap();
+    let sup = Supervisor::start(
+        SupervisorSpec::new(Strategy::OneForAll)
+            .child(perm)
+            .child(tmp),
+    )
+    .await
+    .unwrap();
     drain(&mut log);
     crash(&sup, &p, Do::Fail).await;
     assert_eq!(drain(&mut log), ["stop tmp", "start perm"]);
@@ -274,9 +288,13 @@ async fn a_nested_supervisor_escalates_to_its_parent_which_restarts_it() {
         .unwrap();
     let nested = Supervisor::from(inner.handle());
     let (sibling, _) = child("sibling", Restart::Permanent, &tx);
-    let top = Supervisor::start(SupervisorSpec::new(Strategy::OneForOne).child(inner).child(sibling))
-        .await
-        .unwrap();
+    let top = Supervisor::start(
+        SupervisorSpec::new(Strategy::OneForOne)
+            .child(inner)
+            .child(sibling),
+    )
+    .await
+    .unwrap();
     let first_nested = nested.pid();
     let counts = top.count_children().await.unwrap();
     assert_eq!((counts.supervisors, counts.workers), (1, 1));
@@ -285,12 +303,23 @@ async fn a_nested_supervisor_escalates_to_its_parent_which_restarts_it() {
     let addr = inner_handle.current();
     addr.cast(Do::Fail).await.unwrap();
     let reason = first_nested.exited().await;
-    assert!(reason.downcast_error::<RestartIntensityExceeded>().is_some());
+    assert!(
+        reason
+            .downcast_error::<RestartIntensityExceeded>()
+            .is_some()
+    );
     top.count_children().await.unwrap();
     let infos = top.which_children().await.unwrap();
-    assert_eq!(infos[0].restarts, 1, "the parent restarted the nested supervisor");
+    assert_eq!(
+        infos[0].restarts, 1,
+        "the parent restarted the nested supervisor"
+    );
     assert_eq!(infos[0].kind, ChildKind::Supervisor);
-    assert_ne!(nested.pid(), first_nested, "the handle follows the new incarnation");
+    assert_ne!(
+        nested.pid(),
+        first_nested,
+        "the handle follows the new incarnation"
+    );
     assert_eq!(inner_handle.call(Do::Ping, SECOND).await.unwrap(), "inner");
     assert_eq!(drain(&mut log), ["start inner"]);
 
@@ -328,7 +357,10 @@ async fn a_child_that_ignores_shutdown_is_killed_after_its_timeout() {
     let start = Instant::now();
     sup.shutdown().await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_millis(300));
-    assert!(matches!(brutal_addr.exit_reason(), Some(ExitReason::Killed)));
+    assert!(matches!(
+        brutal_addr.exit_reason(),
+        Some(ExitReason::Killed)
+    ));
 }
 
 #[tokio::test]

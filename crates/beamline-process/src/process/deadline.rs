@@ -53,9 +53,7 @@ impl Deadline {
     pub(crate) fn after(timeout: Duration) -> Self {
         let runtime = Handle::current().id();
         let now = Instant::now();
-        let deadline = now
-            .checked_add(timeout)
-            .unwrap_or_else(|| now + FAR_FUTURE);
+        let deadline = now.checked_add(timeout).unwrap_or_else(|| now + FAR_FUTURE);
         let pooled = POOL
             .try_with(|pool| {
                 let mut pool = pool.borrow_mut();

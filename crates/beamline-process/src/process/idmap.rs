@@ -10,17 +10,16 @@ use std::collections::HashMap;
 /// Entries kept in a linear `Vec` before switching to a `HashMap`.
 const SMALL: usize = 16;
 
+#[derive(Default)]
 pub(crate) enum IdMap<V> {
+    #[default]
     Empty,
     One(u64, V),
     Small(Vec<(u64, V)>),
+    // Boxed on purpose: a `HashMap` inline would make every process's record 16 bytes larger
+    // for the sake of the rare process with more than `SMALL` links or monitors.
+    #[allow(clippy::box_collection)]
     Large(Box<HashMap<u64, V>>),
-}
-
-impl<V> Default for IdMap<V> {
-    fn default() -> Self {
-        Self::Empty
-    }
 }
 
 impl<V> IdMap<V> {

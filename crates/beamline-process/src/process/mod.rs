@@ -455,39 +455,35 @@ impl<M: Send + 'static> Addr<M> {
     /// Sends a request and waits for its reply. `make` builds the message around the [`Reply`]
     /// the process answers through, e.g. `addr.call(Msg::Get, timeout)` for `Msg::Get(Reply<u64>)`.
     ///
-    /// The call ends in the reply, a timeout, or the process's exit reason, and never hangs:
-    /// if the process panics or returns while holding the request, or exits with the request
-    /// still queued, the call fails with [`CallError::Exited`] as soon as the exit is published.
+    /// The call ends in the reply, a timeout, or the process's exit reason, and never hangs on
+    /// a dead process: if the process panics or returns while holding the request, or exits
+    /// with the request still queued, the call fails with [`CallError::Exited`] as soon as the
+    /// exit is published. With [`Timeout::Infinity`] (OTP's `infinity`) only a process that
+    /// stays alive without ever answering can keep the caller waiting.
     ///
     /// # Errors
-    /// - [`CallError::Timeout`]: no reply within `timeout` (time spent waiting for mailbox
+    /// - [`CallError::Timeout`]: no reply within the timeout (time spent waiting for mailbox
     ///   space counts).
     /// - [`CallError::Exited`]: the process exited before replying.
-    pub async fn call<R, F>(&self, make: F, timeout: Duration) -> Result<R, CallError>
+    ///
+    /// # Panics
+    /// With a finite timeout, outside a tokio runtime with a time driver (as
+    /// `tokio::time::timeout`).
+    pub async fn call<R, F>(&self, make: F, timeout: impl Into<Timeout>) -> Result<R, CallError>
     where
         F: FnOnce(Reply<R>) -> M,
     {
-        let (tx, rx) = oneshot::channel();
-        let message = make(Reply { tx });
         let pid = self.id();
-        let exchange = async {
-            if let Err(CastError::Exited { reason, .. }) = self.cast(message).await {
-                return Err(CallError::Exited { pid, reason });
-            }
-            match rx.await {
-                Ok(value) => Ok(value),
-                // The reply was dropped unanswered: wait (within the timeout) for the exit.
-                Err(_) => Err(CallError::Exited {
-                    pid,
-                    reason: self.exited().await,
-                }),
-            }
+        let exited = |reason| CallError::Exited { pid, reason };
+        let timeout = match timeout.into() {
+            Timeout::After(timeout) => timeout,
+            Timeout::Infinity => return self.request(make).await.map_err(exited),
         };
         let mut deadline = std::pin::pin!(Deadline::after(timeout));
-        let mut exchange = std::pin::pin!(exchange);
+        let mut exchange = std::pin::pin!(self.request(make));
         std::future::poll_fn(|cx| {
             if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
-                return Poll::Ready(result);
+                return Poll::Ready(result.map_err(exited));
             }
             deadline
                 .as_mut()
@@ -496,24 +492,39 @@ impl<M: Send + 'static> Addr<M> {
         })
         .await
     }
-}
 
-impl<M: Send + 'static> Addr<M> {
-    /// A call without a timeout, for requests to our own supervisors, which always answer or
-    /// exit: ends in the reply or the exit reason.
+    /// A call without a deadline: ends in the reply or the process's exit reason. (Our own
+    /// supervisors use it directly: they always answer or exit.)
     pub(crate) async fn request<R, F>(&self, make: F) -> Result<R, ExitReason>
     where
         F: FnOnce(Reply<R>) -> M,
     {
         let (tx, rx) = oneshot::channel();
-        if let Err(e) = self.cast(make(Reply { tx })).await {
-            let CastError::Exited { reason, .. } = e;
+        if let Err(CastError::Exited { reason, .. }) = self.cast(make(Reply { tx })).await {
             return Err(reason);
         }
         match rx.await {
             Ok(value) => Ok(value),
+            // The reply was dropped unanswered: wait for the exit (within any deadline).
             Err(_) => Err(self.exited().await),
         }
+    }
+}
+
+/// How long [`Addr::call`] waits for its reply. A [`Duration`] converts into
+/// [`Timeout::After`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Timeout {
+    /// At most this long.
+    After(Duration),
+    /// Until the reply or the process's exit, however long (OTP's `infinity`). Skips the
+    /// timer, which is most of what a call costs beyond its two messages.
+    Infinity,
+}
+
+impl From<Duration> for Timeout {
+    fn from(timeout: Duration) -> Self {
+        Self::After(timeout)
     }
 }
 
@@ -687,10 +698,7 @@ impl<M: Send + 'static> Context<M> {
             key: next_key(),
             target: target.clone(),
         };
-        if let Err((_, reason)) = target
-            .0
-            .add_watcher(id.key, Watcher::Monitor(self.pid()))
-        {
+        if let Err((_, reason)) = target.0.add_watcher(id.key, Watcher::Monitor(self.pid())) {
             Core::down(&*self.proc, id.clone(), target.clone(), reason);
         }
         id
@@ -786,6 +794,8 @@ impl<M: Send + 'static> Future for Recv<'_, M> {
 
 impl<M: Send + 'static> fmt::Debug for Recv<'_, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recv").field("pid", &self.proc.id()).finish()
+        f.debug_struct("Recv")
+            .field("pid", &self.proc.id())
+            .finish()
     }
 }

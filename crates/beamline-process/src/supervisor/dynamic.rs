@@ -406,7 +406,8 @@ impl DynamicSupervisor {
     /// # Errors
     /// [`SupervisorExited`] if the supervisor is not running.
     pub async fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorExited> {
-        self.ask(|r| DynamicSupervisorMsg(Cmd::WhichChildren(r))).await
+        self.ask(|r| DynamicSupervisorMsg(Cmd::WhichChildren(r)))
+            .await
     }
 
     /// Child counts. Reflects every child exit published before the request.
@@ -414,7 +415,8 @@ impl DynamicSupervisor {
     /// # Errors
     /// [`SupervisorExited`] if the supervisor is not running.
     pub async fn count_children(&self) -> Result<ChildCounts, SupervisorExited> {
-        self.ask(|r| DynamicSupervisorMsg(Cmd::CountChildren(r))).await
+        self.ask(|r| DynamicSupervisorMsg(Cmd::CountChildren(r)))
+            .await
     }
 
     /// Stops every child concurrently, all under one deadline `timeout` from now (children
@@ -452,6 +454,7 @@ impl DynamicSupervisor {
         make: impl FnOnce(Reply<R>) -> DynamicSupervisorMsg,
     ) -> Result<R, SupervisorExited> {
         let addr = self.current()?;
+        // A supervisor always answers or exits, so no timeout is needed to never hang.
         addr.request(make).await.map_err(|reason| SupervisorExited {
             supervisor: Some(addr.id()),
             reason,
@@ -513,10 +516,7 @@ async fn run(
                 return Err(reason);
             }
             Event::Exit { from, reason } => {
-                if let Err(reason) = child_exited(&me, &shared, &mut window, &from, reason).await
-                {
-                    return Err(reason);
-                }
+                child_exited(&me, &shared, &mut window, &from, reason).await?;
             }
             Event::Down { .. } => {}
         }

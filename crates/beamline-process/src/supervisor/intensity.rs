@@ -104,7 +104,10 @@ mod tests {
         assert!(w.allow(t0));
         assert!(w.allow(t0 + S));
         assert!(w.allow(t0 + 2 * S));
-        assert!(!w.allow(t0 + 3 * S), "a fourth restart within 5 s escalates");
+        assert!(
+            !w.allow(t0 + 3 * S),
+            "a fourth restart within 5 s escalates"
+        );
     }
 
     #[test]

@@ -22,13 +22,13 @@ pub use self::dynamic::{
     DynamicSupervisor, DynamicSupervisorConfig, DynamicSupervisorMsg, StartChildError,
     TerminateChildError,
 };
+use self::intensity::RestartWindow;
 pub use self::intensity::{Intensity, RestartIntensityExceeded};
 pub use self::spec::{
     Child, ChildCounts, ChildId, ChildInfo, ChildKind, ChildSpec, Restart, Shutdown,
 };
-pub use self::stop::ShutdownReport;
-use self::intensity::RestartWindow;
 use self::spec::{ErasedChild, LinkTo};
+pub use self::stop::ShutdownReport;
 use self::stop::stop_child;
 use crate::exit::ExitReason;
 use crate::process::{Context, Event, Pid, ProcessId, Reply, spawn};
@@ -128,7 +128,10 @@ impl SupervisorSpec {
         id: impl Into<ChildId>,
     ) -> Result<ChildSpec<SupervisorMsg>, StartError> {
         self.validate()?;
-        Ok(ChildSpec::permanent(id, move |ctx| run(ctx, self.clone(), None)).kind(ChildKind::Supervisor))
+        Ok(
+            ChildSpec::permanent(id, move |ctx| run(ctx, self.clone(), None))
+                .kind(ChildKind::Supervisor),
+        )
     }
 }
 
@@ -267,6 +270,7 @@ impl Supervisor {
         make: impl FnOnce(Reply<R>) -> SupervisorMsg,
     ) -> Result<R, SupervisorExited> {
         let addr = self.handle.current();
+        // A supervisor always answers or exits, so no timeout is needed to never hang.
         addr.request(make).await.map_err(|reason| SupervisorExited {
             supervisor: Some(addr.id()),
             reason,

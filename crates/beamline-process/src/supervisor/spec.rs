@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use crate::error::{CallError, CastError, TryCastError};
 use crate::exit::ExitReason;
-use crate::process::{
-    Addr, Context, Core, Pid, Process, Reply, SpawnConfig, start, try_link_new,
-};
+use crate::process::{Addr, Context, Core, Pid, Process, Reply, SpawnConfig, start, try_link_new};
 
 /// A child's name inside its supervisor. It survives restarts (the process id does not).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -168,7 +166,8 @@ impl<M: Send + 'static> ChildSpec<M> {
         S: Fn(Context<M>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), ExitReason>> + Send + 'static,
     {
-        let run: RepeatStart<M> = Arc::new(move |proc, parent| start(proc, Some(parent), &start_fn));
+        let run: RepeatStart<M> =
+            Arc::new(move |proc, parent| start(proc, Some(parent), &start_fn));
         Self::new(id, restart, StartFn::Repeat(run))
     }
 
@@ -354,11 +353,9 @@ impl<M: Send + 'static> Starter for TypedStarter<M> {
     fn start(&self, parent: &Pid, link: LinkTo) -> Option<Pid> {
         let start_fn = match &self.start {
             TypedStart::Repeat(run) => StartFn::Repeat(run.clone()),
-            TypedStart::Once(cell) => StartFn::Once(
-                cell.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take()?,
-            ),
+            TypedStart::Once(cell) => {
+                StartFn::Once(cell.lock().unwrap_or_else(PoisonError::into_inner).take()?)
+            }
         };
         // The parent is the supervisor calling us, running: linking cannot fail.
         let proc = prepare_linked(self.config, parent, link).ok()?;
