@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-pub(crate) use self::core::{Core, Process, Watcher, next_key};
+pub(crate) use self::core::{Core, ExitHook, Process, Watcher, next_key};
 use self::core::{Envelope, Rejected, Signal};
 use self::deadline::Deadline;
 pub(crate) use self::task::start;
@@ -518,7 +518,8 @@ pub enum Timeout {
     /// At most this long.
     After(Duration),
     /// Until the reply or the process's exit, however long (OTP's `infinity`). Skips the
-    /// timer, which is most of what a call costs beyond its two messages.
+    /// timer, which is most of what a call costs beyond its two messages. A process that
+    /// calls itself this way waits for ever.
     Infinity,
 }
 

@@ -16,7 +16,9 @@ use super::{
     RestartIntensityExceeded, Shutdown, SupervisorExited,
 };
 use crate::exit::ExitReason;
-use crate::process::{Addr, Context, Event, Pid, ProcessId, Reply, Watcher, next_key, spawn};
+use crate::process::{
+    Addr, Context, Event, ExitHook, Pid, ProcessId, Reply, Watcher, next_key, spawn,
+};
 
 /// Limits of a [`DynamicSupervisor`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -352,7 +354,11 @@ impl DynamicSupervisor {
                     spec,
                 });
             }
-            let proc = match prepare_linked(spec.config, &sup, LinkTo::ChildSide) {
+            let link = match respawn {
+                Some(_) => LinkTo::ChildSide,
+                None => LinkTo::Hook(self.forget_on_exit(sup.id())),
+            };
+            let proc = match prepare_linked(spec.config, &sup, link) {
                 Ok(proc) => proc,
                 Err(reason) => return Err(StartChildError::NotRunning { reason, spec }),
             };
@@ -374,6 +380,21 @@ impl DynamicSupervisor {
         tracing::debug!(supervisor = sup.id().as_u64(), child = %spec.id, pid = proc.id().as_u64(), "child started");
         // User code (building the body) runs outside the lock.
         Ok(run_start(spec.start, proc, &sup, spec.slot.as_ref()))
+    }
+
+    /// The exit hook of a temporary child: removes its entry from the table the moment it
+    /// exits, without involving the supervisor's task.
+    fn forget_on_exit(&self, supervisor: ProcessId) -> ExitHook {
+        let shared = Arc::downgrade(&self.shared);
+        Box::new(move |pid: &Pid, reason: &ExitReason| {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let Some(entry) = shared.lock().children.remove(&pid.id()) else {
+                return;
+            };
+            log_exit(supervisor, &entry.id, reason);
+        })
     }
 
     /// Stops one child (exit signal `Shutdown`, then a kill after its shutdown timeout) and
@@ -535,11 +556,7 @@ async fn child_exited(
     let Some(entry) = shared.lock().children.remove(&from.id()) else {
         return Ok(());
     };
-    if reason.is_abnormal() {
-        tracing::warn!(supervisor = me.id().as_u64(), child = %entry.id, %reason, "child exited");
-    } else {
-        tracing::trace!(supervisor = me.id().as_u64(), child = %entry.id, %reason, "child exited");
-    }
+    log_exit(me.id(), &entry.id, &reason);
     if !entry.restart.restarts_after(&reason) {
         return Ok(());
     }
@@ -574,6 +591,14 @@ async fn child_exited(
         );
     }
     Ok(())
+}
+
+fn log_exit(supervisor: ProcessId, child: &ChildId, reason: &ExitReason) {
+    if reason.is_abnormal() {
+        tracing::warn!(supervisor = supervisor.as_u64(), %child, %reason, "child exited");
+    } else {
+        tracing::trace!(supervisor = supervisor.as_u64(), %child, %reason, "child exited");
+    }
 }
 
 /// Refuses new children, then stops every child concurrently.

@@ -257,6 +257,9 @@ impl Supervisor {
     /// Stops every child in reverse start order (each within its shutdown timeout), then the
     /// supervisor with [`ExitReason::Shutdown`]. Returns once the supervisor has exited.
     ///
+    /// A nested supervisor stopped this way is then handled by its parent like any child that
+    /// exited with `Shutdown` (a permanent one is restarted).
+    ///
     /// # Errors
     /// [`SupervisorExited`] if the supervisor was not running.
     pub async fn shutdown(&self) -> Result<(), SupervisorExited> {

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use crate::error::{CallError, CastError, TryCastError};
 use crate::exit::ExitReason;
-use crate::process::{Addr, Context, Core, Pid, Process, Reply, SpawnConfig, start, try_link_new};
+use crate::process::{
+    Addr, Context, Core, ExitHook, Pid, Process, Reply, SpawnConfig, Watcher, next_key, start,
+    try_link_new,
+};
 
 /// A child's name inside its supervisor. It survives restarts (the process id does not).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -142,6 +145,8 @@ pub struct ChildSpec<M> {
     pub(crate) id: ChildId,
     pub(crate) restart: Restart,
     pub(crate) shutdown: Shutdown,
+    /// Whether `shutdown` was set explicitly (then `kind` leaves it alone).
+    shutdown_set: bool,
     pub(crate) kind: ChildKind,
     pub(crate) config: SpawnConfig,
     pub(crate) start: StartFn<M>,
@@ -154,6 +159,7 @@ impl<M: Send + 'static> ChildSpec<M> {
             id,
             restart,
             shutdown: Shutdown::WORKER_DEFAULT,
+            shutdown_set: false,
             kind: ChildKind::Worker,
             config: SpawnConfig::default(),
             start,
@@ -204,17 +210,20 @@ impl<M: Send + 'static> ChildSpec<M> {
     /// [`Shutdown::Infinity`] for supervisors.
     pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
         self.shutdown = shutdown;
+        self.shutdown_set = true;
         self
     }
 
-    /// Marks the child as a worker or a supervisor (sets the default shutdown to match:
-    /// supervisors get [`Shutdown::Infinity`]).
+    /// Marks the child as a worker or a supervisor. Unless [`shutdown`](Self::shutdown) was
+    /// set, the default follows: supervisors get [`Shutdown::Infinity`].
     pub fn kind(mut self, kind: ChildKind) -> Self {
         self.kind = kind;
-        self.shutdown = match kind {
-            ChildKind::Worker => Shutdown::WORKER_DEFAULT,
-            ChildKind::Supervisor => Shutdown::Infinity,
-        };
+        if !self.shutdown_set {
+            self.shutdown = match kind {
+                ChildKind::Worker => Shutdown::WORKER_DEFAULT,
+                ChildKind::Supervisor => Shutdown::Infinity,
+            };
+        }
         self
     }
 
@@ -321,8 +330,7 @@ pub(crate) struct ErasedChild {
     pub(crate) starter: Arc<dyn Starter>,
 }
 
-/// How a new child is linked to its supervisor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a new child is tied to its supervisor.
 pub(crate) enum LinkTo {
     /// An ordinary link, recorded on both sides.
     Both,
@@ -330,6 +338,10 @@ pub(crate) enum LinkTo {
     /// side of the link (it signals every child in it when it exits), which saves a map entry
     /// per child in a supervisor with thousands of them.
     ChildSide,
+    /// No link on the child's side either: this hook tells the supervisor's table of the
+    /// child's exit directly (a temporary child, which is never restarted, needs nothing
+    /// more, and its exit then costs the supervisor's task nothing).
+    Hook(ExitHook),
 }
 
 /// Starts incarnations of one child.
@@ -381,6 +393,12 @@ pub(crate) fn prepare_linked<M: Send + 'static>(
                 return Err(reason);
             }
             let _ = Core::add_link(&*proc, parent.clone());
+        }
+        LinkTo::Hook(hook) => {
+            if let Some(reason) = parent.exit_reason() {
+                return Err(reason);
+            }
+            let _ = proc.add_watcher(next_key(), Watcher::Hook(hook));
         }
     }
     Ok(proc)
@@ -537,5 +555,38 @@ impl ChildCounts {
             ChildKind::Worker => self.workers += 1,
             ChildKind::Supervisor => self.supervisors += 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ChildSpec<()> {
+        ChildSpec::permanent("x", |_ctx| async { Ok(()) })
+    }
+
+    #[test]
+    fn kind_sets_the_default_shutdown_but_keeps_an_explicit_one() {
+        assert_eq!(spec().shutdown, Shutdown::WORKER_DEFAULT);
+        assert_eq!(
+            spec().kind(ChildKind::Supervisor).shutdown,
+            Shutdown::Infinity
+        );
+        let explicit = spec()
+            .shutdown(Shutdown::Brutal)
+            .kind(ChildKind::Supervisor);
+        assert_eq!(explicit.shutdown, Shutdown::Brutal);
+        assert_eq!(explicit.kind, ChildKind::Supervisor);
+    }
+
+    #[test]
+    fn restart_types_follow_otp() {
+        let crash = ExitReason::Killed;
+        assert!(Restart::Permanent.restarts_after(&ExitReason::Normal));
+        assert!(Restart::Transient.restarts_after(&crash));
+        assert!(!Restart::Transient.restarts_after(&ExitReason::Normal));
+        assert!(!Restart::Transient.restarts_after(&ExitReason::Shutdown));
+        assert!(!Restart::Temporary.restarts_after(&crash));
     }
 }
