@@ -13,30 +13,7 @@ use std::task::{Context as TaskContext, Poll};
 use pin_project::pin_project;
 
 use crate::exit::ExitReason;
-use crate::process::{Addr, Context, Event, MonitorRef, Pid, spawn};
-
-/// A notice for [`GenServer::handle_info`]: an exit signal (when trapping exits) from a process
-/// other than the parent, or a monitor's `Down`.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Info {
-    /// A linked process (not the parent) ended, or sent an exit signal; see [`Event::Exit`].
-    Exit {
-        /// Where the signal came from.
-        from: Pid,
-        /// Its reason.
-        reason: ExitReason,
-    },
-    /// A monitored process ended; see [`Event::Down`].
-    Down {
-        /// The monitor.
-        id: MonitorRef,
-        /// The process that ended.
-        pid: Pid,
-        /// Why.
-        reason: ExitReason,
-    },
-}
+use crate::process::{Addr, Context, Event, Info, spawn};
 
 /// OTP's gen_server behaviour: implement the callbacks, run it with [`serve`] (as a child body)
 /// or [`GenServer::spawn`].

@@ -126,10 +126,10 @@ mod supervisor;
 
 pub use error::{CallError, CastError, TryCastError};
 pub use exit::ExitReason;
-pub use gen_server::{GenServer, Info, serve};
+pub use gen_server::{GenServer, serve};
 pub use process::{
-    Addr, Cast, Context, DEFAULT_CAPACITY, Event, Exited, MonitorRef, Pid, ProcessId, Recv, Reply,
-    SpawnConfig, Timeout, spawn, spawn_with,
+    Addr, Cast, Context, DEFAULT_CAPACITY, Event, Exited, Info, MonitorRef, Pid, ProcessId, Recv,
+    Reply, SpawnConfig, Timeout, spawn, spawn_with,
 };
 pub use registry::{RegisterError, Registry};
 pub use supervisor::{

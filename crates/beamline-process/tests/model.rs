@@ -164,118 +164,65 @@ fn paused_runtime() -> tokio::runtime::Runtime {
 
 type Observed = Vec<(String, bool, u32)>;
 
-fn expected(model: &Model) -> Observed {
-    model
-        .children
-        .iter()
-        .map(|c| (c.id.clone(), c.running, c.restarts))
-        .collect()
+/// The supervisor under test, of either kind.
+enum Sut {
+    Static(Supervisor),
+    Dynamic(DynamicSupervisor),
 }
 
-async fn run_static(
-    strategy: Sup,
+impl Sut {
+    /// The children as (id, running, restarts), sorted by id for the dynamic supervisor
+    /// (which reports in no particular order); `None` once the supervisor has exited.
+    async fn observe(&self) -> Option<Observed> {
+        let children = match self {
+            Self::Static(sup) => sup.which_children().await.ok()?,
+            Self::Dynamic(sup) => sup.which_children().await.ok()?,
+        };
+        let mut observed: Observed = children
+            .into_iter()
+            .map(|c| (c.id.to_string(), c.pid.is_some(), c.restarts))
+            .collect();
+        if let Self::Dynamic(_) = self {
+            observed.sort();
+        }
+        Some(observed)
+    }
+
+    async fn shutdown(&self) {
+        match self {
+            Self::Static(sup) => sup.shutdown().await.unwrap(),
+            Self::Dynamic(sup) => {
+                sup.shutdown(Duration::from_secs(1)).await.unwrap();
+            }
+        }
+    }
+}
+
+/// Starts children with `restarts` under a supervisor of kind `strategy` (`None`: a dynamic
+/// supervisor), plays `steps` on it and on the model, and compares them after each step.
+async fn run(
+    strategy: Option<Sup>,
     restarts: &[Restart],
     max_restarts: u32,
     steps: &[Step],
 ) -> Result<(), TestCaseError> {
-    let mut sup_spec =
-        SupervisorSpec::new(strategy).intensity(Intensity::new(max_restarts, PERIOD));
-    let mut handles: Vec<(String, Child<Exit>)> = Vec::new();
-    let mut model = Model {
-        strategy,
-        max_restarts: max_restarts as usize,
-        now: Duration::ZERO,
-        restart_times: Vec::new(),
-        children: Vec::new(),
-        escalated: false,
-    };
-    for (i, &restart) in restarts.iter().enumerate() {
-        let id = format!("c{i}");
-        let mut s = spec(id.clone(), restart);
-        handles.push((id.clone(), s.handle()));
-        sup_spec = sup_spec.child(s);
-        model.children.push(ModelChild {
-            id,
-            restart,
-            running: true,
-            restarts: 0,
-        });
-    }
-    let sup = Supervisor::start(sup_spec).await.unwrap();
-    let sup_pid = sup.pid();
-    for step in steps {
-        match step {
-            Step::Advance(d) => {
-                tokio::time::advance(*d).await;
-                model.now += *d;
-                continue;
-            }
-            Step::Exit(n, how) => {
-                let running = model.running();
-                if running.is_empty() {
-                    continue;
-                }
-                let i = running[n % running.len()];
-                let id = model.children[i].id.clone();
-                let handle = &handles.iter().find(|(h, _)| *h == id).unwrap().1;
-                let addr = handle.current();
-                addr.cast(*how).await.unwrap();
-                addr.exited().await;
-                model.exit(i, *how);
-            }
-        }
-        match sup.which_children().await {
-            Ok(children) => {
-                prop_assert!(!model.escalated, "model escalated, supervisor did not");
-                let observed: Observed = children
-                    .into_iter()
-                    .map(|c| (c.id.to_string(), c.pid.is_some(), c.restarts))
-                    .collect();
-                prop_assert_eq!(observed, expected(&model), "after {:?}", step);
-            }
-            Err(_) => {
-                prop_assert!(model.escalated, "supervisor escalated, model did not");
-                let reason = sup_pid.exited().await;
-                prop_assert!(
-                    reason
-                        .downcast_error::<beamline_process::RestartIntensityExceeded>()
-                        .is_some()
-                );
-                for (_, h) in &handles {
-                    prop_assert!(!h.current().is_alive(), "children stop with the supervisor");
-                }
-                return Ok(());
-            }
-        }
-    }
-    sup.shutdown().await.unwrap();
-    Ok(())
-}
-
-async fn run_dynamic(
-    restarts: &[Restart],
-    max_restarts: u32,
-    steps: &[Step],
-) -> Result<(), TestCaseError> {
-    let sup = DynamicSupervisor::start(
-        DynamicSupervisorConfig::new().intensity(Intensity::new(max_restarts, PERIOD)),
-    );
-    let sup_pid = sup.pid().unwrap();
-    let mut handles: Vec<(String, Child<Exit>)> = Vec::new();
+    let intensity = Intensity::new(max_restarts, PERIOD);
     let mut model = Model {
         // Every exit in a dynamic supervisor concerns that child alone.
-        strategy: Sup::OneForOne,
+        strategy: strategy.unwrap_or(Sup::OneForOne),
         max_restarts: max_restarts as usize,
         now: Duration::ZERO,
         restart_times: Vec::new(),
         children: Vec::new(),
         escalated: false,
     };
+    let mut handles: Vec<(String, Child<Exit>)> = Vec::new();
+    let mut specs = Vec::new();
     for (i, &restart) in restarts.iter().enumerate() {
         let id = format!("c{i}");
         let mut s = spec(id.clone(), restart);
         handles.push((id.clone(), s.handle()));
-        sup.start_child(s).unwrap();
+        specs.push(s);
         model.children.push(ModelChild {
             id,
             restart,
@@ -283,6 +230,26 @@ async fn run_dynamic(
             restarts: 0,
         });
     }
+    let sut = match strategy {
+        Some(strategy) => {
+            let sup_spec = specs.into_iter().fold(
+                SupervisorSpec::new(strategy).intensity(intensity),
+                SupervisorSpec::child,
+            );
+            Sut::Static(Supervisor::start(sup_spec).await.unwrap())
+        }
+        None => {
+            let sup = DynamicSupervisor::start(DynamicSupervisorConfig::new().intensity(intensity));
+            for s in specs {
+                sup.start_child(s).unwrap();
+            }
+            Sut::Dynamic(sup)
+        }
+    };
+    let sup_pid = match &sut {
+        Sut::Static(sup) => sup.pid(),
+        Sut::Dynamic(sup) => sup.pid().unwrap(),
+    };
     for step in steps {
         match step {
             Step::Advance(d) => {
@@ -301,23 +268,22 @@ async fn run_dynamic(
                 addr.cast(*how).await.unwrap();
                 addr.exited().await;
                 model.exit(i, *how);
-                // A dynamic supervisor forgets a child that is not restarted.
-                model.children.retain(|c| c.running);
+                if let Sut::Dynamic(_) = sut {
+                    // A dynamic supervisor forgets a child that is not restarted.
+                    model.children.retain(|c| c.running);
+                }
             }
         }
-        match sup.which_children().await {
-            Ok(children) => {
+        match sut.observe().await {
+            Some(observed) => {
                 prop_assert!(!model.escalated, "model escalated, supervisor did not");
-                let mut observed: Observed = children
-                    .into_iter()
-                    .map(|c| (c.id.to_string(), c.pid.is_some(), c.restarts))
-                    .collect();
-                observed.sort();
                 let mut want = expected(&model);
-                want.sort();
+                if let Sut::Dynamic(_) = sut {
+                    want.sort();
+                }
                 prop_assert_eq!(observed, want, "after {:?}", step);
             }
-            Err(_) => {
+            None => {
                 prop_assert!(model.escalated, "supervisor escalated, model did not");
                 let reason = sup_pid.exited().await;
                 prop_assert!(
@@ -325,12 +291,23 @@ async fn run_dynamic(
                         .downcast_error::<beamline_process::RestartIntensityExceeded>()
                         .is_some()
                 );
+                for (_, h) in &handles {
+                    prop_assert!(!h.current().is_alive(), "children stop with the supervisor");
+                }
                 return Ok(());
             }
         }
     }
-    sup.shutdown(Duration::from_secs(1)).await.unwrap();
+    sut.shutdown().await;
     Ok(())
+}
+
+fn expected(model: &Model) -> Observed {
+    model
+        .children
+        .iter()
+        .map(|c| (c.id.clone(), c.running, c.restarts))
+        .collect()
 }
 
 proptest! {
@@ -344,7 +321,7 @@ proptest! {
         steps in prop::collection::vec(step(), 1..=14),
     ) {
         quiet_deliberate_panics();
-        paused_runtime().block_on(run_static(strategy, &restarts, max_restarts, &steps))?;
+        paused_runtime().block_on(run(Some(strategy), &restarts, max_restarts, &steps))?;
     }
 
     #[test]
@@ -354,6 +331,6 @@ proptest! {
         steps in prop::collection::vec(step(), 1..=14),
     ) {
         quiet_deliberate_panics();
-        paused_runtime().block_on(run_dynamic(&restarts, max_restarts, &steps))?;
+        paused_runtime().block_on(run(None, &restarts, max_restarts, &steps))?;
     }
 }

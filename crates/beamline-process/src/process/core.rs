@@ -13,7 +13,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use tokio::task::AbortHandle;
 
 use super::idmap::IdMap;
-use super::{MonitorRef, Pid, ProcessId};
+use super::{Info, MonitorRef, Pid, ProcessId};
 use crate::exit::ExitReason;
 
 /// Process ids and watcher keys come from one counter, so a link (keyed by the linked
@@ -62,20 +62,7 @@ impl Status {
 /// a process's last messages arrive before its exit notice, as in OTP).
 pub(crate) enum Envelope<M> {
     Msg(M),
-    Signal(Box<Signal>),
-}
-
-/// A system notice delivered as a message.
-pub(crate) enum Signal {
-    Exit {
-        from: Pid,
-        reason: ExitReason,
-    },
-    Down {
-        id: MonitorRef,
-        pid: Pid,
-        reason: ExitReason,
-    },
+    Signal(Box<Info>),
 }
 
 /// A callback told of a process's exit: its pid and reason. It runs in the exit path with no
@@ -331,34 +318,29 @@ impl<M: Send + 'static> Process<M> {
     }
 
     pub(crate) fn poll_recv(&self, cx: &mut TaskContext<'_>) -> Poll<Envelope<M>> {
-        let mut st = self.lock();
-        match st.queue.pop_front() {
-            Some(env) => {
-                let sender = if matches!(env, Envelope::Msg(_)) {
-                    st.messages -= 1;
-                    Self::notify_sender(&mut st)
-                } else {
-                    None
-                };
-                drop(st);
-                if let Some(w) = sender {
-                    w.wake();
-                }
-                Poll::Ready(env)
-            }
-            None => {
-                match &st.rx_waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => st.rx_waker = Some(cx.waker().clone()),
-                }
-                Poll::Pending
-            }
+        match self.pop(Some(cx)) {
+            Some(env) => Poll::Ready(env),
+            None => Poll::Pending,
         }
     }
 
     pub(crate) fn try_recv(&self) -> Option<Envelope<M>> {
+        self.pop(None)
+    }
+
+    /// Takes the next envelope, handing the freed slot to the first blocked sender; when the
+    /// mailbox is empty, registers `cx`'s waker (if given) for the next arrival.
+    fn pop(&self, cx: Option<&mut TaskContext<'_>>) -> Option<Envelope<M>> {
         let mut st = self.lock();
-        let env = st.queue.pop_front()?;
+        let Some(env) = st.queue.pop_front() else {
+            if let Some(cx) = cx {
+                match &st.rx_waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => st.rx_waker = Some(cx.waker().clone()),
+                }
+            }
+            return None;
+        };
         let sender = if matches!(env, Envelope::Msg(_)) {
             st.messages -= 1;
             Self::notify_sender(&mut st)
@@ -375,7 +357,7 @@ impl<M: Send + 'static> Process<M> {
     /// Removes a not-yet-received `Down` notice for monitor `key` from this mailbox.
     pub(crate) fn flush_down(&self, key: u64) {
         self.lock().queue.retain(|env| {
-            !matches!(env, Envelope::Signal(s) if matches!(&**s, Signal::Down { id, .. } if id.key == key))
+            !matches!(env, Envelope::Signal(s) if matches!(&**s, Info::Down { id, .. } if id.key == key))
         });
     }
 
@@ -532,7 +514,7 @@ impl<M: Send + 'static> Core for Process<M> {
         }
         if st.trap_exit {
             st.queue
-                .push_back(Envelope::Signal(Box::new(Signal::Exit { from, reason })));
+                .push_back(Envelope::Signal(Box::new(Info::Exit { from, reason })));
             let rx = st.rx_waker.take();
             drop(st);
             if let Some(w) = rx {
@@ -554,7 +536,7 @@ impl<M: Send + 'static> Core for Process<M> {
             return;
         }
         st.queue
-            .push_back(Envelope::Signal(Box::new(Signal::Down { id, pid, reason })));
+            .push_back(Envelope::Signal(Box::new(Info::Down { id, pid, reason })));
         let rx = st.rx_waker.take();
         drop(st);
         if let Some(w) = rx {
@@ -628,6 +610,19 @@ mod tests {
         TaskContext::from_waker(Waker::noop())
     }
 
+    /// Polls a blocked `cast` once; `Ready` means the message was queued.
+    fn push(
+        p: &Process<u32>,
+        msg: &mut Option<u32>,
+        wait: &mut Option<Arc<AtomicBool>>,
+    ) -> Poll<()> {
+        match p.poll_push(msg, wait, &mut noop()) {
+            Poll::Ready(Ok(())) => Poll::Ready(()),
+            Poll::Ready(Err((reason, m))) => panic!("refused {m}: {reason}"),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     fn recv_msg(p: &Process<u32>) -> Option<u32> {
         match p.poll_recv(&mut noop()) {
             Poll::Ready(Envelope::Msg(m)) => Some(m),
@@ -649,24 +644,15 @@ mod tests {
         assert!(p.try_push(0, false).is_ok());
         let (mut a_msg, mut a_wait) = (Some(1), None);
         let (mut b_msg, mut b_wait) = (Some(2), None);
-        assert!(
-            p.poll_push(&mut a_msg, &mut a_wait, &mut noop())
-                .is_pending()
-        );
-        assert!(
-            p.poll_push(&mut b_msg, &mut b_wait, &mut noop())
-                .is_pending()
-        );
+        assert!(push(&p, &mut a_msg, &mut a_wait).is_pending());
+        assert!(push(&p, &mut b_msg, &mut b_wait).is_pending());
         // Receiving frees the slot and hands it to `a`, the first in line...
         assert_eq!(recv_msg(&p), Some(0));
         assert!(a_wait.as_ref().is_some_and(|n| n.load(Ordering::Relaxed)));
         // ...which gives up: the slot must go to `b`, not be lost.
         p.cancel_push(a_wait.as_ref().unwrap());
         assert!(b_wait.as_ref().is_some_and(|n| n.load(Ordering::Relaxed)));
-        assert!(matches!(
-            p.poll_push(&mut b_msg, &mut b_wait, &mut noop()),
-            Poll::Ready(Ok(()))
-        ));
+        assert!(push(&p, &mut b_msg, &mut b_wait).is_ready());
         assert_eq!(recv_msg(&p), Some(2));
     }
 
@@ -675,24 +661,15 @@ mod tests {
         let p = Process::<u32>::new(1, false);
         assert!(p.try_push(0, false).is_ok());
         let (mut a_msg, mut a_wait) = (Some(1), None);
-        assert!(
-            p.poll_push(&mut a_msg, &mut a_wait, &mut noop())
-                .is_pending()
-        );
+        assert!(push(&p, &mut a_msg, &mut a_wait).is_pending());
         assert_eq!(recv_msg(&p), Some(0));
         // `cast`'s fast path queues behind `a`...
         assert!(matches!(p.try_push(9, true), Err(Rejected::Full(9))));
         // ...`try_cast` takes the free slot, and `a` goes back to the front of the line.
         assert!(p.try_push(8, false).is_ok());
-        assert!(
-            p.poll_push(&mut a_msg, &mut a_wait, &mut noop())
-                .is_pending()
-        );
+        assert!(push(&p, &mut a_msg, &mut a_wait).is_pending());
         assert_eq!(recv_msg(&p), Some(8));
-        assert!(matches!(
-            p.poll_push(&mut a_msg, &mut a_wait, &mut noop()),
-            Poll::Ready(Ok(()))
-        ));
+        assert!(push(&p, &mut a_msg, &mut a_wait).is_ready());
         assert_eq!(recv_msg(&p), Some(1));
     }
 
@@ -707,7 +684,7 @@ mod tests {
         assert_eq!(recv_msg(&p), Some(1));
         assert!(matches!(
             p.poll_recv(&mut noop()),
-            Poll::Ready(Envelope::Signal(s)) if matches!(*s, Signal::Exit { reason: ExitReason::Shutdown, .. })
+            Poll::Ready(Envelope::Signal(s)) if matches!(*s, Info::Exit { reason: ExitReason::Shutdown, .. })
         ));
     }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 pub(crate) use self::core::{Core, ExitHook, Process, Watcher, next_key};
-use self::core::{Envelope, Rejected, Signal};
+use self::core::{Envelope, Rejected};
 use self::deadline::Deadline;
 pub(crate) use self::task::start;
 use crate::error::{CallError, CastError, TryCastError};
@@ -216,11 +216,36 @@ impl<M> Event<M> {
         match env {
             Envelope::Msg(m) => Self::Msg(m),
             Envelope::Signal(signal) => match *signal {
-                Signal::Exit { from, reason } => Self::Exit { from, reason },
-                Signal::Down { id, pid, reason } => Self::Down { id, pid, reason },
+                Info::Exit { from, reason } => Self::Exit { from, reason },
+                Info::Down { id, pid, reason } => Self::Down { id, pid, reason },
             },
         }
     }
+}
+
+/// A notice rather than a message: an exit signal delivered to a process that traps exits, or
+/// a monitor's `Down`. [`GenServer::handle_info`](crate::GenServer::handle_info) receives
+/// these (except an exit signal from the parent, which stops the server); a plain body
+/// receives them as the matching [`Event`] variants.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Info {
+    /// An exit signal; see [`Event::Exit`].
+    Exit {
+        /// Where the signal came from.
+        from: Pid,
+        /// Its reason.
+        reason: ExitReason,
+    },
+    /// A monitored process ended; see [`Event::Down`].
+    Down {
+        /// The monitor.
+        id: MonitorRef,
+        /// The process that ended.
+        pid: Pid,
+        /// Why.
+        reason: ExitReason,
+    },
 }
 
 /// The reply half of a [`call`](Addr::call): put inside the request message, answered with
