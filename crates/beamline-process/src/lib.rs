@@ -133,8 +133,8 @@ pub use process::{
 };
 pub use registry::{RegisterError, Registry};
 pub use supervisor::{
-    Child, ChildCounts, ChildId, ChildInfo, ChildKind, ChildSpec, DynamicSupervisor,
-    DynamicSupervisorConfig, DynamicSupervisorMsg, Intensity, Restart, RestartIntensityExceeded,
-    Shutdown, ShutdownReport, StartChildError, StartError, Strategy, Supervisor, SupervisorExited,
-    SupervisorMsg, SupervisorSpec, TerminateChildError,
+    Child, ChildCounts, ChildId, ChildInfo, ChildKind, ChildLookupError, ChildSpec,
+    DynamicSupervisor, DynamicSupervisorConfig, DynamicSupervisorMsg, Intensity, Restart,
+    RestartIntensityExceeded, Shutdown, ShutdownReport, StartChildError, StartError, Strategy,
+    Supervisor, SupervisorExited, SupervisorMsg, SupervisorSpec, TerminateChildError,
 };

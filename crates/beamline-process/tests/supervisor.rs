@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use beamline_process::{
-    Child, ChildKind, ChildSpec, Event, ExitReason, Intensity, Restart, RestartIntensityExceeded,
-    Shutdown, StartError, Strategy, Supervisor, SupervisorSpec,
+    Child, ChildKind, ChildLookupError, ChildSpec, Event, ExitReason, Intensity, Restart,
+    RestartIntensityExceeded, Shutdown, StartError, Strategy, Supervisor, SupervisorSpec,
 };
 use common::{DELIBERATE, quiet_deliberate_panics};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -390,4 +390,36 @@ async fn a_handle_before_the_first_start_fails_with_noproc() {
         }) => {}
         other => panic!("expected NoProc, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_handle_obtained_through_the_supervisor_follows_restarts() {
+    let (tx, _log) = unbounded_channel();
+    let (spec, _) = child("worker", Restart::Permanent, &tx);
+    let sup = Supervisor::start(SupervisorSpec::new(Strategy::OneForOne).child(spec))
+        .await
+        .unwrap();
+    let handle: Child<Do> = sup.child("worker").await.unwrap();
+    let first = handle.pid();
+    crash(&sup, &handle, Do::Fail).await;
+    assert_ne!(
+        handle.pid(),
+        first,
+        "the handle moved to the new incarnation"
+    );
+    assert_eq!(handle.call(Do::Ping, SECOND).await.unwrap(), "worker");
+
+    match sup.child::<Do>("nobody").await {
+        Err(ChildLookupError::NoSuchChild { id }) => assert_eq!(id.as_str(), "nobody"),
+        other => panic!("expected NoSuchChild, got {other:?}"),
+    }
+    match sup.child::<u32>("worker").await {
+        Err(ChildLookupError::WrongType { id }) => assert_eq!(id.as_str(), "worker"),
+        other => panic!("expected WrongType, got {other:?}"),
+    }
+    sup.shutdown().await.unwrap();
+    assert!(matches!(
+        sup.child::<Do>("worker").await,
+        Err(ChildLookupError::SupervisorExited(_))
+    ));
 }

@@ -580,7 +580,10 @@ impl<M: Send + 'static> From<Addr<M>> for Pid {
     }
 }
 
-/// The future of [`Addr::cast`].
+/// The future of [`Addr::cast`]: resolves once the message is queued, or fails with the
+/// process's exit reason (handing the message back). Dropping it before it resolves sends
+/// nothing and gives up its place in line (a slot it had been promised passes to the next
+/// waiting sender).
 #[must_use = "futures do nothing unless awaited"]
 pub struct Cast<'a, M: Send + 'static> {
     proc: &'a Arc<Process<M>>,
@@ -804,7 +807,8 @@ impl<M: Send + 'static> fmt::Debug for Context<M> {
     }
 }
 
-/// The future of [`Context::recv`].
+/// The future of [`Context::recv`]: resolves with the next message or notice. Cancel-safe:
+/// dropping it takes nothing out of the mailbox.
 #[must_use = "futures do nothing unless awaited"]
 pub struct Recv<'a, M> {
     proc: &'a Process<M>,

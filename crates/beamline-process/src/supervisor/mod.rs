@@ -12,8 +12,10 @@ mod intensity;
 mod spec;
 mod stop;
 
+use std::any::Any;
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -55,6 +57,27 @@ pub struct SupervisorExited {
     pub supervisor: Option<ProcessId>,
     /// Why it exited.
     pub reason: ExitReason,
+}
+
+/// Why [`Supervisor::child`] returned no handle.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChildLookupError {
+    /// The supervisor has no child with this id.
+    #[error("the supervisor has no child {id}")]
+    NoSuchChild {
+        /// The id asked for.
+        id: ChildId,
+    },
+    /// The child takes messages of another type than the one asked for.
+    #[error("child {id} takes messages of another type")]
+    WrongType {
+        /// The id asked for.
+        id: ChildId,
+    },
+    /// The supervisor is not running.
+    #[error(transparent)]
+    SupervisorExited(SupervisorExited),
 }
 
 /// Why [`Supervisor::start`] refused a spec.
@@ -154,6 +177,8 @@ pub struct SupervisorMsg(Cmd);
 enum Cmd {
     WhichChildren(Reply<Vec<ChildInfo>>),
     CountChildren(Reply<ChildCounts>),
+    /// The stable handle slot of a child, by id (`None`: no such child).
+    Child(ChildId, Reply<Option<Arc<dyn Any + Send + Sync>>>),
     Shutdown(Reply<()>),
 }
 
@@ -162,6 +187,7 @@ impl fmt::Debug for SupervisorMsg {
         f.write_str(match self.0 {
             Cmd::WhichChildren(_) => "WhichChildren",
             Cmd::CountChildren(_) => "CountChildren",
+            Cmd::Child(..) => "Child",
             Cmd::Shutdown(_) => "Shutdown",
         })
     }
@@ -252,6 +278,29 @@ impl Supervisor {
     /// [`SupervisorExited`] if the supervisor is not running.
     pub async fn count_children(&self) -> Result<ChildCounts, SupervisorExited> {
         self.ask(|r| SupervisorMsg(Cmd::CountChildren(r))).await
+    }
+
+    /// A stable handle to the child `id`, which takes messages of type `M`: it keeps reaching
+    /// the child's current incarnation across restarts (the same handle as the spec's
+    /// [`ChildSpec::handle`]).
+    ///
+    /// # Errors
+    /// - [`ChildLookupError::NoSuchChild`] if the supervisor has no child `id` (a temporary
+    ///   child is forgotten once it exits);
+    /// - [`ChildLookupError::WrongType`] if that child takes another message type;
+    /// - [`ChildLookupError::SupervisorExited`] if the supervisor is not running.
+    pub async fn child<M: Send + 'static>(
+        &self,
+        id: impl Into<ChildId>,
+    ) -> Result<Child<M>, ChildLookupError> {
+        let id = id.into();
+        let wanted = id.clone();
+        let slot = self
+            .ask(move |r| SupervisorMsg(Cmd::Child(wanted, r)))
+            .await
+            .map_err(ChildLookupError::SupervisorExited)?
+            .ok_or_else(|| ChildLookupError::NoSuchChild { id: id.clone() })?;
+        Child::from_slot(slot).ok_or(ChildLookupError::WrongType { id })
     }
 
     /// Stops every child in reverse start order (each within its shutdown timeout), then the
@@ -488,6 +537,14 @@ async fn run(
                 }
                 Cmd::CountChildren(reply) => {
                     let _ = reply.send(state.count());
+                }
+                Cmd::Child(id, reply) => {
+                    let slot = state
+                        .children
+                        .iter()
+                        .find(|c| c.spec.id == id)
+                        .and_then(|c| c.spec.starter.slot());
+                    let _ = reply.send(slot);
                 }
                 Cmd::Shutdown(reply) => {
                     state.stop_all().await;

@@ -2,6 +2,7 @@
 //! [`Shutdown`], [`ChildKind`]), the stable [`Child`] handle, and the reports
 //! ([`ChildInfo`], [`ChildCounts`]).
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
@@ -255,17 +256,9 @@ impl<M: Send + 'static> ChildSpec<M> {
     /// restarts. Before the child first starts, sends through it fail with
     /// [`ExitReason::NoProc`].
     pub fn handle(&mut self) -> Child<M> {
-        let slot = self
-            .slot
-            .get_or_insert_with(|| {
-                Arc::new(Slot {
-                    current: Mutex::new(Addr {
-                        proc: Process::dead(ExitReason::NoProc),
-                    }),
-                })
-            })
-            .clone();
-        Child { slot }
+        Child {
+            slot: self.slot.get_or_insert_with(Slot::unstarted).clone(),
+        }
     }
 
     /// For a restartable spec, what a supervisor keeps to start it again (sharing the start
@@ -289,7 +282,8 @@ impl<M: Send + 'static> ChildSpec<M> {
 
     /// Erases the message type, for a supervisor's list of children. A one-shot start is
     /// kept behind a lock so the erased child can be shared (a nested supervisor's spec is
-    /// cloned for each of its incarnations); it runs at most once.
+    /// cloned for each of its incarnations); it runs at most once. The child always gets a
+    /// stable handle here, so the supervisor can hand one out by id.
     pub(crate) fn erase(self) -> ErasedChild {
         let starter: Arc<dyn Starter> = Arc::new(TypedStarter {
             config: self.config,
@@ -297,7 +291,7 @@ impl<M: Send + 'static> ChildSpec<M> {
                 StartFn::Repeat(run) => TypedStart::Repeat(run),
                 StartFn::Once(run) => TypedStart::Once(Mutex::new(Some(run))),
             },
-            slot: self.slot,
+            slot: Some(self.slot.unwrap_or_else(Slot::unstarted)),
         });
         ErasedChild {
             id: self.id,
@@ -348,6 +342,9 @@ pub(crate) enum LinkTo {
 pub(crate) trait Starter: Send + Sync {
     /// A new incarnation linked to `parent`; `None` if this is a one-shot start already used.
     fn start(&self, parent: &Pid, link: LinkTo) -> Option<Pid>;
+
+    /// The child's stable handle slot (an `Arc<Slot<M>>`), for a typed lookup by id.
+    fn slot(&self) -> Option<Arc<dyn Any + Send + Sync>>;
 }
 
 enum TypedStart<M> {
@@ -373,6 +370,11 @@ impl<M: Send + 'static> Starter for TypedStarter<M> {
         let proc = prepare_linked(self.config, parent, link).ok()?;
         let addr = run_start(start_fn, proc, parent, self.slot.as_ref());
         Some(addr.pid())
+    }
+
+    fn slot(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        let slot: Arc<dyn Any + Send + Sync> = self.slot.clone()?;
+        Some(slot)
     }
 }
 
@@ -427,6 +429,17 @@ pub(crate) struct Slot<M> {
     current: Mutex<Addr<M>>,
 }
 
+impl<M: Send + 'static> Slot<M> {
+    /// A slot whose child has not started: sends through it fail with `NoProc`.
+    fn unstarted() -> Arc<Self> {
+        Arc::new(Self {
+            current: Mutex::new(Addr {
+                proc: Process::dead(ExitReason::NoProc),
+            }),
+        })
+    }
+}
+
 impl<M> Slot<M> {
     fn set(&self, addr: Addr<M>) {
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = addr;
@@ -462,6 +475,13 @@ impl<M> Clone for Child<M> {
 }
 
 impl<M: Send + 'static> Child<M> {
+    /// The handle behind a slot found by id, if it is a slot for `M`.
+    pub(crate) fn from_slot(slot: Arc<dyn Any + Send + Sync>) -> Option<Self> {
+        Some(Self {
+            slot: slot.downcast::<Slot<M>>().ok()?,
+        })
+    }
+
     pub(crate) fn fixed(addr: Addr<M>) -> Self {
         Self {
             slot: Arc::new(Slot {
