@@ -52,8 +52,10 @@
 //!   `Brutal`). More than `max_restarts` restarts within `period` stops every child and ends the
 //!   supervisor with [`RestartIntensityExceeded`], which its own supervisor sees (escalation).
 //! - **Cheap idle processes.** A mailbox allocates only when messages arrive; an idle process
-//!   costs its tokio task plus a 160-byte record. Starting and ending a [`DynamicSupervisor`]
-//!   child is O(1) with one short lock, never held across an `.await`.
+//!   costs its tokio task plus a record of about 160 bytes (measured: 144 bytes more than a
+//!   raw tokio task with the same body, 296 more for a [`DynamicSupervisor`] child). Starting
+//!   and ending a dynamic child is O(1) with one short lock, never held across an `.await`,
+//!   and a temporary child's exit does not involve the supervisor's task at all.
 //!
 //! # Example
 //!
