@@ -1,0 +1,721 @@
+//! The reconnecting connection: a handle callers share, and a background task that owns
+//! *when* a connection exists.
+
+mod config;
+mod driver;
+mod error;
+
+pub use config::{
+    DEFAULT_BACKOFF, HealthCheck, OfflinePolicy, ReconnectConfig, ReconnectConfigError,
+};
+pub use error::{CloseReason, ConnectError, LossCause, ReconnectError, StartError};
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::Connection;
+use driver::Driver;
+
+/// Where a [`Reconnect`] is, as published on [`Reconnect::state_changes`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum State {
+    /// A connect attempt is running.
+    Connecting {
+        /// Which attempt, 1-based, counted since the backoff last reset.
+        attempt: u32,
+    },
+    /// A connection is up; requests go straight to it.
+    Connected,
+    /// The last attempt failed (or the connection was lost); the next attempt starts at
+    /// `until`.
+    BackingOff {
+        /// The number the next attempt will have.
+        attempt: u32,
+        /// When it starts.
+        until: Instant,
+    },
+    /// Closed for good; every request fails with [`ReconnectError::Closed`].
+    Closed(CloseReason),
+}
+
+impl State {
+    /// `true` in [`State::Connected`].
+    pub const fn is_connected(&self) -> bool {
+        matches!(self, State::Connected)
+    }
+
+    /// `true` in [`State::Closed`].
+    pub const fn is_closed(&self) -> bool {
+        matches!(self, State::Closed(_))
+    }
+}
+
+/// A connection that reconnects: a cheap, cloneable handle to one logical connection
+/// whose physical connections come and go.
+///
+/// A background task runs the state machine `Connecting → Connected → BackingOff →
+/// Connecting …` (see [`State`]), making connections with a [`Connect`](crate::Connect)
+/// and spacing failed attempts with a jittered [`Backoff`](crate::Backoff). Callers use
+/// [`call`](Self::call) and never see the gaps except through the offline policy.
+///
+/// # Guarantees
+/// - **Bounded, jittered retries.** Attempts follow the backoff (capped, jittered); a lost
+///   connection waits one backoff delay before its first reconnect attempt, so clients
+///   that lost the same server do not return in the same instant. The backoff resets only
+///   after a connection stayed up for the stable period.
+/// - **Every request ends in a response or a typed error**, which says whether it may have
+///   been delivered ([`ReconnectError::was_sent`]).
+/// - **No hidden replays.** A request is sent again only if made with
+///   [`call_idempotent`](Self::call_idempotent), at most `max_replays` times.
+/// - **Offline requests follow the chosen [`OfflinePolicy`]**: they fail at once, or wait
+///   in a bounded queue until their deadline and are started in queue order (before any
+///   later request) when a connection comes up.
+/// - **Half-open connections are replaced** when a health check fails or, with a progress
+///   timeout, when in-flight requests stop getting answers.
+/// - **Closing is final and prompt.** After [`close`](Self::close) (or when the last handle
+///   is dropped, or the backoff gives up) queued requests fail with
+///   [`ReconnectError::Closed`], the live connection is closed, and the task exits.
+///
+/// # Examples
+/// ```no_run
+/// use std::time::Duration;
+/// use beamline_reconnect::{FramedConnection, OfflinePolicy, Reconnect, ReconnectConfig};
+/// use tokio::net::TcpStream;
+/// use tokio_util::codec::{Framed, LinesCodec};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let addr = "127.0.0.1:7000";
+/// let connect = move || async move {
+///     let stream = TcpStream::connect(addr).await?;
+///     Ok::<_, std::io::Error>(FramedConnection::new(Framed::new(stream, LinesCodec::new())))
+/// };
+/// let config = ReconnectConfig::new(OfflinePolicy::Queue { max: 100, deadline: Duration::from_secs(2) })
+///     .name(format!("echo {addr}"));
+/// let conn = Reconnect::start(connect, config).await?;
+/// let reply = conn.call("hello".to_string()).await?;
+/// # let _ = reply;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Reconnect<C: Connection> {
+    handle: Arc<HandleToken<C>>,
+}
+
+/// Shared by every handle; when the last one goes, the connection closes.
+struct HandleToken<C: Connection>(Arc<Shared<C>>);
+
+impl<C: Connection> Drop for HandleToken<C> {
+    fn drop(&mut self) {
+        self.0.shutdown(CloseReason::Dropped);
+    }
+}
+
+impl<C: Connection> Clone for Reconnect<C> {
+    fn clone(&self) -> Self {
+        Self {
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl<C: Connection> fmt::Debug for Reconnect<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reconnect")
+            .field("name", &self.shared().name)
+            .field("state", &*self.shared().state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// State shared by the handles and the driver task.
+struct Shared<C: Connection> {
+    name: Arc<str>,
+    offline: OfflinePolicy,
+    max_replays: u32,
+    inner: Mutex<Inner<C>>,
+    state: watch::Sender<State>,
+    /// Wakes the driver when the handle closed.
+    wake: Notify,
+}
+
+struct Inner<C: Connection> {
+    /// The live connection, while the driver is in `Connected`.
+    live: Option<Arc<Live<C>>>,
+    /// Requests waiting for a connection, oldest first.
+    queue: VecDeque<Waiter<C>>,
+    next_ticket: u64,
+    /// Set once, by whoever closes first.
+    closed: Option<CloseReason>,
+}
+
+/// A queued request and the way to hand its started call back to its caller.
+struct Waiter<C: Connection> {
+    ticket: u64,
+    request: C::Request,
+    reply: oneshot::Sender<Result<Started<C>, CloseReason>>,
+}
+
+type BoxedCall<C> = Pin<
+    Box<dyn Future<Output = Result<<C as Connection>::Response, <C as Connection>::Error>> + Send>,
+>;
+
+/// A call the driver started on a caller's behalf (in queue order); the caller finishes it.
+struct Started<C: Connection> {
+    live: Arc<Live<C>>,
+    call: BoxedCall<C>,
+}
+
+impl<C: Connection> Started<C> {
+    /// Starts `request` on `live` and polls it once, so the connection sees it now, in
+    /// the order the driver walks the queue. The caller polls it from then on (with its
+    /// own waker; the first poll's no-op waker is replaced then).
+    fn begin(live: Arc<Live<C>>, request: C::Request) -> Self {
+        let on = live.clone();
+        let mut call: BoxedCall<C> = Box::pin(async move { on.call_tracked(request).await });
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Poll::Ready(result) = call.as_mut().poll(&mut cx) {
+            call = Box::pin(std::future::ready(result));
+        }
+        Self { live, call }
+    }
+}
+
+/// One physical connection, with what progress detection needs to know about it.
+struct Live<C> {
+    conn: C,
+    /// `None` when progress detection is off (no bookkeeping on the request path then).
+    progress: Option<Mutex<Progress>>,
+}
+
+struct Progress {
+    in_flight: usize,
+    /// The later of the last response and the start of the oldest in-flight request.
+    since: Instant,
+}
+
+impl<C: Connection> Live<C> {
+    fn new(conn: C, track_progress: bool) -> Self {
+        Self {
+            conn,
+            progress: track_progress.then(|| {
+                Mutex::new(Progress {
+                    in_flight: 0,
+                    since: Instant::now(),
+                })
+            }),
+        }
+    }
+
+    async fn call_tracked(&self, request: C::Request) -> Result<C::Response, C::Error> {
+        let mut guard = InFlight::start(self.progress.as_ref());
+        let result = self.conn.call(request).await;
+        if result.is_ok() {
+            guard.answered = true;
+        }
+        result
+    }
+
+    /// When the driver should next look at progress: the stall deadline while requests
+    /// are in flight, otherwise one timeout from now (a request starting in between is
+    /// then caught exactly at its own deadline).
+    fn progress_deadline(&self, now: Instant, timeout: Duration) -> Instant {
+        match self.progress.as_ref().map(lock) {
+            Some(p) if p.in_flight > 0 => p.since + timeout,
+            _ => now + timeout,
+        }
+    }
+
+    fn stalled(&self, now: Instant, timeout: Duration) -> bool {
+        self.progress
+            .as_ref()
+            .map(lock)
+            .is_some_and(|p| p.in_flight > 0 && now.saturating_duration_since(p.since) >= timeout)
+    }
+}
+
+/// Counts one request in flight; dropping it (done or cancelled) counts it out.
+struct InFlight<'a> {
+    progress: Option<&'a Mutex<Progress>>,
+    answered: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(progress: Option<&'a Mutex<Progress>>) -> Self {
+        if let Some(p) = progress {
+            let mut p = lock(p);
+            if p.in_flight == 0 {
+                p.since = Instant::now();
+            }
+            p.in_flight += 1;
+        }
+        Self {
+            progress,
+            answered: false,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.progress {
+            let mut p = lock(p);
+            p.in_flight = p.in_flight.saturating_sub(1);
+            if self.answered {
+                p.since = Instant::now();
+            }
+        }
+    }
+}
+
+/// Locks, ignoring poisoning: every critical section leaves the data consistent, and a
+/// panic in user code (a connection's first poll) must not wedge every caller.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<C: Connection> Shared<C> {
+    fn inner(&self) -> MutexGuard<'_, Inner<C>> {
+        lock(&self.inner)
+    }
+
+    /// Publishes `state` unless closed; returns `false` when closed.
+    fn publish(&self, state: State) -> bool {
+        let inner = self.inner();
+        if inner.closed.is_some() {
+            return false;
+        }
+        self.state.send_replace(state);
+        true
+    }
+
+    /// Closes for good (first caller wins): fails the queue, closes the live connection,
+    /// publishes `Closed` and wakes the driver.
+    fn shutdown(&self, reason: CloseReason) {
+        let (live, waiters) = {
+            let mut inner = self.inner();
+            if inner.closed.is_some() {
+                return;
+            }
+            inner.closed = Some(reason.clone());
+            self.state.send_replace(State::Closed(reason.clone()));
+            (inner.live.take(), std::mem::take(&mut inner.queue))
+        };
+        if let Some(live) = live {
+            live.conn.close();
+        }
+        for waiter in waiters {
+            let _ = waiter.reply.send(Err(reason.clone()));
+        }
+        self.wake.notify_one();
+        tracing::info!(name = %self.name, reason = %reason, "reconnect: closed");
+    }
+
+    fn close_reason(&self) -> CloseReason {
+        self.inner().closed.clone().unwrap_or(CloseReason::Stopped)
+    }
+
+    /// Takes a queued request out; `false` if the driver already took it.
+    fn remove_queued(&self, ticket: u64) -> bool {
+        let mut inner = self.inner();
+        match inner.queue.iter().position(|w| w.ticket == ticket) {
+            Some(i) => {
+                inner.queue.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Where a request goes.
+enum Route<C: Connection> {
+    Direct(Arc<Live<C>>, C::Request),
+    Queued {
+        ticket: u64,
+        reply: oneshot::Receiver<Result<Started<C>, CloseReason>>,
+        deadline: Duration,
+    },
+    Refused(ReconnectError<C::Error>),
+}
+
+/// How one send went.
+enum Outcome<C: Connection> {
+    Response(C::Response),
+    /// Never reached a connection.
+    Refused(ReconnectError<C::Error>),
+    /// The connection died under it.
+    Lost {
+        error: C::Error,
+        sent: bool,
+    },
+    /// The connection failed it and stayed up.
+    Failed {
+        error: C::Error,
+        sent: bool,
+    },
+}
+
+/// Takes a queued request out of the queue if its caller goes away before it is handed over.
+struct TicketGuard<'a, C: Connection> {
+    shared: &'a Shared<C>,
+    ticket: Option<u64>,
+}
+
+impl<C: Connection> Drop for TicketGuard<'_, C> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket {
+            self.shared.remove_queued(ticket);
+        }
+    }
+}
+
+impl<C: Connection> Reconnect<C> {
+    /// Starts the reconnecting connection with `connect` and `config`.
+    ///
+    /// With `sync_connect`, the first attempt runs here and its failure is returned;
+    /// otherwise this returns at once in [`State::Connecting`] and the background task
+    /// connects, retrying with backoff.
+    ///
+    /// # Errors
+    /// [`StartError::Config`] for an invalid setting; [`StartError::Connect`] when
+    /// `sync_connect` is set and the first attempt fails (or times out).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (it spawns the driver task).
+    pub async fn start<K>(connect: K, config: ReconnectConfig) -> Result<Self, StartError>
+    where
+        K: crate::Connect<Connection = C>,
+    {
+        Self::start_inner(connect, config, None).await
+    }
+
+    /// [`start`](Self::start), plus a [`HealthCheck`] while connected.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), and [`StartError::Config`] for a zero interval or
+    /// timeout in `check`.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub async fn start_with_health_check<K>(
+        connect: K,
+        config: ReconnectConfig,
+        check: HealthCheck<C::Request>,
+    ) -> Result<Self, StartError>
+    where
+        K: crate::Connect<Connection = C>,
+    {
+        Self::start_inner(connect, config, Some(check)).await
+    }
+
+    async fn start_inner<K>(
+        connect: K,
+        config: ReconnectConfig,
+        health: Option<HealthCheck<C::Request>>,
+    ) -> Result<Self, StartError>
+    where
+        K: crate::Connect<Connection = C>,
+    {
+        config.validate()?;
+        if let Some(check) = &health {
+            check.validate()?;
+        }
+        let backoff = match config.seed {
+            Some(seed) => config.backoff.build_seeded(seed),
+            None => config.backoff.build(),
+        }
+        .map_err(ReconnectConfigError::from)?;
+        let shared = Arc::new(Shared {
+            name: config.name.clone(),
+            offline: config.offline,
+            max_replays: config.max_replays,
+            inner: Mutex::new(Inner {
+                live: None,
+                queue: VecDeque::new(),
+                next_ticket: 0,
+                closed: None,
+            }),
+            state: watch::Sender::new(State::Connecting { attempt: 1 }),
+            wake: Notify::new(),
+        });
+        let driver = Driver::new(shared.clone(), connect, backoff, &config, health);
+        let driver = if config.sync_connect {
+            driver.connect_first().await?
+        } else {
+            driver
+        };
+        tokio::spawn(driver.run());
+        Ok(Self {
+            handle: Arc::new(HandleToken(shared)),
+        })
+    }
+
+    fn shared(&self) -> &Shared<C> {
+        &self.handle.0
+    }
+
+    /// Sends `request` and waits for its response. Never replayed.
+    ///
+    /// # Errors
+    /// A [`ReconnectError`] saying whether the request may have been delivered:
+    /// `Disconnected`, `QueueFull`, `Timeout` and `Closed` when it never reached a
+    /// connection; `NotSent` or `ConnectionLost` when its connection died; `Request` when
+    /// the connection failed it and stayed up.
+    pub async fn call(&self, request: C::Request) -> Result<C::Response, ReconnectError<C::Error>> {
+        let name = || self.shared().name.clone();
+        match self.send_once(request).await {
+            Outcome::Response(response) => Ok(response),
+            Outcome::Refused(e) => Err(e),
+            Outcome::Lost { error, sent } => Err(lost(name(), error, sent)),
+            Outcome::Failed { error, sent } => Err(ReconnectError::Request {
+                name: name(),
+                source: error,
+                sent,
+            }),
+        }
+    }
+
+    /// Sends an idempotent `request`: if its connection is lost before the response
+    /// arrives, it is sent again on the next connection (following the offline policy),
+    /// at most `max_replays` times. Use it only for requests that are safe to apply twice.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call). After replays, `ConnectionLost` if any attempt may have
+    /// been delivered, else `NotSent`; when a replay could not reach a connection (fail
+    /// fast, queue full, deadline, closed), the error is the last lost attempt's.
+    pub async fn call_idempotent(
+        &self,
+        request: C::Request,
+    ) -> Result<C::Response, ReconnectError<C::Error>>
+    where
+        C::Request: Clone,
+    {
+        let name = || self.shared().name.clone();
+        let mut replays = 0;
+        let mut maybe_delivered = false;
+        let mut last_lost: Option<C::Error> = None;
+        loop {
+            match self.send_once(request.clone()).await {
+                Outcome::Response(response) => return Ok(response),
+                Outcome::Failed { error, sent } => {
+                    return Err(ReconnectError::Request {
+                        name: name(),
+                        source: error,
+                        sent: sent || maybe_delivered,
+                    });
+                }
+                Outcome::Refused(e) => {
+                    return Err(match last_lost {
+                        Some(error) => lost(name(), error, maybe_delivered),
+                        None => e,
+                    });
+                }
+                Outcome::Lost { error, sent } => {
+                    maybe_delivered |= sent;
+                    if replays >= self.shared().max_replays {
+                        return Err(lost(name(), error, maybe_delivered));
+                    }
+                    replays += 1;
+                    tracing::debug!(
+                        name = %self.shared().name,
+                        replay = replays,
+                        error = %error,
+                        "reconnect: replaying an idempotent request",
+                    );
+                    last_lost = Some(error);
+                }
+            }
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.shared().state.borrow().clone()
+    }
+
+    /// A receiver that sees every state change (intermediate states may be skipped if
+    /// you read slower than they change; the latest is always there).
+    pub fn state_changes(&self) -> watch::Receiver<State> {
+        self.shared().state.subscribe()
+    }
+
+    /// How many requests wait in the offline queue.
+    pub fn queued(&self) -> usize {
+        self.shared().inner().queue.len()
+    }
+
+    /// The name given in the config.
+    pub fn name(&self) -> &str {
+        &self.shared().name
+    }
+
+    /// Whether it is closed for good.
+    pub fn is_closed(&self) -> bool {
+        self.shared().inner().closed.is_some()
+    }
+
+    /// Closes for good: queued requests fail with [`ReconnectError::Closed`] before this
+    /// returns, the live connection is closed (its in-flight requests fail as the
+    /// connection reports them: not sent or lost), and the background task exits.
+    /// Idempotent.
+    pub fn close(&self) {
+        self.shared().shutdown(CloseReason::Requested);
+    }
+
+    async fn send_once(&self, request: C::Request) -> Outcome<C> {
+        let shared = self.shared();
+        let (live, result) = match route(shared, request) {
+            Route::Refused(e) => return Outcome::Refused(e),
+            Route::Direct(live, request) => {
+                let result = live.call_tracked(request).await;
+                (live, result)
+            }
+            Route::Queued {
+                ticket,
+                reply,
+                deadline,
+            } => match wait_queued(shared, ticket, reply, deadline).await {
+                Ok(Started { live, call }) => (live, call.await),
+                Err(e) => return Outcome::Refused(e),
+            },
+        };
+        match result {
+            Ok(response) => Outcome::Response(response),
+            Err(error) => {
+                let sent = C::was_sent(&error);
+                if live.conn.is_closed() {
+                    Outcome::Lost { error, sent }
+                } else {
+                    Outcome::Failed { error, sent }
+                }
+            }
+        }
+    }
+}
+
+fn lost<E>(name: Arc<str>, source: E, sent: bool) -> ReconnectError<E> {
+    if sent {
+        ReconnectError::ConnectionLost { name, source }
+    } else {
+        ReconnectError::NotSent { name, source }
+    }
+}
+
+/// Decides, under the lock, where a request goes.
+fn route<C: Connection>(shared: &Shared<C>, request: C::Request) -> Route<C> {
+    let name = || shared.name.clone();
+    let mut inner = shared.inner();
+    if let Some(reason) = &inner.closed {
+        return Route::Refused(ReconnectError::Closed {
+            name: name(),
+            reason: reason.clone(),
+        });
+    }
+    // Straight to the connection only when nothing queued is waiting to go first.
+    if inner.queue.is_empty() {
+        if let Some(live) = inner.live.as_ref().filter(|l| !l.conn.is_closed()) {
+            return Route::Direct(live.clone(), request);
+        }
+    }
+    match shared.offline {
+        OfflinePolicy::FailFast => Route::Refused(ReconnectError::Disconnected { name: name() }),
+        OfflinePolicy::Queue { max, deadline } => {
+            if inner.queue.len() >= max {
+                return Route::Refused(ReconnectError::QueueFull { name: name(), max });
+            }
+            let ticket = inner.next_ticket;
+            inner.next_ticket += 1;
+            let (reply, rx) = oneshot::channel();
+            inner.queue.push_back(Waiter {
+                ticket,
+                request,
+                reply,
+            });
+            Route::Queued {
+                ticket,
+                reply: rx,
+                deadline,
+            }
+        }
+    }
+}
+
+/// Waits for the driver to start a queued request, up to its deadline.
+async fn wait_queued<C: Connection>(
+    shared: &Shared<C>,
+    ticket: u64,
+    mut reply: oneshot::Receiver<Result<Started<C>, CloseReason>>,
+    deadline: Duration,
+) -> Result<Started<C>, ReconnectError<C::Error>> {
+    let mut guard = TicketGuard {
+        shared,
+        ticket: Some(ticket),
+    };
+    let handed = match tokio::time::timeout(deadline, &mut reply).await {
+        Ok(handed) => handed,
+        Err(_) => {
+            if shared.remove_queued(ticket) {
+                guard.ticket = None;
+                return Err(ReconnectError::Timeout {
+                    name: shared.name.clone(),
+                    deadline,
+                });
+            }
+            // The driver took it in the same instant and is handing it over: its call has
+            // started, so waiting for it is the only honest answer.
+            (&mut reply).await
+        }
+    };
+    guard.ticket = None;
+    match handed {
+        Ok(Ok(started)) => Ok(started),
+        Ok(Err(reason)) => Err(ReconnectError::Closed {
+            name: shared.name.clone(),
+            reason,
+        }),
+        // The driver went away without answering (runtime shutdown).
+        Err(_) => Err(ReconnectError::Closed {
+            name: shared.name.clone(),
+            reason: shared.close_reason(),
+        }),
+    }
+}
+
+/// A `Reconnect` is itself a [`Connection`], so layers stack (a pool of reconnecting
+/// connections). Its calls are never replayed ([`call`](Reconnect::call)); it is closed
+/// only when closed for good, not while reconnecting.
+impl<C: Connection> Connection for Reconnect<C> {
+    type Request = C::Request;
+    type Response = C::Response;
+    type Error = ReconnectError<C::Error>;
+
+    async fn call(&self, request: C::Request) -> Result<C::Response, Self::Error> {
+        Reconnect::call(self, request).await
+    }
+
+    fn was_sent(error: &Self::Error) -> bool {
+        error.was_sent()
+    }
+
+    fn is_closed(&self) -> bool {
+        Reconnect::is_closed(self)
+    }
+
+    async fn closed(&self) {
+        let mut states = self.state_changes();
+        let _ = states.wait_for(State::is_closed).await;
+    }
+
+    fn close(&self) {
+        Reconnect::close(self);
+    }
+}
