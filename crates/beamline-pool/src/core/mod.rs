@@ -1,0 +1,513 @@
+//! The machinery both pools share: the lock-protected state, the FIFO queue, connect attempts
+//! with backoff, the maintenance task and `close`.
+//!
+//! One `std::sync::Mutex` guards everything a checkout touches. Its critical sections are a
+//! few comparisons and a push or a pop: no allocation, no clock read, no user code (managers
+//! run outside it, connections are dropped after it is released, wakers are woken after it).
+//! A checkout that finds a connection locks once; giving it back locks once.
+
+mod connect;
+mod store;
+mod wait;
+
+pub(crate) use store::{Conn, Reap, Store, Verdict};
+pub(crate) use wait::Deadline;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::Waker;
+use std::time::Duration;
+
+use beamline_reconnect::Backoff;
+use tokio::runtime::Handle;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::clock::{Clock, Millis, to_millis};
+use crate::metrics::{CloseReason, PoolMetrics, Tally};
+use crate::waiters::{Removed, WaiterId, Waiters};
+use crate::{CheckoutError, ConfigError, ConnectError, Manager, PoolConfig, Start, StartError};
+
+/// A pool's shared state and the manager, behind the pool handle's `Arc`.
+pub(crate) struct Core<M: Manager, S: Store<Conn = M::Connection>> {
+    pub(crate) manager: M,
+    pub(crate) name: Arc<str>,
+    pub(crate) config: PoolConfig,
+    pub(crate) clock: Clock,
+    /// Where connect attempts and maintenance run: the runtime the pool started on, so a
+    /// guard dropped on any thread can still start a replacement.
+    runtime: Handle,
+    state: Mutex<State<M::Error, S>>,
+    maintenance: OnceLock<AbortHandle>,
+}
+
+/// Whether the pool takes checkouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Open,
+    /// `close()` was called: checkouts fail, connections close as they come back.
+    Closed,
+}
+
+pub(crate) struct State<E, S: Store> {
+    pub(crate) store: S,
+    pub(crate) waiters: Waiters<S::Lease, CheckoutError<E>>,
+    pub(crate) tally: Tally,
+    /// Connect attempts under way or waiting out their backoff; each will add one
+    /// connection, so `tally.open + connecting <= max_size` always holds.
+    pub(crate) connecting: usize,
+    pub(crate) phase: Phase,
+    pub(crate) connect: ConnectState<E>,
+}
+
+/// The run of connect failures the pool is in, if any.
+pub(crate) struct ConnectState<E> {
+    backoff: Backoff,
+    /// No attempt starts before this (the backoff delay after the last failure).
+    retry_at: Option<Instant>,
+    /// Failures in a row.
+    failures: u32,
+    /// The latest failure, for checkouts that time out while attempts fail.
+    last_error: Option<ConnectError<E>>,
+    /// The backoff gave up: `min_idle` stops asking for connections until a checkout does.
+    gave_up: bool,
+}
+
+/// What a checkout found under the lock.
+pub(crate) enum Step<L, E> {
+    Ready(L),
+    Wait(WaiterId),
+    Failed(CheckoutError<E>),
+}
+
+/// Wakers collected under the lock, woken after it. One inline: the common case (a release
+/// serving one waiter) allocates nothing.
+#[derive(Default)]
+pub(crate) struct WakeList {
+    one: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl WakeList {
+    fn push(&mut self, waker: Option<Waker>) {
+        match (&self.one, waker) {
+            (_, None) => {}
+            (None, waker) => self.one = waker,
+            (Some(_), Some(waker)) => self.more.push(waker),
+        }
+    }
+
+    fn wake(self) {
+        self.one.into_iter().chain(self.more).for_each(Waker::wake);
+    }
+}
+
+impl<E, S: Store> State<E, S> {
+    /// Hands connections to queued checkouts, longest waiting first, while a connection can
+    /// take a user.
+    fn serve_waiters(&mut self, now: Millis, closed: &mut Vec<S::Closed>, wakers: &mut WakeList) {
+        while self.waiters.waiting() > 0 {
+            let Some(lease) = self.store.acquire(now, &mut self.tally, closed) else {
+                return;
+            };
+            match self.waiters.serve(Ok(lease)) {
+                Ok(waker) => wakers.push(waker),
+                Err(Ok(lease)) => {
+                    self.store
+                        .release(lease, Verdict::Unused, now, &mut self.tally, closed);
+                    return;
+                }
+                Err(Err(_)) => return,
+            }
+        }
+    }
+
+    /// Connections wanted now: for the queued checkouts, and to keep `min_idle` idle.
+    fn wanted(&self, config: &PoolConfig) -> usize {
+        if self.phase == Phase::Closed {
+            return 0;
+        }
+        let for_waiters = self.store.connections_for(self.waiters.waiting());
+        let for_idle = if self.connect.gave_up {
+            0
+        } else {
+            config.min_idle.saturating_sub(self.store.idle())
+        };
+        for_waiters.max(for_idle)
+    }
+
+    /// How many connect attempts to start now (already counted in `connecting`).
+    fn demand(&mut self, config: &PoolConfig) -> usize {
+        let room = config.max_size - (self.tally.open + self.connecting);
+        let start = self
+            .wanted(config)
+            .saturating_sub(self.connecting)
+            .min(room);
+        self.connecting += start;
+        start
+    }
+}
+
+/// `pool-1`, `pool-2`... for pools started without a name.
+fn default_name() -> Arc<str> {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    Arc::from(format!("pool-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// A uniform draw in `[0, 1)`, from the standard library's per-process random hash keys.
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, RandomState};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let bits = RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed));
+    // The top 53 bits, as a fraction of 2^53: exactly representable, always below 1.
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
+    /// Validates `config`, starts the maintenance task and, for an eager start, opens the
+    /// first connections.
+    pub(crate) async fn start(
+        manager: M,
+        config: PoolConfig,
+        store: S,
+    ) -> Result<Arc<Self>, StartError<M::Error>> {
+        config.validate()?;
+        let name = config.name.as_deref().map_or_else(default_name, Arc::from);
+        let Ok(runtime) = Handle::try_current() else {
+            return Err(StartError::NoRuntime { pool: name });
+        };
+        let backoff = config
+            .backoff
+            .build()
+            .map_err(|e| StartError::Config(ConfigError::Backoff(e)))?;
+        let core = Arc::new(Core {
+            manager,
+            name,
+            clock: Clock::new(),
+            runtime,
+            state: Mutex::new(State {
+                store,
+                waiters: Waiters::new(),
+                tally: Tally::default(),
+                connecting: 0,
+                phase: Phase::Open,
+                connect: ConnectState {
+                    backoff,
+                    retry_at: None,
+                    failures: 0,
+                    last_error: None,
+                    gave_up: false,
+                },
+            }),
+            maintenance: OnceLock::new(),
+            config,
+        });
+        if core.config.start == Start::Eager {
+            core.open_eagerly().await?;
+        }
+        let maintenance = core
+            .runtime
+            .spawn(maintain(Arc::downgrade(&core), core.config.tick()));
+        let _ = core.maintenance.set(maintenance.abort_handle());
+        let start = core.lock().demand(&core.config);
+        core.spawn_connects(start);
+        tracing::debug!(pool = %core.name, max_size = core.config.max_size, "pool started");
+        Ok(core)
+    }
+
+    async fn open_eagerly(self: &Arc<Self>) -> Result<(), StartError<M::Error>> {
+        for _ in 0..self.config.min_idle.max(1) {
+            match self.attempt().await {
+                Ok(conn) => {
+                    let now = self.clock.refresh();
+                    let conn = self.new_conn(conn, now);
+                    let mut st = self.lock();
+                    st.tally.opened();
+                    st.store.insert(conn);
+                }
+                Err(cause) => {
+                    let error =
+                        ConnectError::new(self.name.clone(), self.manager.target(), 1, cause);
+                    self.close();
+                    return Err(StartError::Connect(error));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<M::Error, S>> {
+        // Nothing panics while holding the lock (no user code runs under it); should that ever
+        // change, the state is still consistent between statements, so keep going.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn closed_error(&self) -> CheckoutError<M::Error> {
+        CheckoutError::Closed {
+            pool: self.name.clone(),
+        }
+    }
+
+    /// A connection for this checkout now, or its place in the queue. `front` puts it at the
+    /// head of the queue (a checkout whose connection failed its check keeps its turn).
+    pub(crate) fn checkout(self: &Arc<Self>, front: bool) -> Step<S::Lease, M::Error> {
+        let now = self.clock.now();
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        if st.phase == Phase::Closed {
+            drop(guard);
+            return Step::Failed(self.closed_error());
+        }
+        let mut closed = Vec::new();
+        let step = if front || st.waiters.waiting() == 0 {
+            st.store.acquire(now, &mut st.tally, &mut closed)
+        } else {
+            None
+        };
+        let step = match step {
+            Some(lease) => {
+                st.tally.checkouts += 1;
+                st.tally.wait_time.record_immediate();
+                Step::Ready(lease)
+            }
+            None => {
+                st.connect.gave_up = false;
+                Step::Wait(if front {
+                    st.waiters.push_front()
+                } else {
+                    st.waiters.push_back()
+                })
+            }
+        };
+        let start = st.demand(&self.config);
+        drop(guard);
+        drop(closed);
+        self.spawn_connects(start);
+        step
+    }
+
+    /// A checkout: at once, or after queueing (until `deadline`).
+    pub(crate) async fn lease(
+        self: &Arc<Self>,
+        front: bool,
+        deadline: &mut Deadline,
+    ) -> Result<S::Lease, CheckoutError<M::Error>> {
+        match self.checkout(front) {
+            Step::Ready(lease) => Ok(lease),
+            Step::Failed(error) => Err(error),
+            Step::Wait(id) => wait::Wait::new(self, id, deadline).await,
+        }
+    }
+
+    /// A user gives a lease back.
+    pub(crate) fn release(self: &Arc<Self>, lease: S::Lease, verdict: Verdict) {
+        let now = self.clock.now();
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let verdict = match (st.phase, verdict) {
+            (Phase::Closed, Verdict::Keep | Verdict::Unused) => {
+                Verdict::Close(CloseReason::PoolClosed)
+            }
+            (_, verdict) => verdict,
+        };
+        let mut closed = Vec::new();
+        st.store
+            .release(lease, verdict, now, &mut st.tally, &mut closed);
+        self.finish(guard, closed);
+    }
+
+    /// A user takes its connection out of the pool; a replacement is opened if one is wanted.
+    pub(crate) fn detach(self: &Arc<Self>, lease: S::Lease) -> S::Detached {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let detached = st.store.detach(lease, &mut st.tally);
+        self.finish(guard, Vec::new());
+        detached
+    }
+
+    /// What a dropped guard's connection deserves: closed if its user panicked or it is
+    /// broken (marked, or by the manager's word), kept otherwise.
+    pub(crate) fn verdict(&self, marked_broken: bool, conn: &M::Connection) -> Verdict {
+        if std::thread::panicking() {
+            Verdict::Close(CloseReason::Panicked)
+        } else if marked_broken || self.manager.is_broken(conn) {
+            Verdict::Close(CloseReason::Broken)
+        } else {
+            Verdict::Keep
+        }
+    }
+
+    /// A queued checkout left (dropped, or timed out): a connection it was served goes to the
+    /// next one.
+    pub(crate) fn cancel(self: &Arc<Self>, id: WaiterId) {
+        let mut guard = self.lock();
+        if let Removed::Served(Ok(lease)) = guard.waiters.remove(id) {
+            drop(guard);
+            self.release(lease, Verdict::Unused);
+        }
+    }
+
+    /// Counts a checkout that timed out and builds its error.
+    pub(crate) fn timed_out(&self, st: &mut State<M::Error, S>) -> CheckoutError<M::Error> {
+        st.tally.timeouts += 1;
+        CheckoutError::Timeout {
+            pool: self.name.clone(),
+            waited: self.config.checkout_timeout.unwrap_or_default(),
+            last_connect_error: st.connect.last_error.clone(),
+        }
+    }
+
+    /// The common tail after the store changed: serve the queue, start the connect attempts
+    /// now wanted, then (unlocked) drop closed connections, wake the served, spawn.
+    fn finish(
+        self: &Arc<Self>,
+        mut guard: MutexGuard<'_, State<M::Error, S>>,
+        mut closed: Vec<S::Closed>,
+    ) {
+        let mut wakers = WakeList::default();
+        guard.serve_waiters(self.clock.now(), &mut closed, &mut wakers);
+        let start = guard.demand(&self.config);
+        drop(guard);
+        drop(closed);
+        wakers.wake();
+        self.spawn_connects(start);
+    }
+
+    /// A new connection's bookkeeping: its jittered expiry and idle clock start now.
+    fn new_conn(&self, conn: M::Connection, now: Instant) -> Conn<M::Connection> {
+        let now = to_millis(now.saturating_duration_since(self.clock.epoch()));
+        let expires = self.config.max_lifetime.map_or(Millis::MAX, |lifetime| {
+            let jitter = self.config.lifetime_jitter * random_unit();
+            now.saturating_add(to_millis(lifetime.mul_f64(1.0 - jitter)))
+        });
+        Conn {
+            conn,
+            expires,
+            idle_since: now,
+            used: false,
+        }
+    }
+
+    /// Closes idle connections past their time and tops `min_idle` up.
+    fn maintain(self: &Arc<Self>) {
+        self.clock.refresh();
+        let now = self.clock.now();
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        if st.phase == Phase::Closed {
+            return;
+        }
+        let reap = Reap {
+            now,
+            idle_before: self
+                .config
+                .idle_timeout
+                .and_then(|t| now.checked_sub(to_millis(t))),
+            min_idle: self.config.min_idle,
+        };
+        let mut closed = Vec::new();
+        st.store.reap(reap, &mut st.tally, &mut closed);
+        self.finish(guard, closed);
+    }
+
+    pub(crate) fn metrics(&self) -> PoolMetrics {
+        let st = self.lock();
+        PoolMetrics {
+            max_size: self.config.max_size,
+            size: st.tally.open,
+            idle: st.store.idle(),
+            in_use: st.store.in_use(),
+            users: st.store.users(),
+            connecting: st.connecting,
+            waiters: st.waiters.waiting(),
+            checkouts: st.tally.checkouts,
+            wait_time: st.tally.wait_time,
+            timeouts: st.tally.timeouts,
+            created: st.tally.created,
+            connect_failures: st.tally.connect_failures,
+            closed: st.tally.closed,
+            detached: st.tally.detached,
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().phase == Phase::Closed
+    }
+
+    /// Fails every queued checkout with `Closed`, closes idle connections, and marks the pool
+    /// so that connections in use close when they come back and attempts under way close
+    /// what they open.
+    pub(crate) fn close(&self) {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        if st.phase == Phase::Closed {
+            return;
+        }
+        st.phase = Phase::Closed;
+        let mut wakers = Vec::new();
+        st.waiters.fail_all(|| self.closed_error(), &mut wakers);
+        let mut closed = Vec::new();
+        st.store.close_idle(&mut st.tally, &mut closed);
+        let in_use = st.store.in_use();
+        drop(guard);
+        drop(closed);
+        wakers.into_iter().for_each(Waker::wake);
+        if let Some(maintenance) = self.maintenance.get() {
+            maintenance.abort();
+        }
+        tracing::debug!(pool = %self.name, in_use, "pool closed");
+    }
+}
+
+impl<M: Manager, S: Store<Conn = M::Connection>> Drop for Core<M, S> {
+    fn drop(&mut self) {
+        if let Some(maintenance) = self.maintenance.get() {
+            maintenance.abort();
+        }
+    }
+}
+
+impl<M: Manager, S: Store<Conn = M::Connection>> fmt::Debug for Core<M, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .field("metrics", &self.metrics())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The maintenance task: every tick, advance the clock, reap, top up. It holds the pool weakly
+/// and ends when the pool is dropped (or is aborted by `close`).
+async fn maintain<M: Manager, S: Store<Conn = M::Connection>>(
+    core: std::sync::Weak<Core<M, S>>,
+    tick: Duration,
+) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(core) = core.upgrade() else {
+            return;
+        };
+        core.maintain();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_units_are_in_range_and_vary() {
+        let draws: Vec<f64> = (0..1000).map(|_| random_unit()).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        let mean = draws.iter().sum::<f64>() / 1000.0;
+        assert!((0.4..0.6).contains(&mean), "{mean}");
+    }
+
+    #[test]
+    fn default_names_differ() {
+        assert_ne!(default_name(), default_name());
+    }
+}
