@@ -115,18 +115,24 @@ impl WaitHistogram {
         self.0.iter().sum()
     }
 
-    /// A checkout that did not queue.
-    pub(crate) fn record_immediate(&mut self) {
-        self.0[0] += 1;
+    /// Counts a checkout that waited `waited` (`None`: it did not queue, no clock was read)
+    /// and returns its bucket.
+    pub(crate) fn record(&mut self, waited: Option<Duration>) -> usize {
+        let bucket = waited.map_or(0, |waited| {
+            Self::BOUNDS
+                .iter()
+                .position(|&bound| waited <= bound)
+                .unwrap_or(Self::BOUNDS.len())
+        });
+        self.0[bucket] += 1;
+        bucket
     }
 
-    /// A checkout that queued for `waited`.
-    pub(crate) fn record(&mut self, waited: Duration) {
-        let bucket = Self::BOUNDS
-            .iter()
-            .position(|&bound| waited <= bound)
-            .unwrap_or(Self::BOUNDS.len());
-        self.0[bucket] += 1;
+    /// Takes back a count made by [`record`](Self::record).
+    pub(crate) fn forget(&mut self, bucket: usize) {
+        if let Some(count) = self.0.get_mut(bucket) {
+            *count = count.saturating_sub(1);
+        }
     }
 }
 
@@ -152,7 +158,9 @@ pub struct PoolMetrics {
     pub connecting: usize,
     /// Checkouts queued for a connection.
     pub waiters: usize,
-    /// Successful checkouts.
+    /// Successful checkouts: connections handed to callers. A connection that fails its
+    /// recycle or check on the way (or, shared, is found broken) is not counted; the checkout
+    /// that goes on is, once.
     pub checkouts: u64,
     /// How long successful checkouts waited.
     pub wait_time: WaitHistogram,
@@ -195,6 +203,19 @@ impl Tally {
         self.closed.add(reason);
     }
 
+    /// A checkout got a connection after waiting `waited` (`None`: without queueing).
+    /// Returns the wait-time bucket, to [`unchecked`](Self::unchecked) it if need be.
+    pub(crate) fn checked_out(&mut self, waited: Option<Duration>) -> usize {
+        self.checkouts += 1;
+        self.wait_time.record(waited)
+    }
+
+    /// Takes back a checkout whose connection was rejected before reaching its caller.
+    pub(crate) fn unchecked(&mut self, bucket: usize) {
+        self.checkouts -= 1;
+        self.wait_time.forget(bucket);
+    }
+
     /// A connection leaves the pool with its user.
     pub(crate) fn detached(&mut self) {
         self.open -= 1;
@@ -209,14 +230,19 @@ mod tests {
     #[test]
     fn waits_land_in_their_bucket() {
         let mut h = WaitHistogram::default();
-        h.record_immediate();
-        h.record(Duration::ZERO);
-        h.record(Duration::from_micros(50));
-        h.record(Duration::from_millis(1));
-        h.record(Duration::from_millis(2));
-        h.record(Duration::from_secs(60));
+        assert_eq!(h.record(None), 0);
+        h.record(Some(Duration::ZERO));
+        h.record(Some(Duration::from_micros(50)));
+        h.record(Some(Duration::from_millis(1)));
+        let two_ms = h.record(Some(Duration::from_millis(2)));
+        assert_eq!(two_ms, 3);
+        assert_eq!(h.record(Some(Duration::from_secs(60))), 7);
         assert_eq!(h.buckets(), &[2, 1, 1, 1, 0, 0, 0, 1]);
         assert_eq!(h.count(), 6);
+        h.forget(two_ms);
+        assert_eq!(h.buckets()[3], 0);
+        h.forget(3);
+        assert_eq!(h.buckets()[3], 0, "never below zero");
     }
 
     #[test]

@@ -55,8 +55,12 @@ pub(crate) struct State<E, S: Store> {
     pub(crate) waiters: Waiters<S::Lease, CheckoutError<E>>,
     pub(crate) tally: Tally,
     /// Connect attempts under way or waiting out their backoff; each will add one
-    /// connection, so `tally.open + connecting <= max_size` always holds.
+    /// connection.
     pub(crate) connecting: usize,
+    /// Connections closed but not yet dropped (that happens after the lock is released).
+    /// They still count, so `tally.open + connecting + closing <= max_size` always holds
+    /// for connections that really exist, not just for the books.
+    pub(crate) closing: usize,
     pub(crate) phase: Phase,
     pub(crate) connect: ConnectState<E>,
 }
@@ -76,9 +80,17 @@ pub(crate) struct ConnectState<E> {
 
 /// What a checkout found under the lock.
 pub(crate) enum Step<L, E> {
-    Ready(L),
+    /// A lease, and the wait-time bucket it was counted in.
+    Ready(L, usize),
     Wait(WaiterId),
     Failed(CheckoutError<E>),
+}
+
+/// A lease fresh from the queue, not yet handed to its caller.
+pub(crate) struct Leased<L> {
+    pub(crate) lease: L,
+    /// The wait-time bucket it was counted in (taken back if it is rejected).
+    bucket: usize,
 }
 
 /// Wakers collected under the lock, woken after it. One inline: the common case (a release
@@ -139,7 +151,9 @@ impl<E, S: Store> State<E, S> {
 
     /// How many connect attempts to start now (already counted in `connecting`).
     fn demand(&mut self, config: &PoolConfig) -> usize {
-        let room = config.max_size - (self.tally.open + self.connecting);
+        let counted = self.tally.open + self.connecting + self.closing;
+        debug_assert!(counted <= config.max_size, "{counted} connections counted");
+        let room = config.max_size.saturating_sub(counted);
         let start = self
             .wanted(config)
             .saturating_sub(self.connecting)
@@ -191,6 +205,7 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
                 waiters: Waiters::new(),
                 tally: Tally::default(),
                 connecting: 0,
+                closing: 0,
                 phase: Phase::Open,
                 connect: ConnectState {
                     backoff,
@@ -266,11 +281,7 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
             None
         };
         let step = match step {
-            Some(lease) => {
-                st.tally.checkouts += 1;
-                st.tally.wait_time.record_immediate();
-                Step::Ready(lease)
-            }
+            Some(lease) => Step::Ready(lease, st.tally.checked_out(None)),
             None => {
                 st.connect.gave_up = false;
                 Step::Wait(if front {
@@ -280,10 +291,11 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
                 })
             }
         };
+        st.closing += closed.len();
         let start = st.demand(&self.config);
         drop(guard);
-        drop(closed);
         self.spawn_connects(start);
+        self.dispose(closed);
         step
     }
 
@@ -292,19 +304,33 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
         self: &Arc<Self>,
         front: bool,
         deadline: &mut Deadline,
-    ) -> Result<S::Lease, CheckoutError<M::Error>> {
-        match self.checkout(front) {
-            Step::Ready(lease) => Ok(lease),
-            Step::Failed(error) => Err(error),
-            Step::Wait(id) => wait::Wait::new(self, id, deadline).await,
-        }
+    ) -> Result<Leased<S::Lease>, CheckoutError<M::Error>> {
+        let (lease, bucket) = match self.checkout(front) {
+            Step::Ready(lease, bucket) => (lease, bucket),
+            Step::Failed(error) => return Err(error),
+            Step::Wait(id) => wait::Wait::new(self, id, deadline).await?,
+        };
+        Ok(Leased { lease, bucket })
     }
 
     /// A user gives a lease back.
     pub(crate) fn release(self: &Arc<Self>, lease: S::Lease, verdict: Verdict) {
+        self.give_back(lease, verdict, None);
+    }
+
+    /// A checkout closes the connection it was leased before handing it to its caller (it
+    /// failed its recycle or check, or is broken): it is not counted as a checkout.
+    pub(crate) fn reject(self: &Arc<Self>, leased: Leased<S::Lease>, reason: CloseReason) {
+        self.give_back(leased.lease, Verdict::Close(reason), Some(leased.bucket));
+    }
+
+    fn give_back(self: &Arc<Self>, lease: S::Lease, verdict: Verdict, uncount: Option<usize>) {
         let now = self.clock.now();
         let mut guard = self.lock();
         let st = &mut *guard;
+        if let Some(bucket) = uncount {
+            st.tally.unchecked(bucket);
+        }
         let verdict = match (st.phase, verdict) {
             (Phase::Closed, Verdict::Keep | Verdict::Unused) => {
                 Verdict::Close(CloseReason::PoolClosed)
@@ -367,10 +393,26 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
     ) {
         let mut wakers = WakeList::default();
         guard.serve_waiters(self.clock.now(), &mut closed, &mut wakers);
+        guard.closing += closed.len();
         let start = guard.demand(&self.config);
         drop(guard);
-        drop(closed);
         wakers.wake();
+        self.spawn_connects(start);
+        self.dispose(closed);
+    }
+
+    /// Drops connections closed under the lock (counted in `closing` until now), then starts
+    /// the replacements their room allows.
+    fn dispose(self: &Arc<Self>, closed: Vec<S::Closed>) {
+        if closed.is_empty() {
+            return;
+        }
+        let count = closed.len();
+        drop(closed);
+        let mut st = self.lock();
+        st.closing -= count;
+        let start = st.demand(&self.config);
+        drop(st);
         self.spawn_connects(start);
     }
 
@@ -438,7 +480,7 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
     /// Fails every queued checkout with `Closed`, closes idle connections, and marks the pool
     /// so that connections in use close when they come back and attempts under way close
     /// what they open.
-    pub(crate) fn close(&self) {
+    pub(crate) fn close(self: &Arc<Self>) {
         let mut guard = self.lock();
         let st = &mut *guard;
         if st.phase == Phase::Closed {
@@ -450,9 +492,10 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
         let mut closed = Vec::new();
         st.store.close_idle(&mut st.tally, &mut closed);
         let in_use = st.store.in_use();
+        st.closing += closed.len();
         drop(guard);
-        drop(closed);
         wakers.into_iter().for_each(Waker::wake);
+        self.dispose(closed);
         if let Some(maintenance) = self.maintenance.get() {
             maintenance.abort();
         }

@@ -60,7 +60,8 @@ impl<'a, M: Manager, S: Store<Conn = M::Connection>> Wait<'a, M, S> {
 }
 
 impl<M: Manager, S: Store<Conn = M::Connection>> Future for Wait<'_, M, S> {
-    type Output = Result<S::Lease, CheckoutError<M::Error>>;
+    /// The lease and its wait-time bucket.
+    type Output = Result<(S::Lease, usize), CheckoutError<M::Error>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -68,11 +69,8 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Future for Wait<'_, M, S> {
         let mut st = this.core.lock();
         if let Some(outcome) = st.waiters.poll(*this.id, cx.waker()) {
             *this.done = true;
-            if outcome.is_ok() {
-                st.tally.checkouts += 1;
-                st.tally.wait_time.record(now - *this.started);
-            }
-            return Poll::Ready(outcome);
+            let waited = now - *this.started;
+            return Poll::Ready(outcome.map(|lease| (lease, st.tally.checked_out(Some(waited)))));
         }
         drop(st);
         let Some(timer) = this.timer.as_pin_mut() else {
@@ -86,11 +84,8 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Future for Wait<'_, M, S> {
         Poll::Ready(match st.waiters.remove(*this.id) {
             // Served between the two locks: take it rather than time out.
             Removed::Served(outcome) => {
-                if outcome.is_ok() {
-                    st.tally.checkouts += 1;
-                    st.tally.wait_time.record(now - *this.started);
-                }
-                outcome
+                let waited = now - *this.started;
+                outcome.map(|lease| (lease, st.tally.checked_out(Some(waited))))
             }
             Removed::Waiting | Removed::Gone => Err(this.core.timed_out(&mut st)),
         })

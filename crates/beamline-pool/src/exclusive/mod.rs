@@ -16,7 +16,7 @@ use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::clock::to_millis;
-use crate::core::{Conn, Core, Deadline, Verdict};
+use crate::core::{Conn, Core, Deadline, Leased};
 use crate::metrics::CloseReason;
 use crate::{CheckPolicy, CheckoutError, Manager, PoolConfig, PoolMetrics, StartError};
 use store::Exclusive;
@@ -150,8 +150,8 @@ impl<M: Manager> Pool<M> {
         let mut deadline = Deadline::new(self.core.config.checkout_timeout);
         let mut front = false;
         loop {
-            let conn = self.core.lease(front, &mut deadline).await?;
-            match self.prepare(conn, &mut deadline).await {
+            let leased = self.core.lease(front, &mut deadline).await?;
+            match self.prepare(leased, &mut deadline).await {
                 Prepared::Ready(conn) => return Ok(conn),
                 Prepared::Discarded => front = true,
                 Prepared::TimedOut => return Err(self.core.timed_out(&mut self.core.lock())),
@@ -162,7 +162,7 @@ impl<M: Manager> Pool<M> {
     /// Recycles a used connection and checks it if the policy says so.
     async fn prepare(
         &self,
-        mut conn: Conn<M::Connection>,
+        mut leased: Leased<Conn<M::Connection>>,
         deadline: &mut Deadline,
     ) -> Prepared<M::Connection> {
         let manager = &self.core.manager;
@@ -170,26 +170,28 @@ impl<M: Manager> Pool<M> {
             CheckPolicy::Never => false,
             CheckPolicy::Always => true,
             CheckPolicy::IdleFor(idle) => {
-                self.core.clock.now().saturating_sub(conn.idle_since) >= to_millis(idle)
+                self.core
+                    .clock
+                    .now()
+                    .saturating_sub(leased.lease.idle_since)
+                    >= to_millis(idle)
             }
         };
-        if conn.used {
-            let outcome = Bounded::new(manager.recycle(&mut conn.conn), deadline).await;
+        if leased.lease.used {
+            let outcome = Bounded::new(manager.recycle(&mut leased.lease.conn), deadline).await;
             if let Some(failed) = self.failure(outcome, CloseReason::RecycleFailed) {
-                self.core
-                    .release(conn, Verdict::Close(CloseReason::RecycleFailed));
+                self.core.reject(leased, CloseReason::RecycleFailed);
                 return failed;
             }
         }
         if check {
-            let outcome = Bounded::new(manager.check(&mut conn.conn), deadline).await;
+            let outcome = Bounded::new(manager.check(&mut leased.lease.conn), deadline).await;
             if let Some(failed) = self.failure(outcome, CloseReason::CheckFailed) {
-                self.core
-                    .release(conn, Verdict::Close(CloseReason::CheckFailed));
+                self.core.reject(leased, CloseReason::CheckFailed);
                 return failed;
             }
         }
-        Prepared::Ready(conn)
+        Prepared::Ready(leased.lease)
     }
 
     /// How a recycle or check that did not succeed ends the attempt (`None`: it succeeded).

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::core::{Core, Deadline, Verdict};
+use crate::core::{Core, Deadline};
 use crate::metrics::CloseReason;
 use crate::{CheckoutError, ConfigError, Manager, PoolConfig, PoolMetrics, StartError};
 use store::{Shared, SharedLease};
@@ -140,12 +140,11 @@ where
         let mut deadline = Deadline::new(self.core.config.checkout_timeout);
         let mut front = false;
         loop {
-            let lease = self.core.lease(front, &mut deadline).await?;
-            if !self.core.manager.is_broken(&lease.conn) {
-                return Ok(lease);
+            let leased = self.core.lease(front, &mut deadline).await?;
+            if !self.core.manager.is_broken(&leased.lease.conn) {
+                return Ok(leased.lease);
             }
-            self.core
-                .release(lease, Verdict::Close(CloseReason::Broken));
+            self.core.reject(leased, CloseReason::Broken);
             front = true;
         }
     }

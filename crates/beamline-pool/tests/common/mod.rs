@@ -32,6 +32,9 @@ pub struct TestConn {
     pub broken: Arc<AtomicBool>,
     /// Users at this instant (shared pool tests).
     pub users: AtomicUsize,
+    /// When (on a test's own sequence clock) the pool was told this connection is broken;
+    /// `u64::MAX` until then.
+    pub retired_at: Arc<AtomicU64>,
     shared: Arc<Shared>,
 }
 
@@ -120,6 +123,7 @@ impl Manager for TestManager {
             dead: Arc::default(),
             broken: Arc::default(),
             users: AtomicUsize::new(0),
+            retired_at: Arc::new(AtomicU64::new(u64::MAX)),
             shared: Arc::clone(&self.shared),
         })
     }

@@ -1,0 +1,193 @@
+//! The pool's invariants under load: 64 tasks × 1,000 checkouts each, on two worker threads,
+//! with random hold times and random broken connections. For both pools:
+//! - never more than `max_size` connections alive (counted by the connections themselves);
+//! - never a connection handed to a checkout that started after it was reported broken;
+//! - (shared pool) never more than `max_users` on one connection;
+//! - at the end, every connection accounted for: the pool's books match the connections
+//!   alive, and closing the pool leaves none.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use beamline_pool::{
+    CheckPolicy, Pool, PoolConfig, PoolGuard, PoolMetrics, SharedGuard, SharedPool,
+};
+use beamline_reconnect::BackoffConfig;
+use common::{TestConn, TestManager, XorShift, until};
+
+const TASKS: u64 = 64;
+const CHECKOUTS: u64 = 1000;
+const MAX_SIZE: usize = 6;
+const MAX_USERS: usize = 4;
+
+fn config() -> PoolConfig {
+    PoolConfig::new(MAX_SIZE)
+        .min_idle(2)
+        .check(CheckPolicy::Always)
+        .checkout_timeout(None)
+        .backoff(BackoffConfig::constant(Duration::from_millis(1)))
+}
+
+/// The test's own sequence clock: orders "reported broken" against "checkout started".
+#[derive(Debug, Default)]
+struct Seq(AtomicU64);
+
+impl Seq {
+    fn tick(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::SeqCst)
+    }
+}
+
+/// A checkout that began at `started` got `conn`: it must not have been reported broken
+/// before that.
+fn assert_not_retired(conn: &TestConn, started: u64) {
+    let retired = conn.retired_at.load(Ordering::SeqCst);
+    assert!(
+        retired == u64::MAX || retired > started,
+        "connection {} was reported broken at {retired}, handed out to a checkout begun at {started}",
+        conn.id
+    );
+}
+
+/// How a user leaves its connection, at random: fine (most of the time), marked broken, or
+/// broken as the manager will see it on return.
+enum Leave {
+    Fine,
+    Marked,
+    Flagged,
+}
+
+fn leave(rng: &mut XorShift) -> Leave {
+    match rng.below(40) {
+        0 => Leave::Marked,
+        1 => Leave::Flagged,
+        _ => Leave::Fine,
+    }
+}
+
+async fn hold(rng: &mut XorShift) {
+    for _ in 0..rng.below(4) {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Once the load is over: the books match the connections alive, then close leaves none.
+async fn assert_accounted(
+    metrics: impl Fn() -> PoolMetrics,
+    manager: &TestManager,
+    close: impl Fn(),
+) {
+    until(|| metrics().connecting == 0).await;
+    let m = metrics();
+    assert_eq!((m.users, m.in_use, m.waiters), (0, 0, 0), "{m:?}");
+    assert_eq!(m.size, m.idle, "{m:?}");
+    assert_eq!(m.created, manager.shared.created.load(Ordering::SeqCst));
+    assert_eq!(m.created, m.closed.total() + m.size as u64, "{m:?}");
+    assert_eq!(manager.live(), m.size, "the books match what is alive");
+    assert!(manager.shared.peak.load(Ordering::SeqCst) <= MAX_SIZE);
+    assert_eq!(
+        m.checkouts,
+        TASKS * CHECKOUTS,
+        "one per successful get, retries not counted"
+    );
+    assert_eq!(m.wait_time.count(), m.checkouts);
+    close();
+    assert_eq!(manager.live(), 0, "closing an idle pool closes everything");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exclusive_pool_keeps_its_invariants_under_load() {
+    let pool = Pool::start(TestManager::new(), config()).await.unwrap();
+    let seq = Arc::new(Seq::default());
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (pool, seq) = (pool.clone(), Arc::clone(&seq));
+            tokio::spawn(async move {
+                let mut rng = XorShift(0x9E37_79B9 ^ (t + 1) * 0x1234_5678_9ABC);
+                for _ in 0..CHECKOUTS {
+                    let started = seq.tick();
+                    let mut conn = pool.get().await.unwrap();
+                    assert_not_retired(&conn, started);
+                    hold(&mut rng).await;
+                    let retired = Arc::clone(&conn.retired_at);
+                    match leave(&mut rng) {
+                        Leave::Fine => drop(conn),
+                        Leave::Marked => {
+                            PoolGuard::mark_broken(&mut conn);
+                            drop(conn);
+                            retired.store(seq.tick(), Ordering::SeqCst);
+                        }
+                        Leave::Flagged => {
+                            conn.broken.store(true, Ordering::SeqCst);
+                            drop(conn);
+                            retired.store(seq.tick(), Ordering::SeqCst);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(
+        pool.metrics().closed.total() > 0,
+        "some connections were broken"
+    );
+    assert_accounted(|| pool.metrics(), pool.manager(), || pool.close()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_pool_keeps_its_invariants_under_load() {
+    let pool = SharedPool::start(TestManager::new(), config(), MAX_USERS)
+        .await
+        .unwrap();
+    let seq = Arc::new(Seq::default());
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (pool, seq) = (pool.clone(), Arc::clone(&seq));
+            tokio::spawn(async move {
+                let mut rng = XorShift(0x51_7CC1_B727 ^ (t + 1) * 0x9876_5432_1FED);
+                for _ in 0..CHECKOUTS {
+                    let started = seq.tick();
+                    let mut share = pool.get().await.unwrap();
+                    assert_not_retired(&share, started);
+                    let users = share.users.fetch_add(1, Ordering::SeqCst) + 1;
+                    assert!(
+                        users <= MAX_USERS,
+                        "{users} users on connection {}",
+                        share.id
+                    );
+                    hold(&mut rng).await;
+                    share.users.fetch_sub(1, Ordering::SeqCst);
+                    let retired = Arc::clone(&share.retired_at);
+                    match leave(&mut rng) {
+                        Leave::Fine => drop(share),
+                        Leave::Marked => {
+                            SharedGuard::mark_broken(&mut share);
+                            drop(share);
+                            retired.store(seq.tick(), Ordering::SeqCst);
+                        }
+                        Leave::Flagged => {
+                            share.broken.store(true, Ordering::SeqCst);
+                            drop(share);
+                            retired.store(seq.tick(), Ordering::SeqCst);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(
+        pool.metrics().closed.total() > 0,
+        "some connections were broken"
+    );
+    assert_accounted(|| pool.metrics(), pool.manager(), || pool.close()).await;
+}
