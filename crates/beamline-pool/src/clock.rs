@@ -42,7 +42,11 @@ impl Clock {
     pub(crate) fn refresh(&self) -> Instant {
         let now = Instant::now();
         let millis = to_millis(now.saturating_duration_since(self.epoch));
-        self.now.fetch_max(millis, Ordering::Relaxed);
+        // Most refreshes land in the same millisecond: only write (and so take the cache line
+        // from the cores reading it) when the clock moves.
+        if millis > self.now.load(Ordering::Relaxed) {
+            self.now.fetch_max(millis, Ordering::Relaxed);
+        }
         now
     }
 }

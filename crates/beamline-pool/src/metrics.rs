@@ -128,6 +128,11 @@ impl WaitHistogram {
         bucket
     }
 
+    /// Adds checkouts that did not wait, counted elsewhere (the fast path's shards).
+    pub(crate) fn add_immediate(&mut self, count: u64) {
+        self.0[0] += count;
+    }
+
     /// Takes back a count made by [`record`](Self::record).
     pub(crate) fn forget(&mut self, bucket: usize) {
         if let Some(count) = self.0.get_mut(bucket) {
@@ -177,18 +182,28 @@ pub struct PoolMetrics {
 }
 
 /// The counters a pool keeps under its lock, and the count of open connections they imply.
+///
+/// `checkouts` and `wait_time` (whose first bucket counts checkouts that did not wait) come
+/// first: every checkout writes them, and [`State`](crate::core::State) keeps them on the
+/// lock's cache line.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(crate) struct Tally {
-    /// Open connections (idle, in use, draining), not counting attempts under way.
-    pub(crate) open: usize,
     pub(crate) checkouts: u64,
     pub(crate) wait_time: WaitHistogram,
+    /// Open connections (idle, in use, draining), not counting attempts under way.
+    pub(crate) open: usize,
     pub(crate) timeouts: u64,
     pub(crate) created: u64,
     pub(crate) connect_failures: u64,
     pub(crate) closed: ClosedCounts,
     pub(crate) detached: u64,
+    /// Fast-path checkouts (counted in the store's shards) that were then rejected.
+    pub(crate) fast_rejected: u64,
 }
+
+/// The wait-time "bucket" of a checkout the fast path served: counted in the store, not here.
+pub(crate) const FAST: usize = usize::MAX;
 
 impl Tally {
     /// A connection was opened.
@@ -212,8 +227,12 @@ impl Tally {
 
     /// Takes back a checkout whose connection was rejected before reaching its caller.
     pub(crate) fn unchecked(&mut self, bucket: usize) {
-        self.checkouts -= 1;
-        self.wait_time.forget(bucket);
+        if bucket == FAST {
+            self.fast_rejected += 1;
+        } else {
+            self.checkouts -= 1;
+            self.wait_time.forget(bucket);
+        }
     }
 
     /// A connection leaves the pool with its user.

@@ -5,9 +5,46 @@
 //! once the pool has seen its peak number of waiters.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Waker;
 
 use slab::Slab;
+
+/// The one word the lock-free fast paths read: how many checkouts are queued, and whether
+/// the pool is closed. Zero means "nobody is owed a connection": a checkout may take one from
+/// its shard and a return may leave one there, without the pool lock.
+///
+/// Written only under the pool lock (by [`Waiters`] as its queue changes, and by `close`),
+/// always before the writer looks into the shards. A fast return reads it again *after*
+/// leaving its connection in a shard (both through the shard's mutex), so of a queueing
+/// checkout and a concurrent return at least one sees the other: the checkout finds the
+/// connection, or the return sees the queue and hands the connection over under the pool
+/// lock. No connection stays idle while a checkout waits.
+#[derive(Debug, Default)]
+pub(crate) struct Gate(AtomicUsize);
+
+/// The gate's top bit: the pool is closed.
+const CLOSED: usize = 1 << (usize::BITS - 1);
+
+impl Gate {
+    /// No checkout queued, pool open.
+    pub(crate) fn is_clear(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == 0
+    }
+
+    pub(crate) fn close(&self) {
+        self.0.fetch_or(CLOSED, Ordering::SeqCst);
+    }
+
+    fn queued(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn dequeued(&self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// A queued checkout: its slot, and a ticket that tells it apart from later users of the slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,15 +87,18 @@ pub(crate) struct Waiters<T, E> {
     next_ticket: u64,
     /// Slots in the `Waiting` state.
     waiting: usize,
+    /// Mirrors `waiting` for the fast paths.
+    gate: Arc<Gate>,
 }
 
 impl<T, E> Waiters<T, E> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(gate: Arc<Gate>) -> Self {
         Self {
             slots: Slab::new(),
             queue: VecDeque::new(),
             next_ticket: 0,
             waiting: 0,
+            gate,
         }
     }
 
@@ -90,6 +130,7 @@ impl<T, E> Waiters<T, E> {
             state: WaitState::Waiting(None),
         });
         self.waiting += 1;
+        self.gate.queued();
         WaiterId { key, ticket }
     }
 
@@ -110,6 +151,7 @@ impl<T, E> Waiters<T, E> {
             let waker = waker.take();
             slot.state = WaitState::Served(outcome);
             self.waiting -= 1;
+            self.gate.dequeued();
             return Ok(waker);
         }
         Err(outcome)
@@ -133,6 +175,18 @@ impl<T, E> Waiters<T, E> {
         }
     }
 
+    /// The outcome of a checkout if it has been served (its slot is freed); a checkout still
+    /// waiting is left exactly as it is.
+    pub(crate) fn try_take(&mut self, id: WaiterId) -> Option<Result<T, E>> {
+        match self.slot_mut(id)?.state {
+            WaitState::Waiting(_) => None,
+            WaitState::Served(_) => match self.slots.remove(id.key).state {
+                WaitState::Served(outcome) => Some(outcome),
+                WaitState::Waiting(_) => None,
+            },
+        }
+    }
+
     /// Takes a checkout out of the queue (it timed out or was dropped).
     pub(crate) fn remove(&mut self, id: WaiterId) -> Removed<T, E> {
         if self.slot_mut(id).is_none() {
@@ -141,6 +195,7 @@ impl<T, E> Waiters<T, E> {
         match self.slots.remove(id.key).state {
             WaitState::Waiting(_) => {
                 self.waiting -= 1;
+                self.gate.dequeued();
                 self.compact();
                 Removed::Waiting
             }
@@ -178,6 +233,10 @@ mod tests {
 
     type Q = Waiters<u32, &'static str>;
 
+    fn queue() -> Q {
+        Waiters::new(Arc::default())
+    }
+
     /// The value `serve` gave back because nobody waited.
     fn returned(served: Result<Option<Waker>, Result<u32, &'static str>>) -> Option<u32> {
         match served {
@@ -192,7 +251,7 @@ mod tests {
 
     #[test]
     fn served_in_arrival_order() {
-        let mut q = Q::new();
+        let mut q = queue();
         let a = q.push_back();
         let b = q.push_back();
         let c = q.push_back();
@@ -214,8 +273,21 @@ mod tests {
     }
 
     #[test]
+    fn try_take_leaves_a_waiting_checkout_in_place() {
+        let mut q = queue();
+        let a = q.push_back();
+        let b = q.push_back();
+        assert_eq!(q.try_take(a), None);
+        assert_eq!(q.waiting(), 2);
+        q.serve(Ok(5)).unwrap();
+        assert_eq!(q.try_take(a), Some(Ok(5)), "a kept its place at the head");
+        assert_eq!(q.try_take(a), None);
+        assert_eq!(q.try_take(b), None);
+    }
+
+    #[test]
     fn the_front_of_the_queue_jumps_ahead() {
-        let mut q = Q::new();
+        let mut q = queue();
         let a = q.push_back();
         let b = q.push_front();
         q.serve(Ok(1)).unwrap();
@@ -225,7 +297,7 @@ mod tests {
 
     #[test]
     fn a_removed_waiter_is_skipped_and_an_unclaimed_connection_comes_back() {
-        let mut q = Q::new();
+        let mut q = queue();
         let a = q.push_back();
         let b = q.push_back();
         assert_eq!(q.remove(a), Removed::Waiting);
@@ -239,7 +311,7 @@ mod tests {
 
     #[test]
     fn a_reused_slot_is_not_confused_with_its_old_ticket() {
-        let mut q = Q::new();
+        let mut q = queue();
         let old = q.push_back();
         assert_eq!(q.remove(old), Removed::Waiting);
         let new = q.push_back();
@@ -251,7 +323,7 @@ mod tests {
 
     #[test]
     fn the_waker_registered_last_is_returned() {
-        let mut q = Q::new();
+        let mut q = queue();
         let a = q.push_back();
         assert!(
             q.serve(Err("x")).unwrap().is_none(),
@@ -265,7 +337,7 @@ mod tests {
 
     #[test]
     fn fail_all_serves_every_waiter() {
-        let mut q = Q::new();
+        let mut q = queue();
         let ids: Vec<_> = (0..5).map(|_| q.push_back()).collect();
         let mut wakers = Vec::new();
         for &id in &ids {
@@ -280,8 +352,24 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_mirrors_the_queue_and_the_closed_flag() {
+        let gate = Arc::new(Gate::default());
+        let mut q: Q = Waiters::new(Arc::clone(&gate));
+        assert!(gate.is_clear());
+        let a = q.push_back();
+        let b = q.push_back();
+        assert!(!gate.is_clear());
+        q.serve(Ok(1)).unwrap();
+        q.remove(b);
+        assert!(gate.is_clear(), "served and removed: nobody queued");
+        assert_eq!(outcome(&mut q, a), Some(Ok(1)));
+        gate.close();
+        assert!(!gate.is_clear());
+    }
+
+    #[test]
     fn stale_entries_are_compacted() {
-        let mut q = Q::new();
+        let mut q = queue();
         let keep = q.push_back();
         for _ in 0..1000 {
             let id = q.push_back();
@@ -315,7 +403,7 @@ mod tests {
         /// waiter that is then removed comes back.
         #[test]
         fn matches_a_model(ops in proptest::collection::vec(op(), 1..200)) {
-            let mut q = Q::new();
+            let mut q = queue();
             let mut model: VecDeque<WaiterId> = VecDeque::new();
             let mut all = Vec::new();
             let mut served: Vec<(WaiterId, u32)> = Vec::new();

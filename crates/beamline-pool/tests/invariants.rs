@@ -107,7 +107,7 @@ async fn the_exclusive_pool_keeps_its_invariants_under_load() {
         .map(|t| {
             let (pool, seq) = (pool.clone(), Arc::clone(&seq));
             tokio::spawn(async move {
-                let mut rng = XorShift(0x9E37_79B9 ^ (t + 1) * 0x1234_5678_9ABC);
+                let mut rng = XorShift(0x9E37_79B9 ^ ((t + 1) * 0x1234_5678_9ABC));
                 for _ in 0..CHECKOUTS {
                     let started = seq.tick();
                     let mut conn = pool.get().await.unwrap();
@@ -151,7 +151,7 @@ async fn the_shared_pool_keeps_its_invariants_under_load() {
         .map(|t| {
             let (pool, seq) = (pool.clone(), Arc::clone(&seq));
             tokio::spawn(async move {
-                let mut rng = XorShift(0x51_7CC1_B727 ^ (t + 1) * 0x9876_5432_1FED);
+                let mut rng = XorShift(0x51_7CC1_B727 ^ ((t + 1) * 0x9876_5432_1FED));
                 for _ in 0..CHECKOUTS {
                     let started = seq.tick();
                     let mut share = pool.get().await.unwrap();
@@ -190,4 +190,48 @@ async fn the_shared_pool_keeps_its_invariants_under_load() {
         "some connections were broken"
     );
     assert_accounted(|| pool.metrics(), pool.manager(), || pool.close()).await;
+}
+
+/// The fast paths (a return left in the returning thread's shard, a checkout served from it)
+/// race with checkouts that queue. If a returned connection could stay in a shard while a
+/// checkout waited, some checkout here would wait forever: two connections, 16 tasks in tight
+/// loops on two threads, no checkout timeout, and a deadline on the whole run instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_connection_stays_in_a_shard_while_a_checkout_waits() {
+    let config = PoolConfig::new(2)
+        .checkout_timeout(None)
+        .check(CheckPolicy::Never);
+    let pool = Pool::start(TestManager::new(), config).await.unwrap();
+    let tasks: Vec<_> = (0..16u64)
+        .map(|t| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for i in 0..2000u64 {
+                    let conn = pool.get().await.unwrap();
+                    // Every few rounds, hold across a yield so that others queue.
+                    if (i + t) % 7 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    drop(conn);
+                }
+            })
+        })
+        .collect();
+    let all = async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), all)
+        .await
+        .expect("a checkout waited while a connection sat idle");
+    let m = pool.metrics();
+    assert_eq!(
+        (m.checkouts, m.waiters, m.in_use, m.size),
+        (32_000, 0, 0, 2)
+    );
+    assert!(
+        m.wait_time.buckets()[1..].iter().sum::<u64>() > 0,
+        "some checkouts queued"
+    );
 }

@@ -1,16 +1,20 @@
 //! The machinery both pools share: the lock-protected state, the FIFO queue, connect attempts
 //! with backoff, the maintenance task and `close`.
 //!
-//! One `std::sync::Mutex` guards everything a checkout touches. Its critical sections are a
-//! few comparisons and a push or a pop: no allocation, no clock read, no user code (managers
-//! run outside it, connections are dropped after it is released, wakers are woken after it).
-//! A checkout that finds a connection locks once; giving it back locks once.
+//! One `std::sync::Mutex` (the *pool lock*) guards the books, the queue and the store. Its
+//! critical sections are a few comparisons and a push or a pop: no allocation, no clock read,
+//! no user code (managers run outside it, connections are dropped after it is released,
+//! wakers are woken after it).
+//!
+//! A store may also offer *fast paths* that skip the pool lock while no checkout is queued
+//! (the [`Gate`] is clear): the exclusive store's per-thread shards. A checkout or a return
+//! then costs one uncontended shard lock.
 
 mod connect;
 mod store;
 mod wait;
 
-pub(crate) use store::{Conn, Reap, Store, Verdict};
+pub(crate) use store::{Conn, FastTake, Reap, Store, Verdict};
 pub(crate) use wait::Deadline;
 
 use std::fmt;
@@ -25,8 +29,8 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::clock::{Clock, Millis, to_millis};
-use crate::metrics::{CloseReason, PoolMetrics, Tally};
-use crate::waiters::{Removed, WaiterId, Waiters};
+use crate::metrics::{CloseReason, FAST, PoolMetrics, Tally};
+use crate::waiters::{Gate, Removed, WaiterId, Waiters};
 use crate::{CheckoutError, ConfigError, ConnectError, Manager, PoolConfig, Start, StartError};
 
 /// A pool's shared state and the manager, behind the pool handle's `Arc`.
@@ -38,9 +42,19 @@ pub(crate) struct Core<M: Manager, S: Store<Conn = M::Connection>> {
     /// Where connect attempts and maintenance run: the runtime the pool started on, so a
     /// guard dropped on any thread can still start a replacement.
     runtime: Handle,
-    state: Mutex<State<M::Error, S>>,
+    state: CacheAligned<Mutex<State<M::Error, S>>>,
+    /// Read by every fast-path checkout and return; written only under the pool lock.
+    pub(crate) gate: CacheAligned<Arc<Gate>>,
+    /// The store's fast part, reached without the pool lock.
+    pub(crate) fast: S::Fast,
     maintenance: OnceLock<AbortHandle>,
 }
+
+/// Starts its content on a cache line of its own, so that what one core writes there does
+/// not evict what others read next to it (see [`State`]).
+#[derive(Debug)]
+#[repr(align(64))]
+pub(crate) struct CacheAligned<T>(pub(crate) T);
 
 /// Whether the pool takes checkouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,10 +64,18 @@ pub(crate) enum Phase {
     Closed,
 }
 
+/// Everything the lock guards.
+///
+/// The field order is fixed (`repr(C)`) for the cache: the mutex's lock word comes first,
+/// then the fields a checkout and a return *write* (the store's counters and idle stack, the
+/// checkout counter and the no-wait bucket at the head of [`Tally`]), so the fast path moves
+/// one cache line between cores, plus the connection's own slot. Fields after them are read on
+/// the fast path but written only on slow paths (queueing, connecting, closing).
+#[repr(C)]
 pub(crate) struct State<E, S: Store> {
     pub(crate) store: S,
-    pub(crate) waiters: Waiters<S::Lease, CheckoutError<E>>,
     pub(crate) tally: Tally,
+    pub(crate) waiters: Waiters<S::Lease, CheckoutError<E>>,
     /// Connect attempts under way or waiting out their backoff; each will add one
     /// connection.
     pub(crate) connecting: usize,
@@ -111,7 +133,10 @@ impl WakeList {
     }
 
     fn wake(self) {
-        self.one.into_iter().chain(self.more).for_each(Waker::wake);
+        if let Some(one) = self.one {
+            one.wake();
+            self.more.into_iter().for_each(Waker::wake);
+        }
     }
 }
 
@@ -132,6 +157,14 @@ impl<E, S: Store> State<E, S> {
                 }
                 Err(Err(_)) => return,
             }
+        }
+    }
+
+    /// Counts connections about to be dropped outside the lock (see `closing`). Written only
+    /// when there are some: the field shares a cache line every checkout reads.
+    fn count_closing(&mut self, closed: &[S::Closed]) {
+        if !closed.is_empty() {
+            self.closing += closed.len();
         }
     }
 
@@ -158,7 +191,10 @@ impl<E, S: Store> State<E, S> {
             .wanted(config)
             .saturating_sub(self.connecting)
             .min(room);
-        self.connecting += start;
+        // Written only when it changes: this line is read by every checkout on every core.
+        if start > 0 {
+            self.connecting += start;
+        }
         start
     }
 }
@@ -195,14 +231,17 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
             .backoff
             .build()
             .map_err(|e| StartError::Config(ConfigError::Backoff(e)))?;
+        let gate = Arc::new(Gate::default());
         let core = Arc::new(Core {
             manager,
             name,
             clock: Clock::new(),
             runtime,
-            state: Mutex::new(State {
+            fast: store.fast(),
+            gate: CacheAligned(Arc::clone(&gate)),
+            state: CacheAligned(Mutex::new(State {
                 store,
-                waiters: Waiters::new(),
+                waiters: Waiters::new(gate),
                 tally: Tally::default(),
                 connecting: 0,
                 closing: 0,
@@ -214,7 +253,7 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
                     last_error: None,
                     gave_up: false,
                 },
-            }),
+            })),
             maintenance: OnceLock::new(),
             config,
         });
@@ -255,7 +294,7 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<M::Error, S>> {
         // Nothing panics while holding the lock (no user code runs under it); should that ever
         // change, the state is still consistent between statements, so keep going.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn closed_error(&self) -> CheckoutError<M::Error> {
@@ -268,6 +307,14 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
     /// head of the queue (a checkout whose connection failed its check keeps its turn).
     pub(crate) fn checkout(self: &Arc<Self>, front: bool) -> Step<S::Lease, M::Error> {
         let now = self.clock.now();
+        // Fast path: nobody queued, pool open: this thread's shard, no pool lock.
+        while !front && self.gate.0.is_clear() {
+            match S::fast_acquire(&self.fast, now) {
+                FastTake::Took(lease) => return Step::Ready(lease, FAST),
+                FastTake::Expired(conn) => self.close_expired(conn),
+                FastTake::Empty => break,
+            }
+        }
         let mut guard = self.lock();
         let st = &mut *guard;
         if st.phase == Phase::Closed {
@@ -275,28 +322,47 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
             return Step::Failed(self.closed_error());
         }
         let mut closed = Vec::new();
-        let step = if front || st.waiters.waiting() == 0 {
-            st.store.acquire(now, &mut st.tally, &mut closed)
+        if (front || st.waiters.waiting() == 0)
+            && let Some(lease) = st.store.acquire(now, &mut st.tally, &mut closed)
+        {
+            let step = Step::Ready(lease, st.tally.checked_out(None));
+            self.finish(guard, closed);
+            return step;
+        }
+        if st.connect.gave_up {
+            st.connect.gave_up = false; // a checkout starts a fresh run of attempts
+        }
+        // Queue first (the gate closes), then look again: a fast return that left its
+        // connection in a shard before the gate closed is found here, and one after sees the
+        // gate and comes to the pool lock.
+        let id = if front {
+            st.waiters.push_front()
         } else {
-            None
+            st.waiters.push_back()
         };
-        let step = match step {
-            Some(lease) => Step::Ready(lease, st.tally.checked_out(None)),
-            None => {
-                st.connect.gave_up = false;
-                Step::Wait(if front {
-                    st.waiters.push_front()
-                } else {
-                    st.waiters.push_back()
-                })
-            }
+        let mut wakers = WakeList::default();
+        st.serve_waiters(now, &mut closed, &mut wakers);
+        let step = match st.waiters.try_take(id) {
+            Some(Ok(lease)) => Step::Ready(lease, st.tally.checked_out(None)),
+            Some(Err(error)) => Step::Failed(error),
+            // Not served at once: it stays in line (the gate stays closed), and waits.
+            None => Step::Wait(id),
         };
-        st.closing += closed.len();
+        st.count_closing(&closed);
         let start = st.demand(&self.config);
         drop(guard);
+        wakers.wake();
         self.spawn_connects(start);
         self.dispose(closed);
         step
+    }
+
+    /// A connection the fast path found past its lifetime: close it under the pool lock.
+    fn close_expired(self: &Arc<Self>, conn: S::Closed) {
+        let mut st = self.lock();
+        st.tally.closed(CloseReason::MaxLifetime);
+        let closed = vec![conn];
+        self.finish(st, closed);
     }
 
     /// A checkout: at once, or after queueing (until `deadline`).
@@ -326,6 +392,21 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
 
     fn give_back(self: &Arc<Self>, lease: S::Lease, verdict: Verdict, uncount: Option<usize>) {
         let now = self.clock.now();
+        let lease = if verdict == Verdict::Keep && uncount.is_none() && self.gate.0.is_clear() {
+            match S::fast_release(&self.fast, lease, now) {
+                Ok(()) => {
+                    // Left in a shard. If a checkout queued (or the pool closed) meanwhile,
+                    // it may not have seen it: settle under the pool lock.
+                    if !self.gate.0.is_clear() {
+                        self.settle();
+                    }
+                    return;
+                }
+                Err(lease) => lease,
+            }
+        } else {
+            lease
+        };
         let mut guard = self.lock();
         let st = &mut *guard;
         if let Some(bucket) = uncount {
@@ -340,6 +421,18 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
         let mut closed = Vec::new();
         st.store
             .release(lease, verdict, now, &mut st.tally, &mut closed);
+        self.finish(guard, closed);
+    }
+
+    /// Brings the store in line with the gate: connections left in shards go to queued
+    /// checkouts, or are closed if the pool is closed.
+    pub(crate) fn settle(self: &Arc<Self>) {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let mut closed = Vec::new();
+        if st.phase == Phase::Closed {
+            st.store.close_idle(&mut st.tally, &mut closed);
+        }
         self.finish(guard, closed);
     }
 
@@ -393,7 +486,7 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
     ) {
         let mut wakers = WakeList::default();
         guard.serve_waiters(self.clock.now(), &mut closed, &mut wakers);
-        guard.closing += closed.len();
+        guard.count_closing(&closed);
         let start = guard.demand(&self.config);
         drop(guard);
         wakers.wake();
@@ -455,16 +548,19 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
 
     pub(crate) fn metrics(&self) -> PoolMetrics {
         let st = self.lock();
+        let fast = S::fast_checkouts(&self.fast) - st.tally.fast_rejected;
+        let mut wait_time = st.tally.wait_time;
+        wait_time.add_immediate(fast);
         PoolMetrics {
             max_size: self.config.max_size,
             size: st.tally.open,
             idle: st.store.idle(),
-            in_use: st.store.in_use(),
-            users: st.store.users(),
+            in_use: st.store.in_use(st.tally.open),
+            users: st.store.users(st.tally.open),
             connecting: st.connecting,
             waiters: st.waiters.waiting(),
-            checkouts: st.tally.checkouts,
-            wait_time: st.tally.wait_time,
+            checkouts: st.tally.checkouts + fast,
+            wait_time,
             timeouts: st.tally.timeouts,
             created: st.tally.created,
             connect_failures: st.tally.connect_failures,
@@ -487,12 +583,14 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
             return;
         }
         st.phase = Phase::Closed;
+        // Before draining the shards: a fast return after this sees the gate and settles.
+        self.gate.0.close();
         let mut wakers = Vec::new();
         st.waiters.fail_all(|| self.closed_error(), &mut wakers);
         let mut closed = Vec::new();
         st.store.close_idle(&mut st.tally, &mut closed);
-        let in_use = st.store.in_use();
-        st.closing += closed.len();
+        let in_use = st.store.in_use(st.tally.open);
+        st.count_closing(&closed);
         drop(guard);
         wakers.into_iter().for_each(Waker::wake);
         self.dispose(closed);

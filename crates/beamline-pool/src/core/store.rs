@@ -46,6 +46,18 @@ pub(crate) struct Reap {
     pub(crate) min_idle: usize,
 }
 
+/// What a fast-path checkout found in its shard.
+#[derive(Debug)]
+pub(crate) enum FastTake<L, C> {
+    /// A connection for the caller (counted in the shard).
+    Took(L),
+    /// A connection past its lifetime, taken out of the shard: close it under the pool lock
+    /// and look again.
+    Expired(C),
+    /// Nothing here: take the slow path.
+    Empty,
+}
+
 pub(crate) trait Store: Send + 'static {
     /// The pooled connection type.
     type Conn: Send + 'static;
@@ -55,6 +67,24 @@ pub(crate) trait Store: Send + 'static {
     type Closed: Send;
     /// What a user who detaches a lease takes away.
     type Detached;
+    /// The part of the store the fast paths reach without the pool lock (the exclusive
+    /// store's per-thread shards of idle connections); `()` for a store without fast paths.
+    type Fast: Send + Sync + 'static;
+
+    /// A handle to the fast part, taken once when the pool starts.
+    fn fast(&self) -> Self::Fast;
+
+    /// A checkout without the pool lock. Called only while no checkout is queued and the
+    /// pool is open (see [`Gate`](crate::waiters::Gate)).
+    fn fast_acquire(fast: &Self::Fast, now: Millis) -> FastTake<Self::Lease, Self::Closed>;
+
+    /// Returns a connection its user is done with, without the pool lock; `Err` gives it back
+    /// for the slow path (it expired, or the store has no fast path). Called only while the
+    /// gate is clear; the caller checks the gate again afterwards.
+    fn fast_release(fast: &Self::Fast, lease: Self::Lease, now: Millis) -> Result<(), Self::Lease>;
+
+    /// Checkouts the fast path served (counted where they happened, without the pool lock).
+    fn fast_checkouts(fast: &Self::Fast) -> u64;
 
     /// A lease for one more user, if an open connection can take one now. Connections found
     /// expired on the way are closed (counted in `tally`, pushed onto `closed`).
@@ -90,10 +120,10 @@ pub(crate) trait Store: Send + 'static {
 
     /// Open connections with no user.
     fn idle(&self) -> usize;
-    /// Open connections with at least one user.
-    fn in_use(&self) -> usize;
-    /// Leases held.
-    fn users(&self) -> usize;
+    /// Open connections with at least one user, of `open`.
+    fn in_use(&self, open: usize) -> usize;
+    /// Leases held, with `open` connections open.
+    fn users(&self, open: usize) -> usize;
     /// New connections it takes to serve `waiting` queued checkouts (every open connection
     /// being full when anyone queues).
     fn connections_for(&self, waiting: usize) -> usize;

@@ -281,3 +281,59 @@ impl<F: Future> Future for Bounded<'_, F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{FastTake, Step, Store};
+    use std::convert::Infallible;
+
+    struct Numbers;
+
+    impl Manager for Numbers {
+        type Connection = u32;
+        type Error = Infallible;
+        async fn create(&self) -> Result<u32, Infallible> {
+            Ok(7)
+        }
+        fn target(&self) -> String {
+            "numbers".into()
+        }
+    }
+
+    /// The interleaving the gate exists for, played step by step on one thread: a return
+    /// sees the gate clear, then a checkout queues (finding nothing), then the return leaves
+    /// its connection in its shard. Re-reading the gate afterwards is what hands the
+    /// connection to the queued checkout.
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_return_racing_a_queueing_checkout_still_serves_it() {
+        let config = PoolConfig::new(1).check(CheckPolicy::Never);
+        let pool = Pool::start(Numbers, config).await.unwrap();
+        let core = &pool.core;
+        let conn = core
+            .lease(false, &mut Deadline::new(None))
+            .await
+            .unwrap()
+            .lease;
+        // The returning thread: the gate is clear ...
+        assert!(core.gate.0.is_clear());
+        // ... when another checkout queues: nothing idle, max_size reached.
+        let Step::Wait(id) = core.checkout(false) else {
+            panic!("nothing to take")
+        };
+        assert!(!core.gate.0.is_clear());
+        // The return goes on and leaves the connection in its shard.
+        let now = core.clock.now();
+        assert!(Exclusive::fast_release(&core.fast, conn, now).is_ok());
+        assert_eq!(core.lock().store.idle(), 1, "idle, while a checkout waits");
+        // Re-reading the gate sends the return to settle under the pool lock.
+        assert!(!core.gate.0.is_clear());
+        core.settle();
+        let served = core.lock().waiters.try_take(id);
+        assert!(matches!(served, Some(Ok(c)) if c.conn == 7));
+        assert!(matches!(
+            Exclusive::fast_acquire(&core.fast, now),
+            FastTake::Empty
+        ));
+    }
+}

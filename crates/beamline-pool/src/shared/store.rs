@@ -6,7 +6,7 @@ use std::sync::Arc;
 use slab::Slab;
 
 use crate::clock::Millis;
-use crate::core::{Conn, Reap, Store, Verdict};
+use crate::core::{Conn, FastTake, Reap, Store, Verdict};
 use crate::metrics::{CloseReason, Tally};
 
 /// Where a shared connection is in its life.
@@ -103,6 +103,22 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
     type Lease = SharedLease<C>;
     type Closed = C;
     type Detached = Arc<C>;
+    /// No fast path: choosing the least-loaded connection needs to see them all.
+    type Fast = ();
+
+    fn fast(&self) {}
+
+    fn fast_acquire((): &(), _: Millis) -> FastTake<SharedLease<C>, C> {
+        FastTake::Empty
+    }
+
+    fn fast_release((): &(), lease: SharedLease<C>, _: Millis) -> Result<(), SharedLease<C>> {
+        Err(lease)
+    }
+
+    fn fast_checkouts((): &()) -> u64 {
+        0
+    }
 
     fn acquire(
         &mut self,
@@ -256,11 +272,11 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
         self.idle
     }
 
-    fn in_use(&self) -> usize {
+    fn in_use(&self, _open: usize) -> usize {
         self.in_use
     }
 
-    fn users(&self) -> usize {
+    fn users(&self, _open: usize) -> usize {
         self.users
     }
 
@@ -308,13 +324,13 @@ mod tests {
         let c = take(&mut s, &mut t, 0).unwrap();
         let d = take(&mut s, &mut t, 0).unwrap();
         assert!(take(&mut s, &mut t, 0).is_none(), "both at their limit");
-        assert_eq!((s.users(), s.in_use(), s.idle()), (4, 2, 0));
+        assert_eq!((s.users(0), s.in_use(0), s.idle()), (4, 2, 0));
         assert_eq!(s.connections_for(3), 2);
         let mut closed = Vec::new();
         for lease in [a, b, c, d] {
             s.release(lease, Verdict::Keep, 1, &mut t, &mut closed);
         }
-        assert_eq!((s.users(), s.in_use(), s.idle()), (0, 0, 2));
+        assert_eq!((s.users(0), s.in_use(0), s.idle()), (0, 0, 2));
         assert!(closed.is_empty());
     }
 
@@ -336,7 +352,7 @@ mod tests {
         s.release(b, Verdict::Keep, 1, &mut t, &mut closed);
         assert_eq!(closed, vec![7]);
         assert_eq!(t.closed.get(CloseReason::Broken), 1);
-        assert_eq!((t.open, s.users(), s.in_use(), s.idle()), (0, 0, 0, 0));
+        assert_eq!((t.open, s.users(0), s.in_use(0), s.idle()), (0, 0, 0, 0));
     }
 
     #[test]
@@ -360,7 +376,7 @@ mod tests {
         let a = take(&mut s, &mut t, 0).unwrap();
         let b = take(&mut s, &mut t, 0).unwrap();
         let mine = s.detach(a, &mut t);
-        assert_eq!((t.open, t.detached, s.users(), s.in_use()), (0, 1, 0, 0));
+        assert_eq!((t.open, t.detached, s.users(0), s.in_use(0)), (0, 1, 0, 0));
         let mut closed = Vec::new();
         s.release(b, Verdict::Keep, 1, &mut t, &mut closed);
         assert!(closed.is_empty(), "the detached owner still holds it");
