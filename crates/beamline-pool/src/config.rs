@@ -132,10 +132,11 @@ impl PoolConfig {
         self
     }
 
-    /// Keeps at least this many idle connections open (at most `max_size` in all): they are
-    /// opened in the background after a checkout takes one, after one is discarded, and after
-    /// failed attempts (with backoff). Idle timeout never closes these. Must not exceed
-    /// `max_size`.
+    /// Keeps at least this many idle connections open (at most `max_size` in all), opening
+    /// them in the background: when a checkout leaves fewer (at once when it took a thread's
+    /// last idle connection or had to queue, otherwise at the next maintenance tick), when one
+    /// is discarded, and after failed attempts (with backoff). Idle timeout never closes these.
+    /// Must not exceed `max_size`.
     #[must_use]
     pub const fn min_idle(mut self, min_idle: usize) -> Self {
         self.min_idle = min_idle;

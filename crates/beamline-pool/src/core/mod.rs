@@ -310,7 +310,12 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
         // Fast path: nobody queued, pool open: this thread's shard, no pool lock.
         while !front && self.gate.0.is_clear() {
             match S::fast_acquire(&self.fast, now) {
-                FastTake::Took(lease) => return Step::Ready(lease, FAST),
+                FastTake::Took { lease, drained } => {
+                    if drained && self.config.min_idle > 0 {
+                        self.top_up();
+                    }
+                    return Step::Ready(lease, FAST);
+                }
                 FastTake::Expired(conn) => self.close_expired(conn),
                 FastTake::Empty => break,
             }
@@ -355,6 +360,13 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
         self.spawn_connects(start);
         self.dispose(closed);
         step
+    }
+
+    /// Starts the connect attempts `min_idle` wants now (after the fast path took a shard's
+    /// last idle connection).
+    fn top_up(self: &Arc<Self>) {
+        let start = self.lock().demand(&self.config);
+        self.spawn_connects(start);
     }
 
     /// A connection the fast path found past its lifetime: close it under the pool lock.

@@ -49,8 +49,9 @@ pub(crate) struct Reap {
 /// What a fast-path checkout found in its shard.
 #[derive(Debug)]
 pub(crate) enum FastTake<L, C> {
-    /// A connection for the caller (counted in the shard).
-    Took(L),
+    /// A connection for the caller (counted in the shard); `drained` when it was the shard's
+    /// last, so the pool should see whether `min_idle` wants another.
+    Took { lease: L, drained: bool },
     /// A connection past its lifetime, taken out of the shard: close it under the pool lock
     /// and look again.
     Expired(C),

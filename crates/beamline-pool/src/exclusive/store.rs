@@ -135,7 +135,10 @@ impl<C: Send + 'static> Store for Exclusive<C> {
             Some(conn) if conn.expired(now) => FastTake::Expired(conn.conn),
             Some(conn) => {
                 shard.checkouts += 1;
-                FastTake::Took(conn)
+                FastTake::Took {
+                    lease: conn,
+                    drained: shard.idle.is_empty(),
+                }
             }
             None => FastTake::Empty,
         }
@@ -336,8 +339,12 @@ mod tests {
             FastTake::Expired(2) => {}
             other => panic!("{other:?}"),
         }
-        let FastTake::Took(one) = Exclusive::fast_acquire(&fast, 50) else {
-            panic!("1 is alive")
+        let FastTake::Took {
+            lease: one,
+            drained: true,
+        } = Exclusive::fast_acquire(&fast, 50)
+        else {
+            panic!("1 is alive, and the last")
         };
         assert!(matches!(
             Exclusive::fast_acquire(&fast, 50),
@@ -350,7 +357,7 @@ mod tests {
         fresh.expires = 1000;
         Exclusive::fast_release(&fast, fresh, 200).unwrap();
         assert_eq!(s.idle(), 1);
-        let FastTake::Took(back) = Exclusive::fast_acquire(&fast, 201) else {
+        let FastTake::Took { lease: back, .. } = Exclusive::fast_acquire(&fast, 201) else {
             panic!()
         };
         assert!(back.used);
