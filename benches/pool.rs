@@ -88,16 +88,21 @@ fn beamline_config() -> PoolConfig {
         .check(CheckPolicy::Always)
 }
 
-// Each constructor opens every connection (checkouts held at once) before returning, so no
-// measurement pays for a first connect.
+/// Opens every connection of `$pool` (checkouts held at once), so no measurement pays for a
+/// first connect.
+macro_rules! open_all {
+    ($pool:expr) => {{
+        let mut held = Vec::new();
+        for _ in 0..POOL_SIZE {
+            held.push($pool.get().await.unwrap());
+        }
+        drop(held);
+    }};
+}
 
 async fn beamline_pool() -> Pool<Noop> {
     let pool = Pool::start(Noop, beamline_config()).await.unwrap();
-    let mut held = Vec::new();
-    for _ in 0..POOL_SIZE {
-        held.push(pool.get().await.unwrap());
-    }
-    drop(held);
+    open_all!(pool);
     pool
 }
 
@@ -112,11 +117,7 @@ async fn deadpool_pool() -> deadpool::managed::Pool<Noop> {
         .runtime(deadpool::Runtime::Tokio1)
         .build()
         .unwrap();
-    let mut held = Vec::new();
-    for _ in 0..POOL_SIZE {
-        held.push(pool.get().await.unwrap());
-    }
-    drop(held);
+    open_all!(pool);
     pool
 }
 
@@ -126,11 +127,7 @@ async fn bb8_pool() -> bb8::Pool<Noop> {
         .build(Noop)
         .await
         .unwrap();
-    let mut held = Vec::new();
-    for _ in 0..POOL_SIZE {
-        held.push(pool.get().await.unwrap());
-    }
-    drop(held);
+    open_all!(pool);
     pool
 }
 
@@ -208,40 +205,39 @@ macro_rules! many_tasks {
     }};
 }
 
-fn get_drop(c: &mut Criterion) {
-    let rt = current_thread();
-    let mut group = c.benchmark_group("pool/get_drop_1task");
-    configure(&mut group);
-    one_task!(group, rt, "beamline", beamline_pool());
-    one_task!(group, rt, "deadpool", deadpool_pool());
-    one_task!(group, rt, "bb8", bb8_pool());
-    group.finish();
+/// The two groups `<name>_1task` and `<name>_16tasks`: beamline (`$id`, built by `$pool`)
+/// beside deadpool and bb8.
+macro_rules! groups {
+    ($c:expr, $name:literal, $id:literal, $pool:expr) => {{
+        let rt = current_thread();
+        let mut group = $c.benchmark_group(concat!($name, "_1task"));
+        configure(&mut group);
+        one_task!(group, rt, $id, $pool);
+        one_task!(group, rt, "deadpool", deadpool_pool());
+        one_task!(group, rt, "bb8", bb8_pool());
+        group.finish();
 
-    let rt = multi_thread();
-    let mut group = c.benchmark_group("pool/get_drop_16tasks");
-    configure(&mut group);
-    many_tasks!(group, rt, "beamline", beamline_pool());
-    many_tasks!(group, rt, "deadpool", deadpool_pool());
-    many_tasks!(group, rt, "bb8", bb8_pool());
-    group.finish();
+        let rt = multi_thread();
+        let mut group = $c.benchmark_group(concat!($name, "_16tasks"));
+        configure(&mut group);
+        many_tasks!(group, rt, $id, $pool);
+        many_tasks!(group, rt, "deadpool", deadpool_pool());
+        many_tasks!(group, rt, "bb8", bb8_pool());
+        group.finish();
+    }};
+}
+
+fn get_drop(c: &mut Criterion) {
+    groups!(c, "pool/get_drop", "beamline", beamline_pool());
 }
 
 fn shared_get_drop(c: &mut Criterion) {
-    let rt = current_thread();
-    let mut group = c.benchmark_group("pool/shared_get_drop_1task");
-    configure(&mut group);
-    one_task!(group, rt, "beamline-shared", beamline_shared());
-    one_task!(group, rt, "deadpool", deadpool_pool());
-    one_task!(group, rt, "bb8", bb8_pool());
-    group.finish();
-
-    let rt = multi_thread();
-    let mut group = c.benchmark_group("pool/shared_get_drop_16tasks");
-    configure(&mut group);
-    many_tasks!(group, rt, "beamline-shared", beamline_shared());
-    many_tasks!(group, rt, "deadpool", deadpool_pool());
-    many_tasks!(group, rt, "bb8", bb8_pool());
-    group.finish();
+    groups!(
+        c,
+        "pool/shared_get_drop",
+        "beamline-shared",
+        beamline_shared()
+    );
 }
 
 criterion_group!(benches, get_drop, shared_get_drop);

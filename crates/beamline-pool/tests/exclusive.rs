@@ -17,21 +17,11 @@ use beamline_pool::{
     PoolGuard, Start, StartError,
 };
 use beamline_reconnect::BackoffConfig;
-use common::{TestManager, until};
+use common::{TestManager, plain, until};
 use tokio::time::Instant;
 
 const S: Duration = Duration::from_secs(1);
 const MS: Duration = Duration::from_millis(1);
-
-/// A config with no background surprises: no idle timeout, no lifetime, no check.
-fn plain(max_size: usize) -> PoolConfig {
-    PoolConfig::new(max_size)
-        .name("test")
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .check(CheckPolicy::Never)
-        .backoff(BackoffConfig::constant(S))
-}
 
 async fn pool(manager: TestManager, config: PoolConfig) -> Pool<TestManager> {
     Pool::start(manager, config).await.unwrap()

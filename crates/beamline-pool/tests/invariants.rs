@@ -9,6 +9,8 @@
 
 mod common;
 
+use std::future::Future;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -99,34 +101,69 @@ async fn assert_accounted(
     assert_eq!(manager.live(), 0, "closing an idle pool closes everything");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_exclusive_pool_keeps_its_invariants_under_load() {
-    let pool = Pool::start(TestManager::new(), config()).await.unwrap();
+/// What the load loop needs from either pool.
+trait Load: Clone + Send + Sync + 'static {
+    type Guard: Deref<Target = TestConn> + Send + 'static;
+    /// Users one connection may have at once.
+    const MAX_USERS: usize;
+    fn checkout(&self) -> impl Future<Output = Self::Guard> + Send;
+    fn mark_broken(guard: &mut Self::Guard);
+}
+
+impl Load for Pool<TestManager> {
+    type Guard = PoolGuard<'static, TestManager>;
+    const MAX_USERS: usize = 1;
+    async fn checkout(&self) -> Self::Guard {
+        self.get_owned().await.unwrap()
+    }
+    fn mark_broken(guard: &mut Self::Guard) {
+        PoolGuard::mark_broken(guard);
+    }
+}
+
+impl Load for SharedPool<TestManager> {
+    type Guard = SharedGuard<'static, TestManager>;
+    const MAX_USERS: usize = MAX_USERS;
+    async fn checkout(&self) -> Self::Guard {
+        self.get_owned().await.unwrap()
+    }
+    fn mark_broken(guard: &mut Self::Guard) {
+        SharedGuard::mark_broken(guard);
+    }
+}
+
+/// `TASKS` tasks × `CHECKOUTS` checkouts with random holds and random broken connections,
+/// checking each checkout as it happens.
+async fn load<P: Load>(pool: &P, seed: u64) {
     let seq = Arc::new(Seq::default());
     let tasks: Vec<_> = (0..TASKS)
         .map(|t| {
             let (pool, seq) = (pool.clone(), Arc::clone(&seq));
             tokio::spawn(async move {
-                let mut rng = XorShift(0x9E37_79B9 ^ ((t + 1) * 0x1234_5678_9ABC));
+                let mut rng = XorShift(seed ^ ((t + 1) * 0x1234_5678_9ABC));
                 for _ in 0..CHECKOUTS {
                     let started = seq.tick();
-                    let mut conn = pool.get().await.unwrap();
+                    let mut conn = pool.checkout().await;
                     assert_not_retired(&conn, started);
+                    let users = conn.users.fetch_add(1, Ordering::SeqCst) + 1;
+                    assert!(
+                        users <= P::MAX_USERS,
+                        "{users} users on connection {}",
+                        conn.id
+                    );
                     hold(&mut rng).await;
+                    conn.users.fetch_sub(1, Ordering::SeqCst);
                     let retired = Arc::clone(&conn.retired_at);
                     match leave(&mut rng) {
-                        Leave::Fine => drop(conn),
-                        Leave::Marked => {
-                            PoolGuard::mark_broken(&mut conn);
+                        Leave::Fine => {
                             drop(conn);
-                            retired.store(seq.tick(), Ordering::SeqCst);
+                            continue;
                         }
-                        Leave::Flagged => {
-                            conn.broken.store(true, Ordering::SeqCst);
-                            drop(conn);
-                            retired.store(seq.tick(), Ordering::SeqCst);
-                        }
+                        Leave::Marked => P::mark_broken(&mut conn),
+                        Leave::Flagged => conn.broken.store(true, Ordering::SeqCst),
                     }
+                    drop(conn);
+                    retired.store(seq.tick(), Ordering::SeqCst);
                 }
             })
         })
@@ -134,6 +171,12 @@ async fn the_exclusive_pool_keeps_its_invariants_under_load() {
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exclusive_pool_keeps_its_invariants_under_load() {
+    let pool = Pool::start(TestManager::new(), config()).await.unwrap();
+    load(&pool, 0x9E37_79B9).await;
     assert!(
         pool.metrics().closed.total() > 0,
         "some connections were broken"
@@ -146,45 +189,7 @@ async fn the_shared_pool_keeps_its_invariants_under_load() {
     let pool = SharedPool::start(TestManager::new(), config(), MAX_USERS)
         .await
         .unwrap();
-    let seq = Arc::new(Seq::default());
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|t| {
-            let (pool, seq) = (pool.clone(), Arc::clone(&seq));
-            tokio::spawn(async move {
-                let mut rng = XorShift(0x51_7CC1_B727 ^ ((t + 1) * 0x9876_5432_1FED));
-                for _ in 0..CHECKOUTS {
-                    let started = seq.tick();
-                    let mut share = pool.get().await.unwrap();
-                    assert_not_retired(&share, started);
-                    let users = share.users.fetch_add(1, Ordering::SeqCst) + 1;
-                    assert!(
-                        users <= MAX_USERS,
-                        "{users} users on connection {}",
-                        share.id
-                    );
-                    hold(&mut rng).await;
-                    share.users.fetch_sub(1, Ordering::SeqCst);
-                    let retired = Arc::clone(&share.retired_at);
-                    match leave(&mut rng) {
-                        Leave::Fine => drop(share),
-                        Leave::Marked => {
-                            SharedGuard::mark_broken(&mut share);
-                            drop(share);
-                            retired.store(seq.tick(), Ordering::SeqCst);
-                        }
-                        Leave::Flagged => {
-                            share.broken.store(true, Ordering::SeqCst);
-                            drop(share);
-                            retired.store(seq.tick(), Ordering::SeqCst);
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    load(&pool, 0x51_7CC1_B727).await;
     assert!(
         pool.metrics().closed.total() > 0,
         "some connections were broken"

@@ -9,22 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use beamline_pool::{
-    CheckPolicy, CheckoutError, CloseReason, ConfigError, PoolConfig, SharedGuard, SharedPool,
-    StartError,
+    CheckoutError, CloseReason, ConfigError, PoolConfig, SharedGuard, SharedPool, StartError,
 };
-use beamline_reconnect::BackoffConfig;
-use common::{TestManager, until};
+use common::{TestManager, plain, until};
 
 const S: Duration = Duration::from_secs(1);
-
-fn plain(max_size: usize) -> PoolConfig {
-    PoolConfig::new(max_size)
-        .name("shared")
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .check(CheckPolicy::Never)
-        .backoff(BackoffConfig::constant(S))
-}
 
 async fn pool(config: PoolConfig, max_users: usize) -> SharedPool<TestManager> {
     SharedPool::start(TestManager::new(), config, max_users)

@@ -14,10 +14,46 @@ mod connect;
 mod store;
 mod wait;
 
+/// The methods both pool handles share, on their `core` field.
+macro_rules! handle_methods {
+    () => {
+        /// A snapshot of the pool's gauges and counters.
+        pub fn metrics(&self) -> $crate::PoolMetrics {
+            self.core.metrics()
+        }
+
+        /// Closes the pool: every queued checkout fails with
+        /// [`CheckoutError::Closed`]($crate::CheckoutError::Closed), connections without a
+        /// user are closed now and the others when their last user gives them back, a connect
+        /// attempt under way closes what it opens, and every later checkout fails with
+        /// `Closed`. Idempotent.
+        pub fn close(&self) {
+            self.core.close();
+        }
+
+        /// Whether [`close`](Self::close) was called.
+        pub fn is_closed(&self) -> bool {
+            self.core.is_closed()
+        }
+
+        /// The pool's name, as errors and traces show it.
+        pub fn name(&self) -> &str {
+            &self.core.name
+        }
+
+        /// The manager.
+        pub fn manager(&self) -> &M {
+            &self.core.manager
+        }
+    };
+}
+pub(crate) use handle_methods;
+
 pub(crate) use store::{Conn, FastTake, Reap, Store, Verdict};
 pub(crate) use wait::Deadline;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::Waker;
@@ -106,6 +142,26 @@ pub(crate) enum Step<L, E> {
     Ready(L, usize),
     Wait(WaiterId),
     Failed(CheckoutError<E>),
+}
+
+/// How a pool makes a fresh lease ready for its caller: the exclusive pool recycles and
+/// checks the connection, the shared pool asks whether it is broken. A rejected lease is
+/// closed with [`Core::reject`] before `prepare` returns.
+pub(crate) trait Prepare<M: Manager>: Store<Conn = M::Connection> + Sized {
+    fn prepare<'a>(
+        core: &'a Arc<Core<M, Self>>,
+        leased: Leased<Self::Lease>,
+        deadline: &'a mut Deadline,
+    ) -> impl Future<Output = Prepared<Self::Lease>> + Send + 'a;
+}
+
+/// What became of a lease being prepared.
+pub(crate) enum Prepared<L> {
+    Ready(L),
+    /// It failed (and was closed): try another.
+    Discarded,
+    /// The checkout's deadline passed while preparing it (it was closed).
+    TimedOut,
 }
 
 /// A lease fresh from the queue, not yet handed to its caller.
@@ -353,12 +409,7 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
             // Not served at once: it stays in line (the gate stays closed), and waits.
             None => Step::Wait(id),
         };
-        st.count_closing(&closed);
-        let start = st.demand(&self.config);
-        drop(guard);
-        wakers.wake();
-        self.spawn_connects(start);
-        self.dispose(closed);
+        self.finish_with(guard, closed, wakers);
         step
     }
 
@@ -457,15 +508,34 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
         detached
     }
 
-    /// What a dropped guard's connection deserves: closed if its user panicked or it is
+    /// A guard drops its lease: the connection is closed if its user panicked or it is
     /// broken (marked, or by the manager's word), kept otherwise.
-    pub(crate) fn verdict(&self, marked_broken: bool, conn: &M::Connection) -> Verdict {
-        if std::thread::panicking() {
+    pub(crate) fn drop_lease(self: &Arc<Self>, lease: S::Lease, marked_broken: bool) {
+        let verdict = if std::thread::panicking() {
             Verdict::Close(CloseReason::Panicked)
-        } else if marked_broken || self.manager.is_broken(conn) {
+        } else if marked_broken || self.manager.is_broken(S::connection(&lease)) {
             Verdict::Close(CloseReason::Broken)
         } else {
             Verdict::Keep
+        };
+        self.release(lease, verdict);
+    }
+
+    /// A checkout, start to end: leases until [`Prepare`] accepts one, keeping the checkout's
+    /// place at the head of the queue after a rejected one.
+    pub(crate) async fn get(self: &Arc<Self>) -> Result<S::Lease, CheckoutError<M::Error>>
+    where
+        S: Prepare<M>,
+    {
+        let mut deadline = Deadline::new(self.config.checkout_timeout);
+        let mut front = false;
+        loop {
+            let leased = self.lease(front, &mut deadline).await?;
+            match S::prepare(self, leased, &mut deadline).await {
+                Prepared::Ready(lease) => return Ok(lease),
+                Prepared::Discarded => front = true,
+                Prepared::TimedOut => return Err(self.timed_out(&mut self.lock())),
+            }
         }
     }
 
@@ -491,12 +561,17 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
 
     /// The common tail after the store changed: serve the queue, start the connect attempts
     /// now wanted, then (unlocked) drop closed connections, wake the served, spawn.
-    fn finish(
+    fn finish(self: &Arc<Self>, guard: MutexGuard<'_, State<M::Error, S>>, closed: Vec<S::Closed>) {
+        self.finish_with(guard, closed, WakeList::default());
+    }
+
+    /// [`finish`](Self::finish), with waiters already served under this lock.
+    fn finish_with(
         self: &Arc<Self>,
         mut guard: MutexGuard<'_, State<M::Error, S>>,
         mut closed: Vec<S::Closed>,
+        mut wakers: WakeList,
     ) {
-        let mut wakers = WakeList::default();
         guard.serve_waiters(self.clock.now(), &mut closed, &mut wakers);
         guard.count_closing(&closed);
         let start = guard.demand(&self.config);

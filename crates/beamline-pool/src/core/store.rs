@@ -87,6 +87,9 @@ pub(crate) trait Store: Send + 'static {
     /// Checkouts the fast path served (counted where they happened, without the pool lock).
     fn fast_checkouts(fast: &Self::Fast) -> u64;
 
+    /// The connection a lease gives access to.
+    fn connection(lease: &Self::Lease) -> &Self::Conn;
+
     /// A lease for one more user, if an open connection can take one now. Connections found
     /// expired on the way are closed (counted in `tally`, pushed onto `closed`).
     fn acquire(

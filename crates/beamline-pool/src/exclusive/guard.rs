@@ -96,11 +96,9 @@ impl<M: Manager> DerefMut for PoolGuard<'_, M> {
 
 impl<M: Manager> Drop for PoolGuard<'_, M> {
     fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else {
-            return;
-        };
-        let verdict = self.pool.core.verdict(self.broken, &conn.conn);
-        self.pool.core.release(conn, verdict);
+        if let Some(conn) = self.conn.take() {
+            self.pool.core.drop_lease(conn, self.broken);
+        }
     }
 }
 

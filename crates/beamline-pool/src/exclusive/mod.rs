@@ -16,9 +16,9 @@ use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::clock::to_millis;
-use crate::core::{Conn, Core, Deadline, Leased};
+use crate::core::{Conn, Core, Deadline, Leased, Prepare, Prepared};
 use crate::metrics::CloseReason;
-use crate::{CheckPolicy, CheckoutError, Manager, PoolConfig, PoolMetrics, StartError};
+use crate::{CheckPolicy, CheckoutError, Manager, PoolConfig, StartError};
 use store::Exclusive;
 
 type ExclusiveCore<M> = Core<M, Exclusive<<M as Manager>::Connection>>;
@@ -94,15 +94,6 @@ impl<M: Manager> fmt::Debug for Pool<M> {
     }
 }
 
-/// What became of a connection prepared for its user.
-enum Prepared<C> {
-    Ready(Conn<C>),
-    /// It failed its recycle or check and was closed: try another.
-    Discarded,
-    /// The checkout's deadline passed during the recycle or check (the connection was closed).
-    TimedOut,
-}
-
 impl<M: Manager> Pool<M> {
     /// Starts a pool on the current tokio runtime: validates `config`, starts the maintenance
     /// task, and opens connections as [`Start`](crate::Start) says (lazily by default).
@@ -132,7 +123,7 @@ impl<M: Manager> Pool<M> {
     /// longest waiter failed; [`CheckoutError::Timeout`] after the checkout timeout;
     /// [`CheckoutError::Closed`] when the pool is closed.
     pub async fn get(&self) -> Result<PoolGuard<'_, M>, CheckoutError<M::Error>> {
-        let conn = self.checkout().await?;
+        let conn = self.core.get().await?;
         Ok(PoolGuard::new(Cow::Borrowed(self), conn))
     }
 
@@ -142,100 +133,61 @@ impl<M: Manager> Pool<M> {
     /// # Errors
     /// As for [`get`](Self::get).
     pub async fn get_owned(&self) -> Result<PoolGuard<'static, M>, CheckoutError<M::Error>> {
-        let conn = self.checkout().await?;
+        let conn = self.core.get().await?;
         Ok(PoolGuard::new(Cow::Owned(self.clone()), conn))
     }
 
-    async fn checkout(&self) -> Result<Conn<M::Connection>, CheckoutError<M::Error>> {
-        let mut deadline = Deadline::new(self.core.config.checkout_timeout);
-        let mut front = false;
-        loop {
-            let leased = self.core.lease(front, &mut deadline).await?;
-            match self.prepare(leased, &mut deadline).await {
-                Prepared::Ready(conn) => return Ok(conn),
-                Prepared::Discarded => front = true,
-                Prepared::TimedOut => return Err(self.core.timed_out(&mut self.core.lock())),
-            }
-        }
-    }
+    crate::core::handle_methods!();
+}
 
-    /// Recycles a used connection and checks it if the policy says so.
+/// Before a connection reaches its caller: [`Manager::recycle`] if it was used, then
+/// [`Manager::check`] as the [`CheckPolicy`] says. Either failing (or running past the
+/// checkout's deadline) closes it.
+impl<M: Manager> Prepare<M> for Exclusive<M::Connection> {
     async fn prepare(
-        &self,
+        core: &Arc<ExclusiveCore<M>>,
         mut leased: Leased<Conn<M::Connection>>,
         deadline: &mut Deadline,
-    ) -> Prepared<M::Connection> {
-        let manager = &self.core.manager;
-        let check = match self.core.config.check {
+    ) -> Prepared<Conn<M::Connection>> {
+        let manager = &core.manager;
+        let check = match core.config.check {
             CheckPolicy::Never => false,
             CheckPolicy::Always => true,
             CheckPolicy::IdleFor(idle) => {
-                self.core
-                    .clock
-                    .now()
-                    .saturating_sub(leased.lease.idle_since)
-                    >= to_millis(idle)
+                core.clock.now().saturating_sub(leased.lease.idle_since) >= to_millis(idle)
             }
         };
         if leased.lease.used {
             let outcome = Bounded::new(manager.recycle(&mut leased.lease.conn), deadline).await;
-            if let Some(failed) = self.failure(outcome, CloseReason::RecycleFailed) {
-                self.core.reject(leased, CloseReason::RecycleFailed);
+            if let Some(failed) = failure(core, outcome, CloseReason::RecycleFailed) {
+                core.reject(leased, CloseReason::RecycleFailed);
                 return failed;
             }
         }
         if check {
             let outcome = Bounded::new(manager.check(&mut leased.lease.conn), deadline).await;
-            if let Some(failed) = self.failure(outcome, CloseReason::CheckFailed) {
-                self.core.reject(leased, CloseReason::CheckFailed);
+            if let Some(failed) = failure(core, outcome, CloseReason::CheckFailed) {
+                core.reject(leased, CloseReason::CheckFailed);
                 return failed;
             }
         }
         Prepared::Ready(leased.lease)
     }
+}
 
-    /// How a recycle or check that did not succeed ends the attempt (`None`: it succeeded).
-    fn failure<C>(
-        &self,
-        outcome: Option<Result<(), M::Error>>,
-        reason: CloseReason,
-    ) -> Option<Prepared<C>> {
-        match outcome {
-            Some(Ok(())) => None,
-            Some(Err(error)) => {
-                tracing::debug!(pool = %self.core.name, reason = reason.name(), %error, "connection discarded on checkout");
-                Some(Prepared::Discarded)
-            }
-            None => Some(Prepared::TimedOut),
+/// How a recycle or check that did not succeed ends the attempt (`None`: it succeeded).
+fn failure<M: Manager, C>(
+    core: &ExclusiveCore<M>,
+    outcome: Option<Result<(), M::Error>>,
+    reason: CloseReason,
+) -> Option<Prepared<C>> {
+    match outcome {
+        Some(Ok(())) => None,
+        Some(Err(error)) => {
+            tracing::debug!(pool = %core.name, reason = reason.name(), %error, "connection discarded on checkout");
+            Some(Prepared::Discarded)
         }
-    }
-
-    /// A snapshot of the pool's gauges and counters.
-    pub fn metrics(&self) -> PoolMetrics {
-        self.core.metrics()
-    }
-
-    /// Closes the pool: every queued checkout fails with [`CheckoutError::Closed`], idle
-    /// connections are closed now, connections in use are closed when their guards drop, a
-    /// connect attempt under way closes what it opens, and every later checkout fails with
-    /// `Closed`. Idempotent.
-    pub fn close(&self) {
-        self.core.close();
-    }
-
-    /// Whether [`close`](Self::close) was called.
-    pub fn is_closed(&self) -> bool {
-        self.core.is_closed()
-    }
-
-    /// The pool's name, as errors and traces show it.
-    pub fn name(&self) -> &str {
-        &self.core.name
-    }
-
-    /// The manager.
-    pub fn manager(&self) -> &M {
-        &self.core.manager
+        None => Some(Prepared::TimedOut),
     }
 }
 

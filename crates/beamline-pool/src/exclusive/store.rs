@@ -162,6 +162,10 @@ impl<C: Send + 'static> Store for Exclusive<C> {
         shards.all().map(|s| s.checkouts).sum()
     }
 
+    fn connection(lease: &Conn<C>) -> &C {
+        &lease.conn
+    }
+
     /// Slow path: this thread's shard first, then the others.
     fn acquire(&mut self, now: Millis, tally: &mut Tally, closed: &mut Vec<C>) -> Option<Conn<C>> {
         let mine = self.shards.mine();

@@ -88,11 +88,9 @@ where
     M::Connection: Sync,
 {
     fn drop(&mut self) {
-        let Some(lease) = self.lease.take() else {
-            return;
-        };
-        let verdict = self.pool.core.verdict(self.broken, &lease.conn);
-        self.pool.core.release(lease, verdict);
+        if let Some(lease) = self.lease.take() {
+            self.pool.core.drop_lease(lease, self.broken);
+        }
     }
 }
 

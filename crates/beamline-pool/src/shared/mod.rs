@@ -7,11 +7,12 @@ pub use guard::SharedGuard;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
-use crate::core::{Core, Deadline};
+use crate::core::{Core, Deadline, Leased, Prepare, Prepared};
 use crate::metrics::CloseReason;
-use crate::{CheckoutError, ConfigError, Manager, PoolConfig, PoolMetrics, StartError};
+use crate::{CheckoutError, ConfigError, Manager, PoolConfig, StartError};
 use store::{Shared, SharedLease};
 
 type SharedCore<M> = Core<M, Shared<<M as Manager>::Connection>>;
@@ -123,7 +124,7 @@ where
     /// # Errors
     /// As for [`Pool::get`](crate::Pool::get).
     pub async fn get(&self) -> Result<SharedGuard<'_, M>, CheckoutError<M::Error>> {
-        let lease = self.checkout().await?;
+        let lease = self.core.get().await?;
         Ok(SharedGuard::new(Cow::Borrowed(self), lease))
     }
 
@@ -132,47 +133,30 @@ where
     /// # Errors
     /// As for [`Pool::get`](crate::Pool::get).
     pub async fn get_owned(&self) -> Result<SharedGuard<'static, M>, CheckoutError<M::Error>> {
-        let lease = self.checkout().await?;
+        let lease = self.core.get().await?;
         Ok(SharedGuard::new(Cow::Owned(self.clone()), lease))
     }
 
-    async fn checkout(&self) -> Result<SharedLease<M::Connection>, CheckoutError<M::Error>> {
-        let mut deadline = Deadline::new(self.core.config.checkout_timeout);
-        let mut front = false;
-        loop {
-            let leased = self.core.lease(front, &mut deadline).await?;
-            if !self.core.manager.is_broken(&leased.lease.conn) {
-                return Ok(leased.lease);
-            }
-            self.core.reject(leased, CloseReason::Broken);
-            front = true;
-        }
-    }
+    crate::core::handle_methods!();
+}
 
-    /// A snapshot of the pool's gauges and counters (`users` counts shares).
-    pub fn metrics(&self) -> PoolMetrics {
-        self.core.metrics()
-    }
-
-    /// Closes the pool: queued checkouts fail with [`CheckoutError::Closed`], connections
-    /// without users close now, the others close when their last user leaves, later checkouts
-    /// fail with `Closed`. Idempotent.
-    pub fn close(&self) {
-        self.core.close();
-    }
-
-    /// Whether [`close`](Self::close) was called.
-    pub fn is_closed(&self) -> bool {
-        self.core.is_closed()
-    }
-
-    /// The pool's name, as errors and traces show it.
-    pub fn name(&self) -> &str {
-        &self.core.name
-    }
-
-    /// The manager.
-    pub fn manager(&self) -> &M {
-        &self.core.manager
+/// A share is ready unless [`Manager::is_broken`] says its connection is broken; then the
+/// connection drains and the checkout goes on.
+impl<M: Manager> Prepare<M> for Shared<M::Connection>
+where
+    M::Connection: Sync,
+{
+    fn prepare<'a>(
+        core: &'a Arc<SharedCore<M>>,
+        leased: Leased<SharedLease<M::Connection>>,
+        _: &'a mut Deadline,
+    ) -> impl Future<Output = Prepared<SharedLease<M::Connection>>> + Send + 'a {
+        let prepared = if core.manager.is_broken(&leased.lease.conn) {
+            core.reject(leased, CloseReason::Broken);
+            Prepared::Discarded
+        } else {
+            Prepared::Ready(leased.lease)
+        };
+        std::future::ready(prepared)
     }
 }

@@ -120,6 +120,10 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
         0
     }
 
+    fn connection(lease: &SharedLease<C>) -> &C {
+        &lease.conn
+    }
+
     fn acquire(
         &mut self,
         now: Millis,

@@ -8,7 +8,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use beamline_pool::Manager;
+use beamline_pool::{CheckPolicy, Manager, PoolConfig};
+use beamline_reconnect::BackoffConfig;
+
+/// A config named `test` with no background surprises: no idle timeout, no lifetime, no
+/// check, and a constant 1 s backoff.
+pub fn plain(max_size: usize) -> PoolConfig {
+    PoolConfig::new(max_size)
+        .name("test")
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .check(CheckPolicy::Never)
+        .backoff(BackoffConfig::constant(Duration::from_secs(1)))
+}
 
 /// What every test connection reports to its manager.
 #[derive(Debug, Default)]
