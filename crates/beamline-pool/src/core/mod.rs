@@ -229,7 +229,10 @@ impl<E, S: Store> State<E, S> {
         if self.phase == Phase::Closed {
             return 0;
         }
-        let for_waiters = self.store.connections_for(self.waiters.waiting());
+        let for_waiters = match self.waiters.waiting() {
+            0 => 0,
+            waiting => self.store.connections_for(waiting),
+        };
         let for_idle = if self.connect.gave_up {
             0
         } else {

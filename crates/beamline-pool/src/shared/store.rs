@@ -1,5 +1,9 @@
 //! The shared pool's store: every connection takes up to `max_users` users at once, and a new
 //! user goes to the least-loaded connection.
+//!
+//! Each connection's user count lives in one compact array (`loads`), apart from the rest of
+//! its bookkeeping, so the least-loaded scan reads a single cache line and a checkout writes
+//! one count; the entries themselves are written only when a connection goes idle or drains.
 
 use std::sync::Arc;
 
@@ -23,7 +27,6 @@ struct Entry<C> {
     /// Tells this connection apart from a later one in the same slab slot.
     id: u64,
     conn: Arc<C>,
-    users: usize,
     expires: Millis,
     idle_since: Millis,
     state: EntryState,
@@ -37,29 +40,47 @@ pub(crate) struct SharedLease<C> {
     pub(crate) conn: Arc<C>,
 }
 
+/// In `loads`: set on a draining connection's count, so no scan picks it.
+const DRAINING: usize = 1 << (usize::BITS - 1);
+/// In `loads`: a slab key with no connection.
+const VACANT: usize = usize::MAX;
+
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Shared<C> {
-    entries: Slab<Entry<C>>,
-    max_users: usize,
-    next_id: u64,
+    /// Per slab key: the connection's users, with [`DRAINING`] set once it drains;
+    /// [`VACANT`] for a free key. Only an open connection's load can be below `max_users`.
+    loads: Vec<usize>,
     /// Leases held, over all connections.
     users: usize,
     /// Open connections with no user.
     idle: usize,
     /// Connections with at least one user (open or draining).
     in_use: usize,
+    max_users: usize,
+    entries: Slab<Entry<C>>,
+    next_id: u64,
 }
 
 impl<C> Shared<C> {
     pub(crate) fn new(max_size: usize, max_users: usize) -> Self {
         Self {
-            entries: Slab::with_capacity(max_size),
-            max_users,
-            next_id: 0,
+            loads: Vec::with_capacity(max_size),
             users: 0,
             idle: 0,
             in_use: 0,
+            max_users,
+            entries: Slab::with_capacity(max_size),
+            next_id: 0,
         }
+    }
+
+    /// The users of the connection at `key`.
+    fn users_of(&self, key: usize) -> usize {
+        self.loads.get(key).map_or(0, |&load| match load {
+            VACANT => 0,
+            load => load & !DRAINING,
+        })
     }
 
     /// Stops an open connection from taking users (it closes for `reason` when its last user
@@ -69,7 +90,8 @@ impl<C> Shared<C> {
             && entry.state == EntryState::Open
         {
             entry.state = EntryState::Draining(reason);
-            if entry.users == 0 {
+            self.loads[key] |= DRAINING;
+            if self.loads[key] == DRAINING {
                 self.idle -= 1;
             }
         }
@@ -81,7 +103,7 @@ impl<C> Shared<C> {
             .entries
             .iter()
             .filter_map(|(key, e)| match e.state {
-                EntryState::Draining(reason) if e.users == 0 => Some((key, reason)),
+                EntryState::Draining(reason) if self.loads[key] == DRAINING => Some((key, reason)),
                 _ => None,
             })
             .collect();
@@ -90,11 +112,28 @@ impl<C> Shared<C> {
         }
     }
 
+    /// Takes a connection out of the slab (it has no user, or is detached).
+    fn remove(&mut self, key: usize) -> Entry<C> {
+        self.loads[key] = VACANT;
+        self.entries.remove(key)
+    }
+
     /// Takes a drained connection out of the slab and closes it.
     fn close(&mut self, key: usize, reason: CloseReason, tally: &mut Tally, closed: &mut Vec<C>) {
-        let entry = self.entries.remove(key);
+        let entry = self.remove(key);
         tally.closed(reason);
         closed.extend(Arc::into_inner(entry.conn));
+    }
+
+    /// The open connection with the fewest users, if one has room.
+    fn least_loaded(&self) -> Option<usize> {
+        let mut best: Option<(usize, usize)> = None;
+        for (key, &load) in self.loads.iter().enumerate() {
+            if load < self.max_users && best.is_none_or(|(_, fewest)| load < fewest) {
+                best = Some((key, load));
+            }
+        }
+        best.map(|(key, _)| key)
     }
 }
 
@@ -130,53 +169,46 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
         tally: &mut Tally,
         closed: &mut Vec<C>,
     ) -> Option<SharedLease<C>> {
-        let mut best: Option<(usize, usize)> = None;
-        let mut expired = false;
-        for (key, entry) in &mut self.entries {
-            if entry.state != EntryState::Open {
-                continue;
-            }
+        loop {
+            let key = self.least_loaded()?;
+            let entry = self.entries.get(key)?;
             if entry.expires <= now {
-                entry.state = EntryState::Draining(CloseReason::MaxLifetime);
-                if entry.users == 0 {
-                    self.idle -= 1;
-                    expired = true;
+                // Past its lifetime: no new users; closed now if it has none.
+                self.drain(key, CloseReason::MaxLifetime);
+                if self.loads[key] == DRAINING {
+                    self.close(key, CloseReason::MaxLifetime, tally, closed);
                 }
                 continue;
             }
-            if entry.users < self.max_users && best.is_none_or(|(_, users)| entry.users < users) {
-                best = Some((key, entry.users));
+            let lease = SharedLease {
+                key,
+                id: entry.id,
+                conn: Arc::clone(&entry.conn),
+            };
+            if self.loads[key] == 0 {
+                self.idle -= 1;
+                self.in_use += 1;
             }
+            self.loads[key] += 1;
+            self.users += 1;
+            return Some(lease);
         }
-        if expired {
-            self.remove_drained(tally, closed);
-        }
-        let (key, _) = best?;
-        let entry = self.entries.get_mut(key)?;
-        if entry.users == 0 {
-            self.idle -= 1;
-            self.in_use += 1;
-        }
-        entry.users += 1;
-        self.users += 1;
-        Some(SharedLease {
-            key,
-            id: entry.id,
-            conn: Arc::clone(&entry.conn),
-        })
     }
 
     fn insert(&mut self, conn: Conn<C>) {
         let id = self.next_id;
         self.next_id += 1;
-        self.entries.insert(Entry {
+        let key = self.entries.insert(Entry {
             id,
             conn: Arc::new(conn.conn),
-            users: 0,
             expires: conn.expires,
             idle_since: conn.idle_since,
             state: EntryState::Open,
         });
+        if key >= self.loads.len() {
+            self.loads.resize(key + 1, VACANT);
+        }
+        self.loads[key] = 0;
         self.idle += 1;
     }
 
@@ -191,11 +223,9 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
         let SharedLease { key, id, conn } = lease;
         // Never the last handle while the entry holds one; after a detach it may be.
         closed.extend(Arc::into_inner(conn));
-        let Some(entry) = self.entries.get_mut(key).filter(|e| e.id == id) else {
+        let Some(entry) = self.entries.get(key).filter(|e| e.id == id) else {
             return; // detached by another user: no longer the pool's
         };
-        entry.users -= 1;
-        self.users -= 1;
         let close = match verdict {
             Verdict::Close(reason) => Some(reason),
             Verdict::Keep | Verdict::Unused if entry.expires <= now => {
@@ -203,21 +233,27 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
             }
             Verdict::Keep | Verdict::Unused => None,
         };
-        if let (Some(reason), EntryState::Open) = (close, entry.state) {
-            entry.state = EntryState::Draining(reason);
+        // Drain while this user still counts, so the connection is never seen idle.
+        if let Some(reason) = close {
+            self.drain(key, reason);
         }
-        if entry.users > 0 {
-            return;
-        }
-        self.in_use -= 1;
-        match entry.state {
-            EntryState::Open => {
-                if verdict == Verdict::Keep {
+        self.loads[key] -= 1;
+        self.users -= 1;
+        match self.loads[key] {
+            0 => {
+                self.in_use -= 1;
+                self.idle += 1;
+                if let (Verdict::Keep, Some(entry)) = (verdict, self.entries.get_mut(key)) {
                     entry.idle_since = now;
                 }
-                self.idle += 1;
             }
-            EntryState::Draining(reason) => self.close(key, reason, tally, closed),
+            DRAINING => {
+                self.in_use -= 1;
+                if let Some(EntryState::Draining(reason)) = self.entries.get(key).map(|e| e.state) {
+                    self.close(key, reason, tally, closed);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -227,10 +263,10 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
             .get(lease.key)
             .is_some_and(|e| e.id == lease.id)
         {
-            let entry = self.entries.remove(lease.key);
             // Its other users keep their shares; they are no longer the pool's.
-            self.users -= entry.users;
+            self.users -= self.users_of(lease.key);
             self.in_use -= 1;
+            self.remove(lease.key);
             tally.detached();
         }
         lease.conn
@@ -250,8 +286,10 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
             let mut stale: Vec<(Millis, usize)> = self
                 .entries
                 .iter()
-                .filter(|(_, e)| {
-                    e.state == EntryState::Open && e.users == 0 && e.idle_since <= idle_before
+                .filter(|&(key, e)| {
+                    e.state == EntryState::Open
+                        && self.loads[key] == 0
+                        && e.idle_since <= idle_before
                 })
                 .map(|(key, e)| (e.idle_since, key))
                 .collect();
@@ -292,6 +330,7 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn conn(id: u32, expires: Millis) -> Conn<u32> {
         Conn {
@@ -411,5 +450,108 @@ mod tests {
         s.release(busy, Verdict::Keep, 61, &mut t, &mut closed);
         assert_eq!(t.open, 0);
         assert_eq!(t.closed.get(CloseReason::PoolClosed), 1);
+    }
+
+    /// The counters agree with the entries they summarise.
+    fn assert_consistent(s: &Shared<u32>, t: &Tally) {
+        let keys: Vec<usize> = s.entries.iter().map(|(k, _)| k).collect();
+        let users: usize = keys.iter().map(|&k| s.users_of(k)).sum();
+        let idle = s
+            .entries
+            .iter()
+            .filter(|&(k, e)| e.state == EntryState::Open && s.loads[k] == 0)
+            .count();
+        let in_use = keys.iter().filter(|&&k| s.users_of(k) > 0).count();
+        assert_eq!(s.users, users);
+        assert_eq!(s.idle, idle);
+        assert_eq!(s.in_use, in_use);
+        assert_eq!(t.open, s.entries.len());
+        assert!(keys.iter().all(|&k| s.users_of(k) <= s.max_users));
+        for (k, e) in &s.entries {
+            assert_eq!(s.loads[k] & DRAINING != 0, e.state != EntryState::Open);
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(Millis),
+        Acquire,
+        Release(usize, Option<CloseReason>),
+        Detach(usize),
+        Reap(Millis),
+        Tick,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            2 => (50u64..500).prop_map(Op::Insert),
+            5 => Just(Op::Acquire),
+            4 => (0usize..32, prop_oneof![Just(None), Just(Some(CloseReason::Broken))])
+                .prop_map(|(i, r)| Op::Release(i, r)),
+            1 => (0usize..32).prop_map(Op::Detach),
+            1 => (0u64..200).prop_map(Op::Reap),
+            2 => Just(Op::Tick),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of checkouts, returns (kept or broken), detaches, expiries and reaps
+        /// keeps the counts consistent, never puts more than max_users on a connection, and
+        /// always gives a new user the least-loaded open connection.
+        #[test]
+        fn bookkeeping_holds_under_any_sequence(ops in proptest::collection::vec(op(), 1..120)) {
+            let mut s = Shared::new(8, 3);
+            let mut t = Tally::default();
+            let mut leases = Vec::new();
+            let mut now = 0;
+            let mut closed = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Insert(life) => {
+                        if t.open < 8 {
+                            t.opened();
+                            s.insert(conn(u32::try_from(s.next_id).unwrap(), now + life));
+                        }
+                    }
+                    Op::Acquire => {
+                        // Loads of the connections that can take a user now.
+                        let open_loads: Vec<usize> = s.entries.iter()
+                            .filter(|&(k, e)| s.loads[k] < s.max_users && e.expires > now)
+                            .map(|(k, _)| s.loads[k])
+                            .collect();
+                        match s.acquire(now, &mut t, &mut closed) {
+                            Some(lease) => {
+                                let load = s.users_of(lease.key) - 1;
+                                prop_assert!(open_loads.iter().all(|&l| load <= l),
+                                    "took a connection with {load} users over {open_loads:?}");
+                                leases.push(lease);
+                            }
+                            None => prop_assert!(open_loads.is_empty(), "{open_loads:?} had room"),
+                        }
+                    }
+                    Op::Release(i, reason) if !leases.is_empty() => {
+                        let lease = leases.swap_remove(i % leases.len());
+                        let verdict = reason.map_or(Verdict::Keep, Verdict::Close);
+                        s.release(lease, verdict, now, &mut t, &mut closed);
+                    }
+                    Op::Detach(i) if !leases.is_empty() => {
+                        let lease = leases.swap_remove(i % leases.len());
+                        drop(s.detach(lease, &mut t));
+                    }
+                    Op::Reap(idle) => {
+                        let reap = Reap { now, idle_before: now.checked_sub(idle), min_idle: 1 };
+                        s.reap(reap, &mut t, &mut closed);
+                    }
+                    Op::Tick => now += 25,
+                    Op::Release(..) | Op::Detach(_) => {}
+                }
+                assert_consistent(&s, &t);
+            }
+            for lease in leases {
+                s.release(lease, Verdict::Keep, now, &mut t, &mut closed);
+            }
+            assert_consistent(&s, &t);
+            prop_assert_eq!(s.users, 0);
+        }
     }
 }
