@@ -37,17 +37,21 @@
 //!   broken, that the manager calls broken, that failed its check or recycle, or that outlived
 //!   its max lifetime is closed (the shared pool drains it: no new users, closed after the
 //!   last), and a replacement is opened when someone needs one.
-//! - **Bounded.** At most `max_size` connections, counting attempts under way; `min_idle` idle
-//!   ones kept open; idle ones beyond that closed after the idle timeout.
+//! - **Bounded.** At most `max_size` connections exist at once, counting attempts under way
+//!   and closed ones not yet dropped; `min_idle` idle ones kept open; idle ones beyond that
+//!   closed after the idle timeout.
 //! - **`close()`** fails waiters with `Closed`, closes idle connections at once and the others
 //!   when they come back.
 //!
 //! # Cost
 //! While no checkout is queued, an exclusive checkout takes an idle connection from its
 //! thread's shard under one uncontended lock, reads no clock and allocates nothing; so does
-//! giving it back. Threads therefore do not take turns on one lock. Queued checkouts, and
-//! every shared checkout, go through the pool lock, whose critical sections are a handful of
-//! comparisons and never run user code. Time-based expiry reads a coarse clock (see
+//! giving it back, so threads do not take turns on one lock. A shared checkout takes the pool
+//! lock (the least-loaded choice looks at every connection); a shared return that leaves
+//! its connection with users is one atomic decrement. Queued checkouts go through the pool
+//! lock, whose critical sections are a handful of comparisons and never run user code. One
+//! atomic word (the queue length and a closed bit) tells the lock-free paths when to defer to
+//! the pool lock, so none of this costs FIFO. Time-based expiry reads a coarse clock (see
 //! [`PoolConfig`]). `benches/pool.rs` measures all of it beside deadpool and bb8.
 //!
 //! # Example
