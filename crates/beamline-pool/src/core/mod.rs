@@ -233,7 +233,8 @@ impl<E, S: Store> State<E, S> {
             0 => 0,
             waiting => self.store.connections_for(waiting),
         };
-        let for_idle = if self.connect.gave_up {
+        // Counting idle connections visits every shard: only when min_idle asks.
+        let for_idle = if self.connect.gave_up || config.min_idle == 0 {
             0
         } else {
             config.min_idle.saturating_sub(self.store.idle())
