@@ -245,6 +245,29 @@ async fn failed_attempts_back_off_and_a_timeout_reports_the_last_failure() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn by_default_attempts_back_off_exponentially_with_jitter() {
+    // DEFAULT_BACKOFF: 100 ms doubling, equal jitter: the n-th delay is in [base/2, base].
+    let config = PoolConfig::new(1).checkout_timeout(None);
+    let pool = pool(TestManager::failing(usize::MAX), config).await;
+    let mut at = Instant::now();
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        assert!(matches!(pool.get().await, Err(CheckoutError::Connect(_))));
+        delays.push(at.elapsed());
+        at = Instant::now();
+    }
+    assert_eq!(delays[0], Duration::ZERO, "the first attempt is immediate");
+    for (n, delay) in delays[1..].iter().enumerate() {
+        let base = 100 * MS * 2u32.pow(u32::try_from(n).unwrap());
+        assert!(
+            *delay >= base / 2 && *delay <= base,
+            "delay {n}: {delay:?} outside [{:?}, {base:?}]",
+            base / 2
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_connect_attempt_that_hangs_times_out() {
     let config = plain(1).connect_timeout(Some(2 * S)).checkout_timeout(None);
     let pool = pool(TestManager::slow(Duration::from_secs(3600)), config).await;
