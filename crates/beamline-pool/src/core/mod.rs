@@ -461,10 +461,10 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
         let now = self.clock.now();
         let lease = if verdict == Verdict::Keep && uncount.is_none() && self.gate.0.is_clear() {
             match S::fast_release(&self.fast, lease, now) {
-                Ok(()) => {
-                    // Left in a shard. If a checkout queued (or the pool closed) meanwhile,
-                    // it may not have seen it: settle under the pool lock.
-                    if !self.gate.0.is_clear() {
+                Ok(tidy) => {
+                    // Returned. If a checkout queued (or the pool closed) meanwhile, it may not
+                    // have seen it: settle under the pool lock.
+                    if tidy || !self.gate.0.is_clear() {
                         self.settle();
                     }
                     return;
@@ -491,12 +491,13 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
         self.finish(guard, closed);
     }
 
-    /// Brings the store in line with the gate: connections left in shards go to queued
-    /// checkouts, or are closed if the pool is closed.
+    /// Brings the store in line after lock-free returns: connections they left go to queued
+    /// checkouts (or are closed if the pool is closed), and drained ones are closed.
     pub(crate) fn settle(self: &Arc<Self>) {
         let mut guard = self.lock();
         let st = &mut *guard;
         let mut closed = Vec::new();
+        st.store.tidy(&mut st.tally, &mut closed);
         if st.phase == Phase::Closed {
             st.store.close_idle(&mut st.tally, &mut closed);
         }

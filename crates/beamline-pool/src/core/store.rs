@@ -80,9 +80,14 @@ pub(crate) trait Store: Send + 'static {
     fn fast_acquire(fast: &Self::Fast, now: Millis) -> FastTake<Self::Lease, Self::Closed>;
 
     /// Returns a connection its user is done with, without the pool lock; `Err` gives it back
-    /// for the slow path (it expired, or the store has no fast path). Called only while the
-    /// gate is clear; the caller checks the gate again afterwards.
-    fn fast_release(fast: &Self::Fast, lease: Self::Lease, now: Millis) -> Result<(), Self::Lease>;
+    /// for the slow path (it expired, or the store has no fast path), `Ok(true)` asks for
+    /// [`tidy`](Self::tidy) under the pool lock. Called only while the gate is clear; the
+    /// caller checks the gate again afterwards.
+    fn fast_release(
+        fast: &Self::Fast,
+        lease: Self::Lease,
+        now: Millis,
+    ) -> Result<bool, Self::Lease>;
 
     /// Checkouts the fast path served (counted where they happened, without the pool lock).
     fn fast_checkouts(fast: &Self::Fast) -> u64;
@@ -117,6 +122,10 @@ pub(crate) trait Store: Send + 'static {
 
     /// Closes idle connections past their idle timeout (keeping `min_idle`) or lifetime.
     fn reap(&mut self, reap: Reap, tally: &mut Tally, closed: &mut Vec<Self::Closed>);
+
+    /// Closes what lock-free returns left to close (a draining connection whose last user
+    /// left).
+    fn tidy(&mut self, tally: &mut Tally, closed: &mut Vec<Self::Closed>);
 
     /// The pool is closing: closes every idle connection now; the others close when their
     /// last user gives them back.

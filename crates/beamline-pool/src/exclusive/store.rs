@@ -148,14 +148,14 @@ impl<C: Send + 'static> Store for Exclusive<C> {
         shards: &Arc<Shards<C>>,
         mut conn: Conn<C>,
         now: Millis,
-    ) -> Result<(), Conn<C>> {
+    ) -> Result<bool, Conn<C>> {
         if conn.expired(now) {
             return Err(conn);
         }
         conn.used = true;
         conn.idle_since = now;
         shards.lock(shards.mine()).idle.push(conn);
-        Ok(())
+        Ok(false)
     }
 
     fn fast_checkouts(shards: &Arc<Shards<C>>) -> u64 {
@@ -246,6 +246,8 @@ impl<C: Send + 'static> Store for Exclusive<C> {
             shard.idle = kept;
         }
     }
+
+    fn tidy(&mut self, _: &mut Tally, _: &mut Vec<C>) {}
 
     fn close_idle(&mut self, tally: &mut Tally, closed: &mut Vec<C>) {
         for mut shard in self.shards.all() {

@@ -3,13 +3,15 @@
 //!
 //! Each connection's user count lives in an atomic *word* per slot, all in one compact array
 //! beside (not inside) the pool lock. A checkout picks the least-loaded connection under the
-//! pool lock (it has to see them all); a return that leaves the connection with users, while
-//! nobody is queued, just decrements its word — no pool lock. Everything that changes a
-//! connection's life (it goes idle, drains, closes, is detached) happens under the pool lock.
+//! pool lock (it has to see them all) and increments its word; a return, while nobody is
+//! queued, drops its handle and decrements the word — no pool lock. Only changes to a
+//! connection's life take the lock: opening, draining, closing (a return that leaves a
+//! draining connection empty asks for it), detaching.
 //!
 //! A word is `generation << 32 | DRAINING | VACANT | users`. The generation changes whenever a
 //! slot loses its connection, so a lease on a connection that was detached (or replaced) can
-//! never touch its successor's count.
+//! never touch its successor's count. A user always drops its handle on the connection before
+//! it decrements, so a count of zero means nobody holds the connection.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -35,7 +37,6 @@ struct Entry<C> {
     generation: u32,
     conn: Arc<C>,
     expires: Millis,
-    idle_since: Millis,
     state: EntryState,
 }
 
@@ -61,45 +62,66 @@ const fn users(word: u64) -> usize {
     (word & USERS) as usize
 }
 
-/// The slots' words, shared by the store (under the pool lock) and the lock-free return.
-/// All `SeqCst`: a return decrements a word and then reads the gate, a queueing checkout
-/// closes the gate and then reads the words, and one of them must see the other.
+/// The slots' words and idle stamps, shared by the store (under the pool lock) and the
+/// lock-free return. All `SeqCst`: a return decrements a word and then reads the gate, a
+/// queueing checkout closes the gate and then reads the words, and one of them must see the
+/// other.
 #[derive(Debug)]
-pub(crate) struct Words(Box<[AtomicU64]>);
+pub(crate) struct Words {
+    words: Box<[AtomicU64]>,
+    /// When each slot's connection last lost its last user (written before the decrement
+    /// that empties it, so a reaper that sees zero users sees the stamp).
+    idle_since: Box<[AtomicU64]>,
+}
 
 impl Words {
     fn get(&self, key: usize) -> u64 {
-        self.0.get(key).map_or(VACANT, |w| w.load(SeqCst))
+        self.words.get(key).map_or(VACANT, |w| w.load(SeqCst))
+    }
+
+    fn idle_since(&self, key: usize) -> Millis {
+        self.idle_since.get(key).map_or(0, |t| t.load(SeqCst))
+    }
+
+    fn stamp_idle(&self, key: usize, now: Millis) {
+        if let Some(t) = self.idle_since.get(key) {
+            t.store(now, SeqCst);
+        }
     }
 }
 
 #[derive(Debug)]
 pub(crate) struct Shared<C> {
     words: Arc<Words>,
-    /// Open connections with no user. A connection gains its first user and loses its last
-    /// only under the pool lock (a lock-free return never takes the last), so these two
-    /// counts are exact there.
-    idle: usize,
-    /// Connections with at least one user (open or draining).
-    in_use: usize,
     entries: Slab<Entry<C>>,
     max_users: usize,
 }
 
 impl<C> Shared<C> {
     pub(crate) fn new(max_size: usize, max_users: usize) -> Self {
-        let words = (0..max_size).map(|_| AtomicU64::new(VACANT)).collect();
         Self {
-            words: Arc::new(Words(words)),
-            idle: 0,
-            in_use: 0,
+            words: Arc::new(Words {
+                words: (0..max_size).map(|_| AtomicU64::new(VACANT)).collect(),
+                idle_since: (0..max_size).map(|_| AtomicU64::new(0)).collect(),
+            }),
             entries: Slab::with_capacity(max_size),
             max_users,
         }
     }
 
     fn word(&self, key: usize) -> Option<&AtomicU64> {
-        self.words.0.get(key)
+        self.words.words.get(key)
+    }
+
+    /// Open connections with no user.
+    fn count_idle(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|&(key, _)| {
+                let word = self.words.get(key);
+                word & DRAINING == 0 && users(word) == 0
+            })
+            .count()
     }
 
     /// The users of the connection at `key`.
@@ -114,10 +136,8 @@ impl<C> Shared<C> {
             && entry.state == EntryState::Open
         {
             entry.state = EntryState::Draining(reason);
-            if let Some(word) = self.words.0.get(key)
-                && users(word.fetch_or(DRAINING, SeqCst)) == 0
-            {
-                self.idle -= 1;
+            if let Some(word) = self.words.words.get(key) {
+                word.fetch_or(DRAINING, SeqCst);
             }
         }
     }
@@ -158,7 +178,7 @@ impl<C> Shared<C> {
     /// The open connection with the fewest users, if one has room.
     fn least_loaded(&self) -> Option<usize> {
         let mut best: Option<(usize, u64)> = None;
-        for (key, word) in self.words.0.iter().enumerate() {
+        for (key, word) in self.words.words.iter().enumerate() {
             let word = word.load(SeqCst);
             let load = word & (USERS | VACANT | DRAINING);
             if load < self.max_users as u64 && best.is_none_or(|(_, fewest)| load < fewest) {
@@ -186,24 +206,35 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
         FastTake::Empty
     }
 
-    /// Decrements the connection's count, unless that would leave it without users (it goes
-    /// idle: bookkeeping for the pool lock) or it drains or was detached.
+    /// Drops the lease's handle and decrements the connection's count. Declined (for the
+    /// pool lock) only for a lease whose connection is gone, before anything is done.
     fn fast_release(
         words: &Arc<Words>,
         lease: SharedLease<C>,
-        _: Millis,
-    ) -> Result<(), SharedLease<C>> {
-        let Some(word) = words.0.get(lease.key) else {
+        now: Millis,
+    ) -> Result<bool, SharedLease<C>> {
+        let Some(word) = words.words.get(lease.key) else {
             return Err(lease);
         };
         let mut current = word.load(SeqCst);
+        let ours = |w: u64| generation(w) == lease.generation && w & VACANT == 0;
+        if !ours(current) || users(current) == 0 {
+            return Err(lease);
+        }
+        let (key, leased) = (lease.key, lease.generation);
+        // From here the return completes: let go of the connection first, so that a count of
+        // zero means nobody holds it.
+        drop(lease);
         loop {
-            let busy_and_open = current & (VACANT | DRAINING) == 0 && users(current) > 1;
-            if generation(current) != lease.generation || !busy_and_open {
-                return Err(lease);
+            if generation(current) != leased || current & VACANT != 0 {
+                return Ok(false); // detached meanwhile: no longer the pool's to count
+            }
+            if users(current) == 1 {
+                words.stamp_idle(key, now);
             }
             match word.compare_exchange_weak(current, current - 1, SeqCst, SeqCst) {
-                Ok(_) => return Ok(()), // the lease's Arc drops here, outside any lock
+                // A draining connection that just lost its last user is closed under the lock.
+                Ok(_) => return Ok(current & DRAINING != 0 && users(current) == 1),
                 Err(now) => current = now,
             }
         }
@@ -234,12 +265,9 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
                 }
                 continue;
             }
-            // Returns may decrement concurrently, never below one and never change the
-            // generation (that needs the pool lock, which this holds).
-            if users(self.word(key)?.fetch_add(1, SeqCst)) == 0 {
-                self.idle -= 1;
-                self.in_use += 1;
-            }
+            // Returns may decrement concurrently; the generation changes only under the
+            // pool lock, which this holds.
+            self.word(key)?.fetch_add(1, SeqCst);
             return Some(SharedLease {
                 key,
                 generation: entry.generation,
@@ -250,7 +278,7 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
 
     fn insert(&mut self, conn: Conn<C>) {
         let key = self.entries.vacant_key();
-        let Some(word) = self.words.0.get(key) else {
+        let Some(word) = self.words.words.get(key) else {
             // More connections than slots cannot happen (open <= max_size = slots); were it
             // to, the connection is simply not kept.
             return;
@@ -260,11 +288,10 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
             generation,
             conn: Arc::new(conn.conn),
             expires: conn.expires,
-            idle_since: conn.idle_since,
             state: EntryState::Open,
         });
+        self.words.stamp_idle(key, conn.idle_since);
         word.store(u64::from(generation) << 32, SeqCst);
-        self.idle += 1;
     }
 
     fn release(
@@ -298,20 +325,15 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
         let Some(word) = self.word(key) else {
             return;
         };
-        let left = users(word.fetch_sub(1, SeqCst)) - 1;
-        if left > 0 {
+        if users(word.fetch_sub(1, SeqCst)) > 1 {
             return;
         }
-        self.in_use -= 1;
-        match self.entries.get_mut(key).map(|e| (e.state, e)) {
-            Some((EntryState::Open, entry)) => {
-                self.idle += 1;
-                if verdict == Verdict::Keep {
-                    entry.idle_since = now;
-                }
-            }
-            Some((EntryState::Draining(reason), _)) => self.close(key, reason, tally, closed),
-            None => {}
+        // The last user left. Stamping after the decrement is safe here: only the reaper reads
+        // the stamp, and it needs the pool lock this holds.
+        match self.entries.get(key).map(|e| e.state) {
+            Some(EntryState::Draining(reason)) => self.close(key, reason, tally, closed),
+            Some(EntryState::Open) if verdict == Verdict::Keep => self.words.stamp_idle(key, now),
+            Some(EntryState::Open) | None => {}
         }
     }
 
@@ -322,7 +344,6 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
             .is_some_and(|e| e.generation == lease.generation)
         {
             // Its other users keep their shares; they are no longer the pool's.
-            self.in_use -= 1;
             self.remove(lease.key);
             tally.detached();
         }
@@ -343,19 +364,20 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
             let mut stale: Vec<(Millis, usize)> = self
                 .entries
                 .iter()
-                .filter(|&(key, e)| {
-                    e.state == EntryState::Open
-                        && self.users_of(key) == 0
-                        && e.idle_since <= idle_before
-                })
-                .map(|(key, e)| (e.idle_since, key))
+                .filter(|&(key, e)| e.state == EntryState::Open && self.users_of(key) == 0)
+                .map(|(key, _)| (self.words.idle_since(key), key))
+                .filter(|&(since, _)| since <= idle_before)
                 .collect();
             stale.sort_unstable();
-            let excess = self.idle.saturating_sub(reap.min_idle);
+            let excess = self.count_idle().saturating_sub(reap.min_idle);
             for &(_, key) in stale.iter().take(excess) {
                 self.drain(key, CloseReason::IdleTimeout);
             }
         }
+        self.remove_drained(tally, closed);
+    }
+
+    fn tidy(&mut self, tally: &mut Tally, closed: &mut Vec<C>) {
         self.remove_drained(tally, closed);
     }
 
@@ -368,11 +390,14 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
     }
 
     fn idle(&self) -> usize {
-        self.idle
+        self.count_idle()
     }
 
     fn in_use(&self, _open: usize) -> usize {
-        self.in_use
+        self.entries
+            .iter()
+            .filter(|&(key, _)| self.users_of(key) > 0)
+            .count()
     }
 
     fn users(&self, _open: usize) -> usize {
@@ -512,7 +537,7 @@ mod tests {
     /// Every slot's word agrees with its entry (or says vacant), and no connection has more
     /// than max_users users.
     fn assert_consistent(s: &Shared<u32>, t: &Tally) {
-        for key in 0..s.words.0.len() {
+        for key in 0..s.words.words.len() {
             let word = s.words.get(key);
             match s.entries.get(key) {
                 Some(e) => {
@@ -531,7 +556,7 @@ mod tests {
             .filter(|&(k, e)| e.state == EntryState::Open && s.users_of(k) == 0)
             .count();
         let in_use = s.entries.iter().filter(|&(k, _)| s.users_of(k) > 0).count();
-        assert_eq!((s.idle, s.in_use), (idle, in_use));
+        assert_eq!((s.idle(), s.in_use(0)), (idle, in_use));
     }
 
     #[derive(Debug, Clone)]
@@ -603,9 +628,17 @@ mod tests {
                         let lease = leases.swap_remove(i % leases.len());
                         let before = s.users_of(lease.key);
                         let key = lease.key;
+                        let gen_before = generation(s.words.get(key));
                         match Shared::fast_release(&s.fast(), lease, now) {
-                            Ok(()) => prop_assert_eq!(s.users_of(key), before - 1),
-                            // Its last user, a draining or detached one: the slow path's.
+                            Ok(tidy) => {
+                                if generation(s.words.get(key)) == gen_before {
+                                    prop_assert_eq!(s.users_of(key), before - 1);
+                                }
+                                if tidy {
+                                    s.tidy(&mut t, &mut closed);
+                                }
+                            }
+                            // A detached connection's lease: the slow path's.
                             Err(lease) => s.release(lease, Verdict::Keep, now, &mut t, &mut closed),
                         }
                     }
