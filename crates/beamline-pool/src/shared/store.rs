@@ -2,24 +2,26 @@
 //! user goes to the least-loaded connection.
 //!
 //! Each connection's user count lives in an atomic *word* per slot, all in one compact array
-//! beside (not inside) the pool lock. A checkout picks the least-loaded connection under the
-//! pool lock (it has to see them all) and increments its word; a return, while nobody is
-//! queued, drops its handle and decrements the word — no pool lock. Only changes to a
-//! connection's life take the lock: opening, draining, closing (a return that leaves a
-//! draining connection empty asks for it), detaching.
+//! beside (not inside) the pool lock, and the connection itself in its slot, behind a small
+//! lock of its own. While nobody is queued, a checkout scans the words, picks the
+//! least-loaded open connection, claims a user with a compare-and-swap and clones the
+//! connection's handle; a return drops its handle and decrements the word. Neither takes the
+//! pool lock. Changes to a connection's life do: opening, draining, closing (a return that
+//! leaves a draining connection empty asks for it), detaching.
 //!
 //! A word is `generation << 32 | DRAINING | VACANT | users`. The generation changes whenever a
-//! slot loses its connection, so a lease on a connection that was detached (or replaced) can
-//! never touch its successor's count. A user always drops its handle on the connection before
-//! it decrements, so a count of zero means nobody holds the connection.
+//! slot loses its connection, so a claim or a lease on a connection that was detached (or
+//! replaced) never touches its successor. A user always drops its handle before it
+//! decrements, so a count of zero means nobody holds the connection, and once `DRAINING` is
+//! set no claim succeeds: a draining connection with no user can be closed.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use slab::Slab;
 
 use crate::clock::Millis;
-use crate::core::{Conn, FastTake, Reap, Store, Verdict};
+use crate::core::{CacheAligned, Conn, FastTake, Reap, Store, Verdict};
 use crate::metrics::{CloseReason, Tally};
 
 /// Where a shared connection is in its life.
@@ -31,12 +33,11 @@ enum EntryState {
     Draining(CloseReason),
 }
 
+/// The pool lock's record of an occupied slot.
 #[derive(Debug)]
-struct Entry<C> {
+struct Entry {
     /// The slot's generation while this connection holds it.
     generation: u32,
-    conn: Arc<C>,
-    expires: Millis,
     state: EntryState,
 }
 
@@ -62,71 +63,130 @@ const fn users(word: u64) -> usize {
     (word & USERS) as usize
 }
 
-/// The slots' words and idle stamps, shared by the store (under the pool lock) and the
-/// lock-free return. All `SeqCst`: a return decrements a word and then reads the gate, a
-/// queueing checkout closes the gate and then reads the words, and one of them must see the
-/// other.
+/// One connection's place, reachable without the pool lock.
 #[derive(Debug)]
-pub(crate) struct Words {
-    words: Box<[AtomicU64]>,
-    /// When each slot's connection last lost its last user (written before the decrement
-    /// that empties it, so a reaper that sees zero users sees the stamp).
-    idle_since: Box<[AtomicU64]>,
+struct Slot<C> {
+    /// The connection and the generation it belongs to; written under the pool lock while
+    /// no claim can succeed (before the word opens, after it closes).
+    conn: Mutex<Option<(u32, Arc<C>)>>,
+    /// When its max lifetime is over (fixed while the slot holds it).
+    expires: AtomicU64,
+    /// When it last lost its last user: written before the decrement that empties it (or under
+    /// the pool lock), so a reaper that sees zero users sees the stamp.
+    idle_since: AtomicU64,
+    /// Checkouts served without the pool lock.
+    checkouts: AtomicU64,
 }
 
-impl Words {
-    fn get(&self, key: usize) -> u64 {
+/// Everything the lock-free checkout and return need. All atomics are `SeqCst`: a return
+/// decrements a word and then reads the gate, a queueing checkout closes the gate and then
+/// reads the words, and one of them must see the other.
+#[derive(Debug)]
+pub(crate) struct Slots<C> {
+    /// One word per slot, together: the least-loaded scan reads one cache line.
+    words: Box<[AtomicU64]>,
+    slots: Box<[CacheAligned<Slot<C>>]>,
+    max_users: usize,
+}
+
+impl<C> Slots<C> {
+    fn word(&self, key: usize) -> u64 {
         self.words.get(key).map_or(VACANT, |w| w.load(SeqCst))
     }
 
+    fn slot(&self, key: usize) -> Option<&Slot<C>> {
+        self.slots.get(key).map(|s| &s.0)
+    }
+
     fn idle_since(&self, key: usize) -> Millis {
-        self.idle_since.get(key).map_or(0, |t| t.load(SeqCst))
+        self.slot(key).map_or(0, |s| s.idle_since.load(SeqCst))
     }
 
     fn stamp_idle(&self, key: usize, now: Millis) {
-        if let Some(t) = self.idle_since.get(key) {
-            t.store(now, SeqCst);
+        if let Some(slot) = self.slot(key) {
+            slot.idle_since.store(now, SeqCst);
+        }
+    }
+
+    /// The open slot with the fewest users below `max_users` (its key and word), and whether
+    /// it is the only one with no user.
+    fn least_loaded(&self) -> Option<(usize, u64, bool)> {
+        let mut best: Option<(usize, u64)> = None;
+        let mut idle = 0;
+        for (key, word) in self.words.iter().enumerate() {
+            let word = word.load(SeqCst);
+            let load = word & (USERS | VACANT | DRAINING);
+            if load == 0 {
+                idle += 1;
+            }
+            if load < self.max_users as u64 && best.is_none_or(|(_, w)| load < w & USERS) {
+                best = Some((key, word));
+            }
+        }
+        best.map(|(key, word)| (key, word, users(word) == 0 && idle == 1))
+    }
+
+    /// A handle on the connection of `generation` in slot `key`, if it is still there.
+    fn handle(&self, key: usize, generation: u32) -> Option<Arc<C>> {
+        let conn = self
+            .slot(key)?
+            .conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match conn.as_ref() {
+            Some((g, conn)) if *g == generation => Some(Arc::clone(conn)),
+            _ => None,
         }
     }
 }
 
 #[derive(Debug)]
 pub(crate) struct Shared<C> {
-    words: Arc<Words>,
-    entries: Slab<Entry<C>>,
-    max_users: usize,
+    slots: Arc<Slots<C>>,
+    entries: Slab<Entry>,
 }
 
 impl<C> Shared<C> {
     pub(crate) fn new(max_size: usize, max_users: usize) -> Self {
+        let slot = || {
+            CacheAligned(Slot {
+                conn: Mutex::new(None),
+                expires: AtomicU64::new(0),
+                idle_since: AtomicU64::new(0),
+                checkouts: AtomicU64::new(0),
+            })
+        };
         Self {
-            words: Arc::new(Words {
+            slots: Arc::new(Slots {
                 words: (0..max_size).map(|_| AtomicU64::new(VACANT)).collect(),
-                idle_since: (0..max_size).map(|_| AtomicU64::new(0)).collect(),
+                slots: (0..max_size).map(|_| slot()).collect(),
+                max_users,
             }),
             entries: Slab::with_capacity(max_size),
-            max_users,
         }
     }
 
     fn word(&self, key: usize) -> Option<&AtomicU64> {
-        self.words.words.get(key)
+        self.slots.words.get(key)
+    }
+
+    /// The users of the connection at `key`.
+    fn users_of(&self, key: usize) -> usize {
+        users(self.slots.word(key))
+    }
+
+    fn expired(&self, key: usize, now: Millis) -> bool {
+        self.slots
+            .slot(key)
+            .is_some_and(|s| s.expires.load(SeqCst) <= now)
     }
 
     /// Open connections with no user.
     fn count_idle(&self) -> usize {
         self.entries
             .iter()
-            .filter(|&(key, _)| {
-                let word = self.words.get(key);
-                word & DRAINING == 0 && users(word) == 0
-            })
+            .filter(|&(key, _)| self.slots.word(key) & (USERS | DRAINING) == 0)
             .count()
-    }
-
-    /// The users of the connection at `key`.
-    fn users_of(&self, key: usize) -> usize {
-        users(self.words.get(key))
     }
 
     /// Stops an open connection from taking users (it closes for `reason` when its last user
@@ -136,7 +196,7 @@ impl<C> Shared<C> {
             && entry.state == EntryState::Open
         {
             entry.state = EntryState::Draining(reason);
-            if let Some(word) = self.words.words.get(key) {
+            if let Some(word) = self.slots.words.get(key) {
                 word.fetch_or(DRAINING, SeqCst);
             }
         }
@@ -157,35 +217,61 @@ impl<C> Shared<C> {
         }
     }
 
-    /// Takes a connection out of its slot (it has no user, or is detached): the slot's
-    /// generation moves on, so leases still out on it no longer count.
-    fn remove(&mut self, key: usize) -> Entry<C> {
+    /// Takes a connection out of its slot (it has no user, or is detached): the word moves to
+    /// the next generation first, so no claim on this one succeeds after, then the handle
+    /// comes out.
+    fn remove(&mut self, key: usize) -> Option<Arc<C>> {
         let entry = self.entries.remove(key);
         if let Some(word) = self.word(key) {
             let next = u64::from(entry.generation.wrapping_add(1));
             word.store(next << 32 | VACANT, SeqCst);
         }
-        entry
+        let slot = self.slots.slot(key)?;
+        let mut conn = slot.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.take().map(|(_, conn)| conn)
     }
 
-    /// Takes a drained connection out of the slab and closes it.
+    /// Takes a drained connection out of its slot and closes it.
     fn close(&mut self, key: usize, reason: CloseReason, tally: &mut Tally, closed: &mut Vec<C>) {
-        let entry = self.remove(key);
         tally.closed(reason);
-        closed.extend(Arc::into_inner(entry.conn));
-    }
-
-    /// The open connection with the fewest users, if one has room.
-    fn least_loaded(&self) -> Option<usize> {
-        let mut best: Option<(usize, u64)> = None;
-        for (key, word) in self.words.words.iter().enumerate() {
-            let word = word.load(SeqCst);
-            let load = word & (USERS | VACANT | DRAINING);
-            if load < self.max_users as u64 && best.is_none_or(|(_, fewest)| load < fewest) {
-                best = Some((key, load));
-            }
+        if let Some(conn) = self.remove(key) {
+            closed.extend(Arc::into_inner(conn));
         }
-        best.map(|(key, _)| key)
+    }
+}
+
+/// Claims a user on the least-loaded open connection and takes a handle on it, without the
+/// pool lock. `Err(key)` when the chosen one is past its lifetime (the pool lock drains it).
+fn claim<C>(slots: &Slots<C>, now: Millis) -> Result<Option<(SharedLease<C>, bool)>, usize> {
+    loop {
+        let Some((key, word, last_idle)) = slots.least_loaded() else {
+            return Ok(None);
+        };
+        if slots
+            .slot(key)
+            .is_some_and(|s| s.expires.load(SeqCst) <= now)
+        {
+            return Err(key);
+        }
+        let Some(cell) = slots.words.get(key) else {
+            return Ok(None);
+        };
+        if cell
+            .compare_exchange(word, word + 1, SeqCst, SeqCst)
+            .is_err()
+        {
+            continue; // someone else claimed or returned meanwhile: look again
+        }
+        // `None`: detached between the claim and the handle, so the claim went with the old
+        // generation's word. Look again.
+        if let Some(conn) = slots.handle(key, generation(word)) {
+            let lease = SharedLease {
+                key,
+                generation: generation(word),
+                conn,
+            };
+            return Ok(Some((lease, last_idle)));
+        }
     }
 }
 
@@ -194,26 +280,36 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
     type Lease = SharedLease<C>;
     type Closed = C;
     type Detached = Arc<C>;
-    /// Checkouts need the pool lock (the least-loaded choice sees every connection); returns
-    /// that leave a connection with users do not.
-    type Fast = Arc<Words>;
+    type Fast = Arc<Slots<C>>;
 
-    fn fast(&self) -> Arc<Words> {
-        Arc::clone(&self.words)
+    fn fast(&self) -> Arc<Slots<C>> {
+        Arc::clone(&self.slots)
     }
 
-    fn fast_acquire(_: &Arc<Words>, _: Millis) -> FastTake<SharedLease<C>, C> {
-        FastTake::Empty
+    fn fast_acquire(slots: &Arc<Slots<C>>, now: Millis) -> FastTake<SharedLease<C>, C> {
+        match claim(slots, now) {
+            Ok(Some((lease, last_idle))) => {
+                if let Some(slot) = slots.slot(lease.key) {
+                    slot.checkouts.fetch_add(1, SeqCst);
+                }
+                FastTake::Took {
+                    lease,
+                    drained: last_idle,
+                }
+            }
+            // Nothing with room, or the least-loaded one expired: the pool lock's business.
+            Ok(None) | Err(_) => FastTake::Empty,
+        }
     }
 
     /// Drops the lease's handle and decrements the connection's count. Declined (for the
     /// pool lock) only for a lease whose connection is gone, before anything is done.
     fn fast_release(
-        words: &Arc<Words>,
+        slots: &Arc<Slots<C>>,
         lease: SharedLease<C>,
         now: Millis,
     ) -> Result<bool, SharedLease<C>> {
-        let Some(word) = words.words.get(lease.key) else {
+        let Some(word) = slots.words.get(lease.key) else {
             return Err(lease);
         };
         let mut current = word.load(SeqCst);
@@ -230,7 +326,7 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
                 return Ok(false); // detached meanwhile: no longer the pool's to count
             }
             if users(current) == 1 {
-                words.stamp_idle(key, now);
+                slots.stamp_idle(key, now);
             }
             match word.compare_exchange_weak(current, current - 1, SeqCst, SeqCst) {
                 // A draining connection that just lost its last user is closed under the lock.
@@ -240,8 +336,8 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
         }
     }
 
-    fn fast_checkouts(_: &Arc<Words>) -> u64 {
-        0
+    fn fast_checkouts(slots: &Arc<Slots<C>>) -> u64 {
+        slots.slots.iter().map(|s| s.0.checkouts.load(SeqCst)).sum()
     }
 
     fn connection(lease: &SharedLease<C>) -> &C {
@@ -255,30 +351,22 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
         closed: &mut Vec<C>,
     ) -> Option<SharedLease<C>> {
         loop {
-            let key = self.least_loaded()?;
-            let entry = self.entries.get(key)?;
-            if entry.expires <= now {
-                // Past its lifetime: no new users; closed now if it has none.
-                self.drain(key, CloseReason::MaxLifetime);
-                if self.users_of(key) == 0 {
-                    self.close(key, CloseReason::MaxLifetime, tally, closed);
+            match claim(&self.slots, now) {
+                Ok(claimed) => return claimed.map(|(lease, _)| lease),
+                Err(expired) => {
+                    // Past its lifetime: no new users; closed now if it has none.
+                    self.drain(expired, CloseReason::MaxLifetime);
+                    if self.users_of(expired) == 0 {
+                        self.close(expired, CloseReason::MaxLifetime, tally, closed);
+                    }
                 }
-                continue;
             }
-            // Returns may decrement concurrently; the generation changes only under the
-            // pool lock, which this holds.
-            self.word(key)?.fetch_add(1, SeqCst);
-            return Some(SharedLease {
-                key,
-                generation: entry.generation,
-                conn: Arc::clone(&entry.conn),
-            });
         }
     }
 
     fn insert(&mut self, conn: Conn<C>) {
         let key = self.entries.vacant_key();
-        let Some(word) = self.words.words.get(key) else {
+        let (Some(word), Some(slot)) = (self.slots.words.get(key), self.slots.slot(key)) else {
             // More connections than slots cannot happen (open <= max_size = slots); were it
             // to, the connection is simply not kept.
             return;
@@ -286,11 +374,13 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
         let generation = generation(word.load(SeqCst));
         self.entries.insert(Entry {
             generation,
-            conn: Arc::new(conn.conn),
-            expires: conn.expires,
             state: EntryState::Open,
         });
-        self.words.stamp_idle(key, conn.idle_since);
+        *slot.conn.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((generation, Arc::new(conn.conn)));
+        slot.expires.store(conn.expires, SeqCst);
+        slot.idle_since.store(conn.idle_since, SeqCst);
+        // Last: the word opens the slot to claims.
         word.store(u64::from(generation) << 32, SeqCst);
     }
 
@@ -307,14 +397,15 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
             generation: leased,
             conn,
         } = lease;
-        // Never the last handle while the entry holds one; after a detach it may be.
+        // Let go first (a count of zero means nobody holds it); after a detach this may be the
+        // last handle, dropped after the lock.
         closed.extend(Arc::into_inner(conn));
-        let Some(entry) = self.entries.get(key).filter(|e| e.generation == leased) else {
-            return; // detached by another user: no longer the pool's
-        };
+        if self.entries.get(key).is_none_or(|e| e.generation != leased) {
+            return; // detached: no longer the pool's
+        }
         let close = match verdict {
             Verdict::Close(reason) => Some(reason),
-            Verdict::Keep | Verdict::Unused if entry.expires <= now => {
+            Verdict::Keep | Verdict::Unused if self.expired(key, now) => {
                 Some(CloseReason::MaxLifetime)
             }
             Verdict::Keep | Verdict::Unused => None,
@@ -332,7 +423,7 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
         // the stamp, and it needs the pool lock this holds.
         match self.entries.get(key).map(|e| e.state) {
             Some(EntryState::Draining(reason)) => self.close(key, reason, tally, closed),
-            Some(EntryState::Open) if verdict == Verdict::Keep => self.words.stamp_idle(key, now),
+            Some(EntryState::Open) if verdict == Verdict::Keep => self.slots.stamp_idle(key, now),
             Some(EntryState::Open) | None => {}
         }
     }
@@ -344,7 +435,7 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
             .is_some_and(|e| e.generation == lease.generation)
         {
             // Its other users keep their shares; they are no longer the pool's.
-            self.remove(lease.key);
+            drop(self.remove(lease.key));
             tally.detached();
         }
         lease.conn
@@ -354,7 +445,7 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
         let expired: Vec<usize> = self
             .entries
             .iter()
-            .filter(|(_, e)| e.state == EntryState::Open && e.expires <= reap.now)
+            .filter(|&(key, e)| e.state == EntryState::Open && self.expired(key, reap.now))
             .map(|(key, _)| key)
             .collect();
         for key in expired {
@@ -365,7 +456,7 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
                 .entries
                 .iter()
                 .filter(|&(key, e)| e.state == EntryState::Open && self.users_of(key) == 0)
-                .map(|(key, _)| (self.words.idle_since(key), key))
+                .map(|(key, _)| (self.slots.idle_since(key), key))
                 .filter(|&(since, _)| since <= idle_before)
                 .collect();
             stale.sort_unstable();
@@ -405,7 +496,7 @@ impl<C: Send + Sync + 'static> Store for Shared<C> {
     }
 
     fn connections_for(&self, waiting: usize) -> usize {
-        waiting.div_ceil(self.max_users)
+        waiting.div_ceil(self.slots.max_users)
     }
 }
 
@@ -537,14 +628,14 @@ mod tests {
     /// Every slot's word agrees with its entry (or says vacant), and no connection has more
     /// than max_users users.
     fn assert_consistent(s: &Shared<u32>, t: &Tally) {
-        for key in 0..s.words.words.len() {
-            let word = s.words.get(key);
+        for key in 0..s.slots.words.len() {
+            let word = s.slots.word(key);
             match s.entries.get(key) {
                 Some(e) => {
                     assert_eq!(generation(word), e.generation);
                     assert_eq!(word & VACANT, 0);
                     assert_eq!(word & DRAINING != 0, e.state != EntryState::Open);
-                    assert!(users(word) <= s.max_users);
+                    assert!(users(word) <= s.slots.max_users);
                 }
                 None => assert_ne!(word & VACANT, 0, "slot {key} is free"),
             }
@@ -563,6 +654,7 @@ mod tests {
     enum Op {
         Insert(Millis),
         Acquire,
+        FastAcquire,
         Release(usize, Option<CloseReason>),
         FastRelease(usize),
         Detach(usize),
@@ -573,7 +665,8 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             2 => (50u64..500).prop_map(Op::Insert),
-            5 => Just(Op::Acquire),
+            3 => Just(Op::Acquire),
+            3 => Just(Op::FastAcquire),
             4 => (0usize..32, prop_oneof![Just(None), Just(Some(CloseReason::Broken))])
                 .prop_map(|(i, r)| Op::Release(i, r)),
             4 => (0usize..32).prop_map(Op::FastRelease),
@@ -606,7 +699,7 @@ mod tests {
                         // Loads of the connections that can take a user now.
                         let open_loads: Vec<usize> = s.entries.iter()
                             .filter(|&(k, e)| e.state == EntryState::Open
-                                && s.users_of(k) < s.max_users && e.expires > now)
+                                && s.users_of(k) < s.slots.max_users && !s.expired(k, now))
                             .map(|(k, _)| s.users_of(k))
                             .collect();
                         match s.acquire(now, &mut t, &mut closed) {
@@ -624,14 +717,31 @@ mod tests {
                         let verdict = reason.map_or(Verdict::Keep, Verdict::Close);
                         s.release(lease, verdict, now, &mut t, &mut closed);
                     }
+                    Op::FastAcquire => {
+                        let open_loads: Vec<usize> = s.entries.iter()
+                            .filter(|&(k, e)| e.state == EntryState::Open
+                                && s.users_of(k) < s.slots.max_users)
+                            .map(|(k, _)| s.users_of(k))
+                            .collect();
+                        match Shared::fast_acquire(&s.fast(), now) {
+                            FastTake::Took { lease, .. } => {
+                                let load = s.users_of(lease.key) - 1;
+                                prop_assert!(open_loads.iter().all(|&l| load <= l));
+                                prop_assert!(!s.expired(lease.key, now));
+                                leases.push(lease);
+                            }
+                            FastTake::Empty => {}
+                            FastTake::Expired(_) => prop_assert!(false, "the shared store closes nothing itself"),
+                        }
+                    }
                     Op::FastRelease(i) if !leases.is_empty() => {
                         let lease = leases.swap_remove(i % leases.len());
                         let before = s.users_of(lease.key);
                         let key = lease.key;
-                        let gen_before = generation(s.words.get(key));
+                        let gen_before = generation(s.slots.word(key));
                         match Shared::fast_release(&s.fast(), lease, now) {
                             Ok(tidy) => {
-                                if generation(s.words.get(key)) == gen_before {
+                                if generation(s.slots.word(key)) == gen_before {
                                     prop_assert_eq!(s.users_of(key), before - 1);
                                 }
                                 if tidy {
