@@ -44,15 +44,16 @@
 //!   when they come back.
 //!
 //! # Cost
-//! While no checkout is queued, an exclusive checkout takes an idle connection from its
-//! thread's shard under one uncontended lock, reads no clock and allocates nothing; so does
-//! giving it back, so threads do not take turns on one lock. A shared checkout takes the pool
-//! lock (the least-loaded choice looks at every connection); a shared return that leaves
-//! its connection with users is one atomic decrement. Queued checkouts go through the pool
-//! lock, whose critical sections are a handful of comparisons and never run user code. One
-//! atomic word (the queue length and a closed bit) tells the lock-free paths when to defer to
-//! the pool lock, so none of this costs FIFO. Time-based expiry reads a coarse clock (see
-//! [`PoolConfig`]). `benches/pool.rs` measures all of it beside deadpool and bb8.
+//! While no checkout is queued, neither a checkout nor a return takes the pool lock, reads a
+//! clock or allocates. An exclusive checkout takes an idle connection from its thread's
+//! shard under one uncontended lock, and a return puts it back there, so threads do not take
+//! turns on one lock. A shared checkout scans one cache line of user counts and claims a user
+//! on the least-loaded connection with a compare-and-swap; a shared return is one atomic
+//! decrement. Queued checkouts go through the pool lock, whose critical sections are a
+//! handful of comparisons and never run user code. One atomic word (the queue length and a
+//! closed bit) tells the lock-free paths when to defer to the pool lock, so none of this
+//! costs FIFO. Time-based expiry reads a coarse clock (see [`PoolConfig`]).
+//! `benches/pool.rs` measures all of it beside deadpool and bb8.
 //!
 //! # Example
 //! A pool of line-protocol connections to a local server.

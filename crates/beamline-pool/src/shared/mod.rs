@@ -31,14 +31,16 @@ type SharedCore<M> = Core<M, Shared<<M as Manager>::Connection>>;
 ///
 /// # Guarantees
 /// - **At most `max_size` connections, at most `max_users` users on each.**
-/// - **Least-loaded first**: a checkout joins the open connection with the fewest users.
+/// - **Least-loaded first**: a checkout joins the open connection with the fewest users (as
+///   its scan of the counts saw them; a compare-and-swap makes sure the one it joins had not
+///   changed since).
 /// - **Strictly FIFO when full**: when every connection is at `max_users` and `max_size` are
 ///   open, checkouts queue and are served in arrival order as users leave or connections open.
 /// - **Honest errors, no loss on give-up, backoff, `close()`**: as for [`Pool`](crate::Pool).
 /// - **A broken connection takes no new user**: once a user marks it broken, its user panics,
-///   [`Manager::is_broken`] says so, or it passes its max lifetime, it *drains*: its current
-///   users finish, it is closed when the last one leaves, and new checkouts go elsewhere (or to
-///   a replacement).
+///   or [`Manager::is_broken`] says so, it *drains*: its current users finish, it is closed
+///   when the last one leaves, and new checkouts go elsewhere (or to a replacement). Past its
+///   max lifetime it drains the same way, at the latest at the next maintenance tick.
 ///
 /// # Examples
 /// ```no_run
