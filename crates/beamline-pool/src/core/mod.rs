@@ -6,9 +6,9 @@
 //! no user code (managers run outside it, connections are dropped after it is released,
 //! wakers are woken after it).
 //!
-//! A store may also offer *fast paths* that skip the pool lock while no checkout is queued
-//! (the [`Gate`] is clear): the exclusive store's per-thread shards. A checkout or a return
-//! then costs one uncontended shard lock.
+//! Each store also offers *fast paths* that skip the pool lock while no checkout is queued
+//! (the [`Gate`] is clear): the exclusive store's per-thread shards of idle connections, the
+//! shared store's per-slot atomic user counts.
 
 mod connect;
 mod store;
@@ -233,7 +233,7 @@ impl<E, S: Store> State<E, S> {
             0 => 0,
             waiting => self.store.connections_for(waiting),
         };
-        // Counting idle connections visits every shard: only when min_idle asks.
+        // Counting idle connections visits every shard or slot: only when min_idle asks.
         let for_idle = if self.connect.gave_up || config.min_idle == 0 {
             0
         } else {
@@ -367,7 +367,7 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
     /// head of the queue (a checkout whose connection failed its check keeps its turn).
     pub(crate) fn checkout(self: &Arc<Self>, front: bool) -> Step<S::Lease, M::Error> {
         let now = self.clock.now();
-        // Fast path: nobody queued, pool open: this thread's shard, no pool lock.
+        // Fast path: nobody queued, pool open: no pool lock.
         while !front && self.gate.0.is_clear() {
             match S::fast_acquire(&self.fast, now) {
                 FastTake::Took { lease, drained } => {
@@ -397,9 +397,9 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
         if st.connect.gave_up {
             st.connect.gave_up = false; // a checkout starts a fresh run of attempts
         }
-        // Queue first (the gate closes), then look again: a fast return that left its
-        // connection in a shard before the gate closed is found here, and one after sees the
-        // gate and comes to the pool lock.
+        // Queue first (the gate closes), then look again: what a fast return gave back before
+        // the gate closed is found here, and a fast return after sees the gate and comes to
+        // the pool lock.
         let id = if front {
             st.waiters.push_front()
         } else {
@@ -417,8 +417,8 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
         step
     }
 
-    /// Starts the connect attempts `min_idle` wants now (after the fast path took a shard's
-    /// last idle connection).
+    /// Starts the connect attempts `min_idle` wants now (after the fast path took what may be
+    /// the last idle connection).
     fn top_up(self: &Arc<Self>) {
         let start = self.lock().demand(&self.config);
         self.spawn_connects(start);
@@ -675,7 +675,7 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
             return;
         }
         st.phase = Phase::Closed;
-        // Before draining the shards: a fast return after this sees the gate and settles.
+        // Before closing idle connections: a fast return after this sees the gate and settles.
         self.gate.0.close();
         let mut wakers = Vec::new();
         st.waiters.fail_all(|| self.closed_error(), &mut wakers);

@@ -46,13 +46,13 @@ pub(crate) struct Reap {
     pub(crate) min_idle: usize,
 }
 
-/// What a fast-path checkout found in its shard.
+/// What a fast-path checkout found.
 #[derive(Debug)]
 pub(crate) enum FastTake<L, C> {
-    /// A connection for the caller (counted in the shard); `drained` when it was the shard's
-    /// last, so the pool should see whether `min_idle` wants another.
+    /// A connection for the caller (counted in the store); `drained` when it may have been the
+    /// last idle one, so the pool should see whether `min_idle` wants another.
     Took { lease: L, drained: bool },
-    /// A connection past its lifetime, taken out of the shard: close it under the pool lock
+    /// A connection past its lifetime, taken out of the store: close it under the pool lock
     /// and look again.
     Expired(C),
     /// Nothing here: take the slow path.
@@ -68,8 +68,8 @@ pub(crate) trait Store: Send + 'static {
     type Closed: Send;
     /// What a user who detaches a lease takes away.
     type Detached;
-    /// The part of the store the fast paths reach without the pool lock (the exclusive
-    /// store's per-thread shards of idle connections); `()` for a store without fast paths.
+    /// The part of the store the fast paths reach without the pool lock: the exclusive
+    /// store's per-thread shards of idle connections, the shared store's slots.
     type Fast: Send + Sync + 'static;
 
     /// A handle to the fast part, taken once when the pool starts.
