@@ -34,6 +34,7 @@ impl Clock {
 
     /// The last reading: at most one tick behind the real time while the runtime runs the
     /// maintenance task.
+    #[inline]
     pub(crate) fn now(&self) -> Millis {
         self.now.load(Ordering::Relaxed)
     }

@@ -220,6 +220,7 @@ impl Tally {
 
     /// A checkout got a connection after waiting `waited` (`None`: without queueing).
     /// Returns the wait-time bucket, to [`unchecked`](Self::unchecked) it if need be.
+    #[inline]
     pub(crate) fn checked_out(&mut self, waited: Option<Duration>) -> usize {
         self.checkouts += 1;
         self.wait_time.record(waited)

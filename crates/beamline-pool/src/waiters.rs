@@ -29,6 +29,7 @@ const CLOSED: usize = 1 << (usize::BITS - 1);
 
 impl Gate {
     /// No checkout queued, pool open.
+    #[inline]
     pub(crate) fn is_clear(&self) -> bool {
         self.0.load(Ordering::SeqCst) == 0
     }

@@ -41,6 +41,7 @@ thread_local! {
 }
 
 /// The calling thread's home shard number, before the modulo.
+#[inline]
 fn home() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     HOME.try_with(|home| {
