@@ -1,0 +1,449 @@
+//! beamline-process beside its peers: raw tokio channels (the floor) and kameo (the Rust
+//! actor library it must beat).
+//!
+//! - `process/cast`: messages from one task to another, through a process mailbox vs a raw
+//!   `tokio::sync::mpsc` channel of the same capacity (1024).
+//! - `process/call`: request/reply round trips with no timeout on either side:
+//!   `Addr::call(.., Timeout::Infinity)` vs raw mpsc + oneshot vs kameo's `ask`.
+//! - `process/call-timeout`: the same with a 5 s timeout on every call: `Addr::call(.., 5 s)`
+//!   vs raw mpsc + oneshot under `tokio::time::timeout` vs kameo's `ask().reply_timeout()`.
+//! - `process/spawn`: a process's whole short life: spawn, one message telling it to stop,
+//!   wait for its exit; vs kameo's spawn, `stop_gracefully`, `wait_for_shutdown`.
+//! - `process/supervised-child`: a DynamicSupervisor child that starts and exits (the shape
+//!   of a short connection), vs a bare `tokio::spawn` (no supervision at all).
+//! - `process/restart`: restart latency, from a child's panic to its replacement answering a
+//!   call through its stable handle, vs a hand-rolled tokio respawn loop.
+//!
+//! All run on a two-worker multi-thread runtime; sender and receiver are both tasks.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use beamline_process::{
+    Addr, ChildSpec, DynamicSupervisor, DynamicSupervisorConfig, Event, Intensity, Reply, Strategy,
+    Supervisor, SupervisorSpec, Timeout, spawn,
+};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kameo::actor::{ActorRef, Spawn};
+use kameo::message::{Context as KameoContext, Message};
+use tokio::runtime::Runtime;
+use tokio::sync::{mpsc, oneshot};
+
+/// Messages per `process/cast` and calls per `process/call` iteration.
+const BATCH: u64 = 10_000;
+/// Children per `process/supervised-child` iteration.
+const CHILDREN: u64 = 1_000;
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+// ---- process/cast ---------------------------------------------------------------------------
+
+fn cast(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("process/cast");
+    g.throughput(Throughput::Elements(BATCH));
+    g.bench_function("beamline", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let total = iters * BATCH;
+            let (done, finished) = oneshot::channel();
+            let receiver = spawn(move |mut ctx| async move {
+                let mut n = 0;
+                while n < total {
+                    if let Event::Msg(_) = ctx.recv().await {
+                        n += 1;
+                    }
+                }
+                let _ = done.send(());
+                Ok(())
+            });
+            let start = Instant::now();
+            tokio::spawn(async move {
+                for i in 0..total {
+                    receiver.cast(i).await.expect("receiver alive");
+                }
+            });
+            finished.await.expect("receiver done");
+            start.elapsed()
+        });
+    });
+    g.bench_function("tokio-mpsc", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let total = iters * BATCH;
+            let (done, finished) = oneshot::channel();
+            let (tx, mut rx) = mpsc::channel::<u64>(1024);
+            tokio::spawn(async move {
+                let mut n = 0;
+                while n < total {
+                    if rx.recv().await.is_some() {
+                        n += 1;
+                    }
+                }
+                let _ = done.send(());
+            });
+            let start = Instant::now();
+            tokio::spawn(async move {
+                for i in 0..total {
+                    tx.send(i).await.expect("receiver alive");
+                }
+            });
+            finished.await.expect("receiver done");
+            start.elapsed()
+        });
+    });
+    g.finish();
+}
+
+// ---- process/call ---------------------------------------------------------------------------
+
+enum Req {
+    Echo(u64, Reply<u64>),
+    Stop,
+}
+
+fn echo_server() -> Addr<Req> {
+    spawn(|mut ctx| async move {
+        loop {
+            match ctx.recv().await {
+                Event::Msg(Req::Echo(v, reply)) => {
+                    let _ = reply.send(v);
+                }
+                Event::Msg(Req::Stop) => return Ok(()),
+                Event::Exit { .. } | Event::Down { .. } => {}
+            }
+        }
+    })
+}
+
+struct KameoEcho;
+
+impl kameo::Actor for KameoEcho {
+    type Args = Self;
+    type Error = kameo::error::Infallible;
+
+    async fn on_start(state: Self, _: ActorRef<Self>) -> Result<Self, Self::Error> {
+        Ok(state)
+    }
+}
+
+struct Echo(u64);
+
+impl Message<Echo> for KameoEcho {
+    type Reply = u64;
+
+    async fn handle(&mut self, msg: Echo, _: &mut KameoContext<Self, u64>) -> u64 {
+        msg.0
+    }
+}
+
+fn call(c: &mut Criterion) {
+    call_group(c, "process/call", Timeout::Infinity);
+    call_group(c, "process/call-timeout", Timeout::After(CALL_TIMEOUT));
+}
+
+fn call_group(c: &mut Criterion, name: &str, timeout: Timeout) {
+    let rt = runtime();
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(BATCH));
+    g.bench_function("beamline", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let caller = tokio::spawn(async move {
+                let server = echo_server();
+                let start = Instant::now();
+                for i in 0..iters * BATCH {
+                    let v = server
+                        .call(|r| Req::Echo(i, r), timeout)
+                        .await
+                        .expect("reply");
+                    assert_eq!(v, i);
+                }
+                let elapsed = start.elapsed();
+                let _ = server.cast(Req::Stop).await;
+                elapsed
+            });
+            caller.await.expect("caller")
+        });
+    });
+    g.bench_function("tokio-mpsc-oneshot", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let caller = tokio::spawn(async move {
+                let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(1024);
+                tokio::spawn(async move {
+                    while let Some((v, reply)) = rx.recv().await {
+                        let _ = reply.send(v);
+                    }
+                });
+                let start = Instant::now();
+                for i in 0..iters * BATCH {
+                    let (otx, orx) = oneshot::channel();
+                    let exchange = async {
+                        tx.send((i, otx)).await.expect("server alive");
+                        orx.await.expect("reply")
+                    };
+                    let v = match timeout {
+                        Timeout::After(t) => {
+                            tokio::time::timeout(t, exchange).await.expect("in time")
+                        }
+                        _ => exchange.await,
+                    };
+                    assert_eq!(v, i);
+                }
+                start.elapsed()
+            });
+            caller.await.expect("caller")
+        });
+    });
+    g.bench_function("kameo", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let caller = tokio::spawn(async move {
+                let actor = KameoEcho::spawn(KameoEcho);
+                let start = Instant::now();
+                for i in 0..iters * BATCH {
+                    let v = match timeout {
+                        Timeout::After(t) => actor.ask(Echo(i)).reply_timeout(t).await,
+                        _ => actor.ask(Echo(i)).await,
+                    };
+                    assert_eq!(v.expect("reply"), i);
+                }
+                let elapsed = start.elapsed();
+                let _ = actor.stop_gracefully().await;
+                elapsed
+            });
+            caller.await.expect("caller")
+        });
+    });
+    g.finish();
+}
+
+// ---- process/spawn --------------------------------------------------------------------------
+
+fn spawn_cost(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("process/spawn");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("beamline", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let driver = tokio::spawn(async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let p = echo_server();
+                    p.cast(Req::Stop).await.expect("alive");
+                    p.exited().await;
+                }
+                start.elapsed()
+            });
+            driver.await.expect("driver")
+        });
+    });
+    g.bench_function("kameo", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let driver = tokio::spawn(async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let actor = KameoEcho::spawn(KameoEcho);
+                    actor.stop_gracefully().await.expect("alive");
+                    actor.wait_for_shutdown().await;
+                }
+                start.elapsed()
+            });
+            driver.await.expect("driver")
+        });
+    });
+    g.finish();
+}
+
+// ---- process/supervised-child ---------------------------------------------------------------
+
+fn supervised_child(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("process/supervised-child");
+    g.throughput(Throughput::Elements(CHILDREN));
+    let sup = rt.block_on(async { DynamicSupervisor::start(DynamicSupervisorConfig::new()) });
+    g.bench_function("beamline", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let sup = sup.clone();
+            async move {
+                let driver = tokio::spawn(async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let children: Vec<Addr<()>> = (0..CHILDREN)
+                            .map(|_| {
+                                sup.start_child(ChildSpec::temporary("conn", |_ctx| async {
+                                    Ok(())
+                                }))
+                                .expect("room for the child")
+                            })
+                            .collect();
+                        for child in children {
+                            child.exited().await;
+                        }
+                        // The supervisor has forgotten them all once it answers.
+                        sup.count_children().await.expect("supervisor alive");
+                    }
+                    start.elapsed()
+                });
+                driver.await.expect("driver")
+            }
+        });
+    });
+    g.bench_function("tokio-spawn", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let driver = tokio::spawn(async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let tasks: Vec<_> = (0..CHILDREN).map(|_| tokio::spawn(async {})).collect();
+                    for task in tasks {
+                        task.await.expect("task");
+                    }
+                }
+                start.elapsed()
+            });
+            driver.await.expect("driver")
+        });
+    });
+    g.finish();
+    rt.block_on(async {
+        let _ = sup.shutdown(Duration::from_secs(1)).await;
+    });
+}
+
+// ---- process/restart ------------------------------------------------------------------------
+
+enum Work {
+    Echo(u64, Reply<u64>),
+    Crash,
+}
+
+enum RawWork {
+    Echo(u64, oneshot::Sender<u64>),
+    Crash,
+}
+
+fn restart(c: &mut Criterion) {
+    // Every iteration panics on purpose; keep the output readable.
+    std::panic::set_hook(Box::new(|_| {}));
+    let rt = runtime();
+    let mut g = c.benchmark_group("process/restart");
+    g.throughput(Throughput::Elements(1));
+
+    let (sup, worker) = rt.block_on(async {
+        let mut spec = ChildSpec::permanent("worker", |mut ctx| async move {
+            loop {
+                match ctx.recv().await {
+                    Event::Msg(Work::Echo(v, reply)) => {
+                        let _ = reply.send(v);
+                    }
+                    Event::Msg(Work::Crash) => panic!("crash on purpose"),
+                    Event::Exit { .. } | Event::Down { .. } => {}
+                }
+            }
+        });
+        let worker = spec.handle();
+        let sup = Supervisor::start(
+            SupervisorSpec::new(Strategy::OneForOne)
+                // Unbounded for the benchmark: every iteration is one more restart.
+                .intensity(Intensity::new(u32::MAX, Duration::from_millis(1)))
+                .child(spec),
+        )
+        .await
+        .expect("supervisor");
+        (sup, worker)
+    });
+    g.bench_function("beamline", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let worker = worker.clone();
+            async move {
+                let driver = tokio::spawn(async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        worker.current().cast(Work::Crash).await.expect("alive");
+                        // The stable handle reaches the replacement as soon as it exists.
+                        while worker
+                            .call(|r| Work::Echo(1, r), CALL_TIMEOUT)
+                            .await
+                            .is_err()
+                        {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    start.elapsed()
+                });
+                driver.await.expect("driver")
+            }
+        });
+    });
+
+    // Hand-rolled: a respawn loop publishing the current worker's sender in a shared slot.
+    let slot: Arc<Mutex<mpsc::Sender<RawWork>>> = rt.block_on(async {
+        let (tx, _) = mpsc::channel(1);
+        let slot = Arc::new(Mutex::new(tx));
+        let publish = slot.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tx, mut rx) = mpsc::channel::<RawWork>(1024);
+                *publish.lock().expect("slot") = tx;
+                let worker = tokio::spawn(async move {
+                    while let Some(work) = rx.recv().await {
+                        match work {
+                            RawWork::Echo(v, reply) => {
+                                let _ = reply.send(v);
+                            }
+                            RawWork::Crash => panic!("crash on purpose"),
+                        }
+                    }
+                });
+                if worker.await.is_ok() {
+                    break;
+                }
+            }
+        });
+        tokio::task::yield_now().await;
+        slot
+    });
+    g.bench_function("tokio-hand-rolled", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let slot = slot.clone();
+            async move {
+                let driver = tokio::spawn(async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let current = slot.lock().expect("slot").clone();
+                        current.send(RawWork::Crash).await.expect("alive");
+                        loop {
+                            let sender = slot.lock().expect("slot").clone();
+                            let (otx, orx) = oneshot::channel();
+                            if sender.send(RawWork::Echo(1, otx)).await.is_ok() && orx.await.is_ok()
+                            {
+                                break;
+                            }
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    start.elapsed()
+                });
+                driver.await.expect("driver")
+            }
+        });
+    });
+    g.finish();
+    rt.block_on(async {
+        let _ = sup.shutdown().await;
+    });
+    let _ = std::panic::take_hook();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(30);
+    targets = cast, call, spawn_cost, supervised_child, restart
+}
+criterion_main!(benches);

@@ -1,0 +1,703 @@
+//! The shared record of one process: its lifecycle state machine, bounded mailbox, links,
+//! monitors and exit waiters, all behind one short-held mutex.
+//!
+//! Lock discipline: a process's lock is never held while another process's lock is taken,
+//! while a waker runs, or across an `.await`. Work that touches other processes (exit signals,
+//! `Down` notices, waking senders) is collected under the lock and done after releasing it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context as TaskContext, Poll, Waker};
+
+use tokio::task::AbortHandle;
+
+use super::idmap::IdMap;
+use super::{Info, MonitorRef, Pid, ProcessId};
+use crate::exit::ExitReason;
+
+/// Process ids and watcher keys come from one counter, so a link (keyed by the linked
+/// process's id) and a monitor or hook (keyed by a fresh key) never collide in one map.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh process id; ids are never reused within one OS process.
+pub(crate) fn next_process_id() -> ProcessId {
+    ProcessId(next_key())
+}
+
+/// A fresh key for a monitor, exit hook or exit waiter.
+pub(crate) fn next_key() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The lifecycle of a process. Transitions happen under the lock, in `request_kill` and `finish`:
+///
+/// ```text
+/// Running ──kill / untrapped exit signal──► Killing(r) ──task dropped──► Exiting(r)
+///    └────────────body returned / panicked──────────────────────────────► Exiting(r) ──links, monitors notified──► Exited(r)
+/// ```
+#[derive(Debug)]
+pub(crate) enum Status {
+    /// The body may run; messages are accepted.
+    Running,
+    /// A kill was requested (reason kept); the task is being aborted. Messages are refused.
+    Killing(Box<ExitReason>),
+    /// The exit is being published to links and monitors.
+    Exiting(Box<ExitReason>),
+    /// Done: every link and monitor has been told.
+    Exited(Box<ExitReason>),
+}
+
+impl Status {
+    /// The reason a send is refused, if it is refused.
+    fn refusal(&self) -> Option<&ExitReason> {
+        match self {
+            Self::Running => None,
+            Self::Killing(r) | Self::Exiting(r) | Self::Exited(r) => Some(&**r),
+        }
+    }
+}
+
+/// What sits in the mailbox: a user message, or a system notice (kept in the same FIFO so that
+/// a process's last messages arrive before its exit notice, as in OTP).
+pub(crate) enum Envelope<M> {
+    Msg(M),
+    Signal(Box<Info>),
+}
+
+/// A callback told of a process's exit: its pid and reason. It runs in the exit path with no
+/// process lock held, so it may take other locks, but it must be quick.
+pub(crate) type ExitHook = Box<dyn FnOnce(&Pid, &ExitReason) + Send>;
+
+/// Something told when the process exits.
+pub(crate) enum Watcher {
+    /// A linked process (keyed by its id): receives an exit signal.
+    Link(Pid),
+    /// A monitoring process: receives `Down`.
+    Monitor(Pid),
+    /// A callback run in the exiting process's exit path (registry cleanup, drain counters).
+    Hook(ExitHook),
+    /// An [`Exited`](super::Exited) future: woken once the exit is fully published.
+    Waiter(Waker),
+}
+
+/// A sender waiting for mailbox space. `notified` is only touched under the process lock.
+struct SendWaiter {
+    notified: Arc<AtomicBool>,
+    waker: Waker,
+}
+
+struct State<M> {
+    status: Status,
+    queue: VecDeque<Envelope<M>>,
+    /// User messages in `queue` (notices do not count against the capacity).
+    messages: u32,
+    trap_exit: bool,
+    rx_waker: Option<Waker>,
+    /// Links, monitors, hooks and exit waiters: everything told when the process exits.
+    watchers: IdMap<Watcher>,
+    /// Senders blocked on a full mailbox; allocated the first time one blocks, so a process
+    /// that never sees backpressure does not pay for it.
+    blocked: Option<Box<Blocked>>,
+    abort: Option<AbortHandle>,
+}
+
+#[derive(Default)]
+struct Blocked {
+    senders: VecDeque<SendWaiter>,
+    /// Free slots promised to notified senders that have not yet taken them; `cast` does not
+    /// take these, so a sender that waited is not overtaken by one that did not.
+    reserved: u32,
+}
+
+impl<M> State<M> {
+    fn reserved(&self) -> u32 {
+        self.blocked.as_ref().map_or(0, |b| b.reserved)
+    }
+
+    fn nobody_waiting(&self) -> bool {
+        self.blocked.as_ref().is_none_or(|b| b.senders.is_empty())
+    }
+
+    fn blocked(&mut self) -> &mut Blocked {
+        self.blocked.get_or_insert_with(Box::default)
+    }
+
+    fn remove_link(&mut self, id: ProcessId) {
+        if let Some(Watcher::Link(_)) = self.watchers.get_mut(id.0) {
+            self.watchers.remove(id.0);
+        }
+    }
+}
+
+/// A message a full or dead mailbox refused, handed back.
+pub(crate) enum Rejected<M> {
+    Full(M),
+    Exited(ExitReason, M),
+}
+
+pub(crate) struct Process<M> {
+    id: ProcessId,
+    capacity: u32,
+    /// Mirrors `Status::Killing` so the task wrapper can check it around each poll without locking.
+    kill_flag: AtomicBool,
+    state: Mutex<State<M>>,
+}
+
+impl<M: Send + 'static> Process<M> {
+    pub(crate) fn new(capacity: usize, trap_exit: bool) -> Arc<Self> {
+        Arc::new(Self {
+            id: next_process_id(),
+            capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
+            kill_flag: AtomicBool::new(false),
+            state: Mutex::new(State {
+                status: Status::Running,
+                queue: VecDeque::new(),
+                messages: 0,
+                rx_waker: None,
+                trap_exit,
+                watchers: IdMap::default(),
+                blocked: None,
+                abort: None,
+            }),
+        })
+    }
+
+    /// A process record that never ran: it reads as exited with `reason` (the placeholder behind a
+    /// [`Child`](crate::Child) handle before its first start).
+    pub(crate) fn dead(reason: ExitReason) -> Arc<Self> {
+        let proc = Self::new(1, false);
+        proc.lock().status = Status::Exited(Box::new(reason));
+        proc
+    }
+
+    pub(crate) fn id(&self) -> ProcessId {
+        self.id
+    }
+
+    pub(crate) fn pid(self: &Arc<Self>) -> Pid {
+        Pid(self.clone())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<M>> {
+        // Nothing panics while holding this lock (user code never runs under it), so a poisoned
+        // lock still guards consistent state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    // ---- mailbox -------------------------------------------------------------------------
+
+    /// Appends a message if there is room. With `behind_waiters`, a sender that is not already
+    /// queued does not overtake senders blocked on a full mailbox.
+    pub(crate) fn try_push(&self, msg: M, behind_waiters: bool) -> Result<(), Rejected<M>> {
+        let mut st = self.lock();
+        if let Some(reason) = st.status.refusal() {
+            return Err(Rejected::Exited(reason.clone(), msg));
+        }
+        let full = if behind_waiters {
+            st.messages + st.reserved() >= self.capacity || !st.nobody_waiting()
+        } else {
+            st.messages >= self.capacity
+        };
+        if full {
+            return Err(Rejected::Full(msg));
+        }
+        let rx = Self::push_locked(&mut st, msg);
+        drop(st);
+        if let Some(w) = rx {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    fn push_locked(st: &mut State<M>, msg: M) -> Option<Waker> {
+        st.queue.push_back(Envelope::Msg(msg));
+        st.messages += 1;
+        st.rx_waker.take()
+    }
+
+    /// The slow path of `cast`: the mailbox was full. `waiter` is this sender's place in line.
+    pub(crate) fn poll_push(
+        &self,
+        msg: &mut Option<M>,
+        waiter: &mut Option<Arc<AtomicBool>>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Result<(), (ExitReason, M)>> {
+        let mut st = self.lock();
+        let Some(m) = msg.take() else {
+            return Poll::Ready(Ok(()));
+        };
+        if let Some(reason) = st.status.refusal() {
+            *waiter = None;
+            return Poll::Ready(Err((reason.clone(), m)));
+        }
+        let notified = waiter.as_ref().map(|n| n.load(Ordering::Relaxed));
+        if notified == Some(true) {
+            // Our turn came: the slot promised to us is ours to take (or lose) now.
+            st.blocked().reserved -= 1;
+        }
+        let room = st.messages + st.reserved() < self.capacity;
+        match notified {
+            Some(true) | None if room && (notified.is_some() || st.nobody_waiting()) => {
+                *waiter = None;
+                let rx = Self::push_locked(&mut st, m);
+                drop(st);
+                if let Some(w) = rx {
+                    w.wake();
+                }
+                return Poll::Ready(Ok(()));
+            }
+            // Notified, but a `try_cast` took the slot: back to the front of the line.
+            Some(true) => {
+                let notified = Arc::new(AtomicBool::new(false));
+                st.blocked().senders.push_front(SendWaiter {
+                    notified: notified.clone(),
+                    waker: cx.waker().clone(),
+                });
+                *waiter = Some(notified);
+            }
+            // Still in line: keep the waker current.
+            Some(false) => {
+                if let Some(me) = waiter.as_ref()
+                    && let Some(entry) = st
+                        .blocked()
+                        .senders
+                        .iter_mut()
+                        .find(|s| Arc::ptr_eq(&s.notified, me))
+                    && !entry.waker.will_wake(cx.waker())
+                {
+                    entry.waker = cx.waker().clone();
+                }
+            }
+            None => {
+                let notified = Arc::new(AtomicBool::new(false));
+                st.blocked().senders.push_back(SendWaiter {
+                    notified: notified.clone(),
+                    waker: cx.waker().clone(),
+                });
+                *waiter = Some(notified);
+            }
+        }
+        *msg = Some(m);
+        Poll::Pending
+    }
+
+    /// A waiting sender gave up (its future was dropped): leave the line, and if it had been
+    /// handed a free slot, pass that slot on so no space is wasted.
+    pub(crate) fn cancel_push(&self, waiter: &Arc<AtomicBool>) {
+        let mut st = self.lock();
+        if st.status.refusal().is_some() {
+            // The exit already emptied the line and dropped every promise.
+            return;
+        }
+        let next = if waiter.load(Ordering::Relaxed) {
+            st.blocked().reserved -= 1;
+            if st.messages + st.reserved() < self.capacity {
+                Self::notify_sender(&mut st)
+            } else {
+                None
+            }
+        } else {
+            st.blocked()
+                .senders
+                .retain(|s| !Arc::ptr_eq(&s.notified, waiter));
+            None
+        };
+        drop(st);
+        if let Some(w) = next {
+            w.wake();
+        }
+    }
+
+    fn notify_sender(st: &mut State<M>) -> Option<Waker> {
+        let blocked = st.blocked.as_mut()?;
+        let next = blocked.senders.pop_front()?;
+        next.notified.store(true, Ordering::Relaxed);
+        blocked.reserved += 1;
+        Some(next.waker)
+    }
+
+    pub(crate) fn poll_recv(&self, cx: &mut TaskContext<'_>) -> Poll<Envelope<M>> {
+        match self.pop(Some(cx)) {
+            Some(env) => Poll::Ready(env),
+            None => Poll::Pending,
+        }
+    }
+
+    pub(crate) fn try_recv(&self) -> Option<Envelope<M>> {
+        self.pop(None)
+    }
+
+    /// Takes the next envelope, handing the freed slot to the first blocked sender; when the
+    /// mailbox is empty, registers `cx`'s waker (if given) for the next arrival.
+    fn pop(&self, cx: Option<&mut TaskContext<'_>>) -> Option<Envelope<M>> {
+        let mut st = self.lock();
+        let Some(env) = st.queue.pop_front() else {
+            if let Some(cx) = cx {
+                match &st.rx_waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => st.rx_waker = Some(cx.waker().clone()),
+                }
+            }
+            return None;
+        };
+        let sender = if matches!(env, Envelope::Msg(_)) {
+            st.messages -= 1;
+            Self::notify_sender(&mut st)
+        } else {
+            None
+        };
+        drop(st);
+        if let Some(w) = sender {
+            w.wake();
+        }
+        Some(env)
+    }
+
+    /// Removes a not-yet-received `Down` notice for monitor `key` from this mailbox.
+    pub(crate) fn flush_down(&self, key: u64) {
+        self.lock().queue.retain(|env| {
+            !matches!(env, Envelope::Signal(s) if matches!(&**s, Info::Down { id, .. } if id.key == key))
+        });
+    }
+
+    pub(crate) fn set_trap_exit(&self, trap: bool) -> bool {
+        std::mem::replace(&mut self.lock().trap_exit, trap)
+    }
+
+    pub(crate) fn queued_messages(&self) -> usize {
+        self.lock().messages as usize
+    }
+
+    // ---- lifecycle -----------------------------------------------------------------------
+
+    /// Records the task's abort handle (spawning happens after the record exists, so a kill may
+    /// already have been requested: then the task is aborted at once).
+    pub(crate) fn set_abort(&self, handle: AbortHandle) {
+        let mut st = self.lock();
+        match st.status {
+            Status::Running => st.abort = Some(handle),
+            Status::Killing(_) => {
+                drop(st);
+                handle.abort();
+            }
+            Status::Exiting(_) | Status::Exited(_) => {}
+        }
+    }
+
+    pub(crate) fn kill_requested(&self) -> bool {
+        self.kill_flag.load(Ordering::Acquire)
+    }
+
+    /// The reason a killed process ends with (its `Killing` reason, else `Killed`: the task was
+    /// dropped without a kill request, e.g. by the runtime shutting down).
+    pub(crate) fn kill_reason(&self) -> ExitReason {
+        match &self.lock().status {
+            Status::Killing(r) => ExitReason::clone(r),
+            _ => ExitReason::Killed,
+        }
+    }
+
+    /// Running → Killing(reason), aborting the task. False if the process was not running.
+    fn request_kill(&self, reason: ExitReason) -> bool {
+        let mut st = self.lock();
+        if !matches!(st.status, Status::Running) {
+            return false;
+        }
+        st.status = Status::Killing(Box::new(reason));
+        self.kill_flag.store(true, Ordering::Release);
+        let abort = st.abort.take();
+        drop(st);
+        if let Some(a) = abort {
+            a.abort();
+        }
+        true
+    }
+
+    /// Publishes the exit: Running/Killing → Exiting → Exited. Links get exit signals, monitors
+    /// get `Down`, hooks run, blocked senders fail, and only then do exit waiters wake and the
+    /// queued messages (with any `Reply` inside) drop, so a caller that sees the exit also sees
+    /// its consequences.
+    pub(crate) fn finish(self: &Arc<Self>, reason: ExitReason) {
+        let (queue, watchers, blocked, abort) = {
+            let mut st = self.lock();
+            if matches!(st.status, Status::Exiting(_) | Status::Exited(_)) {
+                return;
+            }
+            st.status = Status::Exiting(Box::new(reason.clone()));
+            st.messages = 0;
+            st.rx_waker = None;
+            (
+                std::mem::take(&mut st.queue),
+                st.watchers.take_all(),
+                st.blocked.take(),
+                st.abort.take(),
+            )
+        };
+        drop(abort);
+        if reason.is_abnormal() {
+            tracing::debug!(pid = self.id.0, %reason, "process exited");
+        } else {
+            tracing::trace!(pid = self.id.0, %reason, "process exited");
+        }
+        for s in blocked.into_iter().flat_map(|b| b.senders) {
+            s.waker.wake();
+        }
+        let me = self.pid();
+        let mut waiters = Vec::new();
+        for (key, watcher) in watchers {
+            match watcher {
+                Watcher::Link(link) => link.0.exit_signal(me.clone(), reason.clone(), true),
+                Watcher::Monitor(watcher) => {
+                    let id = MonitorRef {
+                        key,
+                        target: me.clone(),
+                    };
+                    watcher.0.down(id, me.clone(), reason.clone());
+                }
+                Watcher::Hook(hook) => hook(&me, &reason),
+                Watcher::Waiter(w) => waiters.push(w),
+            }
+        }
+        let late = {
+            let mut st = self.lock();
+            st.status = Status::Exited(Box::new(reason));
+            st.watchers.take_all()
+        };
+        // Only waiters can register while Exiting (monitors and links see the exit at once).
+        for (_, watcher) in late {
+            if let Watcher::Waiter(w) = watcher {
+                waiters.push(w);
+            }
+        }
+        for w in waiters {
+            w.wake();
+        }
+        drop(queue);
+    }
+}
+
+/// The untyped face of a process, behind [`Pid`]: everything except sending user messages.
+pub(crate) trait Core: Send + Sync + 'static {
+    fn id(&self) -> ProcessId;
+    /// An exit signal from `from` (via a link when `via_link`): queued as a notice when trapping
+    /// exits, ignored when `Normal`, otherwise kills the process with `reason`.
+    fn exit_signal(&self, from: Pid, reason: ExitReason, via_link: bool);
+    /// An untrappable kill. True if it ended a running process.
+    fn kill(&self) -> bool;
+    fn down(&self, id: MonitorRef, pid: Pid, reason: ExitReason);
+    /// Adds a link unless the process already exited (then its reason).
+    fn add_link(&self, other: Pid) -> Result<(), ExitReason>;
+    fn remove_link(&self, id: ProcessId);
+    /// Adds a monitor or hook unless the process already exited (then it is handed back).
+    fn add_watcher(&self, key: u64, watcher: Watcher) -> Result<(), (Watcher, ExitReason)>;
+    fn remove_watcher(&self, key: u64) -> bool;
+    /// Ready once the exit is fully published; registers (or refreshes) waiter `key` otherwise.
+    fn poll_exited(&self, key: u64, cx: &mut TaskContext<'_>) -> Poll<ExitReason>;
+    fn is_alive(&self) -> bool;
+    /// The reason, once the process is exiting or exited.
+    fn exit_reason(&self) -> Option<ExitReason>;
+}
+
+impl<M: Send + 'static> Core for Process<M> {
+    fn id(&self) -> ProcessId {
+        self.id
+    }
+
+    fn exit_signal(&self, from: Pid, reason: ExitReason, via_link: bool) {
+        let mut st = self.lock();
+        if via_link {
+            st.remove_link(from.id());
+        }
+        if !matches!(st.status, Status::Running) {
+            return;
+        }
+        if st.trap_exit {
+            st.queue
+                .push_back(Envelope::Signal(Box::new(Info::Exit { from, reason })));
+            let rx = st.rx_waker.take();
+            drop(st);
+            if let Some(w) = rx {
+                w.wake();
+            }
+        } else if !matches!(reason, ExitReason::Normal) {
+            drop(st);
+            self.request_kill(reason);
+        }
+    }
+
+    fn kill(&self) -> bool {
+        self.request_kill(ExitReason::Killed)
+    }
+
+    fn down(&self, id: MonitorRef, pid: Pid, reason: ExitReason) {
+        let mut st = self.lock();
+        if !matches!(st.status, Status::Running) {
+            return;
+        }
+        st.queue
+            .push_back(Envelope::Signal(Box::new(Info::Down { id, pid, reason })));
+        let rx = st.rx_waker.take();
+        drop(st);
+        if let Some(w) = rx {
+            w.wake();
+        }
+    }
+
+    fn add_link(&self, other: Pid) -> Result<(), ExitReason> {
+        let mut st = self.lock();
+        match &st.status {
+            Status::Running | Status::Killing(_) => {
+                st.watchers.insert(other.id().0, Watcher::Link(other));
+                Ok(())
+            }
+            Status::Exiting(r) | Status::Exited(r) => Err(ExitReason::clone(r)),
+        }
+    }
+
+    fn remove_link(&self, id: ProcessId) {
+        self.lock().remove_link(id);
+    }
+
+    fn add_watcher(&self, key: u64, watcher: Watcher) -> Result<(), (Watcher, ExitReason)> {
+        let mut st = self.lock();
+        match &st.status {
+            Status::Running | Status::Killing(_) => {
+                st.watchers.insert(key, watcher);
+                Ok(())
+            }
+            Status::Exiting(r) | Status::Exited(r) => Err((watcher, ExitReason::clone(r))),
+        }
+    }
+
+    fn remove_watcher(&self, key: u64) -> bool {
+        self.lock().watchers.remove(key).is_some()
+    }
+
+    fn poll_exited(&self, key: u64, cx: &mut TaskContext<'_>) -> Poll<ExitReason> {
+        let mut st = self.lock();
+        if let Status::Exited(r) = &st.status {
+            return Poll::Ready(ExitReason::clone(r));
+        }
+        match st.watchers.get_mut(key) {
+            Some(Watcher::Waiter(w)) => {
+                if !w.will_wake(cx.waker()) {
+                    *w = cx.waker().clone();
+                }
+            }
+            _ => st.watchers.insert(key, Watcher::Waiter(cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+
+    fn is_alive(&self) -> bool {
+        matches!(self.lock().status, Status::Running)
+    }
+
+    fn exit_reason(&self) -> Option<ExitReason> {
+        match &self.lock().status {
+            Status::Exiting(r) | Status::Exited(r) => Some(ExitReason::clone(r)),
+            Status::Running | Status::Killing(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noop() -> TaskContext<'static> {
+        TaskContext::from_waker(Waker::noop())
+    }
+
+    /// Polls a blocked `cast` once; `Ready` means the message was queued.
+    fn push(
+        p: &Process<u32>,
+        msg: &mut Option<u32>,
+        wait: &mut Option<Arc<AtomicBool>>,
+    ) -> Poll<()> {
+        match p.poll_push(msg, wait, &mut noop()) {
+            Poll::Ready(Ok(())) => Poll::Ready(()),
+            Poll::Ready(Err((reason, m))) => panic!("refused {m}: {reason}"),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn recv_msg(p: &Process<u32>) -> Option<u32> {
+        match p.poll_recv(&mut noop()) {
+            Poll::Ready(Envelope::Msg(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn an_idle_process_record_stays_small() {
+        // The per-process cost every idle connection pays (plus the Arc's two counters).
+        assert!(std::mem::size_of::<Process<()>>() <= 144);
+        assert!(std::mem::size_of::<Status>() <= 16);
+        assert!(std::mem::size_of::<IdMap<Watcher>>() <= 32);
+    }
+
+    #[test]
+    fn a_notified_sender_that_gives_up_passes_the_slot_to_the_next() {
+        let p = Process::<u32>::new(1, false);
+        assert!(p.try_push(0, false).is_ok());
+        let (mut a_msg, mut a_wait) = (Some(1), None);
+        let (mut b_msg, mut b_wait) = (Some(2), None);
+        assert!(push(&p, &mut a_msg, &mut a_wait).is_pending());
+        assert!(push(&p, &mut b_msg, &mut b_wait).is_pending());
+        // Receiving frees the slot and hands it to `a`, the first in line...
+        assert_eq!(recv_msg(&p), Some(0));
+        assert!(a_wait.as_ref().is_some_and(|n| n.load(Ordering::Relaxed)));
+        // ...which gives up: the slot must go to `b`, not be lost.
+        p.cancel_push(a_wait.as_ref().unwrap());
+        assert!(b_wait.as_ref().is_some_and(|n| n.load(Ordering::Relaxed)));
+        assert!(push(&p, &mut b_msg, &mut b_wait).is_ready());
+        assert_eq!(recv_msg(&p), Some(2));
+    }
+
+    #[test]
+    fn a_new_cast_does_not_overtake_waiting_senders_but_try_cast_may() {
+        let p = Process::<u32>::new(1, false);
+        assert!(p.try_push(0, false).is_ok());
+        let (mut a_msg, mut a_wait) = (Some(1), None);
+        assert!(push(&p, &mut a_msg, &mut a_wait).is_pending());
+        assert_eq!(recv_msg(&p), Some(0));
+        // `cast`'s fast path queues behind `a`...
+        assert!(matches!(p.try_push(9, true), Err(Rejected::Full(9))));
+        // ...`try_cast` takes the free slot, and `a` goes back to the front of the line.
+        assert!(p.try_push(8, false).is_ok());
+        assert!(push(&p, &mut a_msg, &mut a_wait).is_pending());
+        assert_eq!(recv_msg(&p), Some(8));
+        assert!(push(&p, &mut a_msg, &mut a_wait).is_ready());
+        assert_eq!(recv_msg(&p), Some(1));
+    }
+
+    #[test]
+    fn notices_bypass_the_capacity_and_keep_fifo_order_with_messages() {
+        let p = Process::<u32>::new(1, false);
+        assert!(p.try_push(1, false).is_ok());
+        p.set_trap_exit(true);
+        let other = Process::<u32>::new(1, false);
+        Core::exit_signal(&*p, other.pid(), ExitReason::Shutdown, false);
+        assert!(matches!(p.try_push(2, false), Err(Rejected::Full(2))));
+        assert_eq!(recv_msg(&p), Some(1));
+        assert!(matches!(
+            p.poll_recv(&mut noop()),
+            Poll::Ready(Envelope::Signal(s)) if matches!(*s, Info::Exit { reason: ExitReason::Shutdown, .. })
+        ));
+    }
+
+    #[test]
+    fn an_exit_fails_waiting_senders_with_the_reason() {
+        let p = Process::<u32>::new(1, false);
+        assert!(p.try_push(0, false).is_ok());
+        let (mut msg, mut wait) = (Some(1), None);
+        assert!(p.poll_push(&mut msg, &mut wait, &mut noop()).is_pending());
+        p.finish(ExitReason::Killed);
+        assert!(matches!(
+            p.poll_push(&mut msg, &mut wait, &mut noop()),
+            Poll::Ready(Err((ExitReason::Killed, 1)))
+        ));
+    }
+}
