@@ -87,7 +87,11 @@ impl Handler for Describe {
         Ok(Flow::Continue)
     }
 
-    async fn on_data(&mut self, data: &mut BytesMut, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_data(
+        &mut self,
+        data: &mut BytesMut,
+        conn: &mut Conn<'_>,
+    ) -> Result<Flow, ExitReason> {
         conn.send(data).await?;
         data.clear();
         Ok(Flow::Continue)
@@ -134,7 +138,10 @@ async fn a_unix_socket_serves_and_its_file_goes_with_the_listener() {
     assert_eq!(&back, b"over unix");
     drop(client);
     server.shutdown(Duration::from_secs(1)).await.unwrap();
-    assert!(!path.exists(), "the socket file is removed with the listener");
+    assert!(
+        !path.exists(),
+        "the socket file is removed with the listener"
+    );
     let _ = std::fs::remove_dir(&dir);
 }
 
@@ -193,8 +200,12 @@ async fn accepted_sockets_get_nodelay_and_keepalive() {
             async move {
                 let tcp = conn.stream().tcp().unwrap();
                 let sock = socket2::SockRef::from(tcp);
-                tx.send((tcp.nodelay()?, sock.keepalive()?, sock.tcp_keepalive_time()?))
-                    .unwrap();
+                tx.send((
+                    tcp.nodelay()?,
+                    sock.keepalive()?,
+                    sock.tcp_keepalive_time()?,
+                ))
+                .unwrap();
                 Ok(())
             }
         })
@@ -205,14 +216,23 @@ async fn accepted_sockets_get_nodelay_and_keepalive() {
     assert!(keepalive);
     assert_eq!(idle, Duration::from_secs(30));
 
-    let plain = Server::new().bind(localhost()).nodelay(false).serve(|mut conn: Connection| async move {
-        assert!(!conn.stream().tcp().unwrap().nodelay()?);
-        conn.write_all(b"k").await?;
-        Ok(())
-    }).unwrap();
+    let plain = Server::new()
+        .bind(localhost())
+        .nodelay(false)
+        .serve(|mut conn: Connection| async move {
+            assert!(!conn.stream().tcp().unwrap().nodelay()?);
+            conn.write_all(b"k").await?;
+            Ok(())
+        })
+        .unwrap();
     let mut client = TcpStream::connect(addr(&plain)).await.unwrap();
     assert_eq!(read_until_closed(&mut client).await, b"k");
-    assert_eq!(stats_until(&plain, |s| s.closed + s.panicked == 1).await.closed, 1);
+    assert_eq!(
+        stats_until(&plain, |s| s.closed + s.panicked == 1)
+            .await
+            .closed,
+        1
+    );
 }
 
 /// Listening sockets on `port` in /proc/net/tcp (state 0A = LISTEN).
@@ -231,7 +251,11 @@ fn listeners_on(port: u16) -> usize {
 
 #[tokio::test]
 async fn reuseport_gives_each_acceptor_its_own_listener() {
-    let shared = Server::new().bind(localhost()).acceptors(3).start(Echo).unwrap();
+    let shared = Server::new()
+        .bind(localhost())
+        .acceptors(3)
+        .start(Echo)
+        .unwrap();
     assert_eq!(listeners_on(addr(&shared).port()), 1);
     let spread = Server::new()
         .bind(localhost())

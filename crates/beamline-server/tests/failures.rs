@@ -26,7 +26,11 @@ impl Handler for Fragile {
         Ok(Flow::Continue)
     }
 
-    async fn on_data(&mut self, data: &mut BytesMut, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_data(
+        &mut self,
+        data: &mut BytesMut,
+        conn: &mut Conn<'_>,
+    ) -> Result<Flow, ExitReason> {
         match &data[..] {
             b"panic" => panic!("handler bug on purpose"),
             b"fail" => return Err(std::io::Error::other("handler refused").into()),
@@ -40,7 +44,10 @@ impl Handler for Fragile {
 
 async fn fragile_server() -> (beamline_server::ServerHandle, mpsc::UnboundedReceiver<u64>) {
     let (ids, rx) = mpsc::unbounded_channel();
-    let server = Server::new().bind(localhost()).start(Fragile { ids }).unwrap();
+    let server = Server::new()
+        .bind(localhost())
+        .start(Fragile { ids })
+        .unwrap();
     (server, rx)
 }
 
@@ -54,7 +61,9 @@ async fn a_panicking_handler_closes_only_its_connection_and_is_logged_with_its_i
     let mut doomed = TcpStream::connect(addr(&server)).await.unwrap();
     let doomed_id = ids.recv().await.unwrap();
 
-    tokio::io::AsyncWriteExt::write_all(&mut doomed, b"panic").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut doomed, b"panic")
+        .await
+        .unwrap();
     assert!(read_until_closed(&mut doomed).await.is_empty());
     let stats = stats_until(&server, |s| s.panicked == 1).await;
     assert_eq!(stats.active, 1);
@@ -84,7 +93,9 @@ async fn a_failing_handler_closes_only_its_connection_and_is_logged_with_its_id(
     ids.recv().await.unwrap();
     let mut failing = TcpStream::connect(addr(&server)).await.unwrap();
     let failing_id = ids.recv().await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut failing, b"fail").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut failing, b"fail")
+        .await
+        .unwrap();
     assert!(read_until_closed(&mut failing).await.is_empty());
     let stats = stats_until(&server, |s| s.errored == 1).await;
     assert_eq!((stats.active, stats.panicked), (1, 0));
@@ -94,7 +105,10 @@ async fn a_failing_handler_closes_only_its_connection_and_is_logged_with_its_id(
         .lines()
         .find(|l| l.contains("connection failed"))
         .unwrap_or_else(|| panic!("no failure logged:\n{text}"));
-    assert!(line.contains("WARN") && line.contains(&format!("conn={failing_id}")), "{line}");
+    assert!(
+        line.contains("WARN") && line.contains(&format!("conn={failing_id}")),
+        "{line}"
+    );
     assert!(line.contains("handler refused"), "{line}");
 }
 
@@ -115,7 +129,9 @@ async fn a_panicking_connection_function_closes_only_its_connection() {
     let mut healthy = TcpStream::connect(addr(&server)).await.unwrap();
     assert_eq!(round_trip(&mut healthy, b"h").await, b"h");
     let mut doomed = TcpStream::connect(addr(&server)).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut doomed, b"!").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut doomed, b"!")
+        .await
+        .unwrap();
     assert!(read_until_closed(&mut doomed).await.is_empty());
     assert_eq!(stats_until(&server, |s| s.panicked == 1).await.active, 1);
     assert_eq!(round_trip(&mut healthy, b"alive").await, b"alive");
@@ -127,12 +143,20 @@ async fn a_panicking_connection_function_closes_only_its_connection() {
 struct ResetAware(mpsc::UnboundedSender<std::io::ErrorKind>);
 
 impl Handler for ResetAware {
-    async fn on_data(&mut self, data: &mut BytesMut, _conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_data(
+        &mut self,
+        data: &mut BytesMut,
+        _conn: &mut Conn<'_>,
+    ) -> Result<Flow, ExitReason> {
         data.clear();
         Ok(Flow::Continue)
     }
 
-    fn on_error(&mut self, error: &std::io::Error, _info: &beamline_server::ConnInfo) -> Result<(), ExitReason> {
+    fn on_error(
+        &mut self,
+        error: &std::io::Error,
+        _info: &beamline_server::ConnInfo,
+    ) -> Result<(), ExitReason> {
         self.0.send(error.kind()).unwrap();
         Ok(())
     }
@@ -141,13 +165,23 @@ impl Handler for ResetAware {
 #[tokio::test]
 async fn a_peer_reset_reaches_on_error_and_counts_as_errored() {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let server = Server::new().bind(localhost()).start(ResetAware(tx)).unwrap();
+    let server = Server::new()
+        .bind(localhost())
+        .start(ResetAware(tx))
+        .unwrap();
     let mut client = TcpStream::connect(addr(&server)).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut client, b"x").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut client, b"x")
+        .await
+        .unwrap();
     // SO_LINGER 0: close sends an RST.
-    socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).unwrap();
+    socket2::SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
     drop(client);
-    assert_eq!(rx.recv().await.unwrap(), std::io::ErrorKind::ConnectionReset);
+    assert_eq!(
+        rx.recv().await.unwrap(),
+        std::io::ErrorKind::ConnectionReset
+    );
     let stats = stats_until(&server, |s| s.errored == 1).await;
     assert_balanced(&stats);
 }
@@ -159,23 +193,36 @@ struct Chatty(mpsc::UnboundedSender<beamline_process::Addr<String>>);
 impl Handler<String> for Chatty {
     async fn on_connect(&mut self, conn: &mut Conn<'_, String>) -> Result<Flow, ExitReason> {
         // Watch a short-lived process: its Down notice arrives as `on_info`.
-        let worker = beamline_process::spawn(|_ctx: beamline_process::Context<()>| async { Ok(()) });
+        let worker =
+            beamline_process::spawn(|_ctx: beamline_process::Context<()>| async { Ok(()) });
         conn.context().monitor(&worker.pid());
         self.0.send(conn.addr()).unwrap();
         Ok(Flow::Continue)
     }
 
-    async fn on_data(&mut self, data: &mut BytesMut, _conn: &mut Conn<'_, String>) -> Result<Flow, ExitReason> {
+    async fn on_data(
+        &mut self,
+        data: &mut BytesMut,
+        _conn: &mut Conn<'_, String>,
+    ) -> Result<Flow, ExitReason> {
         data.clear();
         Ok(Flow::Continue)
     }
 
-    async fn on_message(&mut self, message: String, conn: &mut Conn<'_, String>) -> Result<Flow, ExitReason> {
+    async fn on_message(
+        &mut self,
+        message: String,
+        conn: &mut Conn<'_, String>,
+    ) -> Result<Flow, ExitReason> {
         conn.send(message.as_bytes()).await?;
         Ok(Flow::Continue)
     }
 
-    async fn on_info(&mut self, info: Info, conn: &mut Conn<'_, String>) -> Result<Flow, ExitReason> {
+    async fn on_info(
+        &mut self,
+        info: Info,
+        conn: &mut Conn<'_, String>,
+    ) -> Result<Flow, ExitReason> {
         if let Info::Down { reason, .. } = info {
             conn.send(format!("down: {reason}\n").as_bytes()).await?;
         }
@@ -192,7 +239,9 @@ async fn connections_get_messages_and_notices_and_can_be_monitored() {
     let mut down = vec![0u8; 13];
     client.read_exact(&mut down).await.unwrap();
     assert_eq!(down, b"down: normal\n");
-    conn.cast("hello from another process\n".to_string()).await.unwrap();
+    conn.cast("hello from another process\n".to_string())
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 27];
     client.read_exact(&mut buf).await.unwrap();
     assert_eq!(buf, b"hello from another process\n");

@@ -26,19 +26,26 @@ async fn pause_keeps_connections_beyond_the_limit_waiting_until_one_ends() {
     assert_eq!(round_trip(&mut b, b"b").await, b"b");
     // The kernel completes the third connection (backlog), but nobody accepts it.
     let mut c = TcpStream::connect(addr(&server)).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut c, b"c").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut c, b"c")
+        .await
+        .unwrap();
     let mut byte = [0u8; 1];
     let waited = tokio::time::timeout(
         Duration::from_millis(200),
         tokio::io::AsyncReadExt::read_exact(&mut c, &mut byte),
     )
     .await;
-    assert!(waited.is_err(), "a third connection was served past the limit");
+    assert!(
+        waited.is_err(),
+        "a third connection was served past the limit"
+    );
     let stats = server.stats();
     assert_eq!((stats.accepted, stats.active, stats.rejected), (2, 2, 0));
     // One ends: the waiting one is accepted and its queued byte answered.
     drop(a);
-    tokio::io::AsyncReadExt::read_exact(&mut c, &mut byte).await.unwrap();
+    tokio::io::AsyncReadExt::read_exact(&mut c, &mut byte)
+        .await
+        .unwrap();
     assert_eq!(&byte, b"c");
     let stats = stats_until(&server, |s| s.closed == 1).await;
     assert_eq!((stats.accepted, stats.active, stats.rejected), (3, 2, 0));
@@ -121,13 +128,28 @@ async fn bad_settings_are_typed_errors() {
     let base = || Server::new().bind(localhost());
     assert_eq!(invalid(base().acceptors(0)), "acceptors");
     assert_eq!(invalid(base().max_connections(0)), "max_connections");
-    assert_eq!(invalid(base().max_connections(usize::MAX)), "max_connections");
-    assert_eq!(invalid(base().max_connections_per_ip(0)), "max_connections_per_ip");
-    assert_eq!(invalid(base().handshake_timeout(Duration::ZERO)), "handshake_timeout");
-    assert_eq!(invalid(base().read_timeout(Some(Duration::ZERO))), "read_timeout");
+    assert_eq!(
+        invalid(base().max_connections(usize::MAX)),
+        "max_connections"
+    );
+    assert_eq!(
+        invalid(base().max_connections_per_ip(0)),
+        "max_connections_per_ip"
+    );
+    assert_eq!(
+        invalid(base().handshake_timeout(Duration::ZERO)),
+        "handshake_timeout"
+    );
+    assert_eq!(
+        invalid(base().read_timeout(Some(Duration::ZERO))),
+        "read_timeout"
+    );
     assert_eq!(invalid(base().lifetime(Some(Duration::ZERO))), "lifetime");
     assert_eq!(invalid(base().read_buffer(0)), "read_buffer");
-    assert!(matches!(Server::new().start(Echo), Err(StartError::NoListeners)));
+    assert!(matches!(
+        Server::new().start(Echo),
+        Err(StartError::NoListeners)
+    ));
 }
 
 #[tokio::test]

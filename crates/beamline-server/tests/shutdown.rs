@@ -21,7 +21,11 @@ use tokio::time::Instant;
 struct Polite;
 
 impl Handler for Polite {
-    async fn on_data(&mut self, data: &mut BytesMut, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_data(
+        &mut self,
+        data: &mut BytesMut,
+        conn: &mut Conn<'_>,
+    ) -> Result<Flow, ExitReason> {
         conn.send(data).await?;
         data.clear();
         Ok(Flow::Continue)
@@ -38,7 +42,11 @@ impl Handler for Polite {
 struct Stubborn;
 
 impl Handler for Stubborn {
-    async fn on_data(&mut self, data: &mut BytesMut, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_data(
+        &mut self,
+        data: &mut BytesMut,
+        conn: &mut Conn<'_>,
+    ) -> Result<Flow, ExitReason> {
         conn.send(data).await?;
         data.clear();
         Ok(Flow::Continue)
@@ -68,7 +76,11 @@ async fn a_drain_returns_as_soon_as_every_connection_has_said_goodbye() {
     let started = Instant::now();
     let report = server.shutdown(Duration::from_secs(30)).await.unwrap();
     assert_eq!((report.drained, report.aborted), (10, 0));
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     for c in &mut clients {
         assert_eq!(read_until_closed(c).await, b"goodbye\n");
     }
@@ -152,7 +164,10 @@ async fn waves_goodbye(mut conn: Connection) -> Result<(), ExitReason> {
 
 #[tokio::test(start_paused = true)]
 async fn a_connection_function_that_takes_the_signal_says_goodbye() {
-    let server = Server::new().bind(localhost()).serve(waves_goodbye).unwrap();
+    let server = Server::new()
+        .bind(localhost())
+        .serve(waves_goodbye)
+        .unwrap();
     let mut clients = connect_all(&server, 3).await;
     let report = server.shutdown(Duration::from_secs(60)).await.unwrap();
     assert_eq!((report.drained, report.aborted), (3, 0));
@@ -163,7 +178,11 @@ async fn a_connection_function_that_takes_the_signal_says_goodbye() {
 
 #[tokio::test]
 async fn suspend_closes_the_listeners_without_touching_live_connections() {
-    let server = Server::new().bind(localhost()).acceptors(2).start(Echo).unwrap();
+    let server = Server::new()
+        .bind(localhost())
+        .acceptors(2)
+        .start(Echo)
+        .unwrap();
     let target = addr(&server);
     let mut live = TcpStream::connect(target).await.unwrap();
     assert_eq!(round_trip(&mut live, b"before").await, b"before");
@@ -175,7 +194,9 @@ async fn suspend_closes_the_listeners_without_touching_live_connections() {
     assert_eq!(round_trip(&mut live, b"during").await, b"during");
     assert!(matches!(
         server.suspend().await,
-        Err(SuspendError::NotRunning { state: ServerState::Suspended })
+        Err(SuspendError::NotRunning {
+            state: ServerState::Suspended
+        })
     ));
 
     server.resume().await.unwrap();
@@ -185,7 +206,9 @@ async fn suspend_closes_the_listeners_without_touching_live_connections() {
     assert_eq!(round_trip(&mut live, b"still").await, b"still");
     assert!(matches!(
         server.resume().await,
-        Err(ResumeError::NotSuspended { state: ServerState::Running })
+        Err(ResumeError::NotSuspended {
+            state: ServerState::Running
+        })
     ));
 
     // A suspended server can still drain.
@@ -194,11 +217,15 @@ async fn suspend_closes_the_listeners_without_touching_live_connections() {
     assert_eq!((report.drained, report.aborted), (2, 0));
     assert!(matches!(
         server.shutdown(Duration::from_secs(1)).await,
-        Err(ShutdownError::AlreadyShutDown { state: ServerState::Stopped })
+        Err(ShutdownError::AlreadyShutDown {
+            state: ServerState::Stopped
+        })
     ));
     assert!(matches!(
         server.resume().await,
-        Err(ResumeError::NotSuspended { state: ServerState::Stopped })
+        Err(ResumeError::NotSuspended {
+            state: ServerState::Stopped
+        })
     ));
 }
 

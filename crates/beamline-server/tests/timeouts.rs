@@ -21,7 +21,11 @@ async fn a_silent_peer_is_closed_at_the_read_timeout() {
     let started = Instant::now();
     let mut silent = TcpStream::connect(addr(&server)).await.unwrap();
     assert!(read_until_closed(&mut silent).await.is_empty());
-    assert_eq!(started.elapsed(), MINUTE, "the default read timeout is 60 s");
+    assert_eq!(
+        started.elapsed(),
+        MINUTE,
+        "the default read timeout is 60 s"
+    );
     let stats = stats_until(&server, |s| s.closed == 1).await;
     assert_balanced(&stats);
 }
@@ -49,15 +53,28 @@ struct Patient {
 }
 
 impl Handler for Patient {
-    async fn on_data(&mut self, data: &mut BytesMut, _conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_data(
+        &mut self,
+        data: &mut BytesMut,
+        _conn: &mut Conn<'_>,
+    ) -> Result<Flow, ExitReason> {
         data.clear();
         Ok(Flow::Continue)
     }
 
-    async fn on_timeout(&mut self, kind: TimeoutKind, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_timeout(
+        &mut self,
+        kind: TimeoutKind,
+        conn: &mut Conn<'_>,
+    ) -> Result<Flow, ExitReason> {
         self.timeouts += 1;
-        conn.send(format!("{kind} {}\n", self.timeouts).as_bytes()).await?;
-        Ok(if self.timeouts < 2 { Flow::Continue } else { Flow::Close })
+        conn.send(format!("{kind} {}\n", self.timeouts).as_bytes())
+            .await?;
+        Ok(if self.timeouts < 2 {
+            Flow::Continue
+        } else {
+            Flow::Close
+        })
     }
 }
 

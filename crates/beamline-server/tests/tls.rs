@@ -30,7 +30,8 @@ impl Handler for TlsInfo {
             "{} sni={} alpn={}\n",
             info.transport(),
             info.sni().unwrap_or("-"),
-            info.alpn().map_or("-".into(), |p| String::from_utf8_lossy(p).into_owned())
+            info.alpn()
+                .map_or("-".into(), |p| String::from_utf8_lossy(p).into_owned())
         );
         let version = conn.stream().tls().and_then(|s| s.protocol_version());
         assert!(version.is_some(), "a TLS stream exposes its session");
@@ -38,7 +39,11 @@ impl Handler for TlsInfo {
         Ok(Flow::Continue)
     }
 
-    async fn on_data(&mut self, data: &mut BytesMut, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_data(
+        &mut self,
+        data: &mut BytesMut,
+        conn: &mut Conn<'_>,
+    ) -> Result<Flow, ExitReason> {
         conn.send(data).await?;
         data.clear();
         Ok(Flow::Continue)
@@ -66,7 +71,10 @@ async fn line<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
 
 fn tls_server(pki: &TestPki) -> beamline_server::ServerHandle {
     Server::new()
-        .bind_tls(localhost(), pki.server_config_with_alpn(&[b"beamline/1", b"h2"]))
+        .bind_tls(
+            localhost(),
+            pki.server_config_with_alpn(&[b"beamline/1", b"h2"]),
+        )
         .start(TlsInfo)
         .unwrap()
 }
@@ -92,7 +100,9 @@ async fn a_tls_handshake_with_the_ca_works_and_shows_sni_and_alpn() {
     assert_eq!(server.local_addrs()[0].transport(), Transport::Tls);
     tls_session_works(&server, &pki).await;
     // Without ALPN the handler sees none.
-    let mut plain_alpn = tls_connect(addr(&server), pki.client_config()).await.unwrap();
+    let mut plain_alpn = tls_connect(addr(&server), pki.client_config())
+        .await
+        .unwrap();
     assert_eq!(line(&mut plain_alpn).await, "tls sni=localhost alpn=-");
     assert_eq!(server.stats().handshake_failures, 0);
 }
@@ -105,7 +115,9 @@ async fn a_client_that_trusts_another_ca_fails_and_is_counted() {
     let err = tls_connect(addr(&server), stranger.client_config())
         .await
         .unwrap_err();
-    let inner = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+    let inner = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>());
     assert!(
         matches!(inner, Some(rustls::Error::InvalidCertificate(_))),
         "{err:?}"
@@ -120,7 +132,10 @@ async fn plain_tcp_on_the_tls_port_is_a_counted_handshake_failure() {
     let pki = TestPki::new();
     let server = tls_server(&pki);
     let mut plain = TcpStream::connect(addr(&server)).await.unwrap();
-    plain.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let reply = read_until_closed(&mut plain).await;
     // At most a TLS alert record (content type 21), never application data.
     assert!(reply.is_empty() || reply[0] == 21, "{reply:?}");

@@ -72,7 +72,10 @@ pub async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
 
 /// Waits (bounded: 10 s of real time) until `check` holds for the server's stats; yields to
 /// the runtime between looks, so it works under a paused clock without moving it.
-pub async fn stats_until(server: &ServerHandle, check: impl Fn(&ServerStats) -> bool) -> ServerStats {
+pub async fn stats_until(
+    server: &ServerHandle,
+    check: impl Fn(&ServerStats) -> bool,
+) -> ServerStats {
     let started = std::time::Instant::now();
     loop {
         let stats = server.stats();
