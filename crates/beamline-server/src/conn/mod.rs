@@ -78,6 +78,13 @@ pub struct ConnInfo {
     pub(crate) transport: Transport,
     pub(crate) peer: Endpoint,
     pub(crate) local: Endpoint,
+    /// Boxed: only TLS connections have it, and every connection carries this struct.
+    pub(crate) tls: Option<Box<TlsInfo>>,
+}
+
+/// What the TLS handshake negotiated.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsInfo {
     pub(crate) sni: Option<Box<str>>,
     pub(crate) alpn: Option<Box<[u8]>>,
 }
@@ -106,12 +113,12 @@ impl ConnInfo {
 
     /// For TLS, the server name the client asked for (SNI), if it sent one.
     pub fn sni(&self) -> Option<&str> {
-        self.sni.as_deref()
+        self.tls.as_ref()?.sni.as_deref()
     }
 
     /// For TLS, the application protocol negotiated through ALPN, if any.
     pub fn alpn(&self) -> Option<&[u8]> {
-        self.alpn.as_deref()
+        self.tls.as_ref()?.alpn.as_deref()
     }
 }
 

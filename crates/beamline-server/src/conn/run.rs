@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker, ready};
 use std::time::Duration;
 
-use beamline_process::{ChildSpec, Context, DynamicSupervisor, Event, ExitReason, Info};
+use beamline_process::{ChildSpec, Context, DynamicSupervisor, Event, ExitReason, Info, ProcessId};
 use bytes::BytesMut;
 use pin_project::pin_project;
 use tokio::io::{AsyncReadExt, AsyncWrite};
@@ -24,7 +24,7 @@ use tokio_rustls::server::TlsStream;
 use super::deadline::{Deadlines, poll_expired};
 use super::{
     Conn, ConnInfo, ConnState, Connection, Endpoint, Flow, Handler, Io, Stream, TimeoutKind,
-    Transport,
+    TlsInfo, Transport,
 };
 use crate::limits::{Admission, Limits};
 use crate::stats::{Outcome, Stats};
@@ -74,17 +74,19 @@ pub(crate) enum End {
     Stopped(ExitReason),
 }
 
-/// Serves one connection once it is set up: the two handler forms implement this.
+/// Serves one connection once it is set up: the two handler forms implement this. The
+/// future is built at once (the user's function is called, its connection moved in) and
+/// borrows nothing, so a connection's process carries each part of its state once.
 pub(crate) trait Service: Send + Sync + 'static {
     type Message: Send + 'static;
 
-    fn serve<'a>(
-        &'a self,
+    fn serve(
+        &self,
         ctx: Context<Self::Message>,
         stream: Stream,
         info: ConnInfo,
-        config: &'a ConnConfig,
-    ) -> impl Future<Output = End> + Send + 'a;
+        config: &ConnConfig,
+    ) -> impl Future<Output = End> + Send + 'static + use<Self>;
 }
 
 /// The callback form: the prototype handler, cloned for each connection.
@@ -109,14 +111,22 @@ where
 {
     type Message = M;
 
-    fn serve<'a>(
-        &'a self,
+    fn serve(
+        &self,
         ctx: Context<M>,
         stream: Stream,
         info: ConnInfo,
-        config: &'a ConnConfig,
-    ) -> impl Future<Output = End> + Send + 'a {
-        serve_handler(self.handler.clone(), ctx, stream, info, config)
+        config: &ConnConfig,
+    ) -> impl Future<Output = End> + Send + 'static + use<H, M> {
+        let deadlines = Deadlines::new(Instant::now(), config.read_timeout, config.lifetime);
+        serve_handler(
+            self.handler.clone(),
+            ctx,
+            stream,
+            info,
+            config.read_buffer,
+            deadlines,
+        )
     }
 }
 
@@ -130,14 +140,23 @@ where
 {
     type Message = ();
 
-    fn serve<'a>(
-        &'a self,
+    fn serve(
+        &self,
         ctx: Context<()>,
         stream: Stream,
         info: ConnInfo,
-        config: &'a ConnConfig,
-    ) -> impl Future<Output = End> + Send + 'a {
-        serve_fn(&self.0, ctx, stream, info, config)
+        config: &ConnConfig,
+    ) -> impl Future<Output = End> + Send + 'static + use<F, Fut> {
+        let state = stream.state().clone();
+        let deadlines = Deadlines::new(Instant::now(), config.read_timeout, config.lifetime);
+        let sleep = tokio::time::sleep_until(deadlines.next().unwrap_or_else(Instant::now));
+        FnServe {
+            user: (self.0)(Connection::new(stream, info, state.clone())),
+            ctx,
+            state,
+            deadlines,
+            sleep,
+        }
     }
 }
 
@@ -179,82 +198,212 @@ pub(crate) fn child_spec<S: Service>(
             _admission: admission,
             outcome: Outcome::Killed,
         };
-        run(ctx, io, peer, local, state, guard, shared)
+        let setup = Setup {
+            peer,
+            local,
+            state,
+            guard,
+        };
+        match io {
+            AcceptedIo::Tcp(tcp) => Body::Ready(setup.serve(ctx, Io::Tcp(tcp), None, &shared)),
+            AcceptedIo::Unix(unix) => Body::Ready(setup.serve(ctx, Io::Unix(unix), None, &shared)),
+            // Boxed: a rustls session in the middle of a handshake is large, and a plain TCP
+            // connection's process should not carry room for one.
+            AcceptedIo::Tls(tcp, acceptor) => {
+                Body::Handshaking(Box::pin(tls_body(ctx, tcp, acceptor, setup, shared)))
+            }
+        }
     })
     .trap_exit(true)
 }
 
-async fn run<S: Service>(
-    mut ctx: Context<S::Message>,
-    io: AcceptedIo,
+/// What a connection has between `accept()` and the start of its handler.
+struct Setup {
     peer: Endpoint,
     local: Endpoint,
     state: Arc<ConnState>,
-    mut guard: Guard,
+    guard: Guard,
+}
+
+impl Setup {
+    /// Builds the handler's future (for TLS, once the handshake is done).
+    fn serve<S: Service>(
+        self,
+        ctx: Context<S::Message>,
+        io: Io,
+        tls: Option<Box<TlsInfo>>,
+        shared: &Shared<S>,
+    ) -> Supervised<impl Future<Output = End> + Send + 'static + use<S>> {
+        let id = ctx.id();
+        let transport = match io {
+            Io::Tcp(_) => Transport::Tcp,
+            Io::Tls(_) => Transport::Tls,
+            Io::Unix(_) => Transport::Unix,
+        };
+        tracing::trace!(conn = id.as_u64(), peer = %self.peer, %transport, "connection started");
+        let info = ConnInfo {
+            id,
+            transport,
+            peer: self.peer,
+            local: self.local,
+            tls,
+        };
+        let stream = Stream::new(io, self.state);
+        Supervised {
+            inner: shared.service.serve(ctx, stream, info, &shared.config),
+            guard: self.guard,
+            id,
+        }
+    }
+}
+
+/// A connection process's body: serving, or (TLS) still shaking hands.
+#[pin_project(project = BodyProj)]
+enum Body<F> {
+    Ready(#[pin] Supervised<F>),
+    Handshaking(Pin<Box<dyn Future<Output = Result<(), ExitReason>> + Send>>),
+}
+
+impl<F: Future<Output = End>> Future for Body<F> {
+    type Output = Result<(), ExitReason>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            BodyProj::Ready(serving) => serving.poll(cx),
+            BodyProj::Handshaking(body) => body.as_mut().poll(cx),
+        }
+    }
+}
+
+async fn tls_body<S: Service>(
+    mut ctx: Context<S::Message>,
+    tcp: TcpStream,
+    acceptor: TlsAcceptor,
+    mut setup: Setup,
     shared: Arc<Shared<S>>,
 ) -> Result<(), ExitReason> {
     let id = ctx.id();
-    let config = &shared.config;
-    let (io, transport, sni, alpn) = match io {
-        AcceptedIo::Tcp(tcp) => (Io::Tcp(tcp), Transport::Tcp, None, None),
-        AcceptedIo::Unix(unix) => (Io::Unix(unix), Transport::Unix, None, None),
-        AcceptedIo::Tls(tcp, acceptor) => {
-            match handshake(&mut ctx, acceptor.accept(tcp), config.handshake_timeout).await {
-                Ok(tls) => {
-                    let session = tls.get_ref().1;
-                    let sni = session.server_name().map(Box::from);
-                    let alpn = session.alpn_protocol().map(Box::from);
-                    (Io::Tls(Box::new(tls)), Transport::Tls, sni, alpn)
+    let timeout = shared.config.handshake_timeout;
+    match handshake(&mut ctx, acceptor.accept(tcp), timeout).await {
+        Ok(tls) => {
+            let session = tls.get_ref().1;
+            let info = TlsInfo {
+                sni: session.server_name().map(Box::from),
+                alpn: session.alpn_protocol().map(Box::from),
+            };
+            let io = Io::Tls(Box::new(tls));
+            setup.serve(ctx, io, Some(Box::new(info)), &shared).await
+        }
+        Err(Handshake::Failed(error)) => {
+            tracing::debug!(conn = id.as_u64(), peer = %setup.peer, %error, "TLS handshake failed");
+            setup.guard.outcome = Outcome::HandshakeFailed;
+            Ok(())
+        }
+        Err(Handshake::TimedOut) => {
+            tracing::debug!(conn = id.as_u64(), peer = %setup.peer, ?timeout, "TLS handshake timed out");
+            setup.guard.outcome = Outcome::HandshakeFailed;
+            Ok(())
+        }
+        Err(Handshake::Stopped(reason)) => stopped(&mut setup.guard, reason),
+    }
+}
+
+/// Runs a connection's handler future with its panics caught, and turns how it ended into
+/// the count and the process's exit reason.
+#[pin_project]
+struct Supervised<F> {
+    #[pin]
+    inner: F,
+    guard: Guard,
+    id: ProcessId,
+}
+
+impl<F: Future<Output = End>> Future for Supervised<F> {
+    type Output = Result<(), ExitReason>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let end = match poll_catching(this.inner, cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(end) => end,
+        };
+        let id = this.id.as_u64();
+        let guard = this.guard;
+        Poll::Ready(match end {
+            Ok(End::Closed) => {
+                guard.outcome = Outcome::Closed;
+                Ok(())
+            }
+            Ok(End::PeerError) => {
+                guard.outcome = Outcome::Errored;
+                Ok(())
+            }
+            Ok(End::Failed(reason)) => {
+                guard.outcome = Outcome::Errored;
+                tracing::warn!(conn = id, %reason, "connection failed");
+                Err(reason)
+            }
+            Ok(End::Stopped(reason)) => stopped(guard, reason),
+            Err(payload) => {
+                guard.outcome = Outcome::Panicked;
+                let message = panic_message(&*payload);
+                tracing::error!(conn = id, panic = %message, "connection handler panicked; closing only this connection");
+                Err(ExitReason::Panicked(message))
+            }
+        })
+    }
+}
+
+/// The stream-owning form's future: the user's function beside the mailbox and the timers.
+#[pin_project]
+struct FnServe<Fut> {
+    #[pin]
+    user: Fut,
+    ctx: Context<()>,
+    state: Arc<ConnState>,
+    deadlines: Deadlines,
+    #[pin]
+    sleep: Sleep,
+}
+
+impl<Fut: Future<Output = Result<(), ExitReason>>> Future for FnServe<Fut> {
+    type Output = End;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<End> {
+        let this = self.project();
+        // The user's function first: it is the data path.
+        if let Poll::Ready(result) = this.user.poll(cx) {
+            return Poll::Ready(match result {
+                Ok(()) => End::Closed,
+                Err(reason) => End::Failed(reason),
+            });
+        }
+        while let Poll::Ready(event) = poll_event(this.ctx, cx) {
+            match event {
+                Event::Exit { from, reason } if this.ctx.parent() == Some(&from) => {
+                    if !matches!(reason, ExitReason::Shutdown) {
+                        return Poll::Ready(End::Stopped(reason));
+                    }
+                    if !this.state.shutdown_requested() {
+                        this.state.request_shutdown();
+                        if !this.state.shutdown_watched() {
+                            // Nobody listens for the drain: close now rather than hold it up.
+                            return Poll::Ready(End::Closed);
+                        }
+                    }
                 }
-                Err(Handshake::Failed(error)) => {
-                    tracing::debug!(conn = id.as_u64(), %peer, %error, "TLS handshake failed");
-                    guard.outcome = Outcome::HandshakeFailed;
-                    return Ok(());
+                Event::Exit { reason, .. } if reason.is_abnormal() => {
+                    return Poll::Ready(End::Failed(reason));
                 }
-                Err(Handshake::TimedOut) => {
-                    tracing::debug!(conn = id.as_u64(), %peer, timeout = ?config.handshake_timeout, "TLS handshake timed out");
-                    guard.outcome = Outcome::HandshakeFailed;
-                    return Ok(());
-                }
-                Err(Handshake::Stopped(reason)) => return stopped(&mut guard, reason),
+                Event::Msg(()) | Event::Exit { .. } | Event::Down { .. } => {}
             }
         }
-    };
-    tracing::trace!(conn = id.as_u64(), %peer, %transport, "connection started");
-    let info = ConnInfo {
-        id,
-        transport,
-        peer,
-        local,
-        sni,
-        alpn,
-    };
-    let stream = Stream::new(io, state);
-    let served = CatchUnwind {
-        inner: shared.service.serve(ctx, stream, info, config),
-    }
-    .await;
-    match served {
-        Ok(End::Closed) => {
-            guard.outcome = Outcome::Closed;
-            Ok(())
-        }
-        Ok(End::PeerError) => {
-            guard.outcome = Outcome::Errored;
-            Ok(())
-        }
-        Ok(End::Failed(reason)) => {
-            guard.outcome = Outcome::Errored;
-            tracing::warn!(conn = id.as_u64(), %reason, "connection failed");
-            Err(reason)
-        }
-        Ok(End::Stopped(reason)) => stopped(&mut guard, reason),
-        Err(payload) => {
-            guard.outcome = Outcome::Panicked;
-            let message = panic_message(&*payload);
-            tracing::error!(conn = id.as_u64(), panic = %message, "connection handler panicked; closing only this connection");
-            Err(ExitReason::Panicked(message))
-        }
+        this.deadlines
+            .observe(this.state.bytes_read(), Instant::now);
+        poll_expired(this.sleep, this.deadlines, cx).map(|kind| {
+            tracing::debug!(conn = this.ctx.id().as_u64(), %kind, "connection timed out");
+            End::Closed
+        })
     }
 }
 
@@ -361,7 +510,8 @@ async fn serve_handler<H, M>(
     mut ctx: Context<M>,
     mut stream: Stream,
     info: ConnInfo,
-    config: &ConnConfig,
+    read_buffer: usize,
+    mut deadlines: Deadlines,
 ) -> End
 where
     H: Handler<M>,
@@ -374,7 +524,6 @@ where
         };
     }
 
-    let mut deadlines = Deadlines::new(Instant::now(), config.read_timeout, config.lifetime);
     let mut sleep = pin!(tokio::time::sleep_until(
         deadlines.next().unwrap_or_else(Instant::now)
     ));
@@ -398,7 +547,7 @@ where
                 &mut stream,
                 &mut buf,
                 reads,
-                config.read_buffer,
+                read_buffer,
                 &mut deadlines,
                 sleep.as_mut(),
             )
@@ -506,79 +655,16 @@ fn close_now(stream: &mut Stream) {
     }
 }
 
-async fn serve_fn<F, Fut>(
-    f: &F,
-    mut ctx: Context<()>,
-    stream: Stream,
-    info: ConnInfo,
-    config: &ConnConfig,
-) -> End
-where
-    F: Fn(Connection) -> Fut,
-    Fut: Future<Output = Result<(), ExitReason>>,
-{
-    let id = info.id;
-    let state = stream.state().clone();
-    let mut user = pin!(f(Connection::new(stream, info, state.clone())));
-    let mut deadlines = Deadlines::new(Instant::now(), config.read_timeout, config.lifetime);
-    let mut sleep = pin!(tokio::time::sleep_until(
-        deadlines.next().unwrap_or_else(Instant::now)
-    ));
-    poll_fn(|cx| {
-        // The user's function first: it is the data path.
-        if let Poll::Ready(result) = user.as_mut().poll(cx) {
-            return Poll::Ready(match result {
-                Ok(()) => End::Closed,
-                Err(reason) => End::Failed(reason),
-            });
-        }
-        while let Poll::Ready(event) = poll_event(&mut ctx, cx) {
-            match event {
-                Event::Exit { from, reason } if ctx.parent() == Some(&from) => {
-                    if !matches!(reason, ExitReason::Shutdown) {
-                        return Poll::Ready(End::Stopped(reason));
-                    }
-                    if !state.shutdown_requested() {
-                        state.request_shutdown();
-                        if !state.shutdown_watched() {
-                            // Nobody listens for the drain: close now rather than hold it up.
-                            return Poll::Ready(End::Closed);
-                        }
-                    }
-                }
-                Event::Exit { reason, .. } if reason.is_abnormal() => {
-                    return Poll::Ready(End::Failed(reason));
-                }
-                Event::Msg(()) | Event::Exit { .. } | Event::Down { .. } => {}
-            }
-        }
-        deadlines.observe(state.bytes_read(), Instant::now);
-        poll_expired(sleep.as_mut(), &deadlines, cx).map(|kind| {
-            tracing::debug!(conn = id.as_u64(), %kind, "connection timed out");
-            End::Closed
-        })
-    })
-    .await
-}
-
-/// Polls a future with its panics caught: a panicking handler becomes an `Err` here instead of
-/// unwinding through the connection's process.
-#[pin_project]
-struct CatchUnwind<F> {
-    #[pin]
-    inner: F,
-}
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let inner = self.project().inner;
-        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(payload)),
-        }
+/// Polls `inner` with its panics caught: a panicking handler becomes an `Err` here instead of
+/// unwinding through the connection's process. (Not polled again after a panic.)
+fn poll_catching<F: Future>(
+    inner: Pin<&mut F>,
+    cx: &mut TaskContext<'_>,
+) -> Poll<Result<F::Output, Box<dyn Any + Send>>> {
+    match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+        Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(payload) => Poll::Ready(Err(payload)),
     }
 }
 
@@ -640,14 +726,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn catch_unwind_turns_a_panic_into_an_error() {
-        let caught = CatchUnwind {
-            inner: async { panic!("inside") },
-        }
-        .await;
+    async fn a_panic_while_polling_becomes_an_error() {
+        let mut panicking = pin!(async { panic!("inside") });
+        let caught = poll_fn(|cx| poll_catching(panicking.as_mut(), cx)).await;
         let payload = caught.unwrap_err();
         assert_eq!(&*panic_message(&*payload), "inside");
-        let fine = CatchUnwind { inner: async { 5 } }.await.ok();
+        let mut fine = pin!(async { 5 });
+        let fine = poll_fn(|cx| poll_catching(fine.as_mut(), cx)).await.ok();
         assert_eq!(fine, Some(5));
     }
 }
