@@ -57,8 +57,10 @@ pub enum ResumeError {
         /// Its state.
         state: ServerState,
     },
-    /// An address could not be bound again (another process took the port meanwhile). The
-    /// server stays suspended, with none of its listeners open; resuming may be retried.
+    /// An address could not be bound again: another listener took the port meanwhile, or,
+    /// for a port in the ephemeral range (a port 0 resolved), an outgoing connection was
+    /// given it as its local port. The server stays suspended, with none of its listeners
+    /// open; resuming may be retried.
     #[error("cannot listen on {addr} again: {source}")]
     Bind {
         /// The address.

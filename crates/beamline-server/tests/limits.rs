@@ -173,7 +173,7 @@ async fn an_address_in_use_is_a_bind_error_naming_it_and_nothing_is_left_running
     }
     assert!(err.to_string().contains(&busy.to_string()));
     // The address bound before the failure was released.
-    std::net::TcpListener::bind(free_addr).unwrap();
+    listen_reusable(free_addr).unwrap();
 }
 
 #[test]

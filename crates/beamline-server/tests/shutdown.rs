@@ -111,6 +111,9 @@ async fn a_drain_aborts_at_the_deadline_what_does_not_end_and_reports_it() {
         // Still served while draining.
         assert_eq!(round_trip(&mut leaving, b"last").await, b"last");
         drop(leaving);
+        // Yield (the paused clock stays put) until the server has seen the close: on a
+        // loaded machine the FIN can reach the socket a moment after the runtime goes idle.
+        stats_until(&server, |s| s.closed == 1).await;
     };
     let (report, ()) = tokio::join!(drain, leave);
     let report = report.unwrap();
@@ -176,6 +179,23 @@ async fn a_connection_function_that_takes_the_signal_says_goodbye() {
     }
 }
 
+/// Tests bind port 0, so the port a suspended server frees lies in the ephemeral range, where
+/// a connection of a test running beside this one may be given it as its local port for a
+/// moment; binding it again then fails until that connection closes. Retry for a while.
+async fn resume_when_free(server: &beamline_server::ServerHandle) {
+    for _ in 0..100 {
+        match server.resume().await {
+            Err(ResumeError::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the port stayed taken");
+}
+
 #[tokio::test]
 async fn suspend_closes_the_listeners_without_touching_live_connections() {
     let server = Server::new()
@@ -199,7 +219,7 @@ async fn suspend_closes_the_listeners_without_touching_live_connections() {
         })
     ));
 
-    server.resume().await.unwrap();
+    resume_when_free(&server).await;
     assert_eq!(server.local_addr(), Some(target), "the same port");
     let mut fresh = TcpStream::connect(target).await.unwrap();
     assert_eq!(round_trip(&mut fresh, b"after").await, b"after");
@@ -234,7 +254,21 @@ async fn resume_reports_a_port_taken_meanwhile_and_can_retry() {
     let server = Server::new().bind(localhost()).start(Echo).unwrap();
     let target = addr(&server);
     server.suspend().await.unwrap();
-    let squatter = std::net::TcpListener::bind(target).unwrap();
+    let mut squatter = None;
+    for _ in 0..100 {
+        // (See resume_when_free.)
+        match listen_reusable(target) {
+            Ok(socket) => {
+                squatter = Some(socket);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let squatter = squatter.expect("the port stayed taken");
     match server.resume().await {
         Err(ResumeError::Bind { addr, source }) => {
             assert_eq!(addr.socket_addr(), Some(target));
@@ -244,7 +278,7 @@ async fn resume_reports_a_port_taken_meanwhile_and_can_retry() {
     }
     assert_eq!(server.state(), ServerState::Suspended);
     drop(squatter);
-    server.resume().await.unwrap();
+    resume_when_free(&server).await;
     let mut client = TcpStream::connect(target).await.unwrap();
     assert_eq!(round_trip(&mut client, b"back").await, b"back");
 }

@@ -206,3 +206,14 @@ pub fn run_in_child(test: &str, nofile: u64) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A listening socket on `addr` with `SO_REUSEADDR`, as servers bind: a client socket of a
+/// test running beside this one may hold a just-freed port as its ephemeral port, which
+/// only a listener without `SO_REUSEADDR` trips over.
+pub fn listen_reusable(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(8)?;
+    Ok(socket)
+}
