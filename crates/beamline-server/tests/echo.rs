@@ -92,9 +92,7 @@ impl Handler for Describe {
         data: &mut BytesMut,
         conn: &mut Conn<'_>,
     ) -> Result<Flow, ExitReason> {
-        conn.send(data).await?;
-        data.clear();
-        Ok(Flow::Continue)
+        echo_back(data, conn).await
     }
 }
 

@@ -36,9 +36,7 @@ impl Handler for Fragile {
             b"fail" => return Err(std::io::Error::other("handler refused").into()),
             _ => {}
         }
-        conn.send(data).await?;
-        data.clear();
-        Ok(Flow::Continue)
+        echo_back(data, conn).await
     }
 }
 

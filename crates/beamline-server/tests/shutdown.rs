@@ -26,9 +26,7 @@ impl Handler for Polite {
         data: &mut BytesMut,
         conn: &mut Conn<'_>,
     ) -> Result<Flow, ExitReason> {
-        conn.send(data).await?;
-        data.clear();
-        Ok(Flow::Continue)
+        echo_back(data, conn).await
     }
 
     async fn on_shutdown(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
@@ -47,9 +45,7 @@ impl Handler for Stubborn {
         data: &mut BytesMut,
         conn: &mut Conn<'_>,
     ) -> Result<Flow, ExitReason> {
-        conn.send(data).await?;
-        data.clear();
-        Ok(Flow::Continue)
+        echo_back(data, conn).await
     }
 
     async fn on_shutdown(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {

@@ -24,10 +24,18 @@ impl Handler for Echo {
         data: &mut BytesMut,
         conn: &mut Conn<'_>,
     ) -> Result<Flow, ExitReason> {
-        conn.send(data).await?;
-        data.clear();
-        Ok(Flow::Continue)
+        echo_back(data, conn).await
     }
+}
+
+/// The body of an echoing `on_data`: send everything back, consume it, continue.
+pub async fn echo_back<M: Send + 'static>(
+    data: &mut BytesMut,
+    conn: &mut Conn<'_, M>,
+) -> Result<Flow, ExitReason> {
+    conn.send(data).await?;
+    data.clear();
+    Ok(Flow::Continue)
 }
 
 /// The stream-owning echo (never takes the shutdown signal).
