@@ -52,7 +52,7 @@
 //!   notices.
 //! - **Running out of file descriptors never kills or spins an acceptor.** `EMFILE`,
 //!   `ENFILE`, `ENOBUFS` and `ENOMEM` make that acceptor wait 100 ms before trying again
-//!   (logged once per episode); errors of one incoming connection (`ECONNABORTED`, `EPROTO`,
+//!   (logged once per episode, per acceptor); errors of one incoming connection (`ECONNABORTED`, `EPROTO`,
 //!   ...) are retried at once; any other error also backs off. Once descriptors are free,
 //!   it serves new clients again.
 //! - **Slow peers hold nothing for long.** A TLS handshake must finish within the handshake
