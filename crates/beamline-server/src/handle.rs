@@ -255,7 +255,8 @@ impl ServerHandle {
     /// [`Connection`](crate::Connection) function its
     /// [`ShutdownSignal`](crate::ShutdownSignal) (or is closed at once if it never took
     /// it). Returns as soon as every connection has ended, or at `drain_timeout`, when those
-    /// still open are killed; the report says how many of each.
+    /// still open are killed; the report says how many of each. When it returns, every
+    /// connection's process has ended and [`stats`](Self::stats) are final.
     ///
     /// # Errors
     /// [`ShutdownError::AlreadyShutDown`] if a shutdown already ran.
@@ -276,6 +277,7 @@ impl ServerHandle {
             // The supervisor is never stopped any other way while the handle lives.
             Err(_) => DrainReport::default(),
         };
+        self.stats.wait_idle().await;
         let _ = self.lifecycle().apply(Op::Drained);
         tracing::info!(
             drained = report.drained,

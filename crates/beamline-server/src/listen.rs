@@ -110,7 +110,9 @@ impl fmt::Debug for Listener {
 
 #[derive(Debug)]
 enum ListenerKind {
-    Tcp(TcpListener),
+    /// With its bound address: the local address of every accepted socket when it is one IP
+    /// (no `getsockname` per connection); for a wildcard address each socket is asked.
+    Tcp(TcpListener, SocketAddr),
     Unix(UnixListener, PathBuf),
 }
 
@@ -127,15 +129,19 @@ impl Listener {
     /// Accepts one connection: the socket, the peer's address and the local one.
     pub(crate) async fn accept(&self) -> io::Result<(AcceptedIo, Endpoint, Endpoint)> {
         match &self.kind {
-            ListenerKind::Tcp(listener) => {
+            ListenerKind::Tcp(listener, bound) => {
                 let (tcp, peer) = listener.accept().await?;
                 self.configure_accepted(&tcp);
-                let local = tcp.local_addr().map_or(Endpoint::Unix(None), Endpoint::Ip);
+                let local = if bound.ip().is_unspecified() {
+                    tcp.local_addr().unwrap_or(*bound)
+                } else {
+                    *bound
+                };
                 let io = match &self.tls {
                     Some(acceptor) => AcceptedIo::Tls(tcp, acceptor.clone()),
                     None => AcceptedIo::Tcp(tcp),
                 };
-                Ok((io, Endpoint::Ip(peer), local))
+                Ok((io, Endpoint::Ip(peer), Endpoint::Ip(local)))
             }
             ListenerKind::Unix(listener, path) => {
                 let (unix, peer) = listener.accept().await?;
@@ -200,7 +206,7 @@ pub(crate) fn bind(
                     .into_iter()
                     .map(|l| {
                         Arc::new(Listener {
-                            kind: ListenerKind::Tcp(l),
+                            kind: ListenerKind::Tcp(l, local),
                             tls: spec.tls.clone(),
                             options,
                         })

@@ -1,6 +1,8 @@
 //! Server counters: [`ServerStats`] (a snapshot) and the atomics behind it.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst, fence};
+
+use tokio::sync::Notify;
 
 /// A snapshot of a server's counters, from [`ServerHandle::stats`](crate::ServerHandle::stats).
 ///
@@ -70,6 +72,9 @@ pub(crate) struct Stats {
     accept_errors: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
+    /// Set while a shutdown waits for the last connection to be counted.
+    draining: AtomicBool,
+    idle: Notify,
 }
 
 impl Stats {
@@ -98,6 +103,28 @@ impl Stats {
             Outcome::HandshakeFailed => &self.handshake_failures,
         };
         counter.fetch_add(1, Relaxed);
+        // Pairs with the fence in `wait_idle`: either it sees this end, or this sees it waiting.
+        fence(SeqCst);
+        if self.draining.load(Relaxed) && self.snapshot().active == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Waits until every started connection has been counted as ended. A connection's exit
+    /// is published (which ends a drain) a moment before its counters are updated; a
+    /// shutdown waits for this so that the stats it leaves behind are final.
+    pub(crate) async fn wait_idle(&self) {
+        self.draining.store(true, Relaxed);
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            fence(SeqCst);
+            if self.snapshot().active == 0 {
+                return;
+            }
+            idle.await;
+        }
     }
 
     pub(crate) fn snapshot(&self) -> ServerStats {
