@@ -34,7 +34,8 @@
 //! - [`ServerHandle`], what `start` returns: [`local_addrs`](ServerHandle::local_addrs),
 //!   [`stats`](ServerHandle::stats) ([`ServerStats`]),
 //!   [`suspend`](ServerHandle::suspend) / [`resume`](ServerHandle::resume), and the two-phase
-//!   [`shutdown`](ServerHandle::shutdown) returning a [`DrainReport`] `{ drained, aborted }`.
+//!   [`shutdown`](ServerHandle::shutdown) returning a [`DrainReport`] `{ drained, aborted }`
+//!   (after which the stats are final).
 //! - `tracing` events: server start/suspend/resume/stop (`info`), an accept-error episode
 //!   (`warn` once when it starts, `info` when accepting works again), a failed connection
 //!   (`warn`), a panicked handler (`error`), handshake failures, rejections and timeouts
@@ -52,9 +53,9 @@
 //!   notices.
 //! - **Running out of file descriptors never kills or spins an acceptor.** `EMFILE`,
 //!   `ENFILE`, `ENOBUFS` and `ENOMEM` make that acceptor wait 100 ms before trying again
-//!   (logged once per episode, per acceptor); errors of one incoming connection (`ECONNABORTED`, `EPROTO`,
-//!   ...) are retried at once; any other error also backs off. Once descriptors are free,
-//!   it serves new clients again.
+//!   (logged once per episode, per acceptor); errors of one incoming connection
+//!   (`ECONNABORTED`, `EPROTO`, ...) are retried at once; any other error also backs off.
+//!   Once descriptors are free, it serves new clients again.
 //! - **Slow peers hold nothing for long.** A TLS handshake must finish within the handshake
 //!   timeout (default 5 s), a connection that receives nothing for the read timeout (default
 //!   60 s; only bytes from the peer reset it) times out, and an optional lifetime caps any
