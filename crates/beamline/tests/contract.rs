@@ -4,6 +4,7 @@
 //!   because the transport died, on whichever thread sees the error first;
 //! - requests are written in the order their call futures are first polled, also when the
 //!   in-flight bound makes some of them wait.
+#![allow(clippy::unwrap_used)]
 #![cfg(feature = "client")]
 
 mod common;

@@ -1,6 +1,7 @@
 //! The offline policy through the facade: requests made while no connection is up fail at
 //! once (fail fast), or wait in a bounded queue and go out in queue order when the server
 //! comes up, or end unsent at their deadline.
+#![allow(clippy::unwrap_used)]
 #![cfg(feature = "client")]
 
 mod common;
@@ -115,6 +116,10 @@ async fn a_full_queue_refuses_and_a_queued_request_times_out_unsent() {
         );
         assert!(!err.was_sent() && err.is_timeout());
     }
-    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited <= Duration::from_millis(3_001),
+        "{waited:?}"
+    );
     assert_eq!(queued(&client), 0);
 }

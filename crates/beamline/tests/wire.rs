@@ -1,6 +1,7 @@
 //! The Client in id mode (beamline's wire format) against `beamline_mux::serve_wire` on
 //! loopback: answers out of order reach their own callers, server errors and timeouts are
 //! typed, bad settings are refused before anything connects.
+#![allow(clippy::unwrap_used)]
 #![cfg(feature = "client")]
 
 mod common;
