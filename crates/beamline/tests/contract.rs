@@ -162,3 +162,51 @@ async fn a_waiting_call_that_is_dropped_is_never_sent() {
     assert_eq!(next.await.unwrap(), "next");
     release.notify_one();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_waiting_for_a_slot_times_out_unsent() {
+    // In memory, so the paused clock only moves when every task waits on a timer.
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(beamline::mux::serve_wire(
+        server_io,
+        &beamline::mux::ServerConfig::new(),
+        |req: Bytes| async move {
+            if req == "hold" {
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, Bytes>(req)
+        },
+    ));
+    let (mux, driver) = MuxClient::wire(client_io, &ClientConfig::new().max_in_flight(1)).unwrap();
+    tokio::spawn(driver);
+    let conn = Arc::new(MuxConnection::new(mux).timeout(std::time::Duration::from_secs(1)));
+    let hold = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.call(Bytes::from("hold")).await }
+    });
+    while conn.mux().in_flight() == 0 {
+        tokio::task::yield_now().await;
+    }
+
+    let started = tokio::time::Instant::now();
+    let err = conn.call(Bytes::from("queued")).await.unwrap_err();
+    assert!(
+        matches!(err, beamline::mux::MuxError::Timeout { sent: false, .. }),
+        "{err:?}"
+    );
+    let waited = started.elapsed();
+    let second = std::time::Duration::from_secs(1);
+    assert!(
+        waited >= second && waited <= second + std::time::Duration::from_millis(1),
+        "{waited:?}"
+    );
+    assert_eq!(conn.waiting(), 0);
+    let held = hold.await.unwrap().unwrap_err();
+    assert!(
+        matches!(held, beamline::mux::MuxError::Timeout { sent: true, .. }),
+        "{held:?}"
+    );
+    // The slot is free again.
+    assert_eq!(conn.call(Bytes::from("after")).await.unwrap(), "after");
+    assert!(!conn.is_closed());
+}

@@ -372,6 +372,7 @@ where
             tls,
             framer: self.framer,
             mux,
+            timeout: self.timeout,
         });
         let config = self.reconnect.name(name.clone());
         config.validate()?;

@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
+use std::time::Duration;
+
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use beamline_mux::{Client as MuxClient, ClientConfig as MuxConfig, ConfigError, Driver, MuxError};
 use beamline_reconnect::{Connect, Connection};
@@ -39,15 +42,20 @@ use super::transport::{Stream, Target};
 /// - **Delivery is reported honestly**: `was_sent` is [`MuxError::was_sent`].
 /// - **Bounded**: at most the mux's `max_in_flight` calls are started; the rest wait here,
 ///   and a waiting call that is dropped leaves the queue without being sent.
+/// - **Deadlines cover the wait** when the adapter knows the timeout
+///   ([`timeout`](Self::timeout)): a call's deadline runs from its first poll, and a call
+///   still waiting here when it passes fails with [`MuxError::Timeout`] (`sent: false`).
 pub struct MuxConnection<Req, Resp> {
     shared: Arc<Shared<Req, Resp>>,
+    /// Each call's deadline, counted from its first poll.
+    timeout: Option<Duration>,
 }
 
 struct Shared<Req, Resp> {
     client: MuxClient<Req, Resp>,
     /// [`begin`] for these types (a function pointer, so that giving a slot back needs no
     /// bounds on the types).
-    begin: fn(MuxClient<Req, Resp>, Req) -> BoxedCall<Resp>,
+    begin: fn(MuxClient<Req, Resp>, Req, Option<Instant>) -> BoxedCall<Resp>,
     /// Set by a call that failed because the connection is gone, before it returns.
     dead: AtomicBool,
     admission: Mutex<Admission<Req, Resp>>,
@@ -58,11 +66,14 @@ struct Admission<Req, Resp> {
     admitted: usize,
     /// Calls that found every slot taken, in the order of their first polls.
     waiting: VecDeque<Waiter<Req, Resp>>,
+    next_ticket: u64,
 }
 
-/// A queued call: its request, and where its started call is handed.
+/// A queued call: its request and deadline, and where its started call is handed.
 struct Waiter<Req, Resp> {
+    ticket: u64,
     request: Req,
+    deadline: Option<Instant>,
     start: oneshot::Sender<Started<Req, Resp>>,
 }
 
@@ -111,7 +122,10 @@ impl<Req, Resp> Drop for Slot<Req, Resp> {
 /// Where a call goes on its first poll.
 enum Admitted<Req, Resp> {
     Now(Slot<Req, Resp>, Req),
-    Queued(oneshot::Receiver<Started<Req, Resp>>),
+    Queued {
+        ticket: u64,
+        started: oneshot::Receiver<Started<Req, Resp>>,
+    },
 }
 
 impl<Req, Resp> Shared<Req, Resp> {
@@ -123,15 +137,34 @@ impl<Req, Resp> Shared<Req, Resp> {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn admit(self: &Arc<Self>, request: Req) -> Admitted<Req, Resp> {
+    fn admit(self: &Arc<Self>, request: Req, deadline: Option<Instant>) -> Admitted<Req, Resp> {
         let mut admission = self.admission();
         if admission.waiting.is_empty() && admission.admitted < self.client.max_in_flight() {
             admission.admitted += 1;
             return Admitted::Now(Slot::new(self), request);
         }
         let (start, started) = oneshot::channel();
-        admission.waiting.push_back(Waiter { request, start });
-        Admitted::Queued(started)
+        let ticket = admission.next_ticket;
+        admission.next_ticket += 1;
+        admission.waiting.push_back(Waiter {
+            ticket,
+            request,
+            deadline,
+            start,
+        });
+        Admitted::Queued { ticket, started }
+    }
+
+    /// Takes a waiting call out of the queue; `false` if it was already started.
+    fn withdraw(&self, ticket: u64) -> bool {
+        let mut admission = self.admission();
+        match admission.waiting.iter().position(|w| w.ticket == ticket) {
+            Some(i) => {
+                admission.waiting.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// A slot came free: start waiting calls, oldest first, while slots last.
@@ -152,7 +185,7 @@ impl<Req, Resp> Shared<Req, Resp> {
                     }
                     admission.admitted += 1;
                     // Started under the lock, so the queue order is the mux's order.
-                    let call = (self.begin)(self.client.clone(), waiter.request);
+                    let call = (self.begin)(self.client.clone(), waiter.request, waiter.deadline);
                     handed.push((waiter.start, call));
                 }
             }
@@ -179,16 +212,37 @@ impl<Req, Resp> Shared<Req, Resp> {
 
 /// Starts `request` in the mux now: its first poll takes the slot the caller was given and
 /// queues the request. The caller polls it from then on with its own waker.
-fn begin<Req, Resp>(client: MuxClient<Req, Resp>, request: Req) -> BoxedCall<Resp>
+fn begin<Req, Resp>(
+    client: MuxClient<Req, Resp>,
+    request: Req,
+    deadline: Option<Instant>,
+) -> BoxedCall<Resp>
 where
     Req: Send + 'static,
     Resp: Send + 'static,
 {
-    let mut call: BoxedCall<Resp> = Box::pin(async move { client.call(request).await });
+    let mut call: BoxedCall<Resp> =
+        Box::pin(async move { mux_call(&client, request, deadline).await });
     let mut cx = Context::from_waker(Waker::noop());
     match call.as_mut().poll(&mut cx) {
         Poll::Ready(result) => Box::pin(std::future::ready(result)),
         Poll::Pending => call,
+    }
+}
+
+/// One call in the mux, under `deadline` if there is one (else the mux's own timeout).
+async fn mux_call<Req, Resp>(
+    client: &MuxClient<Req, Resp>,
+    request: Req,
+    deadline: Option<Instant>,
+) -> Result<Resp, MuxError>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+{
+    match deadline {
+        Some(deadline) => client.call_deadline(request, deadline).await,
+        None => client.call(request).await,
     }
 }
 
@@ -198,8 +252,12 @@ where
     Resp: Send + 'static,
 {
     /// Wraps a multiplexed client handle (its driver must be running).
+    ///
+    /// Without [`timeout`](Self::timeout), a call waiting here for a slot waits as long as
+    /// it takes; the mux's own timeout starts when the call enters the mux.
     pub fn new(client: MuxClient<Req, Resp>) -> Self {
         MuxConnection {
+            timeout: None,
             shared: Arc::new(Shared {
                 client,
                 begin: begin::<Req, Resp>,
@@ -207,9 +265,19 @@ where
                 admission: Mutex::new(Admission {
                     admitted: 0,
                     waiting: VecDeque::new(),
+                    next_ticket: 0,
                 }),
             }),
         }
+    }
+
+    /// Every call's deadline, counted from its first poll: give the mux client's own
+    /// [`ClientConfig::timeout`](beamline_mux::ClientConfig::timeout), so that waiting here
+    /// for a slot counts against it as waiting in the mux would.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
     }
 }
 
@@ -245,21 +313,18 @@ where
     type Error = MuxError;
 
     fn call(&self, request: Req) -> impl Future<Output = Result<Resp, MuxError>> + Send {
-        let shared = &self.shared;
+        let (shared, timeout) = (&self.shared, self.timeout);
         async move {
-            let result = match shared.admit(request) {
+            let deadline = timeout.map(|t| Instant::now() + t);
+            let result = match shared.admit(request, deadline) {
                 Admitted::Now(slot, request) => {
-                    let result = shared.client.call(request).await;
+                    let result = mux_call(&shared.client, request, deadline).await;
                     drop(slot);
                     result
                 }
-                Admitted::Queued(started) => match started.await {
-                    Ok(started) => started.await,
-                    // The queue was dropped with the connection.
-                    Err(_) => Err(MuxError::Closed {
-                        peer: Arc::from(shared.client.peer()),
-                    }),
-                },
+                Admitted::Queued { ticket, started } => {
+                    wait_started(shared, ticket, started, deadline).await
+                }
             };
             if let Err(e) = &result
                 && e.is_connection_error()
@@ -287,6 +352,37 @@ where
     }
 }
 
+/// Waits for a queued call to be started, then for its answer. At the deadline, a call
+/// still in the queue is taken out (never sent); one started in the same instant is
+/// awaited, and the mux, holding the same deadline, says whether it was written.
+async fn wait_started<Req, Resp>(
+    shared: &Shared<Req, Resp>,
+    ticket: u64,
+    mut started: oneshot::Receiver<Started<Req, Resp>>,
+    deadline: Option<Instant>,
+) -> Result<Resp, MuxError> {
+    let handed = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, &mut started).await {
+            Ok(handed) => handed,
+            Err(_) if shared.withdraw(ticket) => {
+                return Err(MuxError::Timeout {
+                    peer: Arc::from(shared.client.peer()),
+                    sent: false,
+                });
+            }
+            Err(_) => started.await,
+        },
+        None => started.await,
+    };
+    match handed {
+        Ok(call) => call.await,
+        // The queue went away with the connection.
+        Err(_) => Err(MuxError::Closed {
+            peer: Arc::from(shared.client.peer()),
+        }),
+    }
+}
+
 /// Builds the mux client of one protocol over a connected stream.
 pub(crate) type Framer<Req, Resp> =
     dyn Fn(Stream, &MuxConfig) -> Result<(MuxClient<Req, Resp>, Driver), ConfigError> + Send + Sync;
@@ -301,6 +397,8 @@ pub(crate) struct Dialer<Req, Resp> {
     pub(crate) tls: Option<super::builder::TlsSettings>,
     pub(crate) framer: Arc<Framer<Req, Resp>>,
     pub(crate) mux: MuxConfig,
+    /// The timeout in `mux`, which the adapter applies to waiting for a slot too.
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl<Req, Resp> Dialer<Req, Resp>
@@ -330,7 +428,11 @@ where
                 source,
             })?;
         tokio::spawn(driver);
-        Ok(MuxConnection::new(client))
+        let connection = MuxConnection::new(client);
+        Ok(match self.timeout {
+            Some(timeout) => connection.timeout(timeout),
+            None => connection,
+        })
     }
 }
 
