@@ -7,19 +7,32 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use beamline::Client;
+use beamline::resp::{Command, Value};
 use beamline_examples::redis_client::{Options, Tally, connect, run};
 use beamline_testkit::RedisServer;
+
+/// The example's client of `redis`, and options for `callers` doing `max_pairs` each.
+async fn setup(
+    redis: &RedisServer,
+    callers: usize,
+    max_pairs: u64,
+) -> (Client<Command, Value>, Options) {
+    let addr = redis.addr().to_string();
+    let client = connect(&addr).await.unwrap();
+    let options = Options {
+        addr,
+        callers,
+        duration: Duration::from_secs(30),
+        max_pairs,
+    };
+    (client, options)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_client_gets_every_reply_right() {
     let redis = RedisServer::start();
-    let client = connect(&redis.addr().to_string()).await.unwrap();
-    let options = Options {
-        addr: redis.addr().to_string(),
-        callers: 64,
-        duration: Duration::from_secs(30),
-        max_pairs: 50,
-    };
+    let (client, options) = setup(&redis, 64, 50).await;
     let tally = Arc::new(Tally::default());
     run(&client, &options, tally.clone()).await;
     assert_eq!(tally.snapshot(), (64 * 50 * 2, 0, 0, 0));
@@ -28,13 +41,7 @@ async fn redis_client_gets_every_reply_right() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_client_survives_a_restart() {
     let mut redis = RedisServer::start();
-    let client = connect(&redis.addr().to_string()).await.unwrap();
-    let options = Options {
-        addr: redis.addr().to_string(),
-        callers: 16,
-        duration: Duration::from_secs(30),
-        max_pairs: 400,
-    };
+    let (client, options) = setup(&redis, 16, 400).await;
     let tally = Arc::new(Tally::default());
     let running = tokio::spawn({
         let (client, options, tally) = (client.clone(), options.clone(), tally.clone());

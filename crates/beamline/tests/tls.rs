@@ -109,11 +109,7 @@ async fn an_untrusted_certificate_is_a_typed_tls_error() {
     let pki = TestPki::new();
     let (addr, _) = tls_server(&pki).await;
     let stranger = TestPki::new();
-    let err = Client::builder(addr)
-        .tls(stranger.client_config())
-        .connect()
-        .await
-        .unwrap_err();
+    let err = tls_client(addr, &stranger, None).await.unwrap_err();
     assert!(
         matches!(rustls_error(&err), rustls::Error::InvalidCertificate(_)),
         "{err:?}"
@@ -121,29 +117,35 @@ async fn an_untrusted_certificate_is_a_typed_tls_error() {
     assert!(err.to_string().contains("TLS handshake failed"), "{err}");
 }
 
+/// A TLS client of `addr` trusting `pki`, checking `name` (the host when `None`).
+async fn tls_client(
+    addr: SocketAddr,
+    pki: &TestPki,
+    name: Option<&'static str>,
+) -> Result<Client<Bytes, Bytes>, BuildError> {
+    let builder = Client::builder(addr).tls(pki.client_config());
+    let builder = match name {
+        Some(name) => builder.tls_server_name(ServerName::try_from(name).unwrap()),
+        None => builder,
+    };
+    builder.connect().await
+}
+
 #[tokio::test]
 async fn the_server_name_is_the_host_unless_given() {
     let pki = TestPki::new();
     let (addr, _) = tls_server(&pki).await;
     // 127.0.0.1 is in the certificate; so is localhost, given explicitly.
-    let by_ip = Client::builder(addr)
-        .tls(pki.client_config())
-        .connect()
-        .await
-        .unwrap();
-    assert_eq!(by_ip.call(Bytes::from("ip")).await.unwrap(), "ip");
-    let by_name = Client::builder(addr)
-        .tls(pki.client_config())
-        .tls_server_name(ServerName::try_from("localhost").unwrap())
-        .connect()
-        .await
-        .unwrap();
-    assert_eq!(by_name.call(Bytes::from("name")).await.unwrap(), "name");
+    for name in [None, Some("localhost")] {
+        let client = tls_client(addr, &pki, name).await.unwrap();
+        assert_eq!(
+            client.call(Bytes::from("hi")).await.unwrap(),
+            "hi",
+            "{name:?}"
+        );
+    }
     // A name the certificate does not carry is refused by the handshake.
-    let err = Client::builder(addr)
-        .tls(pki.client_config())
-        .tls_server_name(ServerName::try_from("elsewhere.example").unwrap())
-        .connect()
+    let err = tls_client(addr, &pki, Some("elsewhere.example"))
         .await
         .unwrap_err();
     assert!(

@@ -12,19 +12,13 @@ use beamline::resp::{Command, Value};
 use beamline::{Client, ClientError, Stack};
 use beamline_testkit::RedisServer;
 use bytes::Bytes;
-use common::wire_server;
+use common::{echo_unless_hang, wire_server};
 use tower::timeout::error::Elapsed;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 #[tokio::test]
 async fn a_timeout_layer_bounds_the_call_and_frees_its_slot() {
-    let (addr, _server) = wire_server(|req: Bytes| async move {
-        if req == "hang" {
-            std::future::pending::<()>().await;
-        }
-        Ok::<_, Bytes>(req)
-    })
-    .await;
+    let (addr, _server) = wire_server(echo_unless_hang).await;
     // One slot: if the timed-out call kept it, the next call could not go out.
     let client = Client::builder(addr)
         .max_in_flight(1)

@@ -9,10 +9,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beamline::reconnect::OfflinePolicy;
+use beamline::mux::ConfigError;
+use beamline::reconnect::{OfflinePolicy, ReconnectConfigError};
 use beamline::{BuildError, Client, ClientError, Target, TransportError};
 use bytes::Bytes;
-use common::{echo, wire_server};
+use common::{echo, echo_unless_hang, wire_server};
 use tokio::sync::Notify;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,13 +91,7 @@ async fn a_server_error_frame_is_remote_and_was_delivered() {
 
 #[tokio::test]
 async fn a_request_timeout_is_typed_and_the_connection_stays_up() {
-    let (addr, _server) = wire_server(|req: Bytes| async move {
-        if req == "hang" {
-            std::future::pending::<()>().await;
-        }
-        Ok::<_, Bytes>(req)
-    })
-    .await;
+    let (addr, _server) = wire_server(echo_unless_hang).await;
     let client = Client::builder(addr)
         .timeout(Duration::from_millis(200))
         .connect()
@@ -119,34 +114,23 @@ async fn a_request_timeout_is_typed_and_the_connection_stays_up() {
 #[tokio::test]
 async fn settings_that_cannot_work_are_refused_before_connecting() {
     // Nothing listens there: a setting error must come before any attempt.
-    let nowhere = "127.0.0.1:1";
-    let err = Client::builder(nowhere)
-        .max_in_flight(0)
-        .connect()
-        .await
-        .unwrap_err();
+    let nowhere = || Client::builder("127.0.0.1:1");
+    let zero_in_flight = nowhere().max_in_flight(0).connect().await.unwrap_err();
+    let no_queue = OfflinePolicy::Queue {
+        max: 0,
+        deadline: Duration::from_secs(1),
+    };
+    let zero_queue = nowhere().offline(no_queue).connect().await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            BuildError::Mux(beamline::mux::ConfigError::ZeroInFlight)
-        ),
-        "{err:?}"
+        matches!(zero_in_flight, BuildError::Mux(ConfigError::ZeroInFlight)),
+        "{zero_in_flight:?}"
     );
-
-    let err = Client::builder(nowhere)
-        .offline(OfflinePolicy::Queue {
-            max: 0,
-            deadline: Duration::from_secs(1),
-        })
-        .connect()
-        .await
-        .unwrap_err();
     assert!(
         matches!(
-            err,
-            BuildError::Reconnect(beamline::reconnect::ReconnectConfigError::ZeroQueueMax)
+            zero_queue,
+            BuildError::Reconnect(ReconnectConfigError::ZeroQueueMax)
         ),
-        "{err:?}"
+        "{zero_queue:?}"
     );
 }
 

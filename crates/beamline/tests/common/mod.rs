@@ -40,6 +40,14 @@ pub fn echo(request: Bytes) -> std::future::Ready<Result<Bytes, Bytes>> {
     std::future::ready(Ok(request))
 }
 
+/// An echo handler that never answers a request saying `hang`.
+pub async fn echo_unless_hang(request: Bytes) -> Result<Bytes, Bytes> {
+    if request == "hang" {
+        std::future::pending::<()>().await;
+    }
+    Ok(request)
+}
+
 /// An echo handler that also records every request in arrival order.
 pub fn recording_echo(
     log: &Arc<Mutex<Vec<Bytes>>>,
