@@ -63,6 +63,9 @@ pub struct Client<Req: Send + 'static, Resp: Send + 'static> {
 
 /// The layers under a [`Client`], for inspection ([`Client::stack`]): the state of its
 /// reconnecting connection, the mux's counters.
+///
+/// Each layer keeps its own failure guarantees (see [`Reconnect`] and [`MuxConnection`]);
+/// calling a layer directly bypasses nothing but the facade's error type.
 #[non_exhaustive]
 pub enum Stack<Req: Send + 'static, Resp: Send + 'static> {
     /// One reconnecting, multiplexed connection shared by every caller.

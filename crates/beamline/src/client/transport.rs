@@ -21,6 +21,11 @@ use super::TransportError;
 /// address changes is followed across reconnects). `&str`, `String` and [`SocketAddr`]
 /// convert into a TCP target.
 ///
+/// Nothing is checked when a target is made: a name that does not resolve, a port nobody
+/// listens on or a socket path that does not exist is a
+/// [`TransportError::Connect`](crate::TransportError::Connect) of the attempt that tried it,
+/// naming the target.
+///
 /// # Examples
 /// ```
 /// use beamline::Target;

@@ -10,7 +10,8 @@ use super::codec::put_decimal;
 ///
 /// Each argument is encoded into one buffer as it is added, so sending a command is one
 /// copy into the connection's write buffer and building it is one growing allocation,
-/// whatever the number of arguments.
+/// whatever the number of arguments. Any bytes are a valid argument, so encoding a command
+/// never fails; a command the server does not know is answered with an error reply.
 ///
 /// # Examples
 /// ```

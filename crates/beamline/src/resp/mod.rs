@@ -45,7 +45,8 @@ use bytes::Bytes;
 /// One RESP2 value.
 ///
 /// Strings are [`Bytes`]: binary-safe, and when decoded, slices of the frame they came in
-/// (no copy). Redis distinguishes a null bulk string (`$-1`, the answer to `GET` of a
+/// (no copy). Only simple strings and errors have a rule a value can break (no `\r` or
+/// `\n`); encoding such a value fails with [`RespError::InvalidSimple`] and writes nothing. Redis distinguishes a null bulk string (`$-1`, the answer to `GET` of a
 /// missing key) from a null array (`*-1`, a timed-out `BLPOP`); so does this type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Value {
