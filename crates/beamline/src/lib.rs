@@ -311,6 +311,9 @@ pub use beamline_process as process;
 #[cfg(feature = "reconnect")]
 #[doc(inline)]
 pub use beamline_reconnect as reconnect;
+#[cfg(feature = "server")]
+#[doc(inline)]
+pub use beamline_server as server;
 #[cfg(feature = "tls")]
 #[doc(no_inline)]
 pub use {rustls, tokio_rustls};
