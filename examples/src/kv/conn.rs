@@ -1,6 +1,7 @@
 //! One connection, as its own process: RESP requests in, replies out in request order, one
 //! flush per batch of requests that arrived together.
 
+use std::future::Future;
 use std::io;
 use std::pin::pin;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use beamline::resp::{RespCodec, RespError, Value};
 use beamline::server::{Connection, ExitReason};
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Decoder, Encoder, Framed};
 
 use super::commands::{ConfigTable, Session, execute};
@@ -33,10 +35,25 @@ pub(crate) struct Shared {
 /// Serves one connection until the peer closes it, sends QUIT or bad input, or the server
 /// drains (the batch in progress is answered first).
 pub(crate) async fn serve(conn: Connection, shared: Arc<Shared>) -> Result<(), ExitReason> {
-    let mut session = Session::new(conn.id().as_u64());
+    let id = conn.id().as_u64();
     let shutdown = conn.shutdown_signal();
-    let mut drain = pin!(shutdown.requested());
-    let mut framed = Framed::with_capacity(conn, shared.codec.clone(), READ_CAPACITY);
+    serve_stream(conn, id, shutdown.requested(), &shared).await
+}
+
+/// The connection loop over any byte stream; `drain` resolves when the server asks the
+/// connection to finish.
+pub(crate) async fn serve_stream<T>(
+    io: T,
+    id: u64,
+    drain: impl Future<Output = ()>,
+    shared: &Shared,
+) -> Result<(), ExitReason>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut session = Session::new(id);
+    let mut drain = pin!(drain);
+    let mut framed = Framed::with_capacity(io, shared.codec.clone(), READ_CAPACITY);
     // Replies are encoded straight into the write buffer by a second codec (encoding keeps
     // no state), so a batch costs one flush rather than one `Sink::send` per reply.
     let mut encoder = RespCodec::new();
@@ -96,7 +113,7 @@ pub(crate) async fn serve(conn: Connection, shared: Arc<Shared>) -> Result<(), E
 }
 
 /// The next request already in the read buffer, without reading the socket.
-fn decode_buffered(framed: &mut Framed<Connection, RespCodec>) -> Result<Option<Value>, RespError> {
+fn decode_buffered<T>(framed: &mut Framed<T, RespCodec>) -> Result<Option<Value>, RespError> {
     // The codec and the buffer are both inside `framed`: take the buffer out for the call
     // (moving a `BytesMut` copies four words and allocates nothing).
     let mut buffer = std::mem::take(framed.read_buffer_mut());
@@ -185,8 +202,8 @@ fn encode(encoder: &mut RespCodec, reply: &Value, out: &mut BytesMut) {
     }
 }
 
-async fn reply_and_close(
-    framed: &mut Framed<Connection, RespCodec>,
+async fn reply_and_close<T: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<T, RespCodec>,
     encoder: &mut RespCodec,
     reply: &Value,
 ) -> Result<(), ExitReason> {
@@ -195,14 +212,18 @@ async fn reply_and_close(
 }
 
 /// Sends what is buffered, then lets the connection close.
-async fn close(framed: &mut Framed<Connection, RespCodec>) -> Result<(), ExitReason> {
+async fn close<T: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<T, RespCodec>,
+) -> Result<(), ExitReason> {
     match SinkExt::<Value>::close(framed).await {
         Ok(()) => Ok(()),
         Err(e) => flush_failed(e),
     }
 }
 
-async fn flush(framed: &mut Framed<Connection, RespCodec>) -> Result<(), RespError> {
+async fn flush<T: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<T, RespCodec>,
+) -> Result<(), RespError> {
     SinkExt::<Value>::flush(framed).await
 }
 
@@ -223,5 +244,235 @@ fn peer_gone(error: io::Error) -> Result<(), ExitReason> {
         | io::ErrorKind::UnexpectedEof
         | io::ErrorKind::Other => Ok(()),
         _ => Err(ExitReason::error(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    use proptest::prelude::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadBuf};
+
+    use super::*;
+    use crate::kv::KvConfig;
+
+    fn shared(config: &KvConfig) -> Shared {
+        let limits = beamline::resp::RespLimits::new()
+            .max_bulk_len(1024)
+            .max_frame_len(64 * 1024)
+            .max_depth(1)
+            .max_line_len(256);
+        Shared {
+            store: Arc::new(Store::new()),
+            codec: RespCodec::with_limits(limits).inline_commands(true),
+            config: config.config_table(),
+        }
+    }
+
+    /// A stream that counts the writes reaching it.
+    struct Counted {
+        inner: DuplexStream,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let written = Pin::new(&mut self.inner).poll_write(cx, data);
+            if matches!(written, Poll::Ready(Ok(_))) {
+                self.writes.fetch_add(1, Ordering::Relaxed);
+            }
+            written
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// Sends `input` to a connection loop, closes the sending side, and returns everything
+    /// the loop answered before it ended.
+    async fn converse(input: &[u8]) -> (Vec<u8>, Result<(), ExitReason>) {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let shared = shared(&KvConfig::new());
+        client.write_all(input).await.unwrap();
+        client.shutdown().await.unwrap();
+        let ended = serve_stream(server, 1, std::future::pending(), &shared).await;
+        let mut output = Vec::new();
+        client.read_to_end(&mut output).await.unwrap();
+        (output, ended)
+    }
+
+    #[tokio::test]
+    async fn a_pipelined_batch_is_answered_in_order_with_one_write() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let counted = Counted {
+            inner: server,
+            writes: writes.clone(),
+        };
+        let mut batch = Vec::new();
+        for i in 0..16 {
+            batch.extend_from_slice(
+                format!("*2\r\n$4\r\nECHO\r\n${}\r\n{i}\r\n", i.to_string().len()).as_bytes(),
+            );
+            batch.extend_from_slice(b"PING\r\n");
+        }
+        client.write_all(&batch).await.unwrap();
+        let shared = shared(&KvConfig::new());
+        let serving =
+            async move { serve_stream(counted, 1, std::future::pending(), &shared).await };
+        let reading = async {
+            let mut expected = Vec::new();
+            for i in 0..16 {
+                expected.extend_from_slice(
+                    format!("${}\r\n{i}\r\n+PONG\r\n", i.to_string().len()).as_bytes(),
+                );
+            }
+            let mut got = vec![0u8; expected.len()];
+            client.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, expected);
+            assert_eq!(writes.load(Ordering::Relaxed), 1, "one write for the batch");
+            drop(client);
+        };
+        let (ended, ()) = tokio::join!(serving, reading);
+        assert!(ended.is_ok());
+    }
+
+    #[tokio::test]
+    async fn bad_input_gets_redis_protocol_errors_then_the_connection_closes() {
+        for (input, reply) in [
+            (
+                &b"*1\r\n:5\r\n"[..],
+                "-ERR Protocol error: expected '$', got ':'\r\n",
+            ),
+            (
+                b"*abc\r\n",
+                "-ERR Protocol error: invalid multibulk length\r\n",
+            ),
+            (
+                b"*-7\r\n",
+                "-ERR Protocol error: invalid multibulk length\r\n",
+            ),
+            (
+                b"*1\r\n$x\r\n",
+                "-ERR Protocol error: invalid bulk length\r\n",
+            ),
+            (
+                b"*1\r\n$-1\r\n",
+                "-ERR Protocol error: invalid bulk length\r\n",
+            ),
+            (
+                b"*2\r\n$3\r\nGET\r\n$5000\r\n",
+                "-ERR Protocol error: invalid bulk length\r\n",
+            ),
+            (
+                b"*1\r\n*1\r\n$1\r\nx\r\n",
+                "-ERR Protocol error: expected '$', got '*'\r\n",
+            ),
+            (
+                b"*1\r\n\x01\r\n",
+                "-ERR Protocol error: expected '$', got '?'\r\n",
+            ),
+            (
+                b"$3\r\nGET\r\n",
+                "-ERR Protocol error: expected '*', got '$'\r\n",
+            ),
+            (b":1\r\n", "-ERR Protocol error: expected '*', got ':'\r\n"),
+            (
+                b"*1\r\n$4\r\nPINGxx",
+                "-ERR Protocol error: expected '\\r\\n'\r\n",
+            ),
+            (b"*100000\r\n", "-ERR Protocol error: too big request\r\n"),
+        ] {
+            let (output, ended) = converse(input).await;
+            assert_eq!(
+                String::from_utf8_lossy(&output),
+                reply,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+            assert!(ended.is_ok());
+        }
+        let long_line = vec![b'a'; 300];
+        let (output, _) = converse(&long_line).await;
+        assert_eq!(output, b"-ERR Protocol error: too big inline request\r\n");
+    }
+
+    #[tokio::test]
+    async fn requests_before_bad_input_are_answered_first() {
+        let (output, _) = converse(b"PING\r\n*0\r\nSET a 1\r\n*1\r\n:1\r\nPING\r\n").await;
+        assert_eq!(
+            output,
+            b"+PONG\r\n+OK\r\n-ERR Protocol error: expected '$', got ':'\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn quit_answers_then_closes_and_eof_mid_frame_is_a_normal_end() {
+        let (output, ended) = converse(b"PING\r\nQUIT\r\nPING\r\n").await;
+        assert_eq!(output, b"+PONG\r\n+OK\r\n");
+        assert!(ended.is_ok());
+        let (output, ended) = converse(b"PING\r\n*2\r\n$3\r\nGET").await;
+        assert_eq!(output, b"+PONG\r\n");
+        assert!(ended.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_drain_ends_an_idle_connection() {
+        let (_client, server) = tokio::io::duplex(1024);
+        let shared = shared(&KvConfig::new());
+        let ended = serve_stream(server, 1, std::future::ready(()), &shared).await;
+        assert!(ended.is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever bytes arrive, the loop ends without panicking and everything it sent is
+        /// well-formed RESP.
+        #[test]
+        fn any_input_gets_well_formed_replies(
+            chunks in proptest::collection::vec(
+                prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..40),
+                    Just(b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n".to_vec()),
+                    Just(b"SET k 1\r\nINCR k\r\n".to_vec()),
+                    Just(b"*3\r\n$5\r\nRPUSH\r\n$1\r\nl\r\n$1\r\nx\r\n".to_vec()),
+                    Just(b"*-1\r\n*0\r\n\r\n".to_vec()),
+                ],
+                0..12,
+            )
+        ) {
+            let input = chunks.concat();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (output, ended) = runtime.block_on(converse(&input));
+            prop_assert!(ended.is_ok());
+            let mut output = BytesMut::from(&output[..]);
+            let mut client = RespCodec::new();
+            while !output.is_empty() {
+                let reply = client.decode(&mut output);
+                prop_assert!(matches!(reply, Ok(Some(_))), "malformed reply: {:?}", reply);
+            }
+        }
     }
 }

@@ -258,3 +258,65 @@ impl Drop for KvServer {
         self.sweeper.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use super::store::{Clock, SetOptions};
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_periodic_sweep_frees_expired_keys_nobody_reads() {
+        let store = Arc::new(Store::new());
+        let t0 = Instant::now();
+        for (i, ttl) in [(0, 150), (1, 150), (2, 350)] {
+            let options = SetOptions {
+                expire_at: Some(t0 + Duration::from_millis(ttl)),
+                ..SetOptions::default()
+            };
+            let key = format!("k{i}");
+            store
+                .set(key.as_bytes(), b"v", options, false, &mut Clock::at(t0))
+                .unwrap();
+        }
+        store
+            .set(
+                b"forever",
+                b"v",
+                SetOptions::default(),
+                false,
+                &mut Clock::at(t0),
+            )
+            .unwrap();
+        let sweeper = tokio::spawn(sweep(store.clone(), Duration::from_millis(100)));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(store.len(), 4, "nothing expired yet");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            store.len(),
+            2,
+            "the round at 200 ms freed the two keys due at 150 ms"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.len(), 1);
+        sweeper.abort();
+    }
+
+    #[tokio::test]
+    async fn start_reports_what_it_bound_and_fails_cleanly() {
+        let kv = start(KvConfig::new().addr("127.0.0.1:0".parse().unwrap())).unwrap();
+        assert_ne!(kv.local_addr().port(), 0);
+        let taken = start(KvConfig::new().addr(kv.local_addr()));
+        assert!(matches!(taken, Err(StartError::Bind { .. })), "{taken:?}");
+        let invalid = start(
+            KvConfig::new()
+                .addr("127.0.0.1:0".parse().unwrap())
+                .max_connections(0),
+        );
+        assert!(
+            matches!(invalid, Err(StartError::Invalid { .. })),
+            "{invalid:?}"
+        );
+    }
+}
