@@ -7,7 +7,10 @@
 //! in-process, and each example file stays one screen of code.
 //!
 //! - [`kv`]: a RESP2 key-value server that `redis-cli` and `redis-benchmark` talk to.
+//! - [`chat`]: a line-based chat room where every member is a process and a slow member is
+//!   dropped, never waited for.
 //! - [`redis_client`]: a FIFO `beamline::Client` doing SET/GET against a real Redis.
 
+pub mod chat;
 pub mod kv;
 pub mod redis_client;
