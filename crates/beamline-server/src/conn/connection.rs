@@ -1,0 +1,189 @@
+//! The stream-owning form: a [`Connection`] handed to your async function, and the
+//! [`ShutdownSignal`] that tells it the server is draining.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use beamline_process::ProcessId;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+
+use super::{ConnInfo, ConnState, Endpoint, Stream};
+
+/// A connection handed to a function given to [`Server::serve`](crate::Server::serve): the
+/// socket is yours, to read and write directly (it is `AsyncRead + AsyncWrite`, so
+/// `tokio_util::codec::Framed::new(conn, codec)` works as is).
+///
+/// The function runs as the connection's own supervised process. What the server still does
+/// around it:
+/// - **Timeouts.** If nothing is received for the read timeout, or the lifetime passes, the
+///   function's future is dropped, which closes the socket.
+/// - **Drain.** When the server shuts down gracefully, a function that took the
+///   [`shutdown_signal`](Self::shutdown_signal) is told through it and has until the drain's
+///   deadline to finish (then it is killed); a function that never took it is dropped at once
+///   (the connection closes), so idle connections never hold a drain up.
+/// - **Failure.** `Err(reason)` closes the connection and ends its process with `reason`
+///   (counted in `errored`, logged at `warn`); a panic closes only this connection (counted in
+///   `panicked`, logged at `error` with the connection id).
+///
+/// # Examples
+/// ```no_run
+/// use beamline_server::{Connection, ExitReason, Server};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// async fn echo(mut conn: Connection) -> Result<(), ExitReason> {
+///     let shutdown = conn.shutdown_signal();
+///     let mut buf = vec![0u8; 4096];
+///     loop {
+///         tokio::select! {
+///             n = conn.read(&mut buf) => {
+///                 let n = n?;
+///                 if n == 0 { return Ok(()); }
+///                 conn.write_all(&buf[..n]).await?;
+///             }
+///             () = shutdown.requested() => {
+///                 conn.write_all(b"bye\n").await?;
+///                 return Ok(());
+///             }
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::new().bind("127.0.0.1:7000".parse()?).serve(echo)?;
+/// # Ok(()) }
+/// ```
+pub struct Connection {
+    stream: Stream,
+    info: ConnInfo,
+    state: Arc<ConnState>,
+}
+
+impl Connection {
+    pub(crate) fn new(stream: Stream, info: ConnInfo, state: Arc<ConnState>) -> Self {
+        Self {
+            stream,
+            info,
+            state,
+        }
+    }
+
+    /// What is known about the connection (id, addresses, SNI, ALPN).
+    pub fn info(&self) -> &ConnInfo {
+        &self.info
+    }
+
+    /// The connection's id (its process id).
+    pub fn id(&self) -> ProcessId {
+        self.info.id
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> &Endpoint {
+        &self.info.peer
+    }
+
+    /// The socket.
+    pub fn stream(&mut self) -> &mut Stream {
+        &mut self.stream
+    }
+
+    /// The signal of a graceful shutdown. Taking it tells the server this function ends by
+    /// itself when asked, so a drain waits for it (up to its deadline) instead of closing the
+    /// connection at once.
+    pub fn shutdown_signal(&self) -> ShutdownSignal {
+        self.state.watch_shutdown();
+        ShutdownSignal {
+            state: self.state.clone(),
+        }
+    }
+
+    /// A reader and a writer that can be used from two tasks (tokio's `split`, which takes a
+    /// short lock per call; reading and writing `self` directly costs nothing extra).
+    pub fn into_split(self) -> (ReadHalf<Stream>, WriteHalf<Stream>) {
+        tokio::io::split(self.stream)
+    }
+
+    /// The socket and the connection's information, apart.
+    pub fn into_parts(self) -> (Stream, ConnInfo) {
+        (self.stream, self.info)
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("info", &self.info)
+            .field("stream", &self.stream)
+            .finish()
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Tells a [`Connection`]'s function that the server is draining. Cheap to clone; every
+/// clone sees the same request.
+#[derive(Clone)]
+pub struct ShutdownSignal {
+    state: Arc<ConnState>,
+}
+
+impl ShutdownSignal {
+    /// Resolves once a graceful shutdown has been requested (at once if it already was).
+    /// Cancel-safe: use it in `tokio::select!` beside reads.
+    pub async fn requested(&self) {
+        self.state.shutdown_wait().await;
+    }
+
+    /// Whether a graceful shutdown has been requested.
+    pub fn is_requested(&self) -> bool {
+        self.state.shutdown_requested()
+    }
+}
+
+impl std::fmt::Debug for ShutdownSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownSignal")
+            .field("requested", &self.is_requested())
+            .finish()
+    }
+}

@@ -1,0 +1,232 @@
+//! The callback form: [`Handler`], what its callbacks return ([`Flow`]), and what they act on
+//! ([`Conn`]).
+
+use std::future::Future;
+use std::io;
+
+use beamline_process::{Addr, Context, ExitReason, Info, ProcessId};
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+
+use super::{ConnInfo, Endpoint, Stream, TimeoutKind};
+
+/// What a connection does after a callback: keep going, or close. (A callback fails by
+/// returning `Err(reason)`: the connection closes and its process exits with that reason.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Flow {
+    /// Keep the connection open and wait for the next event.
+    Continue,
+    /// Close the connection now (TLS sends its close_notify if the socket takes it at once;
+    /// TCP and Unix send FIN), and end its process normally.
+    Close,
+}
+
+/// The callback form of a connection handler, in the spirit of Thousand Island's: the server
+/// owns the socket and the loop, and calls you on each event.
+///
+/// The server clones your handler once per connection (put shared state behind an `Arc`), so
+/// `&mut self` is per-connection state. `M` is the type of the messages other processes can
+/// send the connection (through [`Conn::addr`]); it defaults to `()`.
+///
+/// Every event callback returns `Ok(`[`Flow`]`)` to continue or close, or `Err(reason)` to
+/// fail. `?` works on any error inside a callback: it becomes [`ExitReason::Error`].
+///
+/// # Guarantees
+/// - **One event at a time.** Callbacks of one connection never overlap; the socket and the
+///   mailbox are only looked at between callbacks, so a shutdown never interrupts
+///   `on_data` half-way.
+/// - **A failure stays in its connection.** A panic in a callback closes only this
+///   connection: it is counted in [`ServerStats::panicked`](crate::ServerStats::panicked),
+///   logged at `error` with the connection id, and the connection's process exits with
+///   [`ExitReason::Panicked`]. An `Err(reason)` closes it the same way (counted in
+///   `errored`, logged at `warn`, exit reason `reason`). Other connections never notice.
+/// - **Timeouts and drain apply between callbacks.** The read timeout, the lifetime and a
+///   graceful shutdown are delivered as [`on_timeout`](Self::on_timeout) and
+///   [`on_shutdown`](Self::on_shutdown). A callback that never returns is only ended by the
+///   drain's deadline (its process is killed).
+///
+/// # Examples
+/// An echo server that greets and says goodbye during a drain:
+/// ```
+/// use beamline_server::{Conn, ExitReason, Flow, Handler};
+/// use bytes::BytesMut;
+///
+/// #[derive(Clone)]
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     async fn on_connect(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+///         conn.send(b"hello\n").await?;
+///         Ok(Flow::Continue)
+///     }
+///
+///     async fn on_data(&mut self, data: &mut BytesMut, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+///         conn.send(data).await?;
+///         data.clear(); // consumed; bytes left here are handed back with the next read
+///         Ok(Flow::Continue)
+///     }
+///
+///     async fn on_shutdown(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+///         let _ = conn.send(b"server going away\n").await;
+///         Ok(Flow::Close)
+///     }
+/// }
+/// ```
+pub trait Handler<M = ()>: Send + 'static
+where
+    M: Send + 'static,
+{
+    /// The connection is up (after the TLS handshake, for TLS). Default: continue.
+    fn on_connect(
+        &mut self,
+        conn: &mut Conn<'_, M>,
+    ) -> impl Future<Output = Result<Flow, ExitReason>> + Send {
+        let _ = conn;
+        async { Ok(Flow::Continue) }
+    }
+
+    /// Bytes arrived. `data` holds everything received and not yet consumed: take what forms
+    /// a whole message (`data.split_to(n)`, `data.clear()`), and leave a partial one; more
+    /// bytes are appended to it before the next call.
+    fn on_data(
+        &mut self,
+        data: &mut BytesMut,
+        conn: &mut Conn<'_, M>,
+    ) -> impl Future<Output = Result<Flow, ExitReason>> + Send;
+
+    /// Another process sent this connection a message (through [`Conn::addr`]).
+    /// Default: ignore it and continue.
+    fn on_message(
+        &mut self,
+        message: M,
+        conn: &mut Conn<'_, M>,
+    ) -> impl Future<Output = Result<Flow, ExitReason>> + Send {
+        let _ = (message, conn);
+        async { Ok(Flow::Continue) }
+    }
+
+    /// A notice: a linked process exited, or a monitored one went down (links and monitors
+    /// are made through [`Conn::context`]). Default: OTP's rule for links, so an abnormal exit
+    /// of a linked process ends this connection with the same reason; anything else continues.
+    fn on_info(
+        &mut self,
+        info: Info,
+        conn: &mut Conn<'_, M>,
+    ) -> impl Future<Output = Result<Flow, ExitReason>> + Send {
+        let _ = conn;
+        let result = match info {
+            Info::Exit { reason, .. } if reason.is_abnormal() => Err(reason),
+            _ => Ok(Flow::Continue),
+        };
+        async move { result }
+    }
+
+    /// A timer ran out. For [`TimeoutKind::ReadIdle`], `Continue` waits another read
+    /// timeout; for [`TimeoutKind::Lifetime`] the connection closes whatever this returns.
+    /// Default: close.
+    fn on_timeout(
+        &mut self,
+        timeout: TimeoutKind,
+        conn: &mut Conn<'_, M>,
+    ) -> impl Future<Output = Result<Flow, ExitReason>> + Send {
+        let _ = (timeout, conn);
+        async { Ok(Flow::Close) }
+    }
+
+    /// The server is draining ([`ServerHandle::shutdown`](crate::ServerHandle::shutdown)):
+    /// say goodbye. `Close` ends the connection now; `Continue` keeps serving it until the
+    /// peer or the handler closes it, or the drain's deadline kills it. Default: close.
+    fn on_shutdown(
+        &mut self,
+        conn: &mut Conn<'_, M>,
+    ) -> impl Future<Output = Result<Flow, ExitReason>> + Send {
+        let _ = conn;
+        async { Ok(Flow::Close) }
+    }
+
+    /// The peer finished sending (EOF). `Close` ends the connection; `Continue` keeps the
+    /// sending side open (half-close): no more `on_data`, but messages, timeouts and the
+    /// drain still arrive. Default: close.
+    fn on_close(
+        &mut self,
+        conn: &mut Conn<'_, M>,
+    ) -> impl Future<Output = Result<Flow, ExitReason>> + Send {
+        let _ = conn;
+        async { Ok(Flow::Close) }
+    }
+
+    /// Reading from the socket failed (a reset, or a TLS error after the handshake); the
+    /// connection is closed after this call. `Ok(())` ends its process normally (a peer's
+    /// reset is the peer's business), `Err(reason)` with `reason`. Either way it counts in
+    /// [`ServerStats::errored`](crate::ServerStats::errored). Default: `Ok(())`.
+    fn on_error(&mut self, error: &io::Error, info: &ConnInfo) -> Result<(), ExitReason> {
+        let _ = (error, info);
+        Ok(())
+    }
+}
+
+/// What a [`Handler`] callback acts on: the connection's socket (for writing), what is known
+/// about it, and its process.
+pub struct Conn<'a, M = ()> {
+    stream: &'a mut Stream,
+    info: &'a ConnInfo,
+    ctx: &'a Context<M>,
+}
+
+impl<'a, M: Send + 'static> Conn<'a, M> {
+    pub(crate) fn new(stream: &'a mut Stream, info: &'a ConnInfo, ctx: &'a Context<M>) -> Self {
+        Self { stream, info, ctx }
+    }
+
+    /// What is known about the connection (id, addresses, SNI, ALPN).
+    pub fn info(&self) -> &ConnInfo {
+        self.info
+    }
+
+    /// The connection's id (its process id).
+    pub fn id(&self) -> ProcessId {
+        self.info.id
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> &Endpoint {
+        &self.info.peer
+    }
+
+    /// Writes all of `data` and flushes it (for TLS, onto the socket).
+    ///
+    /// # Errors
+    /// The socket's error (`BrokenPipe`, `ConnectionReset`, ...). It waits while the peer's
+    /// receive window is full; a peer that never reads is ended by the drain's deadline.
+    pub async fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        self.stream.write_all(data).await?;
+        self.stream.flush().await
+    }
+
+    /// The socket itself, for vectored or buffered writes (`write_buf`, `write_all_buf`).
+    /// Reading from it is allowed but takes bytes away from `on_data`.
+    pub fn stream(&mut self) -> &mut Stream {
+        self.stream
+    }
+
+    /// The connection's process: links, monitors, `spawn_link`, exit signals.
+    pub fn context(&self) -> &Context<M> {
+        self.ctx
+    }
+
+    /// The connection's address: hand it to other processes (or a
+    /// [`Registry`](beamline_process::Registry)) so they can send it messages, which arrive
+    /// as [`Handler::on_message`].
+    pub fn addr(&self) -> Addr<M> {
+        self.ctx.addr()
+    }
+}
+
+impl<M: Send + 'static> std::fmt::Debug for Conn<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("info", self.info)
+            .field("stream", &self.stream)
+            .finish()
+    }
+}

@@ -1,0 +1,146 @@
+//! One connection: what a handler knows about it ([`ConnInfo`]), its byte stream ([`Stream`]),
+//! the two ways to handle it ([`Handler`] callbacks, or a function that owns a
+//! [`Connection`]), and the process body that runs either.
+
+mod connection;
+mod deadline;
+mod handler;
+pub(crate) mod run;
+mod stream;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use beamline_process::ProcessId;
+
+pub use connection::{Connection, ShutdownSignal};
+pub use handler::{Conn, Flow, Handler};
+pub use stream::Stream;
+
+pub(crate) use stream::{ConnState, Io};
+
+/// How a connection reached the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Plain TCP.
+    Tcp,
+    /// TLS over TCP (rustls).
+    Tls,
+    /// A Unix domain stream socket.
+    Unix,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+            Self::Unix => "unix",
+        })
+    }
+}
+
+/// One end of a connection: an IP socket address, or a Unix socket path (peers of a Unix
+/// listener are usually unnamed: `Unix(None)`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// TCP or TLS.
+    Ip(SocketAddr),
+    /// A Unix domain socket, with its path when it has one.
+    Unix(Option<PathBuf>),
+}
+
+impl Endpoint {
+    /// The IP socket address, for TCP and TLS.
+    pub fn ip(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Ip(addr) => Some(*addr),
+            Self::Unix(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip(addr) => write!(f, "{addr}"),
+            Self::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            Self::Unix(None) => f.write_str("unix:(unnamed)"),
+        }
+    }
+}
+
+/// What a handler knows about its connection. Fixed for the connection's life.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    pub(crate) id: ProcessId,
+    pub(crate) transport: Transport,
+    pub(crate) peer: Endpoint,
+    pub(crate) local: Endpoint,
+    /// Boxed: only TLS connections have it, and every connection carries this struct.
+    pub(crate) tls: Option<Box<TlsInfo>>,
+}
+
+/// What the TLS handshake negotiated.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsInfo {
+    pub(crate) sni: Option<Box<str>>,
+    pub(crate) alpn: Option<Box<[u8]>>,
+}
+
+impl ConnInfo {
+    /// The connection's id: the id of the process that serves it, as it appears in the
+    /// server's and beamline-process's `tracing` events (`conn` / `pid` fields).
+    pub fn id(&self) -> ProcessId {
+        self.id
+    }
+
+    /// TCP, TLS or Unix.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> &Endpoint {
+        &self.peer
+    }
+
+    /// The server's address for this connection (the listener's).
+    pub fn local(&self) -> &Endpoint {
+        &self.local
+    }
+
+    /// For TLS, the server name the client asked for (SNI), if it sent one.
+    pub fn sni(&self) -> Option<&str> {
+        self.tls.as_ref()?.sni.as_deref()
+    }
+
+    /// For TLS, the application protocol negotiated through ALPN, if any.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.tls.as_ref()?.alpn.as_deref()
+    }
+}
+
+/// Which timer ended a wait, as passed to [`Handler::on_timeout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// Nothing was received for the read timeout
+    /// ([`Server::read_timeout`](crate::Server::read_timeout)). Only bytes from the peer reset
+    /// it: not writes, not messages.
+    ReadIdle,
+    /// The connection reached its maximum lifetime
+    /// ([`Server::lifetime`](crate::Server::lifetime)). It is closed after the callback
+    /// whatever the callback returns.
+    Lifetime,
+}
+
+impl fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ReadIdle => "read timeout",
+            Self::Lifetime => "lifetime",
+        })
+    }
+}

@@ -1,0 +1,370 @@
+//! [`ServerHandle`]: a running server's addresses, counters and lifecycle (suspend, resume,
+//! two-phase graceful shutdown).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use beamline_process::DynamicSupervisor;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::error::{ResumeError, ShutdownError, SuspendError};
+use crate::listen::{ListenAddr, ListenSpec};
+use crate::server::Acceptors;
+use crate::stats::{ServerStats, Stats};
+
+/// Where a server is in its life. Changes only through [`ServerHandle`]'s operations:
+///
+/// ```text
+/// Running ──suspend──► Suspended ──resume──► Running
+///    │                     │
+///    └──────shutdown───────┴──► Draining ──(all ended or deadline)──► Stopped
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServerState {
+    /// Listening and serving.
+    Running,
+    /// Listeners closed (new connections are refused by the OS); live connections untouched.
+    Suspended,
+    /// Not accepting; live connections are being asked to finish.
+    Draining,
+    /// Every connection has ended.
+    Stopped,
+}
+
+impl fmt::Display for ServerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Running => "running",
+            Self::Suspended => "suspended",
+            Self::Draining => "draining",
+            Self::Stopped => "stopped",
+        })
+    }
+}
+
+/// How a graceful shutdown went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// Connections that ended by themselves before the deadline (said goodbye and closed,
+    /// were idle, or had ended meanwhile).
+    pub drained: usize,
+    /// Connections still open at the deadline, killed (their process aborted, the socket
+    /// closed).
+    pub aborted: usize,
+}
+
+/// The lifecycle with the acceptor tasks it owns while running.
+#[derive(Debug)]
+enum Lifecycle {
+    Running(Vec<JoinHandle<()>>),
+    Suspended,
+    Draining,
+    Stopped,
+}
+
+/// A lifecycle operation.
+#[derive(Debug)]
+enum Op {
+    Suspend,
+    Resume(Vec<JoinHandle<()>>),
+    Drain,
+    Drained,
+}
+
+impl Lifecycle {
+    fn state(&self) -> ServerState {
+        match self {
+            Self::Running(_) => ServerState::Running,
+            Self::Suspended => ServerState::Suspended,
+            Self::Draining => ServerState::Draining,
+            Self::Stopped => ServerState::Stopped,
+        }
+    }
+
+    /// Applies `op`: every transition is here. Returns the acceptor tasks the operation
+    /// stops; when `op` is not allowed, the state that forbids it and the tasks `op` brought
+    /// (for the caller to stop).
+    fn apply(&mut self, op: Op) -> Result<Vec<JoinHandle<()>>, Refused> {
+        let (next, stopped) = match (std::mem::replace(self, Self::Stopped), op) {
+            (Self::Running(tasks), Op::Suspend) => (Self::Suspended, tasks),
+            (Self::Running(tasks), Op::Drain) => (Self::Draining, tasks),
+            (Self::Suspended, Op::Resume(tasks)) => (Self::Running(tasks), Vec::new()),
+            (Self::Suspended, Op::Drain) => (Self::Draining, Vec::new()),
+            (Self::Draining, Op::Drained) => (Self::Stopped, Vec::new()),
+            (current, op) => {
+                let state = current.state();
+                *self = current;
+                let brought = match op {
+                    Op::Resume(tasks) => tasks,
+                    Op::Suspend | Op::Drain | Op::Drained => Vec::new(),
+                };
+                return Err(Refused { state, brought });
+            }
+        };
+        *self = next;
+        Ok(stopped)
+    }
+}
+
+/// An operation the lifecycle did not allow.
+#[derive(Debug)]
+struct Refused {
+    state: ServerState,
+    brought: Vec<JoinHandle<()>>,
+}
+
+/// Stops acceptor tasks and waits until they are gone (their listeners closed).
+async fn stop_acceptors(tasks: Vec<JoinHandle<()>>) {
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// A running server: its addresses and counters, and the operations that change its life.
+///
+/// Operations are serialized (a `resume` waits for a `suspend` in progress).
+///
+/// # Dropping
+/// Dropping the handle stops the server at once, leaking nothing: the acceptors stop (the
+/// listeners close, a Unix socket file is removed) and every live connection is killed (its
+/// socket closed, counted in `killed`). To stop gracefully, `await`
+/// [`shutdown`](Self::shutdown) first.
+pub struct ServerHandle {
+    lifecycle: Mutex<Lifecycle>,
+    /// Serializes suspend / resume / shutdown.
+    ops: tokio::sync::Mutex<()>,
+    addrs: Vec<ListenAddr>,
+    specs: Vec<ListenSpec>,
+    acceptors: Box<dyn Acceptors>,
+    stats: std::sync::Arc<Stats>,
+    sup: DynamicSupervisor,
+}
+
+impl ServerHandle {
+    pub(crate) fn new(
+        tasks: Vec<JoinHandle<()>>,
+        specs: Vec<ListenSpec>,
+        acceptors: Box<dyn Acceptors>,
+        stats: std::sync::Arc<Stats>,
+        sup: DynamicSupervisor,
+    ) -> Self {
+        Self {
+            lifecycle: Mutex::new(Lifecycle::Running(tasks)),
+            ops: tokio::sync::Mutex::new(()),
+            addrs: specs.iter().map(|s| s.addr.clone()).collect(),
+            specs,
+            acceptors,
+            stats,
+            sup,
+        }
+    }
+
+    fn lifecycle(&self) -> MutexGuard<'_, Lifecycle> {
+        // Held only to read or swap the state, never across an await or user code.
+        self.lifecycle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The addresses the server listens on, as bound (port 0 resolved), in `bind` order.
+    pub fn local_addrs(&self) -> &[ListenAddr] {
+        &self.addrs
+    }
+
+    /// The first TCP or TLS address: the common case of a server with one listener.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addrs.iter().find_map(ListenAddr::socket_addr)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> ServerStats {
+        self.stats.snapshot()
+    }
+
+    /// Where the server is in its life.
+    pub fn state(&self) -> ServerState {
+        self.lifecycle().state()
+    }
+
+    /// Closes the listeners; live connections are not touched. New connections are refused
+    /// by the OS until [`resume`](Self::resume). Returns once every listener is closed.
+    ///
+    /// # Errors
+    /// [`SuspendError::NotRunning`] unless the server is running.
+    pub async fn suspend(&self) -> Result<(), SuspendError> {
+        let _op = self.ops.lock().await;
+        let tasks =
+            self.lifecycle()
+                .apply(Op::Suspend)
+                .map_err(|refused| SuspendError::NotRunning {
+                    state: refused.state,
+                })?;
+        stop_acceptors(tasks).await;
+        tracing::info!(addrs = ?self.addrs, "server suspended: listeners closed");
+        Ok(())
+    }
+
+    /// Reopens the listeners on the same addresses (the same ports) and accepts again.
+    ///
+    /// # Errors
+    /// - [`ResumeError::NotSuspended`] unless the server is suspended;
+    /// - [`ResumeError::Bind`] if an address cannot be bound again; the server stays
+    ///   suspended, with no listener open.
+    pub async fn resume(&self) -> Result<(), ResumeError> {
+        let _op = self.ops.lock().await;
+        let state = self.state();
+        if state != ServerState::Suspended {
+            return Err(ResumeError::NotSuspended { state });
+        }
+        let mut bound = Vec::with_capacity(self.specs.len());
+        for spec in &self.specs {
+            match self.acceptors.bind(spec) {
+                Ok(b) => bound.push(b),
+                Err(source) => {
+                    return Err(ResumeError::Bind {
+                        addr: spec.addr.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        let tasks = self.acceptors.spawn(&bound);
+        drop(bound);
+        let applied = self.lifecycle().apply(Op::Resume(tasks));
+        if let Err(refused) = applied {
+            // Unreachable while `ops` is held; stop what we started rather than leak it.
+            stop_acceptors(refused.brought).await;
+            return Err(ResumeError::NotSuspended {
+                state: refused.state,
+            });
+        }
+        tracing::info!(addrs = ?self.addrs, "server resumed: listening again");
+        Ok(())
+    }
+
+    /// Two-phase graceful shutdown. First the listeners close (nothing new is accepted).
+    /// Then every connection is asked to finish: a [`Handler`](crate::Handler) gets
+    /// [`on_shutdown`](crate::Handler::on_shutdown), a
+    /// [`Connection`](crate::Connection) function its
+    /// [`ShutdownSignal`](crate::ShutdownSignal) (or is closed at once if it never took
+    /// it). Returns as soon as every connection has ended, or at `drain_timeout`, when those
+    /// still open are killed; the report says how many of each. When it returns, every
+    /// connection's process has ended and [`stats`](Self::stats) are final.
+    ///
+    /// # Errors
+    /// [`ShutdownError::AlreadyShutDown`] if a shutdown already ran.
+    pub async fn shutdown(&self, drain_timeout: Duration) -> Result<DrainReport, ShutdownError> {
+        let _op = self.ops.lock().await;
+        let tasks = self.lifecycle().apply(Op::Drain).map_err(|refused| {
+            ShutdownError::AlreadyShutDown {
+                state: refused.state,
+            }
+        })?;
+        let started = Instant::now();
+        stop_acceptors(tasks).await;
+        let report = match self.sup.shutdown(drain_timeout).await {
+            Ok(r) => DrainReport {
+                drained: r.exited,
+                aborted: r.aborted,
+            },
+            // The supervisor is never stopped any other way while the handle lives.
+            Err(_) => DrainReport::default(),
+        };
+        self.stats.wait_idle().await;
+        let _ = self.lifecycle().apply(Op::Drained);
+        tracing::info!(
+            drained = report.drained,
+            aborted = report.aborted,
+            elapsed = ?started.elapsed(),
+            "server stopped"
+        );
+        Ok(report)
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let lifecycle = std::mem::replace(&mut *self.lifecycle(), Lifecycle::Stopped);
+        if let Lifecycle::Running(tasks) = lifecycle {
+            for task in tasks {
+                task.abort();
+            }
+        }
+        if let Some(sup) = self.sup.pid() {
+            // Its exit signals every connection still running; they end at once.
+            sup.kill();
+        }
+    }
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("addrs", &self.addrs)
+            .field("state", &self.state())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running() -> Lifecycle {
+        Lifecycle::Running(Vec::new())
+    }
+
+    #[test]
+    fn suspend_resume_and_drain_follow_the_diagram() {
+        let mut l = running();
+        l.apply(Op::Suspend).unwrap();
+        assert_eq!(l.state(), ServerState::Suspended);
+        assert_eq!(
+            l.apply(Op::Suspend).unwrap_err().state,
+            ServerState::Suspended
+        );
+        l.apply(Op::Resume(Vec::new())).unwrap();
+        assert_eq!(l.state(), ServerState::Running);
+        assert_eq!(
+            l.apply(Op::Resume(Vec::new())).unwrap_err().state,
+            ServerState::Running
+        );
+        l.apply(Op::Drain).unwrap();
+        assert_eq!(l.state(), ServerState::Draining);
+        for op in [Op::Suspend, Op::Drain, Op::Resume(Vec::new())] {
+            assert_eq!(l.apply(op).unwrap_err().state, ServerState::Draining);
+        }
+        l.apply(Op::Drained).unwrap();
+        assert_eq!(l.state(), ServerState::Stopped);
+        assert_eq!(l.apply(Op::Drain).unwrap_err().state, ServerState::Stopped);
+    }
+
+    #[test]
+    fn a_suspended_server_can_drain_and_running_cannot_be_marked_drained() {
+        let mut l = running();
+        assert_eq!(
+            l.apply(Op::Drained).unwrap_err().state,
+            ServerState::Running
+        );
+        l.apply(Op::Suspend).unwrap();
+        l.apply(Op::Drain).unwrap();
+        assert_eq!(l.state(), ServerState::Draining);
+    }
+
+    #[tokio::test]
+    async fn refused_operations_hand_back_the_tasks_they_brought() {
+        let mut l = Lifecycle::Stopped;
+        let task = tokio::spawn(std::future::pending::<()>());
+        let refused = l.apply(Op::Resume(vec![task])).unwrap_err();
+        assert_eq!(refused.brought.len(), 1);
+        stop_acceptors(refused.brought).await;
+    }
+}

@@ -1,0 +1,150 @@
+//! A supervised acceptor pool over TCP, TLS and Unix sockets: every connection is its own
+//! process under a [`DynamicSupervisor`](beamline_process::DynamicSupervisor), as in Thousand
+//! Island and Ranch on the BEAM.
+//!
+//! ```text
+//! listeners (TCP | TLS | Unix) ─► acceptors ─► DynamicSupervisor ─► one process per connection ─► Handler
+//! ```
+//!
+//! Acceptors only accept and hand off. Everything that can be slow — the TLS handshake, your
+//! handler — runs in the connection's own process, under its own timeouts, so one slow or
+//! crashing peer touches nothing but its own connection. After the hand-off the data path is
+//! your handler's direct use of its socket: supervision costs something when a connection
+//! starts and ends, nothing per byte.
+//!
+//! # Components
+//!
+//! - [`Server`]: the builder. Addresses ([`bind`](Server::bind),
+//!   [`bind_tls`](Server::bind_tls) with a `rustls::ServerConfig`,
+//!   [`bind_unix`](Server::bind_unix)), the acceptor count, socket options (backlog,
+//!   `TCP_NODELAY`, keepalive, `SO_REUSEPORT` with one listener per acceptor), the limits
+//!   ([`max_connections`](Server::max_connections) with an [`Overload`] policy, a per-IP cap)
+//!   and the timeouts (TLS handshake, read idle, lifetime).
+//! - Two ways to handle a connection, equally short to write:
+//!   - [`Handler`]: callbacks in the spirit of Thousand Island — `on_connect`, `on_data`,
+//!     `on_message`, `on_timeout`, `on_shutdown` (say goodbye during a drain), `on_close`,
+//!     `on_error` — each returning [`Flow::Continue`], [`Flow::Close`] or `Err(reason)`, and
+//!     acting on a [`Conn`]. [`Server::start`] clones your handler per connection.
+//!   - An async function that owns a [`Connection`] (`AsyncRead + AsyncWrite`: read and write
+//!     it directly, wrap it in a `tokio_util::codec::Framed`, or
+//!     [`into_split`](Connection::into_split) it), with a [`ShutdownSignal`] for the drain.
+//!     [`Server::serve`] runs it per connection.
+//! - [`ConnInfo`]: the connection's id (its process id), peer and local [`Endpoint`],
+//!   [`Transport`], and for TLS the SNI name and the ALPN protocol.
+//! - [`ServerHandle`], what `start` returns: [`local_addrs`](ServerHandle::local_addrs),
+//!   [`stats`](ServerHandle::stats) ([`ServerStats`]),
+//!   [`suspend`](ServerHandle::suspend) / [`resume`](ServerHandle::resume), and the two-phase
+//!   [`shutdown`](ServerHandle::shutdown) returning a [`DrainReport`] `{ drained, aborted }`
+//!   (after which the stats are final).
+//! - `tracing` events: server start/suspend/resume/stop (`info`), an accept-error episode
+//!   (`warn` once when it starts, `info` when accepting works again), a failed connection
+//!   (`warn`), a panicked handler (`error`), handshake failures, rejections and timeouts
+//!   (`debug`). Connection events carry `conn`, the connection's id.
+//!
+//! # Guarantees
+//!
+//! - **At most `max_connections` live connections**, one number for the whole server (every
+//!   address, every acceptor). Beyond it, [`Overload::Pause`] stops accepting until a
+//!   connection ends (the excess waits in the kernel backlog: backpressure, not failure);
+//!   [`Overload::Reject`] accepts and closes at once, counted in `rejected`.
+//! - **A failure stays in its connection.** A handler's panic or error closes only its own
+//!   connection; it is counted (`panicked`, `errored`) and logged with the connection id, and
+//!   the connection's process exits with the reason. No other connection and no acceptor
+//!   notices.
+//! - **Running out of file descriptors never kills or spins an acceptor.** `EMFILE`,
+//!   `ENFILE`, `ENOBUFS` and `ENOMEM` make that acceptor wait 100 ms before trying again
+//!   (logged once per episode, per acceptor); errors of one incoming connection
+//!   (`ECONNABORTED`, `EPROTO`, ...) are retried at once; any other error also backs off.
+//!   Once descriptors are free, it serves new clients again.
+//! - **Slow peers hold nothing for long.** A TLS handshake must finish within the handshake
+//!   timeout (default 5 s), a connection that receives nothing for the read timeout (default
+//!   60 s; only bytes from the peer reset it) times out, and an optional lifetime caps any
+//!   connection.
+//! - **A graceful shutdown has a deadline.** [`shutdown`](ServerHandle::shutdown) closes the
+//!   listeners, asks every connection to finish (`on_shutdown`, or the [`ShutdownSignal`]; a
+//!   function that never took the signal is closed at once, so idle connections never hold
+//!   a drain up), returns as soon as all have ended or at the deadline — then kills the rest
+//!   — and reports `{ drained, aborted }`. [`suspend`](ServerHandle::suspend) /
+//!   [`resume`](ServerHandle::resume) close and reopen the listeners (same ports) without
+//!   touching live connections.
+//! - **Nothing leaks.** Dropping the [`ServerHandle`] stops the acceptors, closes the
+//!   listeners and kills every connection.
+//! - **Every connection is counted once.** `accepted = rejected + active + closed + errored +
+//!   panicked + killed + handshake_failures` whenever the server is idle.
+//!
+//! The crate targets Unix (Linux first): Unix domain sockets and the accept errors above are
+//! Unix notions. TLS uses rustls through tokio-rustls; build configs with
+//! `rustls::ServerConfig::builder_with_provider`.
+//!
+//! # Example
+//!
+//! An echo server with the callback form, a client, and a graceful shutdown.
+//!
+//! ```
+//! use std::time::Duration;
+//! use beamline_server::{Conn, ExitReason, Flow, Handler, Server};
+//! use bytes::BytesMut;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! #[derive(Clone)]
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     async fn on_data(&mut self, data: &mut BytesMut, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+//!         conn.send(data).await?;
+//!         data.clear();
+//!         Ok(Flow::Continue)
+//!     }
+//!
+//!     async fn on_shutdown(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+//!         let _ = conn.send(b"bye\n").await;
+//!         Ok(Flow::Close)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Server::new().bind("127.0.0.1:0".parse()?).start(Echo)?;
+//! let addr = server.local_addr().expect("a TCP address");
+//!
+//! let mut client = tokio::net::TcpStream::connect(addr).await?;
+//! client.write_all(b"ping").await?;
+//! let mut reply = [0u8; 4];
+//! client.read_exact(&mut reply).await?;
+//! assert_eq!(&reply, b"ping");
+//!
+//! // Stop accepting, ask the connection to finish (it says "bye"), wait at most 5 s.
+//! let report = server.shutdown(Duration::from_secs(5)).await?;
+//! assert_eq!((report.drained, report.aborted), (1, 0));
+//! let mut rest = Vec::new();
+//! client.read_to_end(&mut rest).await?;
+//! assert_eq!(rest, b"bye\n");
+//! assert_eq!(server.stats().closed, 1);
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod acceptor;
+mod conn;
+mod error;
+mod handle;
+mod limits;
+mod listen;
+mod server;
+mod stats;
+
+pub use beamline_process::{ExitReason, Info, ProcessId};
+pub use conn::{
+    Conn, ConnInfo, Connection, Endpoint, Flow, Handler, ShutdownSignal, Stream, TimeoutKind,
+    Transport,
+};
+pub use error::{ResumeError, ShutdownError, StartError, SuspendError};
+pub use handle::{DrainReport, ServerHandle, ServerState};
+pub use limits::Overload;
+pub use listen::ListenAddr;
+pub use server::{
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, Server,
+};
+pub use stats::ServerStats;

@@ -1,0 +1,407 @@
+//! [`Server`]: the builder — what to listen on, socket options, limits, timeouts — and the two
+//! ways to start it.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use beamline_process::{DynamicSupervisor, DynamicSupervisorConfig, ExitReason};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::acceptor::spawn_acceptors;
+use crate::conn::run::{ConnConfig, FnService, HandlerService, Service, Shared};
+use crate::conn::{Connection, Handler};
+use crate::error::StartError;
+use crate::handle::ServerHandle;
+use crate::limits::{Limits, Overload};
+use crate::listen::{self, Bound, ListenAddr, ListenSpec, SocketOptions};
+use crate::stats::Stats;
+
+/// The default [`max_connections`](Server::max_connections).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+/// The default [`handshake_timeout`](Server::handshake_timeout).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default [`read_timeout`](Server::read_timeout).
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Builds a server: what to listen on, how, and under which limits; then
+/// [`start`](Self::start) it with a [`Handler`] or [`serve`](Self::serve) it with an async
+/// function that owns each [`Connection`].
+///
+/// Every setting has a default; only an address is required.
+///
+/// | setting | default |
+/// |---|---|
+/// | [`acceptors`](Self::acceptors) | the number of CPU cores |
+/// | [`backlog`](Self::backlog) | 1024 |
+/// | [`nodelay`](Self::nodelay) | `true` |
+/// | [`keepalive`](Self::keepalive) | off |
+/// | [`reuseport`](Self::reuseport) | `false` |
+/// | [`max_connections`](Self::max_connections) | 16,384, [`Overload::Pause`] |
+/// | [`max_connections_per_ip`](Self::max_connections_per_ip) | no cap |
+/// | [`handshake_timeout`](Self::handshake_timeout) | 5 s |
+/// | [`read_timeout`](Self::read_timeout) | 60 s |
+/// | [`lifetime`](Self::lifetime) | none |
+/// | [`read_buffer`](Self::read_buffer) | 8 KiB |
+///
+/// # Examples
+/// ```no_run
+/// use std::time::Duration;
+/// use beamline_server::{Overload, Server};
+/// use tokio::io::AsyncWriteExt;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::new()
+///     .bind("127.0.0.1:7000".parse()?)
+///     .max_connections(10_000)
+///     .overload(Overload::Reject)
+///     .read_timeout(Some(Duration::from_secs(30)))
+///     .serve(|mut conn| async move {
+///         conn.write_all(b"hello\n").await?;
+///         Ok(())
+///     })?;
+/// println!("listening on {:?}", server.local_addrs());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    listen: Vec<ListenSpec>,
+    acceptors: Option<usize>,
+    socket: SocketOptions,
+    max_connections: usize,
+    overload: Overload,
+    per_ip: Option<u32>,
+    conn: ConnConfig,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            acceptors: None,
+            socket: SocketOptions {
+                backlog: 1024,
+                nodelay: true,
+                keepalive: None,
+                reuseport: false,
+            },
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            overload: Overload::Pause,
+            per_ip: None,
+            conn: ConnConfig {
+                handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+                read_timeout: Some(DEFAULT_READ_TIMEOUT),
+                lifetime: None,
+                read_buffer: 8 * 1024,
+            },
+        }
+    }
+}
+
+impl Server {
+    /// A server with the default settings and no address yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Listens for plain TCP on `addr` (port 0: the OS picks one; read it back from
+    /// [`ServerHandle::local_addrs`]). May be called several times.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.listen.push(ListenSpec {
+            addr: ListenAddr::Tcp(addr),
+            tls: None,
+        });
+        self
+    }
+
+    /// Listens for TLS on `addr`, with `config` (build it with
+    /// `rustls::ServerConfig::builder_with_provider`; set `alpn_protocols` there to offer
+    /// ALPN). The handshake runs in the connection's own process, under
+    /// [`handshake_timeout`](Self::handshake_timeout).
+    pub fn bind_tls(mut self, addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> Self {
+        self.listen.push(ListenSpec {
+            addr: ListenAddr::Tls(addr),
+            tls: Some(TlsAcceptor::from(config)),
+        });
+        self
+    }
+
+    /// Listens on a Unix domain socket at `path`, which must not exist; it is removed when
+    /// the listener closes (suspend, shutdown, or dropping the handle).
+    pub fn bind_unix(mut self, path: impl Into<PathBuf>) -> Self {
+        self.listen.push(ListenSpec {
+            addr: ListenAddr::Unix(path.into()),
+            tls: None,
+        });
+        self
+    }
+
+    /// How many acceptor tasks per address. Default: the number of CPU cores.
+    pub fn acceptors(mut self, acceptors: usize) -> Self {
+        self.acceptors = Some(acceptors);
+        self
+    }
+
+    /// The kernel's listen backlog: connections completed by the kernel and not yet
+    /// accepted (where [`Overload::Pause`] keeps the excess). The kernel caps it
+    /// (`net.core.somaxconn` on Linux). Default 1024.
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.socket.backlog = backlog;
+        self
+    }
+
+    /// `TCP_NODELAY` on accepted sockets: small writes go out at once instead of waiting to be
+    /// coalesced (Nagle). Default `true`, right for request/response protocols.
+    pub fn nodelay(mut self, nodelay: bool) -> Self {
+        self.socket.nodelay = nodelay;
+        self
+    }
+
+    /// TCP keepalive on accepted sockets: the kernel probes a connection idle for `idle`, so a
+    /// peer that vanished is noticed even without a read timeout. Default off.
+    pub fn keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.socket.keepalive = idle;
+        self
+    }
+
+    /// `SO_REUSEPORT` with one listening socket per acceptor: the kernel spreads new
+    /// connections over the acceptors instead of waking them all on one socket. Default
+    /// `false`. Applies to TCP and TLS addresses.
+    pub fn reuseport(mut self, reuseport: bool) -> Self {
+        self.socket.reuseport = reuseport;
+        self
+    }
+
+    /// The one global limit on live connections (TLS handshakes included), across every
+    /// address and acceptor. Default 16,384. What happens beyond it is the
+    /// [`overload`](Self::overload) policy.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// What happens beyond [`max_connections`](Self::max_connections). Default
+    /// [`Overload::Pause`].
+    pub fn overload(mut self, overload: Overload) -> Self {
+        self.overload = overload;
+        self
+    }
+
+    /// At most `max` live connections from one peer IP address; beyond it a connection is
+    /// accepted and closed at once (counted in `rejected`), whatever the overload policy.
+    /// Default: no cap.
+    pub fn max_connections_per_ip(mut self, max: u32) -> Self {
+        self.per_ip = Some(max);
+        self
+    }
+
+    /// How long a TLS handshake may take before the connection is closed (and counted in
+    /// `handshake_failures`): a client that opens a connection and stalls holds nothing for
+    /// long. Default 5 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.conn.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may receive nothing before it times out (see
+    /// [`Handler::on_timeout`]; a [`Connection`] function is closed). Only bytes from the
+    /// peer reset it. `None`: never. Default 60 s.
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.conn.read_timeout = timeout;
+        self
+    }
+
+    /// The most a connection may live, however busy. `None` (the default): no limit.
+    pub fn lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.conn.lifetime = lifetime;
+        self
+    }
+
+    /// How much the callback form reads at a time into `on_data`'s buffer (allocated once
+    /// data first arrives, so idle connections hold none). Default 8 KiB.
+    pub fn read_buffer(mut self, bytes: usize) -> Self {
+        self.conn.read_buffer = bytes;
+        self
+    }
+
+    /// Starts the server with a callback [`Handler`], cloned for each connection.
+    ///
+    /// # Errors
+    /// [`StartError`]: no address, an invalid setting, no tokio runtime, or an address that
+    /// cannot be bound. Nothing is left running.
+    pub fn start<H, M>(self, handler: H) -> Result<ServerHandle, StartError>
+    where
+        H: Handler<M> + Clone + Sync,
+        M: Send + 'static,
+    {
+        self.launch(HandlerService::new(handler))
+    }
+
+    /// Starts the server with an async function that owns each [`Connection`] (reads and
+    /// writes it directly: a `Framed` loop, `tokio::io::copy`, ...). It runs as the
+    /// connection's process; returning `Ok(())` closes the connection, `Err(reason)` fails it.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn serve<F, Fut>(self, f: F) -> Result<ServerHandle, StartError>
+    where
+        F: Fn(Connection) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ExitReason>> + Send + 'static,
+    {
+        self.launch(FnService(f))
+    }
+
+    fn validate(&self) -> Result<(), StartError> {
+        let invalid = |setting, reason| Err(StartError::Invalid { setting, reason });
+        if self.listen.is_empty() {
+            return Err(StartError::NoListeners);
+        }
+        if self.acceptors == Some(0) {
+            return invalid("acceptors", "must be at least 1");
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "must be at least 1");
+        }
+        if self.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
+            return invalid("max_connections", "exceeds what the limit can count");
+        }
+        if self.per_ip == Some(0) {
+            return invalid("max_connections_per_ip", "must be at least 1");
+        }
+        if self.conn.handshake_timeout.is_zero() {
+            return invalid("handshake_timeout", "must be more than zero");
+        }
+        if self.conn.read_timeout.is_some_and(|t| t.is_zero()) {
+            return invalid("read_timeout", "must be more than zero (None disables it)");
+        }
+        if self.conn.lifetime.is_some_and(|t| t.is_zero()) {
+            return invalid("lifetime", "must be more than zero (None disables it)");
+        }
+        if self.conn.read_buffer == 0 {
+            return invalid("read_buffer", "must be at least 1 byte");
+        }
+        Ok(())
+    }
+
+    fn launch<S: Service>(self, service: S) -> Result<ServerHandle, StartError> {
+        self.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
+        let _entered = runtime.enter();
+        let count = self.acceptors.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        // Bind everything before starting anything: a failure leaves nothing behind.
+        let mut bound = Vec::with_capacity(self.listen.len());
+        for spec in &self.listen {
+            let b = listen::bind(spec, count, self.socket).map_err(|source| StartError::Bind {
+                addr: spec.addr.clone(),
+                source,
+            })?;
+            bound.push(b);
+        }
+        let stats = Arc::new(Stats::default());
+        let sup = DynamicSupervisor::start(DynamicSupervisorConfig::new());
+        let pool = AcceptorPool {
+            shared: Arc::new(Shared {
+                service,
+                config: self.conn,
+                limits: Limits::new(self.max_connections, self.overload, self.per_ip),
+                stats: stats.clone(),
+                sup: sup.clone(),
+            }),
+            count,
+            options: self.socket,
+            runtime,
+        };
+        let tasks = pool.spawn(&bound);
+        let specs: Vec<ListenSpec> = bound.into_iter().map(|b| b.spec).collect();
+        tracing::info!(
+            addrs = ?specs.iter().map(|s| &s.addr).collect::<Vec<_>>(),
+            acceptors = count,
+            max_connections = self.max_connections,
+            overload = ?self.overload,
+            "server started"
+        );
+        Ok(ServerHandle::new(tasks, specs, Box::new(pool), stats, sup))
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("listen", &self.listen)
+            .field("acceptors", &self.acceptors)
+            .field("socket", &self.socket)
+            .field("max_connections", &self.max_connections)
+            .field("overload", &self.overload)
+            .field("per_ip", &self.per_ip)
+            .field("conn", &self.conn)
+            .finish()
+    }
+}
+
+/// What the handle needs from the (generic) acceptor pool to reopen listeners after a
+/// suspend.
+pub(crate) trait Acceptors: Send + Sync {
+    fn bind(&self, spec: &ListenSpec) -> io::Result<Bound>;
+    fn spawn(&self, bound: &[Bound]) -> Vec<JoinHandle<()>>;
+}
+
+struct AcceptorPool<S> {
+    shared: Arc<Shared<S>>,
+    count: usize,
+    options: SocketOptions,
+    runtime: tokio::runtime::Handle,
+}
+
+impl<S: Service> Acceptors for AcceptorPool<S> {
+    fn bind(&self, spec: &ListenSpec) -> io::Result<Bound> {
+        let _entered = self.runtime.enter();
+        listen::bind(spec, self.count, self.options)
+    }
+
+    fn spawn(&self, bound: &[Bound]) -> Vec<JoinHandle<()>> {
+        spawn_acceptors(&self.shared, bound, self.count, &self.runtime)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ConnInfo, ServerStats, ShutdownSignal, Stream};
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn handles_cross_tasks_and_threads() {
+        // The facade and users keep the handle in an Arc, move connections into tasks.
+        send_sync::<ServerHandle>();
+        send_sync::<Server>();
+        send_sync::<ShutdownSignal>();
+        send_sync::<ConnInfo>();
+        send_sync::<ServerStats>();
+        send::<Connection>();
+        send::<Stream>();
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = Server::new();
+        assert_eq!(s.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(s.overload, Overload::Pause);
+        assert_eq!(s.per_ip, None);
+        assert_eq!(s.conn.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
+        assert_eq!(s.conn.read_timeout, Some(DEFAULT_READ_TIMEOUT));
+        assert_eq!(s.conn.lifetime, None);
+        assert_eq!(s.conn.read_buffer, 8 * 1024);
+        assert_eq!(s.socket.backlog, 1024);
+        assert!(s.socket.nodelay && !s.socket.reuseport && s.socket.keepalive.is_none());
+        assert_eq!(s.acceptors, None);
+    }
+}

@@ -1,0 +1,199 @@
+//! Server counters: [`ServerStats`] (a snapshot) and the atomics behind it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst, fence};
+
+use tokio::sync::Notify;
+
+/// A snapshot of a server's counters, from [`ServerHandle::stats`](crate::ServerHandle::stats).
+///
+/// Every accepted connection ends in exactly one bucket, so once the server is idle
+/// `accepted == rejected + active + closed + errored + panicked + killed + handshake_failures`.
+/// The counters are read one by one without a lock, so a snapshot taken while connections come
+/// and go may be off by the connections that moved meanwhile (never negative).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Connections accepted from the kernel (including those then rejected).
+    pub accepted: u64,
+    /// Connection processes running now (TLS handshakes in progress included).
+    pub active: u64,
+    /// Accepted and closed at once: over `max_connections` under
+    /// [`Overload::Reject`](crate::Overload::Reject), over the per-IP cap, or accepted while
+    /// the server was stopping.
+    pub rejected: u64,
+    /// Ended normally: the peer or the handler closed, a timeout, or a graceful shutdown.
+    pub closed: u64,
+    /// Ended with an error: the handler returned `Err`, or reading the socket failed (a reset).
+    pub errored: u64,
+    /// Ended because the handler panicked (only that connection was closed).
+    pub panicked: u64,
+    /// Killed without finishing: still running at a drain's deadline, or the server handle
+    /// was dropped.
+    pub killed: u64,
+    /// TLS handshakes that failed (bad client, wrong CA, plain TCP on a TLS port) or did not
+    /// finish within the handshake timeout.
+    pub handshake_failures: u64,
+    /// `accept()` calls that failed (each failure, not each back-off episode).
+    pub accept_errors: u64,
+    /// Bytes received from peers (after TLS decryption). Counted in 64 KiB steps while a
+    /// connection lives and exactly when it ends.
+    pub bytes_in: u64,
+    /// Bytes sent to peers (before TLS encryption), counted like `bytes_in`.
+    pub bytes_out: u64,
+}
+
+/// How a connection ended: the one bucket it is counted in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Closed,
+    Errored,
+    Panicked,
+    Killed,
+    HandshakeFailed,
+}
+
+/// Bytes are added to the server-wide counters each time a connection's own total crosses a
+/// multiple of this, and the remainder when it ends: live counts without a shared atomic per
+/// read.
+pub(crate) const BYTES_GRAIN_SHIFT: u32 = 16;
+
+/// The live counters. Updated at connection start and end (and per 64 KiB of traffic), never
+/// per read, so connections on different cores do not fight over them.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    accepted: AtomicU64,
+    started: AtomicU64,
+    rejected: AtomicU64,
+    closed: AtomicU64,
+    errored: AtomicU64,
+    panicked: AtomicU64,
+    killed: AtomicU64,
+    handshake_failures: AtomicU64,
+    accept_errors: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    /// Set while a shutdown waits for the last connection to be counted.
+    draining: AtomicBool,
+    idle: Notify,
+}
+
+impl Stats {
+    pub(crate) fn accepted(&self) {
+        self.accepted.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn rejected(&self) {
+        self.rejected.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn accept_error(&self) {
+        self.accept_errors.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn started(&self) {
+        self.started.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn ended(&self, outcome: Outcome) {
+        let counter = match outcome {
+            Outcome::Closed => &self.closed,
+            Outcome::Errored => &self.errored,
+            Outcome::Panicked => &self.panicked,
+            Outcome::Killed => &self.killed,
+            Outcome::HandshakeFailed => &self.handshake_failures,
+        };
+        counter.fetch_add(1, Relaxed);
+        // Pairs with the fence in `wait_idle`: either it sees this end, or this sees it waiting.
+        fence(SeqCst);
+        if self.draining.load(Relaxed) && self.snapshot().active == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Waits until every started connection has been counted as ended. A connection's exit
+    /// is published (which ends a drain) a moment before its counters are updated; a
+    /// shutdown waits for this so that the stats it leaves behind are final.
+    pub(crate) async fn wait_idle(&self) {
+        self.draining.store(true, Relaxed);
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            fence(SeqCst);
+            if self.snapshot().active == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> ServerStats {
+        // Ends before starts: `active` can be stale but never negative.
+        let closed = self.closed.load(Relaxed);
+        let errored = self.errored.load(Relaxed);
+        let panicked = self.panicked.load(Relaxed);
+        let killed = self.killed.load(Relaxed);
+        let handshake_failures = self.handshake_failures.load(Relaxed);
+        let ended = closed + errored + panicked + killed + handshake_failures;
+        let started = self.started.load(Relaxed);
+        ServerStats {
+            accepted: self.accepted.load(Relaxed),
+            active: started.saturating_sub(ended),
+            rejected: self.rejected.load(Relaxed),
+            closed,
+            errored,
+            panicked,
+            killed,
+            handshake_failures,
+            accept_errors: self.accept_errors.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_connection_lands_in_one_bucket() {
+        let stats = Stats::default();
+        for outcome in [
+            Outcome::Closed,
+            Outcome::Errored,
+            Outcome::Panicked,
+            Outcome::Killed,
+            Outcome::HandshakeFailed,
+        ] {
+            stats.accepted();
+            stats.started();
+            assert_eq!(stats.snapshot().active, 1);
+            stats.ended(outcome);
+        }
+        stats.accepted();
+        stats.rejected();
+        let s = stats.snapshot();
+        assert_eq!(s.active, 0);
+        assert_eq!(
+            s.accepted,
+            s.rejected
+                + s.active
+                + s.closed
+                + s.errored
+                + s.panicked
+                + s.killed
+                + s.handshake_failures
+        );
+        assert_eq!(
+            (
+                s.closed,
+                s.errored,
+                s.panicked,
+                s.killed,
+                s.handshake_failures
+            ),
+            (1, 1, 1, 1, 1)
+        );
+    }
+}
