@@ -296,7 +296,8 @@ pub mod resp;
 pub use client::ResponseFuture;
 #[cfg(feature = "client")]
 pub use client::{
-    BuildError, Client, ClientBuilder, ClientError, MuxConnection, Stack, Target, TransportError,
+    BuildError, Client, ClientBuilder, ClientError, ClientManager, MuxConnection, Pooling, Stack,
+    Target, TransportError,
 };
 
 #[cfg(feature = "chaos")]
@@ -305,12 +306,18 @@ pub use beamline_chaos as chaos;
 #[cfg(feature = "mux")]
 #[doc(inline)]
 pub use beamline_mux as mux;
+#[cfg(feature = "pool")]
+#[doc(inline)]
+pub use beamline_pool as pool;
 #[cfg(feature = "process")]
 #[doc(inline)]
 pub use beamline_process as process;
 #[cfg(feature = "reconnect")]
 #[doc(inline)]
 pub use beamline_reconnect as reconnect;
+#[cfg(feature = "server")]
+#[doc(inline)]
+pub use beamline_server as server;
 #[cfg(feature = "tls")]
 #[doc(no_inline)]
 pub use {rustls, tokio_rustls};
