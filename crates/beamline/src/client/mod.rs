@@ -18,9 +18,10 @@ pub use service::ResponseFuture;
 pub use transport::Target;
 
 use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 
-use beamline_pool::{Pool, SharedPool};
+use beamline_pool::{Pool, PoolGuard, SharedGuard, SharedPool};
 use beamline_reconnect::{CloseReason, Reconnect, State};
 use bytes::Bytes;
 
@@ -42,6 +43,9 @@ use bytes::Bytes;
 ///   fail at once, or wait in a bounded queue until a deadline and then go out in order.
 /// - **Bounded in flight**: at most `max_in_flight` requests per connection; callers
 ///   beyond wait, first come first served, within their timeout.
+/// - **Pooled, honestly** ([`Pooling`]): a call waits for a pooled connection at most the
+///   pool's checkout timeout, in arrival order; when connecting is what fails, the error
+///   carries the connect attempt's own error ([`ClientError::transport_error`]).
 /// - **A timed-out or dropped call frees its slot at once**; the connection stays up.
 /// - **Closing is final**: after [`close`](Self::close) every call fails with
 ///   [`ClientError::Closed`], in-flight requests end as their connection reports them.
@@ -142,18 +146,8 @@ where
     /// request's own failure (`Timeout`, `Remote`, `Cancelled`, `Request`), or `Closed`.
     /// [`ClientError::was_sent`] says whether a retry is safe.
     pub async fn call(&self, request: Req) -> Result<Resp, ClientError> {
-        let result = match &self.stack {
-            Stack::Single(reconnect) => reconnect.call(request).await,
-            Stack::Exclusive(pool) => match pool.get().await {
-                Ok(conn) => conn.call(request).await,
-                Err(e) => return Err(ClientError::checkout(&self.name, e)),
-            },
-            Stack::Shared(pool) => match pool.get().await {
-                Ok(conn) => conn.call(request).await,
-                Err(e) => return Err(ClientError::checkout(&self.name, e)),
-            },
-        };
-        result.map_err(ClientError::from)
+        let conn = self.checkout().await?;
+        conn.call(request).await.map_err(ClientError::from)
     }
 
     /// Sends an idempotent `request`: if its connection is lost before the answer arrives,
@@ -168,18 +162,40 @@ where
     where
         Req: Clone,
     {
-        let result = match &self.stack {
-            Stack::Single(reconnect) => reconnect.call_idempotent(request).await,
-            Stack::Exclusive(pool) => match pool.get().await {
-                Ok(conn) => conn.call_idempotent(request).await,
-                Err(e) => return Err(ClientError::checkout(&self.name, e)),
-            },
-            Stack::Shared(pool) => match pool.get().await {
-                Ok(conn) => conn.call_idempotent(request).await,
-                Err(e) => return Err(ClientError::checkout(&self.name, e)),
-            },
-        };
-        result.map_err(ClientError::from)
+        let conn = self.checkout().await?;
+        conn.call_idempotent(request)
+            .await
+            .map_err(ClientError::from)
+    }
+
+    /// The reconnecting connection a call goes to: the only one, or one checked out of the
+    /// pool (given back when the returned guard drops).
+    async fn checkout(&self) -> Result<Checkout<'_, Req, Resp>, ClientError> {
+        let checkout = |e| ClientError::checkout(&self.name, e);
+        Ok(match &self.stack {
+            Stack::Single(reconnect) => Checkout::Single(reconnect),
+            Stack::Exclusive(pool) => Checkout::Exclusive(pool.get().await.map_err(checkout)?),
+            Stack::Shared(pool) => Checkout::Shared(pool.get().await.map_err(checkout)?),
+        })
+    }
+}
+
+/// A reconnecting connection held for one call.
+enum Checkout<'a, Req: Send + 'static, Resp: Send + 'static> {
+    Single(&'a Reconnect<MuxConnection<Req, Resp>>),
+    Exclusive(PoolGuard<'a, ClientManager<Req, Resp>>),
+    Shared(SharedGuard<'a, ClientManager<Req, Resp>>),
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Deref for Checkout<'_, Req, Resp> {
+    type Target = Reconnect<MuxConnection<Req, Resp>>;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Checkout::Single(reconnect) => reconnect,
+            Checkout::Exclusive(guard) => guard,
+            Checkout::Shared(guard) => guard,
+        }
     }
 }
 
