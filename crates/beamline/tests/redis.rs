@@ -276,18 +276,29 @@ async fn a_restart_loses_no_request_silently(client: Redis, redis: &mut RedisSer
     failed
 }
 
+/// The restart tests' offline queue: long enough to outlast the restart.
+const QUEUE: OfflinePolicy = OfflinePolicy::Queue {
+    max: 64,
+    deadline: Duration::from_secs(5),
+};
+
+/// A client of `redis` that retries every 10 ms, with 8 requests in flight per connection
+/// (so 16 callers also wait for slots), `offline` and `pooling`.
+async fn restartable(redis: &RedisServer, offline: OfflinePolicy, pooling: Pooling) -> Redis {
+    builder(redis)
+        .max_in_flight(8)
+        .backoff(BackoffConfig::constant(Duration::from_millis(10)))
+        .offline(offline)
+        .pool(pooling)
+        .connect()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_with_an_offline_queue() {
     let mut redis = RedisServer::start();
-    let client = builder(&redis)
-        .backoff(BackoffConfig::constant(Duration::from_millis(10)))
-        .offline(OfflinePolicy::Queue {
-            max: 64,
-            deadline: Duration::from_secs(5),
-        })
-        .connect()
-        .await
-        .unwrap();
+    let client = restartable(&redis, QUEUE, Pooling::Single).await;
     // The callers' requests piled up behind the BLPOP died with it.
     let failed = a_restart_loses_no_request_silently(client, &mut redis).await;
     assert!(failed > 0);
@@ -296,11 +307,7 @@ async fn a_restart_with_an_offline_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_failing_fast() {
     let mut redis = RedisServer::start();
-    let client = builder(&redis)
-        .backoff(BackoffConfig::constant(Duration::from_millis(10)))
-        .connect()
-        .await
-        .unwrap();
+    let client = restartable(&redis, OfflinePolicy::FailFast, Pooling::Single).await;
     let failed = a_restart_loses_no_request_silently(client, &mut redis).await;
     assert!(failed > 0);
 }
@@ -308,28 +315,15 @@ async fn a_restart_failing_fast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_under_an_exclusive_pool() {
     let mut redis = RedisServer::start();
-    let client = builder(&redis)
-        .backoff(BackoffConfig::constant(Duration::from_millis(10)))
-        .offline(OfflinePolicy::Queue {
-            max: 64,
-            deadline: Duration::from_secs(5),
-        })
-        .pool(Pooling::Exclusive(PoolConfig::new(4)))
-        .connect()
-        .await
-        .unwrap();
+    let pooling = Pooling::Exclusive(PoolConfig::new(4));
+    let client = restartable(&redis, QUEUE, pooling).await;
     a_restart_loses_no_request_silently(client, &mut redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_under_a_shared_pool() {
     let mut redis = RedisServer::start();
-    let client = builder(&redis)
-        .max_in_flight(8)
-        .backoff(BackoffConfig::constant(Duration::from_millis(10)))
-        .pool(Pooling::Shared(PoolConfig::new(4)))
-        .connect()
-        .await
-        .unwrap();
+    let pooling = Pooling::Shared(PoolConfig::new(4));
+    let client = restartable(&redis, OfflinePolicy::FailFast, pooling).await;
     a_restart_loses_no_request_silently(client, &mut redis).await;
 }
