@@ -4,3 +4,5 @@
 //! `cargo run --release --example NAME`; its header comment says how to try it with real
 //! tools (`redis-cli`, `openssl s_client`, `nc`). What two or more examples share (a RESP
 //! codec, tracing set-up) lives in this library so each example stays one screen of code.
+
+pub mod redis_client;

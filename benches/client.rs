@@ -1,0 +1,136 @@
+//! beamline's composed Client beside redis-rs, in the same run, against the same
+//! `redis-server` (started here on a free loopback port):
+//!
+//! - `client/64-callers-1-connection`: 64 concurrent callers, each doing 50 SET/GET pairs
+//!   (6,400 commands per iteration, every reply checked), through one `beamline::Client`
+//!   in FIFO mode over one connection, and through one redis-rs `MultiplexedConnection`
+//!   (its pipelined, multiplexed client).
+//! - `client/64-callers-pooled`: the same workload through a `beamline::Client` over a
+//!   shared pool of 4 connections taking 16 requests each, beside the same redis-rs
+//!   connection.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use beamline::pool::{PoolConfig, Start};
+use beamline::resp::{Command, Value};
+use beamline::{Client, Pooling};
+use beamline_testkit::RedisServer;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use redis::aio::MultiplexedConnection;
+use tokio::runtime::Runtime;
+
+const CALLERS: usize = 64;
+const PAIRS: usize = 50;
+const COMMANDS: u64 = (CALLERS * PAIRS * 2) as u64;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The value caller `caller` writes in pair `pair`: 32 bytes, its own.
+fn value(caller: usize, pair: usize) -> String {
+    format!("{caller:>8}:{pair:>8}:{:>14}", "beamline-bench")
+}
+
+async fn beamline_workload(client: &Client<Command, Value>) {
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|caller| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let key = format!("bench:{caller}");
+                for pair in 0..PAIRS {
+                    let value = value(caller, pair);
+                    let set = client.call(Command::new("SET").arg(&key).arg(&value));
+                    assert_eq!(set.await.unwrap(), Value::ok());
+                    let got = client.call(Command::new("GET").arg(&key)).await.unwrap();
+                    assert_eq!(got.as_bytes(), Some(value.as_bytes()));
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+}
+
+async fn redis_rs_workload(conn: &MultiplexedConnection) {
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|caller| {
+            let mut conn = conn.clone();
+            tokio::spawn(async move {
+                let key = format!("bench:{caller}");
+                for pair in 0..PAIRS {
+                    let value = value(caller, pair);
+                    let set: String = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&value)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    assert_eq!(set, "OK");
+                    let got: Vec<u8> = redis::cmd("GET")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    assert_eq!(got, value.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+}
+
+fn clients(c: &mut Criterion) {
+    let rt = runtime();
+    let redis = RedisServer::start();
+    let redis_rs = rt
+        .block_on(async {
+            redis::Client::open(redis.url())?
+                .get_multiplexed_async_connection()
+                .await
+        })
+        .unwrap();
+    let one = rt
+        .block_on(Client::builder(redis.addr()).resp().connect())
+        .unwrap();
+    let pool = PoolConfig::new(4).min_idle(4).start(Start::Eager);
+    let pooled = rt
+        .block_on(
+            Client::builder(redis.addr())
+                .resp()
+                .max_in_flight(16)
+                .pool(Pooling::Shared(pool))
+                .connect(),
+        )
+        .unwrap();
+
+    for (group, id, beamline) in [
+        ("client/64-callers-1-connection", "beamline-fifo", &one),
+        ("client/64-callers-pooled", "beamline-fifo-pooled", &pooled),
+    ] {
+        let mut group = c.benchmark_group(group);
+        group
+            .throughput(Throughput::Elements(COMMANDS))
+            .sample_size(20)
+            .warm_up_time(Duration::from_secs(2))
+            .measurement_time(Duration::from_secs(8));
+        group.bench_function(id, |b| {
+            b.to_async(&rt).iter(|| beamline_workload(beamline));
+        });
+        group.bench_function("redis-rs-multiplexed", |b| {
+            b.to_async(&rt).iter(|| redis_rs_workload(&redis_rs));
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, clients);
+criterion_main!(benches);

@@ -1,0 +1,246 @@
+//! The composed client: `Pool ─► Reconnect ─► Mux driver ─► Framed<TCP | TLS | Unix>`,
+//! built by one builder.
+
+mod builder;
+mod connection;
+mod error;
+mod pool;
+#[cfg(feature = "tower")]
+mod service;
+mod transport;
+
+pub use builder::ClientBuilder;
+pub use connection::MuxConnection;
+pub use error::{BuildError, ClientError, TransportError};
+pub use pool::{ClientManager, Pooling};
+#[cfg(feature = "tower")]
+pub use service::ResponseFuture;
+pub use transport::Target;
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use beamline_pool::{Pool, PoolGuard, SharedGuard, SharedPool};
+use beamline_reconnect::{CloseReason, Reconnect, State};
+use bytes::Bytes;
+
+/// A client that reconnects, multiplexes and (optionally) pools: one handle for many
+/// concurrent callers.
+///
+/// Built by [`Client::builder`]. Cheap to clone (every clone is the same client); when the
+/// last clone is dropped the client closes and its connections shut down.
+///
+/// # Guarantees
+/// - **Every call ends in its own answer or a typed [`ClientError`]** that says whether
+///   the request may have been delivered ([`ClientError::was_sent`]). A caller never
+///   receives another caller's answer, in FIFO mode too: an abandoned request's answer is
+///   read and discarded.
+/// - **Nothing is replayed behind your back**: only [`call_idempotent`](Self::call_idempotent)
+///   requests are sent again after a lost connection, at most `max_replays` times.
+/// - **Reconnects are jittered and bounded** by the [`BackoffConfig`](beamline_reconnect::BackoffConfig);
+///   while no connection is up, requests follow the [`OfflinePolicy`](beamline_reconnect::OfflinePolicy):
+///   fail at once, or wait in a bounded queue until a deadline and then go out in order.
+/// - **Bounded in flight**: at most `max_in_flight` requests per connection; callers
+///   beyond wait, first come first served, within their timeout.
+/// - **Pooled, honestly** ([`Pooling`]): a call waits for a pooled connection at most the
+///   pool's checkout timeout, in arrival order; when connecting is what fails, the error
+///   carries the connect attempt's own error ([`ClientError::transport_error`]).
+/// - **A timed-out or dropped call frees its slot at once**; the connection stays up.
+/// - **Closing is final**: after [`close`](Self::close) every call fails with
+///   [`ClientError::Closed`], in-flight requests end as their connection reports them.
+///
+/// # Examples
+/// ```no_run
+/// use beamline::Client;
+/// use beamline::resp::{Command, Value};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let redis = Client::builder("127.0.0.1:6379").resp().connect().await?;
+/// redis.call(Command::new("SET").arg("greeting").arg("hello")).await?;
+/// let value = redis.call(Command::new("GET").arg("greeting")).await?;
+/// assert_eq!(value, Value::bulk("hello"));
+/// # Ok(())
+/// # }
+/// ```
+pub struct Client<Req: Send + 'static, Resp: Send + 'static> {
+    name: Arc<str>,
+    stack: Stack<Req, Resp>,
+}
+
+/// The layers under a [`Client`], for inspection ([`Client::stack`]): the state of its
+/// reconnecting connection, the pool's metrics, the mux's counters.
+///
+/// Each layer keeps its own failure guarantees (see [`Reconnect`] and [`MuxConnection`]);
+/// calling a layer directly bypasses nothing but the facade's error type.
+#[non_exhaustive]
+pub enum Stack<Req: Send + 'static, Resp: Send + 'static> {
+    /// One reconnecting, multiplexed connection shared by every caller.
+    Single(Reconnect<MuxConnection<Req, Resp>>),
+    /// An exclusive pool of reconnecting, multiplexed connections ([`Pooling::Exclusive`]).
+    Exclusive(Pool<ClientManager<Req, Resp>>),
+    /// A shared pool of reconnecting, multiplexed connections ([`Pooling::Shared`]).
+    Shared(SharedPool<ClientManager<Req, Resp>>),
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Clone for Stack<Req, Resp> {
+    fn clone(&self) -> Self {
+        match self {
+            Stack::Single(reconnect) => Stack::Single(reconnect.clone()),
+            Stack::Exclusive(pool) => Stack::Exclusive(pool.clone()),
+            Stack::Shared(pool) => Stack::Shared(pool.clone()),
+        }
+    }
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> fmt::Debug for Stack<Req, Resp> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stack::Single(reconnect) => f.debug_tuple("Single").field(reconnect).finish(),
+            Stack::Exclusive(pool) => f.debug_tuple("Exclusive").field(pool).finish(),
+            Stack::Shared(pool) => f.debug_tuple("Shared").field(pool).finish(),
+        }
+    }
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Clone for Client<Req, Resp> {
+    fn clone(&self) -> Self {
+        Client {
+            name: self.name.clone(),
+            stack: self.stack.clone(),
+        }
+    }
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> fmt::Debug for Client<Req, Resp> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("name", &self.name)
+            .field("stack", &self.stack)
+            .finish()
+    }
+}
+
+impl Client<Bytes, Bytes> {
+    /// A builder for a client of `target` (`"host:port"`, a [`SocketAddr`](std::net::SocketAddr),
+    /// or a [`Target`]), speaking beamline's wire format until told otherwise
+    /// ([`ClientBuilder::fifo`], [`ClientBuilder::tagged`], [`ClientBuilder::resp`]).
+    pub fn builder(target: impl Into<Target>) -> ClientBuilder<Bytes, Bytes> {
+        ClientBuilder::new(target.into())
+    }
+}
+
+impl<Req, Resp> Client<Req, Resp>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+{
+    /// Sends `request` and waits for its answer. Never replayed.
+    ///
+    /// Dropping the returned future cancels the call: its slot is freed at once and, if it
+    /// was written, its answer is discarded when it comes.
+    ///
+    /// # Errors
+    /// A [`ClientError`]: no pooled connection (`Checkout`), offline (`Disconnected`,
+    /// `QueueFull`, `OfflineTimeout`), the connection died (`NotSent`, `ConnectionLost`), the
+    /// request's own failure (`Timeout`, `Remote`, `Cancelled`, `Request`), or `Closed`.
+    /// [`ClientError::was_sent`] says whether a retry is safe.
+    pub async fn call(&self, request: Req) -> Result<Resp, ClientError> {
+        let conn = self.checkout().await?;
+        conn.call(request).await.map_err(ClientError::from)
+    }
+
+    /// Sends an idempotent `request`: if its connection is lost before the answer arrives,
+    /// it is sent again on the next connection (following the offline policy), at most
+    /// `max_replays` times (1 unless set with [`ClientBuilder::reconnect`]). Use it only for
+    /// requests that are safe to apply twice (reads, `SET` of a fixed value).
+    ///
+    /// # Errors
+    /// As [`call`](Self::call); after replays, `ConnectionLost` if any attempt may have been
+    /// delivered.
+    pub async fn call_idempotent(&self, request: Req) -> Result<Resp, ClientError>
+    where
+        Req: Clone,
+    {
+        let conn = self.checkout().await?;
+        conn.call_idempotent(request)
+            .await
+            .map_err(ClientError::from)
+    }
+
+    /// The reconnecting connection a call goes to: the only one, or one checked out of the
+    /// pool (given back when the returned guard drops).
+    async fn checkout(&self) -> Result<Checkout<'_, Req, Resp>, ClientError> {
+        let checkout = |e| ClientError::checkout(&self.name, e);
+        Ok(match &self.stack {
+            Stack::Single(reconnect) => Checkout::Single(reconnect),
+            Stack::Exclusive(pool) => Checkout::Exclusive(pool.get().await.map_err(checkout)?),
+            Stack::Shared(pool) => Checkout::Shared(pool.get().await.map_err(checkout)?),
+        })
+    }
+}
+
+/// A reconnecting connection held for one call.
+enum Checkout<'a, Req: Send + 'static, Resp: Send + 'static> {
+    Single(&'a Reconnect<MuxConnection<Req, Resp>>),
+    Exclusive(PoolGuard<'a, ClientManager<Req, Resp>>),
+    Shared(SharedGuard<'a, ClientManager<Req, Resp>>),
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Deref for Checkout<'_, Req, Resp> {
+    type Target = Reconnect<MuxConnection<Req, Resp>>;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Checkout::Single(reconnect) => reconnect,
+            Checkout::Exclusive(guard) => guard,
+            Checkout::Shared(guard) => guard,
+        }
+    }
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Client<Req, Resp> {
+    /// The client's name (its target unless [`ClientBuilder::name`] set one).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Closes the client for good: waiting and later calls fail with
+    /// [`ClientError::Closed`], in-flight requests end as their connection reports them
+    /// (`NotSent` or `ConnectionLost`), connections shut down. Every clone is closed.
+    /// Idempotent.
+    pub fn close(&self) {
+        match &self.stack {
+            Stack::Single(reconnect) => reconnect.close(),
+            Stack::Exclusive(pool) => pool.close(),
+            Stack::Shared(pool) => pool.close(),
+        }
+    }
+
+    /// Whether the client is closed for good (by [`close`](Self::close), or because the
+    /// reconnect backoff gave up). A client that is only reconnecting is not closed.
+    pub fn is_closed(&self) -> bool {
+        match &self.stack {
+            Stack::Single(reconnect) => reconnect.is_closed(),
+            Stack::Exclusive(pool) => pool.is_closed(),
+            Stack::Shared(pool) => pool.is_closed(),
+        }
+    }
+
+    /// Why the client closed, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        match &self.stack {
+            Stack::Single(reconnect) => match reconnect.state() {
+                State::Closed(reason) => Some(reason),
+                _ => None,
+            },
+            Stack::Exclusive(pool) => pool.is_closed().then_some(CloseReason::Requested),
+            Stack::Shared(pool) => pool.is_closed().then_some(CloseReason::Requested),
+        }
+    }
+
+    /// The layers under the client, to watch its state or read its counters.
+    pub fn stack(&self) -> &Stack<Req, Resp> {
+        &self.stack
+    }
+}

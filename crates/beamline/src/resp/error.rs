@@ -1,0 +1,85 @@
+//! What the RESP codec refuses, and why.
+
+use std::io;
+
+/// Why a RESP frame could not be decoded or a value could not be encoded.
+///
+/// Decoding errors mean the byte stream is out of step (or hostile): nothing of the
+/// offending frame was returned and the connection should be closed, because no later
+/// frame boundary can be trusted. Every limit ([`RespLimits`](crate::resp::RespLimits)) is
+/// checked from the headers, **before** anything is allocated or buffered past it.
+///
+/// Encoding errors leave the destination buffer as it was: nothing of the value was written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RespError {
+    /// Reading or writing the transport failed (what `Framed` reports through the codec).
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// A frame starts with a byte that is not a RESP2 type (`+ - : $ *`), and inline
+    /// commands are off (or the byte is inside an array).
+    #[error("unexpected byte {byte:#04x} at offset {offset} where a RESP type was expected")]
+    UnexpectedByte {
+        /// The byte.
+        byte: u8,
+        /// Its offset from the start of the frame.
+        offset: usize,
+    },
+    /// An integer, a bulk length or an array length is not a decimal `i64`.
+    #[error("invalid number at offset {offset}")]
+    InvalidInteger {
+        /// Where the number starts, from the start of the frame.
+        offset: usize,
+    },
+    /// A bulk or array length below -1 (-1 is null).
+    #[error("invalid length {len} at offset {offset}")]
+    InvalidLength {
+        /// The length as sent.
+        len: i64,
+        /// Where the header starts, from the start of the frame.
+        offset: usize,
+    },
+    /// A line or a bulk body does not end with `\r\n`.
+    #[error("missing \\r\\n at offset {offset}")]
+    MissingCrlf {
+        /// Where the terminator was expected, from the start of the frame.
+        offset: usize,
+    },
+    /// A simple string, an error, an inline command or a header line is longer than
+    /// [`RespLimits::max_line_len`](crate::resp::RespLimits::max_line_len) (or a number
+    /// line longer than any `i64`).
+    #[error("line longer than {max} bytes")]
+    LineTooLong {
+        /// The limit.
+        max: usize,
+    },
+    /// A bulk string's declared length is over
+    /// [`RespLimits::max_bulk_len`](crate::resp::RespLimits::max_bulk_len).
+    #[error("bulk string of {len} bytes exceeds the limit of {max}")]
+    BulkTooLong {
+        /// The declared length.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// Arrays nest deeper than
+    /// [`RespLimits::max_depth`](crate::resp::RespLimits::max_depth).
+    #[error("arrays nested deeper than {max}")]
+    TooDeep {
+        /// The limit.
+        max: usize,
+    },
+    /// One frame needs more than
+    /// [`RespLimits::max_frame_len`](crate::resp::RespLimits::max_frame_len) bytes.
+    #[error("frame of at least {len} bytes exceeds the limit of {max}")]
+    FrameTooLarge {
+        /// How many bytes the frame is known to need.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Encoding: a simple string or an error contains `\r` or `\n`, which RESP2 cannot
+    /// carry in them (send it as a bulk string).
+    #[error("a simple string or error cannot contain \\r or \\n")]
+    InvalidSimple,
+}

@@ -1,0 +1,180 @@
+//! RESP2, the Redis serialization protocol: typed values, commands, and a bounded codec.
+//!
+//! Both ends of a Redis conversation in one [`RespCodec`]: a client encodes [`Command`]s
+//! and decodes reply [`Value`]s; a server decodes request `Value`s (including inline
+//! commands typed into `nc`) and encodes replies. RESP carries no request ids, so a
+//! client multiplexes it by order: `Client::builder(addr).fifo(RespCodec::new())`.
+//!
+//! # Guarantees
+//! - Every limit of [`RespLimits`] (frame length, bulk length, array depth, line length)
+//!   is checked from the headers, before anything is allocated or buffered past it.
+//! - Malformed input is a typed [`RespError`], never a panic; the decoder never recurses.
+//! - Decoded strings are slices of the read buffer (no copies).
+//!
+//! # Examples
+//! ```
+//! use beamline::resp::{Command, RespCodec, Value};
+//! use bytes::BytesMut;
+//! use tokio_util::codec::{Decoder, Encoder};
+//!
+//! // What a server reads, and what it answers.
+//! let mut codec = RespCodec::new().inline_commands(true);
+//! let mut input = BytesMut::from(&b"*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n"[..]);
+//! let request = codec.decode(&mut input)?.expect("a whole frame");
+//! assert_eq!(request.into_args(), Some(vec!["INCR".into(), "n".into()]));
+//! let mut output = BytesMut::new();
+//! codec.encode(Value::Integer(1), &mut output)?;
+//! assert_eq!(&output[..], b":1\r\n");
+//! # let _ = Command::new("PING");
+//! # Ok::<(), beamline::resp::RespError>(())
+//! ```
+
+mod codec;
+mod command;
+mod error;
+
+pub use codec::{
+    DEFAULT_MAX_BULK_LEN, DEFAULT_MAX_DEPTH, DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_LINE_LEN,
+    RespCodec, RespLimits,
+};
+pub use command::{Args, Command};
+pub use error::RespError;
+
+use bytes::Bytes;
+
+/// One RESP2 value.
+///
+/// Strings are [`Bytes`]: binary-safe, and when decoded, slices of the frame they came in
+/// (no copy). Only simple strings and errors have a rule a value can break (no `\r` or
+/// `\n`); encoding such a value fails with [`RespError::InvalidSimple`] and writes nothing. Redis distinguishes a null bulk string (`$-1`, the answer to `GET` of a
+/// missing key) from a null array (`*-1`, a timed-out `BLPOP`); so does this type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Value {
+    /// `+OK`: a short status line. Cannot contain `\r` or `\n`.
+    Simple(Bytes),
+    /// `-ERR message`: the server's error answer. Cannot contain `\r` or `\n`.
+    Error(Bytes),
+    /// `:42`.
+    Integer(i64),
+    /// `$3\r\nfoo`: a binary-safe string.
+    Bulk(Bytes),
+    /// `$-1`: the null bulk string.
+    Null,
+    /// `*2\r\n...`: an array of values (a command, as a server reads it, is an array of
+    /// bulk strings).
+    Array(Vec<Value>),
+    /// `*-1`: the null array.
+    NullArray,
+}
+
+impl Value {
+    /// A simple string (`+OK`).
+    pub fn simple(text: impl Into<Bytes>) -> Value {
+        Value::Simple(text.into())
+    }
+
+    /// `+OK`, the usual success answer.
+    pub fn ok() -> Value {
+        Value::Simple(Bytes::from_static(b"OK"))
+    }
+
+    /// An error (`-ERR unknown command`).
+    pub fn error(message: impl Into<Bytes>) -> Value {
+        Value::Error(message.into())
+    }
+
+    /// A bulk string.
+    pub fn bulk(data: impl Into<Bytes>) -> Value {
+        Value::Bulk(data.into())
+    }
+
+    /// The bytes of a simple string, an error or a bulk string.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Simple(b) | Value::Error(b) | Value::Bulk(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// [`as_bytes`](Self::as_bytes), when they are UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        self.as_bytes().and_then(|b| std::str::from_utf8(b).ok())
+    }
+
+    /// The integer of an integer reply.
+    pub fn as_integer(&self) -> Option<i64> {
+        match self {
+            Value::Integer(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a null bulk string or a null array.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null | Value::NullArray)
+    }
+
+    /// Whether this is an error reply.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Value::Error(_))
+    }
+
+    /// A command's arguments, as a server reads them: `Some` for a non-empty array whose
+    /// elements are all bulk strings, `None` for anything else (answer it with an error).
+    pub fn into_args(self) -> Option<Vec<Bytes>> {
+        let Value::Array(items) = self else {
+            return None;
+        };
+        if items.is_empty() {
+            return None;
+        }
+        items
+            .into_iter()
+            .map(|item| match item {
+                Value::Bulk(b) => Some(b),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl From<Command> for Value {
+    /// The command as the array of bulk strings a server decodes.
+    fn from(command: Command) -> Value {
+        Value::Array(
+            command
+                .args()
+                .map(|a| Value::Bulk(Bytes::copy_from_slice(a)))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accessors() {
+        assert_eq!(Value::ok().as_str(), Some("OK"));
+        assert_eq!(Value::bulk(vec![0xff]).as_str(), None);
+        assert_eq!(Value::bulk(vec![0xff]).as_bytes(), Some(&[0xff][..]));
+        assert_eq!(Value::Integer(3).as_integer(), Some(3));
+        assert_eq!(Value::Integer(3).as_bytes(), None);
+        assert!(Value::Null.is_null() && Value::NullArray.is_null());
+        assert!(!Value::bulk("").is_null());
+        assert!(Value::error("ERR").is_error());
+    }
+
+    #[test]
+    fn into_args_takes_only_arrays_of_bulk_strings() {
+        let cmd = Value::from(Command::new("GET").arg("k"));
+        assert_eq!(
+            cmd.into_args(),
+            Some(vec![Bytes::from("GET"), Bytes::from("k")])
+        );
+        assert_eq!(Value::Array(vec![]).into_args(), None);
+        assert_eq!(Value::Array(vec![Value::Integer(1)]).into_args(), None);
+        assert_eq!(Value::bulk("GET").into_args(), None);
+    }
+}
