@@ -5,12 +5,16 @@
 //!   (6,400 commands per iteration, every reply checked), through one `beamline::Client`
 //!   in FIFO mode over one connection, and through one redis-rs `MultiplexedConnection`
 //!   (its pipelined, multiplexed client).
+//! - `client/64-callers-pooled`: the same workload through a `beamline::Client` over a
+//!   shared pool of 4 connections taking 16 requests each, beside the same redis-rs
+//!   connection.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use beamline::Client;
+use beamline::pool::{PoolConfig, Start};
 use beamline::resp::{Command, Value};
+use beamline::{Client, Pooling};
 use beamline_testkit::RedisServer;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use redis::aio::MultiplexedConnection;
@@ -84,12 +88,9 @@ async fn redis_rs_workload(conn: &MultiplexedConnection) {
     }
 }
 
-fn one_connection(c: &mut Criterion) {
+fn clients(c: &mut Criterion) {
     let rt = runtime();
     let redis = RedisServer::start();
-    let beamline = rt
-        .block_on(Client::builder(redis.addr()).resp().connect())
-        .unwrap();
     let redis_rs = rt
         .block_on(async {
             redis::Client::open(redis.url())?
@@ -97,21 +98,39 @@ fn one_connection(c: &mut Criterion) {
                 .await
         })
         .unwrap();
+    let one = rt
+        .block_on(Client::builder(redis.addr()).resp().connect())
+        .unwrap();
+    let pool = PoolConfig::new(4).min_idle(4).start(Start::Eager);
+    let pooled = rt
+        .block_on(
+            Client::builder(redis.addr())
+                .resp()
+                .max_in_flight(16)
+                .pool(Pooling::Shared(pool))
+                .connect(),
+        )
+        .unwrap();
 
-    let mut group = c.benchmark_group("client/64-callers-1-connection");
-    group
-        .throughput(Throughput::Elements(COMMANDS))
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(8));
-    group.bench_function("beamline-fifo", |b| {
-        b.to_async(&rt).iter(|| beamline_workload(&beamline));
-    });
-    group.bench_function("redis-rs-multiplexed", |b| {
-        b.to_async(&rt).iter(|| redis_rs_workload(&redis_rs));
-    });
-    group.finish();
+    for (group, id, beamline) in [
+        ("client/64-callers-1-connection", "beamline-fifo", &one),
+        ("client/64-callers-pooled", "beamline-fifo-pooled", &pooled),
+    ] {
+        let mut group = c.benchmark_group(group);
+        group
+            .throughput(Throughput::Elements(COMMANDS))
+            .sample_size(20)
+            .warm_up_time(Duration::from_secs(2))
+            .measurement_time(Duration::from_secs(8));
+        group.bench_function(id, |b| {
+            b.to_async(&rt).iter(|| beamline_workload(beamline));
+        });
+        group.bench_function("redis-rs-multiplexed", |b| {
+            b.to_async(&rt).iter(|| redis_rs_workload(&redis_rs));
+        });
+        group.finish();
+    }
 }
 
-criterion_group!(benches, one_connection);
+criterion_group!(benches, clients);
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 //! A Redis client on beamline: one `beamline::Client` in FIFO mode (RESP has no request
-//! ids, so replies match requests by order), shared by 64 concurrent callers whose
-//! requests are pipelined over one connection, reconnecting with a jittered backoff when
-//! redis goes away.
+//! ids, so replies match requests by order), shared by 64 concurrent callers. Their
+//! requests go through a shared pool of up to 4 connections, 32 pipelined requests on
+//! each (the pool opens another connection when all are full), and every connection
+//! reconnects with a jittered backoff when redis goes away.
 //!
 //! Try it:
 //!
@@ -16,7 +17,7 @@
 //! fail as "maybe sent", requests made while redis is down wait up to 2 s in the offline
 //! queue, the client reconnects with backoff, and "wrong replies" stays 0.
 //!
-//! Arguments: `[ADDR] [--callers N] [--seconds S]`.
+//! Arguments: `[ADDR] [--callers N] [--connections N] [--per-connection N] [--seconds S]`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,16 @@ fn parse_args() -> Result<Options, String> {
                     .parse()
                     .map_err(|e| format!("--callers: {e}"))?;
             }
+            "--connections" => {
+                options.connections = value("--connections")?
+                    .parse()
+                    .map_err(|e| format!("--connections: {e}"))?;
+            }
+            "--per-connection" => {
+                options.per_connection = value("--per-connection")?
+                    .parse()
+                    .map_err(|e| format!("--per-connection: {e}"))?;
+            }
             "--seconds" => {
                 let seconds: u64 = value("--seconds")?
                     .parse()
@@ -41,7 +52,11 @@ fn parse_args() -> Result<Options, String> {
                 options.duration = Duration::from_secs(seconds);
             }
             "-h" | "--help" => {
-                return Err("usage: redis_client [ADDR] [--callers N] [--seconds S]".to_owned());
+                return Err(
+                    "usage: redis_client [ADDR] [--callers N] [--connections N] \
+                     [--per-connection N] [--seconds S]"
+                        .to_owned(),
+                );
             }
             addr if !addr.starts_with('-') => options.addr = addr.to_owned(),
             other => return Err(format!("unknown argument {other}")),
@@ -53,10 +68,14 @@ fn parse_args() -> Result<Options, String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = parse_args()?;
-    let client = connect(&options.addr).await?;
+    let client = connect(&options).await?;
     println!(
-        "{} callers on one pipelined connection to {} for {:?}",
-        options.callers, options.addr, options.duration
+        "{} callers, up to {} pipelined connections ({} in flight each) to {}, for {:?}",
+        options.callers,
+        options.connections,
+        options.per_connection,
+        options.addr,
+        options.duration
     );
     let tally = Arc::new(Tally::default());
     let reporter = tokio::spawn({
@@ -78,6 +97,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     run(&client, &options, tally.clone()).await;
     reporter.abort();
+    if let beamline::Stack::Shared(pool) = client.stack() {
+        let metrics = pool.metrics();
+        println!(
+            "pool: {} connections open, {} opened in all",
+            metrics.size, metrics.created
+        );
+    }
     let (ok, not_sent, maybe_sent, wrong) = tally.snapshot();
     println!(
         "done: {ok} replies, {not_sent} not sent, {maybe_sent} maybe sent, {wrong} wrong replies"

@@ -1,5 +1,6 @@
 //! The `redis_client` example's logic: callers doing SET/GET pairs through one
-//! `beamline::Client` in FIFO mode, every reply checked, every failure classified.
+//! `beamline::Client` in FIFO mode over a shared pool of pipelined, reconnecting
+//! connections, every reply checked, every failure classified.
 //!
 //! It lives here (not in `examples/redis_client.rs`) so that a test can run it in-process
 //! against a real `redis-server`.
@@ -8,9 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use beamline::pool::PoolConfig;
 use beamline::reconnect::{BackoffConfig, OfflinePolicy};
 use beamline::resp::{Command, Value};
-use beamline::{BuildError, Client, ClientError};
+use beamline::{BuildError, Client, ClientError, Pooling};
 use tokio::time::Instant;
 
 /// What to run.
@@ -20,6 +22,10 @@ pub struct Options {
     pub addr: String,
     /// Concurrent callers, all sharing the client.
     pub callers: usize,
+    /// At most this many connections in the pool.
+    pub connections: usize,
+    /// Requests in flight on one connection; the pool opens another when all are full.
+    pub per_connection: usize,
     /// How long to run.
     pub duration: Duration,
     /// At most this many SET/GET pairs per caller (a bound for tests).
@@ -31,6 +37,8 @@ impl Default for Options {
         Options {
             addr: "127.0.0.1:6379".to_owned(),
             callers: 64,
+            connections: 4,
+            per_connection: 32,
             duration: Duration::from_secs(10),
             max_pairs: u64::MAX,
         }
@@ -73,16 +81,24 @@ impl Tally {
     }
 }
 
-/// The client the example uses: FIFO (RESP has no request ids), pipelined by the mux,
-/// reconnecting with a jittered backoff, and holding requests made during a restart in a
-/// bounded queue for up to 2 s.
+/// The client the example uses: FIFO (RESP has no request ids), a shared pool of up to
+/// `connections` connections taking `per_connection` requests each, pipelined by the mux,
+/// each reconnecting with a jittered backoff and holding requests made during a restart in
+/// a bounded queue for up to 2 s.
 ///
 /// # Errors
-/// When the first connection fails (redis is not running there).
-pub async fn connect(addr: &str) -> Result<Client<Command, Value>, BuildError> {
-    Client::builder(addr)
+/// When the pool's first connection fails (redis is not running there).
+pub async fn connect(options: &Options) -> Result<Client<Command, Value>, BuildError> {
+    let addr = &options.addr;
+    let pool = PoolConfig::new(options.connections)
+        .min_idle(1)
+        .start(beamline::pool::Start::Eager)
+        .checkout_timeout(Some(Duration::from_secs(2)));
+    Client::builder(addr.as_str())
         .resp()
         .name(format!("redis {addr}"))
+        .max_in_flight(options.per_connection)
+        .pool(Pooling::Shared(pool))
         .timeout(Duration::from_secs(2))
         .backoff(BackoffConfig::exponential(
             Duration::from_millis(20),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use beamline::Client;
 use beamline::resp::{Command, Value};
+use beamline::{Client, Stack};
 use beamline_examples::redis_client::{Options, Tally, connect, run};
 use beamline_testkit::RedisServer;
 
@@ -18,15 +18,14 @@ async fn setup(
     callers: usize,
     max_pairs: u64,
 ) -> (Client<Command, Value>, Options) {
-    let addr = redis.addr().to_string();
-    let client = connect(&addr).await.unwrap();
     let options = Options {
-        addr,
+        addr: redis.addr().to_string(),
         callers,
         duration: Duration::from_secs(30),
         max_pairs,
+        ..Options::default()
     };
-    (client, options)
+    (connect(&options).await.unwrap(), options)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,6 +35,11 @@ async fn redis_client_gets_every_reply_right() {
     let tally = Arc::new(Tally::default());
     run(&client, &options, tally.clone()).await;
     assert_eq!(tally.snapshot(), (64 * 50 * 2, 0, 0, 0));
+    // 64 callers, 32 in flight per connection: the pool needed more than one.
+    let Stack::Shared(pool) = client.stack() else {
+        panic!("the example's client is a shared pool: {client:?}");
+    };
+    assert!(pool.metrics().created >= 2, "{:?}", pool.metrics());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,11 +15,15 @@ pub(crate) fn run(args: &BenchArgs) -> Report {
         if args.filter.is_none() {
             // A full run starts from an empty results tree, so a bench that was removed or
             // renamed does not linger in BENCHMARKS.md with numbers from an older run.
-            let dir = target_dir().join("criterion");
-            if let Err(e) = fs::remove_dir_all(&dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                println!("warning: could not clear {}: {e}", dir.display());
+            for dir in [
+                target_dir().join("criterion"),
+                target_dir().join("beamline-bench"),
+            ] {
+                if let Err(e) = fs::remove_dir_all(&dir)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    println!("warning: could not clear {}: {e}", dir.display());
+                }
             }
         }
         let mut cmd = Command::new(cargo());
@@ -64,7 +68,8 @@ pub(crate) fn run(args: &BenchArgs) -> Report {
 /// Rewrites the generated part of BENCHMARKS.md; returns how many results it holds.
 fn write_benchmarks_md(sections: &[String]) -> Result<usize, String> {
     let root = workspace_root();
-    let results = report::load(&target_dir().join("criterion"))?;
+    let mut results = report::load(&target_dir().join("criterion"))?;
+    results.extend(report::load_external(&target_dir().join("beamline-bench"))?);
     let goals_path = root.join("benches").join("goals.txt");
     let goals = match fs::read_to_string(&goals_path) {
         Ok(text) => report::parse_goals(&text)?,

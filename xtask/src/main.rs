@@ -1,7 +1,7 @@
 //! beamline's developer commands, run as `cargo xtask <command>` (see `cargo xtask help`).
 //!
-//! One binary, one module per subcommand, one dependency (serde_json, for criterion's
-//! saved estimates).
+//! One binary, one module per subcommand, two dependencies: serde_json (criterion's saved
+//! estimates, external bench results, matrix reports) and indicatif (the matrix's progress bar).
 
 mod bench;
 mod cli;

@@ -7,6 +7,11 @@
 //! run holds.
 //!
 //! Goals come from `benches/goals.txt`, one per line: `<group> <peer> <min ratio> <note…>`.
+//! Measurements criterion cannot take (requests/s reported by redis-benchmark, bytes per
+//! connection) come from `target/beamline-bench/*.json`: arrays of `{group, function, value,
+//! metric, amount, higher_is_better}`, paired by the same rules; their ratio is oriented so
+//! that above 1.00× beamline is better.
+//!
 //! The generated part of BENCHMARKS.md sits between two markers; text outside them is
 //! kept, so prose about the numbers survives a re-run.
 
@@ -31,6 +36,28 @@ pub(crate) struct BenchResult {
     /// 95% confidence interval of that estimate, in ns.
     pub(crate) ci: (f64, f64),
     pub(crate) throughput: Option<Throughput>,
+    /// Set for a measurement from `target/beamline-bench/*.json` (then `ns` and `ci` are unused).
+    pub(crate) external: Option<External>,
+}
+
+/// A measurement taken outside criterion.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct External {
+    /// What `amount` counts, e.g. `requests/s` or `bytes/connection`.
+    pub(crate) metric: String,
+    pub(crate) amount: f64,
+    pub(crate) higher_is_better: bool,
+}
+
+impl BenchResult {
+    /// How much better `self` (beamline) is than `peer`: above 1.0, beamline is better.
+    pub(crate) fn ratio_over(&self, peer: &BenchResult) -> f64 {
+        match (&self.external, &peer.external) {
+            (Some(b), Some(p)) if b.higher_is_better => b.amount / p.amount,
+            (Some(b), Some(p)) => p.amount / b.amount,
+            _ => peer.ns / self.ns,
+        }
+    }
 }
 
 /// What one iteration processes, when the bench declared it.
@@ -107,7 +134,60 @@ pub(crate) fn parse_result(
         ns,
         ci,
         throughput,
+        external: None,
     })
+}
+
+/// Parses one `target/beamline-bench/*.json` file: an array of measurements.
+pub(crate) fn parse_external(json: &str) -> Result<Vec<BenchResult>, String> {
+    let rows: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let rows = rows.as_array().ok_or("not a JSON array")?;
+    rows.iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let field = |name: &str| {
+                row[name]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("measurement {i} has no `{name}`"))
+            };
+            let amount = row["amount"]
+                .as_f64()
+                .filter(|a| a.is_finite() && *a > 0.0)
+                .ok_or_else(|| format!("measurement {i} has no positive `amount`"))?;
+            Ok(BenchResult {
+                group: field("group")?,
+                function: field("function")?,
+                value: row["value"].as_str().map(str::to_owned),
+                ns: 0.0,
+                ci: (0.0, 0.0),
+                throughput: None,
+                external: Some(External {
+                    metric: field("metric")?,
+                    amount,
+                    higher_is_better: row["higher_is_better"].as_bool().unwrap_or(true),
+                }),
+            })
+        })
+        .collect()
+}
+
+/// Every measurement in the `*.json` files of `dir` (none when it does not exist).
+pub(crate) fn load_external(dir: &Path) -> Result<Vec<BenchResult>, String> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(out);
+    };
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        out.extend(parse_external(&text).map_err(|e| format!("{}: {e}", path.display()))?);
+    }
+    Ok(out)
 }
 
 /// Every benchmark saved under `criterion_dir` (criterion's `target/criterion`), sorted.
@@ -191,7 +271,7 @@ pub(crate) fn render(
     );
     let _ = writeln!(
         s,
-        "Ratio = peer time ÷ beamline time, both measured in the same run: above 1.00× beamline is faster.\n"
+        "Ratio = peer time ÷ beamline time (or, for rates, beamline ÷ peer), both measured in the same run: above 1.00× beamline is better.\n"
     );
     if results.is_empty() {
         let _ = writeln!(
@@ -223,7 +303,7 @@ pub(crate) fn render(
         let layer = group.split('/').next().unwrap_or(group).to_owned();
         let table = layers.entry(layer).or_default();
         for peer in rows.iter().filter(|r| !r.function.starts_with("beamline")) {
-            let ratio = peer.ns / subject.ns;
+            let ratio = subject.ratio_over(peer);
             measured.push((group.clone(), peer.function.clone()));
             let goal = goals
                 .iter()
@@ -307,8 +387,14 @@ pub(crate) fn render(
     s
 }
 
-/// `95.1 ns ± 2% (10.5 M elem/s)`.
+/// `95.1 ns ± 2% (10.5 M elem/s)`, or `1.52 M requests/s` for an external measurement.
 fn describe(r: &BenchResult) -> String {
+    if let Some(e) = &r.external {
+        // si() ends in a prefix letter or a space; a unit follows it directly.
+        let amount = si(e.amount);
+        let sep = if amount.ends_with(' ') { "" } else { " " };
+        return format!("{amount}{sep}{}", e.metric);
+    }
     let spread = if r.ns > 0.0 {
         ((r.ci.1 - r.ci.0) / 2.0 / r.ns * 100.0).abs()
     } else {
@@ -484,6 +570,7 @@ mod tests {
             ns,
             ci: (ns * 0.99, ns * 1.01),
             throughput: Some(Throughput::Elements(1)),
+            external: None,
         }
     }
 
@@ -540,6 +627,38 @@ mod tests {
         assert!(
             md.contains("| reconnect/delay/full-jitter | 12.0 ns"),
             "{md}"
+        );
+    }
+
+    #[test]
+    fn external_measurements_pair_and_orient_their_ratio() {
+        let rows = parse_external(
+            r#"[{"group":"kv/set","function":"beamline-kv","value":null,"metric":"requests/s","amount":1500000.0,"higher_is_better":true},
+                {"group":"kv/set","function":"redis-server","metric":"requests/s","amount":1000000.0,"higher_is_better":true},
+                {"group":"server/idle-memory","function":"beamline","metric":"bytes/connection","amount":5800.0,"higher_is_better":false},
+                {"group":"server/idle-memory","function":"raw-tokio","metric":"bytes/connection","amount":4960.0,"higher_is_better":false}]"#,
+        )
+        .unwrap();
+        assert_eq!(rows[0].ratio_over(&rows[1]), 1.5);
+        assert!((rows[2].ratio_over(&rows[3]) - 4960.0 / 5800.0).abs() < 1e-12);
+        let goals = parse_goals("kv/set redis-server 1.0 at least redis-server's rate").unwrap();
+        let md = render(&rows, &goals, &[], &machine());
+        assert!(md.contains("| kv/set | 1.50 M requests/s | redis-server | 1.00 M requests/s | **1.50×** | ≥ 1.00× ✅ met |"), "{md}");
+        assert!(md.contains("**0.86×**"), "{md}");
+    }
+
+    #[test]
+    fn external_files_reject_bad_rows() {
+        assert!(parse_external("{}").is_err());
+        assert!(parse_external(r#"[{"group":"g","function":"f","metric":"m"}]"#).is_err());
+        assert!(
+            parse_external(r#"[{"group":"g","function":"f","metric":"m","amount":-1}]"#).is_err()
+        );
+        assert!(parse_external(r#"[{"function":"f","metric":"m","amount":1}]"#).is_err());
+        assert!(
+            load_external(Path::new("/nonexistent/beamline-bench"))
+                .unwrap()
+                .is_empty()
         );
     }
 

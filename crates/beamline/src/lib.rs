@@ -12,11 +12,13 @@
 //! | module | feature | what it gives you |
 //! |---|---|---|
 //! | [`process`] | `process` | processes with bounded mailboxes, `call`/`cast`, links and monitors, OTP supervisors |
+//! | [`server`] | `server` | an acceptor pool over TCP, TLS and Unix sockets, one supervised process per connection |
 //! | [`reconnect`] | `reconnect` | sans-IO jittered backoff, and a reconnecting connection with an explicit offline policy |
 //! | [`mux`] | `mux` | many requests over one connection, each answer to its own caller (ids or FIFO order) |
+//! | [`pool`] | `pool` | a FIFO-fair connection pool with honest errors, exclusive or shared (multiplexed) checkout |
 //! | [`chaos`] | `chaos` | a fault-injecting TCP proxy for your own tests |
 //! | [`resp`] | `resp` | a bounded RESP2 codec (typed values, commands, inline commands) |
-//! | [`Client`] | `client` | the composed client: `Reconnect ─► Mux ─► TCP / TLS / Unix`, from one builder |
+//! | [`Client`] | `client` | the composed client: `Pool ─► Reconnect ─► Mux ─► TCP / TLS / Unix`, from one builder |
 //!
 //! Each module is the crate of the same name (`beamline-process`, ...), re-exported whole:
 //! pick the facade for everything, or one crate for one job.
@@ -24,13 +26,15 @@
 //! # The composed client
 //!
 //! ```text
-//! Client ─► Reconnect (backoff, offline policy) ─► MuxConnection ─► Mux driver (ids | FIFO) ─► TCP | TLS | Unix
+//! Client ─► Pool (optional) ─► Reconnect (backoff, offline policy) ─► MuxConnection ─► Mux driver (ids | FIFO) ─► TCP | TLS | Unix
 //! ```
 //!
 //! [`Client::builder`] chooses the transport ([`Target`], [`ClientBuilder::tls`]), how
 //! requests are identified (beamline's wire format with ids, your own [`mux::Tagged`]
 //! protocol, or FIFO order for protocols without ids such as Redis), the reconnect
-//! [`BackoffConfig`](reconnect::BackoffConfig) and the [`OfflinePolicy`](reconnect::OfflinePolicy).
+//! [`BackoffConfig`](reconnect::BackoffConfig), the [`OfflinePolicy`](reconnect::OfflinePolicy)
+//! and the [`Pooling`]: one multiplexed connection, an exclusive pool, or a shared pool
+//! of multiplexed connections.
 //! Every layer is public, so the same stack can be assembled by hand (see the last
 //! example), with [`MuxConnection`] as the seam between the multiplexed connection and the
 //! reconnecting one.
@@ -45,18 +49,21 @@
 //!   again after a lost connection.
 //! - **Reconnects are bounded and jittered**; while offline, requests fail fast or wait in a
 //!   bounded queue until a deadline, and go out in queue order when a connection is back.
-//! - **Limits everywhere**: in-flight requests per connection, the offline queue, RESP frame,
-//!   bulk and depth limits checked before allocating.
+//! - **Limits everywhere**: in-flight requests per connection, the offline queue, the pool's
+//!   size and checkout timeout, RESP frame, bulk and depth limits checked before allocating.
+//! - **A pool that cannot connect says why**: a checkout fails with the connect attempt's
+//!   own error ([`ClientError::transport_error`]), not a bare timeout.
 //!
 //! # Feature flags
 //!
-//! All features are additive. Default: `process`, `reconnect`, `mux`, `client`, `tls`,
-//! `resp`.
+//! All features are additive. Default: everything but `chaos` and `tower`.
 //!
 //! - `process` — re-exports [`beamline-process`](process) as [`process`].
+//! - `server` — re-exports [`beamline-server`](server) as [`server`] (turns on `process`).
 //! - `reconnect` — re-exports [`beamline-reconnect`](reconnect) as [`reconnect`].
 //! - `mux` — re-exports [`beamline-mux`](mux) as [`mux`].
-//! - `client` — the composed [`Client`] (turns on `reconnect` and `mux`).
+//! - `pool` — re-exports [`beamline-pool`](pool) as [`pool`].
+//! - `client` — the composed [`Client`] (turns on `reconnect`, `mux` and `pool`).
 //! - `tls` — TLS for the [`Client`] through tokio-rustls on the ring provider; re-exports
 //!   [`rustls`] and [`tokio_rustls`] so your configs match.
 //! - `resp` — the [`resp`] module.
@@ -92,6 +99,39 @@
 //! assert_eq!(counter.call(Msg::Get, Duration::from_secs(1)).await.unwrap(), 2);
 //! # }
 //! # #[cfg(not(feature = "process"))] fn main() {}
+//! ```
+//!
+//! **A server**: every connection is its own supervised process; a graceful shutdown
+//! drains them.
+//!
+//! ```
+//! # #[cfg(feature = "server")]
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use beamline::server::{Conn, ExitReason, Flow, Handler, Server};
+//! use bytes::BytesMut;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! #[derive(Clone)]
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     async fn on_data(&mut self, data: &mut BytesMut, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+//!         conn.send(data).await?;
+//!         data.clear();
+//!         Ok(Flow::Continue)
+//!     }
+//! }
+//!
+//! let server = Server::new().bind("127.0.0.1:0".parse()?).start(Echo)?;
+//! let mut client = tokio::net::TcpStream::connect(server.local_addr().expect("TCP")).await?;
+//! client.write_all(b"ping").await?;
+//! let mut reply = [0u8; 4];
+//! client.read_exact(&mut reply).await?;
+//! assert_eq!(&reply, b"ping");
+//! server.shutdown(Duration::from_secs(5)).await?;
+//! # Ok(()) }
+//! # #[cfg(not(feature = "server"))] fn main() {}
 //! ```
 //!
 //! **Backoff**, sans-IO, in any retry loop: capped and jittered.
@@ -150,6 +190,32 @@
 //! // Reads are idempotent: replayed once on the next connection if this one is lost.
 //! let v = redis.call_idempotent(Command::new("GET").arg("k")).await?;
 //! assert_eq!(v, Value::bulk("v"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **A pool** of multiplexed connections: up to 4, each taking 64 calls at once, the
+//! least-loaded first; a call waits at most 1 s for one.
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "client", feature = "resp"))]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use beamline::{Client, Pooling};
+//! use beamline::pool::PoolConfig;
+//! use beamline::resp::Command;
+//!
+//! let redis = Client::builder("127.0.0.1:6379")
+//!     .resp()
+//!     .max_in_flight(64)
+//!     .pool(Pooling::Shared(PoolConfig::new(4).checkout_timeout(Some(Duration::from_secs(1)))))
+//!     .connect()
+//!     .await?;
+//! match redis.call(Command::new("PING")).await {
+//!     Ok(pong) => println!("{pong:?}"),
+//!     // Connecting is failing: here is why (refused, TLS...), not just "timed out".
+//!     Err(e) => eprintln!("{e} ({:?})", e.transport_error()),
+//! }
 //! # Ok(())
 //! # }
 //! ```
@@ -278,6 +344,7 @@
 #![cfg_attr(
     not(all(
         feature = "process",
+        feature = "server",
         feature = "chaos",
         feature = "client",
         feature = "tls",
@@ -296,7 +363,8 @@ pub mod resp;
 pub use client::ResponseFuture;
 #[cfg(feature = "client")]
 pub use client::{
-    BuildError, Client, ClientBuilder, ClientError, MuxConnection, Stack, Target, TransportError,
+    BuildError, Client, ClientBuilder, ClientError, ClientManager, MuxConnection, Pooling, Stack,
+    Target, TransportError,
 };
 
 #[cfg(feature = "chaos")]
@@ -305,6 +373,9 @@ pub use beamline_chaos as chaos;
 #[cfg(feature = "mux")]
 #[doc(inline)]
 pub use beamline_mux as mux;
+#[cfg(feature = "pool")]
+#[doc(inline)]
+pub use beamline_pool as pool;
 #[cfg(feature = "process")]
 #[doc(inline)]
 pub use beamline_process as process;

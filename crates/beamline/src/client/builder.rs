@@ -10,11 +10,13 @@ use beamline_mux::{
     DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUARANTINE, Mode, MuxConfig as Limits,
     Tagged,
 };
+use beamline_pool::{Pool, SharedPool, StartError as PoolStartError};
 use beamline_reconnect::{BackoffConfig, OfflinePolicy, Reconnect, ReconnectConfig, StartError};
 use bytes::Bytes;
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::connection::{Connector, Dialer, Framer};
+use super::pool::{ClientManager, Pooling};
 use super::{BuildError, Client, Stack, Target, TransportError};
 
 /// Builds a [`Client`]: where to connect, how requests are identified, how to reconnect,
@@ -33,6 +35,7 @@ use super::{BuildError, Client, Stack, Target, TransportError};
 /// | reconnect | 100 ms doubling to 30 s, full jitter; connect timeout 10 s ([`backoff`](Self::backoff), [`reconnect`](Self::reconnect)) |
 /// | offline policy | fail fast ([`offline`](Self::offline)) |
 /// | first connect | awaited by [`connect`](Self::connect), its error returned |
+/// | pool | none: one multiplexed connection ([`pool`](Self::pool)) |
 ///
 /// # Examples
 /// ```no_run
@@ -70,6 +73,7 @@ pub struct ClientBuilder<Req, Resp> {
     timeout: Option<Duration>,
     max_frame_len: usize,
     reconnect: ReconnectConfig,
+    pooling: Pooling,
 }
 
 /// The TLS side of a connection attempt.
@@ -90,6 +94,7 @@ impl<Req, Resp> fmt::Debug for ClientBuilder<Req, Resp> {
         d.field("max_in_flight", &self.max_in_flight)
             .field("timeout", &self.timeout)
             .field("reconnect", &self.reconnect)
+            .field("pooling", &self.pooling)
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +118,7 @@ impl ClientBuilder<Bytes, Bytes> {
             timeout: None,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             reconnect: ReconnectConfig::new(OfflinePolicy::FailFast).sync_connect(true),
+            pooling: Pooling::Single,
         }
     }
 }
@@ -139,6 +145,7 @@ where
             timeout: self.timeout,
             max_frame_len: self.max_frame_len,
             reconnect: self.reconnect,
+            pooling: self.pooling,
         }
     }
 
@@ -318,16 +325,28 @@ where
         self
     }
 
+    /// How many connections, and who may use one: one multiplexed connection
+    /// ([`Pooling::Single`], the default), an exclusive pool or a shared (multiplexed) pool.
+    /// A call on a pooled client first checks a connection out; a checkout that fails is a
+    /// [`ClientError::Checkout`](crate::ClientError::Checkout) carrying the pool's error (and
+    /// the real connect error when connecting is what fails).
+    #[must_use]
+    pub fn pool(mut self, pooling: Pooling) -> Self {
+        self.pooling = pooling;
+        self
+    }
+
     /// Checks the settings and starts the client.
     ///
-    /// With `sync_connect` (the default) the first connection is made here, under the
-    /// connect timeout, and its failure returned: a service learns at start-up that its
-    /// peer is unreachable. Otherwise this returns at once and the client connects in the
-    /// background.
+    /// One connection: with `sync_connect` (the default) the first connection is made
+    /// here, under the connect timeout, and its failure returned, so a service learns at
+    /// start-up that its peer is unreachable; otherwise this returns at once and the client
+    /// connects in the background. A pool opens its connections as its
+    /// [`Start`](beamline_pool::Start) setting says (lazily by default).
     ///
     /// # Errors
-    /// [`BuildError::Mux`] or [`BuildError::Reconnect`] for settings that cannot work,
-    /// [`BuildError::ServerName`] for TLS without a usable server name,
+    /// [`BuildError::Mux`], [`BuildError::Reconnect`] or [`BuildError::Pool`] for settings
+    /// that cannot work, [`BuildError::ServerName`] for TLS without a usable server name,
     /// [`BuildError::Connect`] when the first connection fails.
     ///
     /// # Panics
@@ -376,13 +395,42 @@ where
         });
         let config = self.reconnect.name(name.clone());
         config.validate()?;
-        let reconnect = Reconnect::start(Connector { dialer }, config)
-            .await
-            .map_err(|e| start_error(e, &name, &target_name))?;
-        Ok(Client {
-            name,
-            stack: Stack::Single(reconnect),
-        })
+        let stack = match self.pooling {
+            Pooling::Single => Stack::Single(
+                Reconnect::start(Connector { dialer }, config)
+                    .await
+                    .map_err(|e| start_error(e, &name, &target_name))?,
+            ),
+            Pooling::Exclusive(pool) => {
+                let manager = ClientManager::new(dialer, config);
+                Stack::Exclusive(
+                    Pool::start(manager, pool.name(&*name))
+                        .await
+                        .map_err(|e| pool_error(e, &name))?,
+                )
+            }
+            Pooling::Shared(pool) => {
+                let manager = ClientManager::new(dialer, config);
+                Stack::Shared(
+                    SharedPool::start(manager, pool.name(&*name), self.max_in_flight)
+                        .await
+                        .map_err(|e| pool_error(e, &name))?,
+                )
+            }
+        };
+        Ok(Client { name, stack })
+    }
+}
+
+/// A pool that did not start, in the facade's terms: a first connection that failed is
+/// [`BuildError::Connect`] whichever layer made it.
+fn pool_error(e: PoolStartError<TransportError>, name: &Arc<str>) -> BuildError {
+    match e {
+        PoolStartError::Connect(connect) => BuildError::Connect {
+            name: name.clone(),
+            source: TransportError::from_pool(&connect),
+        },
+        other => BuildError::Pool(other),
     }
 }
 

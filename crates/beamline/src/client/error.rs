@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beamline_mux::MuxError;
+use beamline_pool::{CheckoutError, ConnectCause, ConnectError as PoolConnectError};
 use beamline_reconnect::{CloseReason, ConnectError, ReconnectError};
 use bytes::Bytes;
 
@@ -24,6 +25,7 @@ use bytes::Bytes;
 /// | `Timeout` | `sent` | the request's own deadline ([`ClientBuilder::timeout`](crate::ClientBuilder::timeout)) passed |
 /// | `Remote`, `Cancelled` | yes | the server answered with an error frame, or cancelled the request |
 /// | `Request` | see source | the connection refused this one request (it could not be encoded, it is too large) |
+/// | `Checkout` | no | a pooled client got no connection: connecting failed (the real error inside) or none came free in time |
 /// | `Closed` | no | the client is closed for good |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -107,6 +109,18 @@ pub enum ClientError {
         /// What the connection reported.
         source: MuxError,
     },
+    /// A pooled client got no connection for the request: the pool's connect attempts are
+    /// failing ([`CheckoutError::Connect`] with the attempt's own [`TransportError`]), or
+    /// none came free within the checkout timeout ([`CheckoutError::Timeout`], with the
+    /// latest connect error if connecting is failing). Not sent.
+    /// [`transport_error`](Self::transport_error) digs the connect error out.
+    #[error("{name}: no pooled connection: {source}")]
+    Checkout {
+        /// The client's name.
+        name: Arc<str>,
+        /// The pool's error.
+        source: CheckoutError<TransportError>,
+    },
     /// The client is closed for good ([`Client::close`](crate::Client::close), every handle
     /// dropped, or the reconnect backoff gave up: `reason` says which, with the last connect
     /// error). Not sent.
@@ -128,6 +142,7 @@ impl ClientError {
             | ClientError::QueueFull { .. }
             | ClientError::OfflineTimeout { .. }
             | ClientError::NotSent { .. }
+            | ClientError::Checkout { .. }
             | ClientError::Closed { .. } => false,
             ClientError::ConnectionLost { .. }
             | ClientError::Remote { .. }
@@ -137,13 +152,44 @@ impl ClientError {
         }
     }
 
-    /// Whether a deadline ended the call: the request's own ([`ClientError::Timeout`]) or
-    /// the offline queue's ([`ClientError::OfflineTimeout`]).
+    /// Whether a deadline ended the call: the request's own ([`ClientError::Timeout`]), the
+    /// offline queue's ([`ClientError::OfflineTimeout`]) or the pool's checkout timeout.
     pub fn is_timeout(&self) -> bool {
         matches!(
             self,
-            ClientError::Timeout { .. } | ClientError::OfflineTimeout { .. }
+            ClientError::Timeout { .. }
+                | ClientError::OfflineTimeout { .. }
+                | ClientError::Checkout {
+                    source: CheckoutError::Timeout { .. },
+                    ..
+                }
         )
+    }
+
+    /// The connect error behind a failed checkout: the attempt's own for
+    /// [`CheckoutError::Connect`], the latest failing attempt's for a checkout that timed
+    /// out while connecting was failing.
+    pub fn transport_error(&self) -> Option<&TransportError> {
+        match self {
+            ClientError::Checkout { source, .. } => {
+                source.connect_error().and_then(PoolConnectError::error)
+            }
+            _ => None,
+        }
+    }
+
+    /// A checkout error in the facade's terms: a closed pool is a closed client.
+    pub(crate) fn checkout(name: &Arc<str>, source: CheckoutError<TransportError>) -> Self {
+        match source {
+            CheckoutError::Closed { .. } => ClientError::Closed {
+                name: name.clone(),
+                reason: CloseReason::Requested,
+            },
+            source => ClientError::Checkout {
+                name: name.clone(),
+                source,
+            },
+        }
     }
 
     /// The name of the client that failed.
@@ -158,6 +204,7 @@ impl ClientError {
             | ClientError::Remote { name, .. }
             | ClientError::Cancelled { name }
             | ClientError::Request { name, .. }
+            | ClientError::Checkout { name, .. }
             | ClientError::Closed { name, .. } => name,
         }
     }
@@ -277,6 +324,22 @@ impl TransportError {
         }
     }
 
+    /// The transport error inside a pool's connect error (the manager's own error, or the
+    /// pool's connect timeout).
+    pub(crate) fn from_pool(e: &PoolConnectError<TransportError>) -> Self {
+        match e.cause() {
+            ConnectCause::Failed(transport) => TransportError::clone(transport),
+            ConnectCause::TimedOut(timeout) => TransportError::Timeout {
+                target: Arc::from(e.target()),
+                timeout: *timeout,
+            },
+            other => TransportError::Connect {
+                target: Arc::from(e.target()),
+                source: Arc::new(io::Error::other(format!("{other:?}"))),
+            },
+        }
+    }
+
     /// The transport error inside a reconnecting connection's connect error: the facade's
     /// connector is the only one, so the downcast finds it; anything else is kept as text.
     pub(crate) fn from_connect(e: &ConnectError, target: &Arc<str>) -> Self {
@@ -311,6 +374,10 @@ pub enum BuildError {
     /// The reconnect or offline settings cannot work. Nothing was attempted.
     #[error("invalid client setting: {0}")]
     Reconnect(#[from] beamline_reconnect::ReconnectConfigError),
+    /// The pool did not start: its settings cannot work, or it was started outside a tokio
+    /// runtime. (A pool's failed first connection is [`BuildError::Connect`].)
+    #[error("the client's pool did not start: {0}")]
+    Pool(beamline_pool::StartError<TransportError>),
     /// TLS was asked for but the target has no host that is a valid server name (a Unix
     /// socket, or a malformed host): give one with
     /// [`ClientBuilder::tls_server_name`](crate::ClientBuilder::tls_server_name).

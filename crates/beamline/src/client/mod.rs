@@ -1,9 +1,10 @@
-//! The composed client: `Reconnect ─► Mux driver ─► Framed<TCP | TLS | Unix>`, built by
-//! one builder.
+//! The composed client: `Pool ─► Reconnect ─► Mux driver ─► Framed<TCP | TLS | Unix>`,
+//! built by one builder.
 
 mod builder;
 mod connection;
 mod error;
+mod pool;
 #[cfg(feature = "tower")]
 mod service;
 mod transport;
@@ -11,13 +12,16 @@ mod transport;
 pub use builder::ClientBuilder;
 pub use connection::MuxConnection;
 pub use error::{BuildError, ClientError, TransportError};
+pub use pool::{ClientManager, Pooling};
 #[cfg(feature = "tower")]
 pub use service::ResponseFuture;
 pub use transport::Target;
 
 use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 
+use beamline_pool::{Pool, PoolGuard, SharedGuard, SharedPool};
 use beamline_reconnect::{CloseReason, Reconnect, State};
 use bytes::Bytes;
 
@@ -39,6 +43,9 @@ use bytes::Bytes;
 ///   fail at once, or wait in a bounded queue until a deadline and then go out in order.
 /// - **Bounded in flight**: at most `max_in_flight` requests per connection; callers
 ///   beyond wait, first come first served, within their timeout.
+/// - **Pooled, honestly** ([`Pooling`]): a call waits for a pooled connection at most the
+///   pool's checkout timeout, in arrival order; when connecting is what fails, the error
+///   carries the connect attempt's own error ([`ClientError::transport_error`]).
 /// - **A timed-out or dropped call frees its slot at once**; the connection stays up.
 /// - **Closing is final**: after [`close`](Self::close) every call fails with
 ///   [`ClientError::Closed`], in-flight requests end as their connection reports them.
@@ -62,7 +69,7 @@ pub struct Client<Req: Send + 'static, Resp: Send + 'static> {
 }
 
 /// The layers under a [`Client`], for inspection ([`Client::stack`]): the state of its
-/// reconnecting connection, the mux's counters.
+/// reconnecting connection, the pool's metrics, the mux's counters.
 ///
 /// Each layer keeps its own failure guarantees (see [`Reconnect`] and [`MuxConnection`]);
 /// calling a layer directly bypasses nothing but the facade's error type.
@@ -70,12 +77,18 @@ pub struct Client<Req: Send + 'static, Resp: Send + 'static> {
 pub enum Stack<Req: Send + 'static, Resp: Send + 'static> {
     /// One reconnecting, multiplexed connection shared by every caller.
     Single(Reconnect<MuxConnection<Req, Resp>>),
+    /// An exclusive pool of reconnecting, multiplexed connections ([`Pooling::Exclusive`]).
+    Exclusive(Pool<ClientManager<Req, Resp>>),
+    /// A shared pool of reconnecting, multiplexed connections ([`Pooling::Shared`]).
+    Shared(SharedPool<ClientManager<Req, Resp>>),
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> Clone for Stack<Req, Resp> {
     fn clone(&self) -> Self {
         match self {
             Stack::Single(reconnect) => Stack::Single(reconnect.clone()),
+            Stack::Exclusive(pool) => Stack::Exclusive(pool.clone()),
+            Stack::Shared(pool) => Stack::Shared(pool.clone()),
         }
     }
 }
@@ -84,6 +97,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> fmt::Debug for Stack<Req, Resp> 
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Stack::Single(reconnect) => f.debug_tuple("Single").field(reconnect).finish(),
+            Stack::Exclusive(pool) => f.debug_tuple("Exclusive").field(pool).finish(),
+            Stack::Shared(pool) => f.debug_tuple("Shared").field(pool).finish(),
         }
     }
 }
@@ -126,14 +141,13 @@ where
     /// was written, its answer is discarded when it comes.
     ///
     /// # Errors
-    /// A [`ClientError`]: offline (`Disconnected`, `QueueFull`, `OfflineTimeout`), the
-    /// connection died (`NotSent`, `ConnectionLost`), the request's own failure (`Timeout`,
-    /// `Remote`, `Cancelled`, `Request`), or `Closed`. [`ClientError::was_sent`] says whether
-    /// a retry is safe.
+    /// A [`ClientError`]: no pooled connection (`Checkout`), offline (`Disconnected`,
+    /// `QueueFull`, `OfflineTimeout`), the connection died (`NotSent`, `ConnectionLost`), the
+    /// request's own failure (`Timeout`, `Remote`, `Cancelled`, `Request`), or `Closed`.
+    /// [`ClientError::was_sent`] says whether a retry is safe.
     pub async fn call(&self, request: Req) -> Result<Resp, ClientError> {
-        match &self.stack {
-            Stack::Single(reconnect) => reconnect.call(request).await.map_err(ClientError::from),
-        }
+        let conn = self.checkout().await?;
+        conn.call(request).await.map_err(ClientError::from)
     }
 
     /// Sends an idempotent `request`: if its connection is lost before the answer arrives,
@@ -148,11 +162,39 @@ where
     where
         Req: Clone,
     {
-        match &self.stack {
-            Stack::Single(reconnect) => reconnect
-                .call_idempotent(request)
-                .await
-                .map_err(ClientError::from),
+        let conn = self.checkout().await?;
+        conn.call_idempotent(request)
+            .await
+            .map_err(ClientError::from)
+    }
+
+    /// The reconnecting connection a call goes to: the only one, or one checked out of the
+    /// pool (given back when the returned guard drops).
+    async fn checkout(&self) -> Result<Checkout<'_, Req, Resp>, ClientError> {
+        let checkout = |e| ClientError::checkout(&self.name, e);
+        Ok(match &self.stack {
+            Stack::Single(reconnect) => Checkout::Single(reconnect),
+            Stack::Exclusive(pool) => Checkout::Exclusive(pool.get().await.map_err(checkout)?),
+            Stack::Shared(pool) => Checkout::Shared(pool.get().await.map_err(checkout)?),
+        })
+    }
+}
+
+/// A reconnecting connection held for one call.
+enum Checkout<'a, Req: Send + 'static, Resp: Send + 'static> {
+    Single(&'a Reconnect<MuxConnection<Req, Resp>>),
+    Exclusive(PoolGuard<'a, ClientManager<Req, Resp>>),
+    Shared(SharedGuard<'a, ClientManager<Req, Resp>>),
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Deref for Checkout<'_, Req, Resp> {
+    type Target = Reconnect<MuxConnection<Req, Resp>>;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Checkout::Single(reconnect) => reconnect,
+            Checkout::Exclusive(guard) => guard,
+            Checkout::Shared(guard) => guard,
         }
     }
 }
@@ -170,6 +212,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> Client<Req, Resp> {
     pub fn close(&self) {
         match &self.stack {
             Stack::Single(reconnect) => reconnect.close(),
+            Stack::Exclusive(pool) => pool.close(),
+            Stack::Shared(pool) => pool.close(),
         }
     }
 
@@ -178,6 +222,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> Client<Req, Resp> {
     pub fn is_closed(&self) -> bool {
         match &self.stack {
             Stack::Single(reconnect) => reconnect.is_closed(),
+            Stack::Exclusive(pool) => pool.is_closed(),
+            Stack::Shared(pool) => pool.is_closed(),
         }
     }
 
@@ -188,6 +234,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> Client<Req, Resp> {
                 State::Closed(reason) => Some(reason),
                 _ => None,
             },
+            Stack::Exclusive(pool) => pool.is_closed().then_some(CloseReason::Requested),
+            Stack::Shared(pool) => pool.is_closed().then_some(CloseReason::Requested),
         }
     }
 
