@@ -4,11 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use beamline_examples::chat::{self, ChatConfig, ChatServer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// How long any one expected line may take.
@@ -115,21 +117,35 @@ async fn a_member_that_never_reads_is_dropped_while_the_others_talk() {
     let dropped = format!("* {} was dropped: too slow to keep up", slow.nick);
     let line = "x".repeat(1000);
     let started = tokio::time::Instant::now();
-    // The listener reads everything; the talker talks until the notice arrives.
-    let reading = tokio::spawn(async move {
-        let mut said = 0u64;
-        loop {
-            let got = listener.line().await;
-            if got == dropped {
-                return (listener, said);
+    // The listener reads everything; the talker talks until the notice arrives, never more
+    // than `AHEAD` lines ahead of the listener: the listener is an attentive reader (on a
+    // loaded machine an unpaced flood would make it too slow as well, and rightly dropped),
+    // the slow member reads nothing at all.
+    const AHEAD: usize = 64;
+    let heard = Arc::new(Semaphore::new(AHEAD));
+    let reading = tokio::spawn({
+        let heard = Arc::clone(&heard);
+        async move {
+            let mut said = 0u64;
+            loop {
+                let got = listener.line().await;
+                if got == dropped {
+                    return (listener, said);
+                }
+                assert!(got.ends_with(&"x".repeat(1000)), "{got}");
+                said += 1;
+                heard.add_permits(1);
             }
-            assert!(got.ends_with(&"x".repeat(1000)), "{got}");
-            said += 1;
         }
     });
     let mut sent = 0u64;
     while !reading.is_finished() {
         assert!(sent < 200_000, "the slow member was never dropped");
+        // Waits for the listener to catch up, or for the notice (which ends the reader).
+        tokio::select! {
+            permit = heard.acquire() => permit.expect("never closed").forget(),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+        }
         talker.say(&line).await;
         sent += 1;
     }
