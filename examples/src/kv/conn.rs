@@ -52,6 +52,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let mut session = Session::new(id);
+    let mut args = Vec::new();
     let mut drain = pin!(drain);
     let mut framed = Framed::with_capacity(io, shared.codec.clone(), READ_CAPACITY);
     // Replies are encoded straight into the write buffer by a second codec (encoding keeps
@@ -76,9 +77,9 @@ where
                     return reply_and_close(&mut framed, &mut encoder, &reply).await;
                 }
             };
-            match request_args(request) {
-                Ok(None) => {}
-                Ok(Some(args)) => {
+            match request_args(request, &mut args) {
+                Ok(false) => {}
+                Ok(true) => {
                     let reply = execute(
                         &args,
                         &shared.store,
@@ -86,6 +87,9 @@ where
                         &shared.config,
                         &mut clock,
                     );
+                    // The arguments are slices of the read buffer: let go of them, so the
+                    // buffer's space is reused rather than reallocated.
+                    args.clear();
                     encode(&mut encoder, &reply, framed.write_buffer_mut());
                     if session.quit {
                         return close(&mut framed).await;
@@ -122,29 +126,34 @@ fn decode_buffered<T>(framed: &mut Framed<T, RespCodec>) -> Result<Option<Value>
     decoded
 }
 
-/// A request's arguments: `Ok(None)` for an empty array (Redis ignores it), an error reply
-/// for anything but an array of bulk strings.
-fn request_args(request: Value) -> Result<Option<Vec<Bytes>>, Value> {
-    match request {
-        Value::Array(items) if items.is_empty() => Ok(None),
-        Value::NullArray => Ok(None),
-        Value::Array(items) => items
-            .into_iter()
-            .map(|item| match item {
-                Value::Bulk(arg) => Ok(arg),
-                Value::Null => Err(protocol("invalid bulk length")),
-                other => Err(protocol(&format!(
+/// Puts a request's arguments into `args` (reused between requests, so a request costs no
+/// allocation here): `Ok(false)` for an empty array (Redis ignores it), an error reply for
+/// anything but an array of bulk strings.
+fn request_args(request: Value, args: &mut Vec<Bytes>) -> Result<bool, Value> {
+    args.clear();
+    let items = match request {
+        Value::Array(items) => items,
+        Value::NullArray => return Ok(false),
+        other => {
+            return Err(protocol(&format!(
+                "expected '*', got '{}'",
+                type_byte(&other)
+            )));
+        }
+    };
+    for item in items {
+        match item {
+            Value::Bulk(arg) => args.push(arg),
+            Value::Null => return Err(protocol("invalid bulk length")),
+            other => {
+                return Err(protocol(&format!(
                     "expected '$', got '{}'",
                     type_byte(&other)
-                ))),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        other => Err(protocol(&format!(
-            "expected '*', got '{}'",
-            type_byte(&other)
-        ))),
+                )));
+            }
+        }
     }
+    Ok(!args.is_empty())
 }
 
 fn type_byte(value: &Value) -> char {
