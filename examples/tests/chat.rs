@@ -10,8 +10,8 @@ use std::time::Duration;
 use beamline_examples::chat::{self, ChatConfig, ChatServer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::Semaphore;
 
 /// How long any one expected line may take.
 const PATIENCE: Duration = Duration::from_secs(5);
