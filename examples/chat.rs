@@ -23,34 +23,15 @@
 //!
 //! Ctrl-C stops it gracefully: every member is told the server is shutting down.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use beamline_examples::chat::{self, ChatConfig, DEFAULT_ADDR};
-
-/// `--port` / `--addr`, or the default address.
-fn addr() -> Result<SocketAddr, Box<dyn std::error::Error>> {
-    let mut addr: SocketAddr = DEFAULT_ADDR.parse()?;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--port" => addr.set_port(value.parse()?),
-            "--addr" => addr = value.parse()?,
-            other => return Err(format!("unknown flag {other} (use --port or --addr)").into()),
-        }
-    }
-    Ok(addr)
-}
+use beamline_examples::cli;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let server = chat::start(ChatConfig::new().addr(addr()?)).await?;
+    cli::init_tracing();
+    let server = chat::start(ChatConfig::new().addr(cli::listen_addr(DEFAULT_ADDR)?)).await?;
     println!(
         "chat listening on {}; try `nc {} {}`; Ctrl-C stops it gracefully",
         server.local_addr(),

@@ -63,12 +63,7 @@ impl Handler for Echo {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,beamline_server=debug".into()),
-        )
-        .init();
+    beamline_examples::cli::init_tracing();
     let addr: SocketAddr = match std::env::args().nth(1) {
         Some(arg) => arg.parse()?,
         None => "127.0.0.1:7000".parse()?,

@@ -23,34 +23,15 @@
 //! QUIT. Ctrl-C stops it gracefully: no new connections, every connection finishes the
 //! requests it is answering, then closes.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use beamline_examples::cli;
 use beamline_examples::kv::{self, DEFAULT_ADDR, KvConfig};
-
-/// `--port` / `--addr`, or the default address.
-fn addr() -> Result<SocketAddr, Box<dyn std::error::Error>> {
-    let mut addr: SocketAddr = DEFAULT_ADDR.parse()?;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--port" => addr.set_port(value.parse()?),
-            "--addr" => addr = value.parse()?,
-            other => return Err(format!("unknown flag {other} (use --port or --addr)").into()),
-        }
-    }
-    Ok(addr)
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let server = kv::start(KvConfig::new().addr(addr()?))?;
+    cli::init_tracing();
+    let server = kv::start(KvConfig::new().addr(cli::listen_addr(DEFAULT_ADDR)?))?;
     println!(
         "kv listening on {}; try `redis-cli -p {}`; Ctrl-C stops it gracefully",
         server.local_addr(),

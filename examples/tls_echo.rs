@@ -99,12 +99,7 @@ fn identity(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,beamline_server=debug".into()),
-        )
-        .init();
+    beamline_examples::cli::init_tracing();
     let args = args()?;
     let (chain, key) = identity(&args)?;
     let tls = rustls::ServerConfig::builder_with_provider(Arc::new(

@@ -9,8 +9,10 @@
 //! - [`kv`]: a RESP2 key-value server that `redis-cli` and `redis-benchmark` talk to.
 //! - [`chat`]: a line-based chat room where every member is a process and a slow member is
 //!   dropped, never waited for.
+//! - [`cli`]: the listen-address flags and tracing set-up the programs share.
 //! - [`redis_client`]: a FIFO `beamline::Client` doing SET/GET against a real Redis.
 
 pub mod chat;
+pub mod cli;
 pub mod kv;
 pub mod redis_client;

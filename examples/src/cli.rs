@@ -1,0 +1,67 @@
+//! What the example programs share on the command line: the listen address flags and the
+//! tracing set-up.
+
+use std::error::Error;
+use std::net::SocketAddr;
+
+/// The address to listen on: `default`, changed by `--port PORT` or replaced by
+/// `--addr IP:PORT` from the program's arguments. An unknown flag or a bad value is an error
+/// that says so.
+pub fn listen_addr(default: &str) -> Result<SocketAddr, Box<dyn Error>> {
+    parse_listen_addr(default, std::env::args().skip(1))
+}
+
+fn parse_listen_addr(
+    default: &str,
+    args: impl IntoIterator<Item = String>,
+) -> Result<SocketAddr, Box<dyn Error>> {
+    let mut addr: SocketAddr = default.parse()?;
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--port" => addr.set_port(value.parse()?),
+            "--addr" => addr = value.parse()?,
+            other => return Err(format!("unknown flag {other} (use --port or --addr)").into()),
+        }
+    }
+    Ok(addr)
+}
+
+/// Logs to stderr at `info`, or as `RUST_LOG` says.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listen_addr;
+
+    fn parse(args: &[&str]) -> Result<String, String> {
+        parse_listen_addr("127.0.0.1:6380", args.iter().map(|a| a.to_string()))
+            .map(|a| a.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn flags_change_the_default_address() {
+        assert_eq!(parse(&[]).unwrap(), "127.0.0.1:6380");
+        assert_eq!(parse(&["--port", "7001"]).unwrap(), "127.0.0.1:7001");
+        assert_eq!(parse(&["--addr", "[::1]:9"]).unwrap(), "[::1]:9");
+    }
+
+    #[test]
+    fn bad_arguments_are_errors_that_say_why() {
+        assert_eq!(parse(&["--port"]).unwrap_err(), "--port needs a value");
+        assert!(
+            parse(&["--verbose", "1"])
+                .unwrap_err()
+                .contains("unknown flag --verbose")
+        );
+        assert!(parse(&["--port", "http"]).is_err());
+    }
+}
