@@ -5,4 +5,5 @@
 //! tools (`redis-cli`, `openssl s_client`, `nc`). What two or more examples share (a RESP
 //! codec, tracing set-up) lives in this library so each example stays one screen of code.
 
+pub mod matrix;
 pub mod redis_client;
