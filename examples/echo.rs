@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use beamline_server::{Conn, ExitReason, Flow, Handler, Server, TimeoutKind};
+use beamline::server::{Conn, ExitReason, Flow, Handler, Server, TimeoutKind};
 use bytes::BytesMut;
 
 /// One per connection (cloned from the prototype given to `start`).

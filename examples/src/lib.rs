@@ -2,8 +2,18 @@
 //!
 //! Each example is a file in `examples/` declared in `examples/Cargo.toml` and run with
 //! `cargo run --release --example NAME`; its header comment says how to try it with real
-//! tools (`redis-cli`, `openssl s_client`, `nc`). What two or more examples share (a RESP
-//! codec, tracing set-up) lives in this library so each example stays one screen of code.
+//! tools (`redis-cli`, `redis-benchmark`, `openssl s_client`, `nc`). An example's logic
+//! lives in this library, so that tests, benches and `cargo xtask demo` can start it
+//! in-process, and each example file stays one screen of code.
+//!
+//! - [`kv`]: a RESP2 key-value server that `redis-cli` and `redis-benchmark` talk to.
+//! - [`chat`]: a line-based chat room where every member is a process and a slow member is
+//!   dropped, never waited for.
+//! - [`redis_client`]: a FIFO `beamline::Client` doing SET/GET against a real Redis.
+//! - [`matrix`]: the integration matrix's cells that `cargo xtask test` runs, each a
+//!   `Client` shape through a fault-injecting proxy to an in-process server.
 
+pub mod chat;
+pub mod kv;
 pub mod matrix;
 pub mod redis_client;

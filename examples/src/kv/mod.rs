@@ -1,0 +1,322 @@
+//! `kv`: a RESP2 key-value server on beamline-server that the real `redis-cli` and
+//! `redis-benchmark` talk to.
+//!
+//! Every connection is its own supervised process (the server's stream-owning form) that
+//! owns a `Framed` over its socket with the facade's [`RespCodec`]. Requests are answered
+//! in order; all requests that arrived together are answered with one flush. The key space
+//! is a sharded store: each key lives in one of 64 shards with its own lock, held for one
+//! command's work and never across an `.await`, so connections on different cores rarely
+//! wait for each other.
+//!
+//! # Commands
+//!
+//! | group | commands |
+//! |---|---|
+//! | strings | `GET`, `SET key value [NX\|XX] [GET] [EX s\|PX ms\|EXAT t\|PXAT t\|KEEPTTL]`, `MGET`, `MSET` (atomic), `INCR`, `DECR`, `INCRBY`, `DECRBY` |
+//! | keys | `DEL`, `EXISTS`, `TYPE`, `EXPIRE`/`PEXPIRE key n [NX\|XX\|GT\|LT]`, `TTL`, `PTTL`, `PERSIST`, `DBSIZE`, `FLUSHDB`, `FLUSHALL` |
+//! | lists | `LPUSH`, `RPUSH`, `LPOP`/`RPOP key [count]`, `LLEN`, `LRANGE` |
+//! | connection | `PING`, `ECHO`, `QUIT`, `SELECT 0`, `CLIENT ID\|GETNAME\|SETNAME\|SETINFO`, `CONFIG GET pattern...` |
+//!
+//! Anything else (`HELLO`, `COMMAND`, `INFO`, ...) gets Redis's own unknown-command error,
+//! which is how a real Redis that lacks a command answers, and what `redis-cli` and client
+//! libraries fall back from (to RESP2, to their built-in help). Errors are worded exactly as
+//! Redis 7 words them (`ERR wrong number of arguments for 'get' command`, `WRONGTYPE ...`,
+//! `ERR value is not an integer or out of range`, `ERR syntax error`, ...).
+//!
+//! # Guarantees
+//!
+//! - **Order**: every request gets its reply, in request order, pipelined or not.
+//! - **Bad input closes only its connection**: a frame over the limits ([`KvConfig`]) or one
+//!   that is not RESP gets Redis's `ERR Protocol error: ...` reply, then the connection
+//!   closes. Nothing a peer sends makes the server panic or allocate past the limits.
+//! - **Expiry**: a key is never visible after its deadline (checked on access); a sweep
+//!   every [`sweep_interval`](KvConfig::sweep_interval) frees expired keys nobody reads,
+//!   a bounded number per shard at a time.
+//! - **Graceful stop**: [`KvServer::shutdown`] stops accepting, lets every connection finish
+//!   the batch it is answering, then closes it (within the drain deadline).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use beamline_examples::kv::{self, KvConfig};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = kv::start(KvConfig::new().addr("127.0.0.1:0".parse()?))?;
+//! println!("redis-cli -p {}", server.local_addr().port());
+//! let report = server.shutdown(Duration::from_secs(5)).await?;
+//! # let _ = report;
+//! # Ok(()) }
+//! ```
+
+mod commands;
+mod conn;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use beamline::resp::{RespCodec, RespLimits};
+use beamline::server::{DrainReport, Server, ServerHandle, ShutdownError, StartError};
+use tokio::task::JoinHandle;
+
+use self::conn::Shared;
+use self::store::Store;
+
+/// The address `kv` listens on by default: Redis's port plus one, so it can run beside a
+/// real Redis.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:6380";
+
+/// How a kv server is set up. Every setting has a default; [`KvConfig::new`] listens on
+/// [`DEFAULT_ADDR`].
+#[derive(Debug, Clone)]
+pub struct KvConfig {
+    addr: SocketAddr,
+    max_connections: usize,
+    max_bulk_len: usize,
+    max_request_len: usize,
+    sweep_interval: Duration,
+    idle_timeout: Option<Duration>,
+}
+
+impl Default for KvConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 6380)),
+            max_connections: 10_000,
+            max_bulk_len: 64 * 1024 * 1024,
+            max_request_len: 128 * 1024 * 1024,
+            sweep_interval: Duration::from_millis(100),
+            idle_timeout: None,
+        }
+    }
+}
+
+impl KvConfig {
+    /// The defaults: [`DEFAULT_ADDR`], 10,000 connections (Redis's `maxclients`), bulk
+    /// strings up to 64 MiB and requests up to 128 MiB, a sweep every 100 ms, no idle
+    /// timeout (Redis's `timeout 0`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Where to listen (`127.0.0.1:0` picks a free port: see [`KvServer::local_addr`]).
+    #[must_use]
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// At most this many live connections; more wait in the listen backlog.
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// The longest bulk string a request may carry (Redis's `proto-max-bulk-len`). A
+    /// longer one is refused from its header, before it is read: the client gets
+    /// `ERR Protocol error: invalid bulk length` and the connection closes.
+    #[must_use]
+    pub fn max_bulk_len(mut self, bytes: usize) -> Self {
+        self.max_bulk_len = bytes;
+        self
+    }
+
+    /// The most bytes one request may take; a larger one gets
+    /// `ERR Protocol error: too big request` and the connection closes.
+    #[must_use]
+    pub fn max_request_len(mut self, bytes: usize) -> Self {
+        self.max_request_len = bytes;
+        self
+    }
+
+    /// How often expired keys nobody reads are swept away (they are invisible from their
+    /// deadline on either way).
+    #[must_use]
+    pub fn sweep_interval(mut self, interval: Duration) -> Self {
+        self.sweep_interval = interval;
+        self
+    }
+
+    /// Close a connection that sends nothing for this long (`None`: never).
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// What `CONFIG GET` reports (redis-benchmark asks for `save` and `appendonly` on
+    /// start, to warn about persistence).
+    fn config_table(&self) -> commands::ConfigTable {
+        vec![
+            ("save", String::new()),
+            ("appendonly", "no".to_owned()),
+            ("databases", "1".to_owned()),
+            ("maxclients", self.max_connections.to_string()),
+            ("proto-max-bulk-len", self.max_bulk_len.to_string()),
+            (
+                "timeout",
+                self.idle_timeout.map_or(0, |t| t.as_secs()).to_string(),
+            ),
+            ("port", self.addr.port().to_string()),
+            ("bind", self.addr.ip().to_string()),
+        ]
+    }
+}
+
+/// A running kv server: its [`ServerHandle`] plus the store and the expiry sweep.
+///
+/// Dropping it stops everything at once (connections are killed); [`shutdown`](Self::shutdown)
+/// drains them first.
+#[derive(Debug)]
+pub struct KvServer {
+    server: ServerHandle,
+    local_addr: SocketAddr,
+    store: Arc<Store>,
+    sweeper: JoinHandle<()>,
+}
+
+/// Starts a kv server on the current tokio runtime.
+///
+/// # Errors
+/// [`StartError`] from beamline-server: the address cannot be bound, a setting is invalid,
+/// or there is no tokio runtime. Nothing is left running.
+pub fn start(config: KvConfig) -> Result<KvServer, StartError> {
+    let store = Arc::new(Store::new());
+    let limits = RespLimits::new()
+        .max_bulk_len(config.max_bulk_len)
+        .max_frame_len(config.max_request_len)
+        // A request is one flat array of bulk strings.
+        .max_depth(1);
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        codec: RespCodec::with_limits(limits).inline_commands(true),
+        config: config.config_table(),
+    });
+    let server = Server::new()
+        .bind(config.addr)
+        .max_connections(config.max_connections)
+        .read_timeout(config.idle_timeout)
+        .serve(move |conn| conn::serve(conn, shared.clone()))?;
+    // One TCP address was bound, so there is one to report.
+    let local_addr = server.local_addr().unwrap_or(config.addr);
+    let sweeper = tokio::spawn(sweep(store.clone(), config.sweep_interval));
+    Ok(KvServer {
+        server,
+        local_addr,
+        store,
+        sweeper,
+    })
+}
+
+/// Frees expired keys every `interval`, a bounded number per shard per round.
+async fn sweep(store: Arc<Store>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let now = ticks.tick().await;
+        let removed = store.sweep(now);
+        if removed > 0 {
+            tracing::trace!(removed, "expired keys swept");
+        }
+    }
+}
+
+impl KvServer {
+    /// The address it listens on (with the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The server underneath: stats, suspend/resume.
+    pub fn server(&self) -> &ServerHandle {
+        &self.server
+    }
+
+    /// How many keys are stored, counting expired ones the sweep has not removed yet
+    /// (Redis's `DBSIZE`).
+    pub fn keys(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Stops accepting, lets each connection finish the batch it is answering, closes
+    /// them (killing what is left at `drain_timeout`), and stops the sweep.
+    ///
+    /// # Errors
+    /// [`ShutdownError`] from beamline-server (a shutdown already under way).
+    pub async fn shutdown(&self, drain_timeout: Duration) -> Result<DrainReport, ShutdownError> {
+        let report = self.server.shutdown(drain_timeout).await;
+        self.sweeper.abort();
+        report
+    }
+}
+
+impl Drop for KvServer {
+    fn drop(&mut self) {
+        self.sweeper.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use super::store::{Clock, SetOptions};
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_periodic_sweep_frees_expired_keys_nobody_reads() {
+        let store = Arc::new(Store::new());
+        let t0 = Instant::now();
+        for (i, ttl) in [(0, 150), (1, 150), (2, 350)] {
+            let options = SetOptions {
+                expire_at: Some(t0 + Duration::from_millis(ttl)),
+                ..SetOptions::default()
+            };
+            let key = format!("k{i}");
+            store
+                .set(key.as_bytes(), b"v", options, false, &mut Clock::at(t0))
+                .unwrap();
+        }
+        store
+            .set(
+                b"forever",
+                b"v",
+                SetOptions::default(),
+                false,
+                &mut Clock::at(t0),
+            )
+            .unwrap();
+        let sweeper = tokio::spawn(sweep(store.clone(), Duration::from_millis(100)));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(store.len(), 4, "nothing expired yet");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            store.len(),
+            2,
+            "the round at 200 ms freed the two keys due at 150 ms"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.len(), 1);
+        sweeper.abort();
+    }
+
+    #[tokio::test]
+    async fn start_reports_what_it_bound_and_fails_cleanly() {
+        let kv = start(KvConfig::new().addr("127.0.0.1:0".parse().unwrap())).unwrap();
+        assert_ne!(kv.local_addr().port(), 0);
+        let taken = start(KvConfig::new().addr(kv.local_addr()));
+        assert!(matches!(taken, Err(StartError::Bind { .. })), "{taken:?}");
+        let invalid = start(
+            KvConfig::new()
+                .addr("127.0.0.1:0".parse().unwrap())
+                .max_connections(0),
+        );
+        assert!(
+            matches!(invalid, Err(StartError::Invalid { .. })),
+            "{invalid:?}"
+        );
+    }
+}
