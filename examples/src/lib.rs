@@ -10,10 +10,13 @@
 //! - [`chat`]: a line-based chat room where every member is a process and a slow member is
 //!   dropped, never waited for.
 //! - [`redis_client`]: a FIFO `beamline::Client` doing SET/GET against a real Redis.
+//! - [`demo`]: what `cargo xtask demo` runs: 1,000 `Client`s, the kv server killed and
+//!   restarted under them, reconnects with and without jitter.
 //! - [`matrix`]: the integration matrix's cells that `cargo xtask test` runs, each a
 //!   `Client` shape through a fault-injecting proxy to an in-process server.
 
 pub mod chat;
+pub mod demo;
 pub mod kv;
 pub mod matrix;
 pub mod redis_client;

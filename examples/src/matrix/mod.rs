@@ -51,6 +51,9 @@ pub use cell::{Cell, CellParseError, Fault, Shape, Transport};
 pub use report::{CellReport, RESULT_PREFIX};
 pub use run::{Timeline, run_cell};
 
+// The demo counts the same error kinds and computes the same percentiles.
+pub(crate) use load::{kind as error_kind, percentile_ms};
+
 use std::process::ExitCode;
 
 /// How to call the matrix program.
