@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod demo;
 mod herd;
+mod latency;
 mod matrix;
 mod prereq;
 mod report;
