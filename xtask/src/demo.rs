@@ -14,9 +14,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::cli::DemoArgs;
-use crate::herd::{Column, parse_csv};
+use crate::herd::{Column, parse_csv, series};
 use crate::steps::{self, Outcome, Report, StepResult};
-use crate::svg::{Chart, Series};
+use crate::svg::Chart;
 use crate::{cargo, target_dir, workspace_root};
 
 /// What the demo run left behind: the steps, and the summary to print last.
@@ -92,20 +92,10 @@ fn chart(starts: &[u64], columns: &[Column]) -> Chart {
         title: "1,000 clients, server killed at t = 0 and restarted: reconnect attempts".into(),
         x_label: "time since the server was killed (s)".into(),
         y_label: "connect attempts per 100 ms window".into(),
-        series: columns
-            .iter()
-            .map(|c| Series {
-                name: match c.jitter.as_str() {
-                    "none" => "no jitter".to_owned(),
-                    other => format!("{other} jitter"),
-                },
-                points: starts
-                    .iter()
-                    .zip(&c.attempts)
-                    .map(|(&ms, &a)| (ms as f64 / 1000.0, a as f64))
-                    .collect(),
-            })
-            .collect(),
+        series: series(starts, columns, |jitter| match jitter {
+            "none" => "no jitter".to_owned(),
+            other => format!("{other} jitter"),
+        }),
         log_y: false,
     }
 }
