@@ -25,12 +25,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use beamline_benches::{External, write_external};
 use beamline_examples::kv::{self, KvConfig};
 use beamline_testkit::RedisServer;
 
@@ -125,18 +124,6 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// `target/beamline-bench`, honouring `CARGO_TARGET_DIR`.
-fn results_dir() -> PathBuf {
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map_or_else(|| workspace.join("target"), |dir| workspace.join(dir));
-    target.join("beamline-bench")
-}
-
 fn env_number(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
     Some(
@@ -207,36 +194,28 @@ fn main() {
     drop(kv);
     drop(redis);
 
-    let mut json = String::from("[\n");
+    let mut results = Vec::new();
     println!(
         "\n{:<32} {:>14} {:>14} {:>7}",
         "group (median requests/s)", SUBJECT, PEER, "ratio"
     );
-    for (i, (test, group)) in TESTS.iter().enumerate() {
-        let subject = median(samples.get_mut(&(SUBJECT, *test)).unwrap());
-        let peer = median(samples.get_mut(&(PEER, *test)).unwrap());
+    for (test, group) in TESTS {
+        let subject = median(samples.get_mut(&(SUBJECT, test)).unwrap());
+        let peer = median(samples.get_mut(&(PEER, test)).unwrap());
         println!(
             "{group:<32} {subject:>14.0} {peer:>14.0} {:>7.2}",
             subject / peer
         );
-        for (j, (function, amount)) in [(SUBJECT, subject), (PEER, peer)].into_iter().enumerate() {
-            let comma = if i + 1 == TESTS.len() && j == 1 {
-                ""
-            } else {
-                ","
-            };
-            writeln!(
-                json,
-                "  {{\"group\": \"{group}\", \"function\": \"{function}\", \"value\": null, \
-                 \"metric\": \"requests/s\", \"amount\": {amount:.1}, \"higher_is_better\": true}}{comma}"
-            )
-            .unwrap();
+        for (function, amount) in [(SUBJECT, subject), (PEER, peer)] {
+            results.push(External {
+                group: group.to_owned(),
+                function: function.to_owned(),
+                metric: "requests/s",
+                amount,
+                higher_is_better: true,
+            });
         }
     }
-    json.push_str("]\n");
-    let dir = results_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("kv.json");
-    std::fs::write(&path, json).unwrap();
+    let path = write_external("kv", &results).unwrap();
     println!("\nwritten to {}", path.display());
 }

@@ -28,6 +28,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use beamline_benches::{External, write_external};
 use beamline_server::{Connection, ExitReason, Server, ServerHandle};
 use beamline_testkit::TestPki;
 use criterion::measurement::WallTime;
@@ -298,6 +299,10 @@ criterion_group!(benches, echo, accept_close, tls_handshake);
 
 // ---- memory per idle connection (child processes) ----------------------------------------
 
+/// The groups of the memory figures in `cargo xtask bench`'s tables.
+const MEMORY_GROUP: &str = "server/memory-per-idle-connection";
+const MEMORY_HANDLER_GROUP: &str = "server/memory-per-idle-connection-handler";
+
 /// Selects a child role when this binary re-runs itself.
 const CHILD_ENV: &str = "BEAMLINE_SERVER_BENCH_CHILD";
 
@@ -393,6 +398,22 @@ fn memory_report() {
         "  beamline-handler  {handler:>8.0} bytes  ({:.2}x raw; the callback form, 4 KiB read buffer)",
         handler / raw
     );
+    // For `cargo xtask bench`: one group per beamline form, each beside the raw server.
+    let bytes = |group: &str, function: &str, amount: f64| External {
+        group: group.to_owned(),
+        function: function.to_owned(),
+        metric: "bytes/connection",
+        amount,
+        higher_is_better: false,
+    };
+    let results = [
+        bytes(MEMORY_GROUP, "beamline", beamline),
+        bytes(MEMORY_GROUP, "raw-tokio", raw),
+        bytes(MEMORY_HANDLER_GROUP, "beamline-handler", handler),
+        bytes(MEMORY_HANDLER_GROUP, "raw-tokio", raw),
+    ];
+    let path = write_external("server-memory", &results).unwrap();
+    println!("written to {}", path.display());
 }
 
 /// A server child: starts `role`'s server, prints its port, exits when stdin closes.
@@ -489,7 +510,7 @@ fn main() {
     let wanted =
         |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
     benches();
-    if !list_only && wanted("server/memory-per-idle-connection") {
+    if !list_only && (wanted(MEMORY_GROUP) || wanted(MEMORY_HANDLER_GROUP)) {
         memory_report();
     }
     Criterion::default().configure_from_args().final_summary();

@@ -11,8 +11,14 @@
 //!   dropped, never waited for.
 //! - [`cli`]: the listen-address flags and tracing set-up the programs share.
 //! - [`redis_client`]: a FIFO `beamline::Client` doing SET/GET against a real Redis.
+//! - [`demo`]: what `cargo xtask demo` runs: 1,000 `Client`s, the kv server killed and
+//!   restarted under them, reconnects with and without jitter.
+//! - [`matrix`]: the integration matrix's cells that `cargo xtask test` runs, each a
+//!   `Client` shape through a fault-injecting proxy to an in-process server.
 
 pub mod chat;
 pub mod cli;
+pub mod demo;
 pub mod kv;
+pub mod matrix;
 pub mod redis_client;

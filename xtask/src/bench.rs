@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::cli::BenchArgs;
 use crate::steps::{self, Outcome, Report, StepResult};
-use crate::{cargo, herd, report, target_dir, workspace_root};
+use crate::{cargo, herd, latency, report, target_dir, workspace_root};
 
 /// Runs the benches (unless `--report-only`) and rewrites BENCHMARKS.md.
 pub(crate) fn run(args: &BenchArgs) -> Report {
@@ -46,6 +46,21 @@ pub(crate) fn run(args: &BenchArgs) -> Report {
     };
     out.record(StepResult {
         name: "herd plot (benches/plots/herd.svg)".into(),
+        outcome,
+        duration: start.elapsed(),
+    });
+    // The latency bench leaves its percentiles as CSV; drawn when it ran.
+    let start = Instant::now();
+    let outcome = match latency::run(&target_dir().join("beamline-bench").join("latency.csv")) {
+        Ok(Some(section)) => {
+            sections.push(section);
+            Outcome::Passed
+        }
+        Ok(None) => Outcome::Skipped("the latency bench did not run".into()),
+        Err(why) => Outcome::Failed(why),
+    };
+    out.record(StepResult {
+        name: "latency plot (benches/plots/latency.svg)".into(),
         outcome,
         duration: start.elapsed(),
     });

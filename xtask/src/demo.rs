@@ -1,27 +1,134 @@
 //! `cargo xtask demo`: the main job a new user runs.
+//!
+//! Runs the `demo` program of the examples package in release
+//! (`cargo run --release -p beamline-examples --example demo -- [--quick] --out target/demo`):
+//! the `kv` server, 1,000 reconnecting clients, the server killed and restarted under them,
+//! once with clients whose backoff has no jitter and once with full jitter. The program shows
+//! its live progress and writes `reconnects.csv` and `summary.txt`; xtask then draws
+//! `target/demo/reconnects.svg` (reconnect attempts per 100 ms window, one line per jitter)
+//! and prints the summary as its last lines.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
 
 use crate::cli::DemoArgs;
-use crate::steps::{Outcome, Report, StepResult};
+use crate::herd::{Column, parse_csv, series};
+use crate::steps::{self, Outcome, Report, StepResult};
+use crate::svg::Chart;
+use crate::{cargo, target_dir, workspace_root};
 
-/// What the demo shows once the facade lands (issue: "cargo xtask demo").
-const PLAN: &str = "\
-cargo xtask demo will start the `kv` server (a supervised acceptor), 1,000 clients
-(pooled, multiplexed, reconnecting) doing GET/SET, kill and restart the server midway,
-show live throughput / connected clients / reconnect attempts / errors by kind, and end
-with a summary and an SVG plot of reconnect attempts with and without jitter.";
+/// What the demo run left behind: the steps, and the summary to print last.
+#[derive(Debug)]
+pub(crate) struct DemoRun {
+    pub(crate) report: Report,
+    pub(crate) summary: Option<String>,
+}
 
-/// Runs the demo.
-pub(crate) fn run(_args: &DemoArgs) -> Report {
+/// Runs the demo and draws its plot.
+pub(crate) fn run(args: &DemoArgs) -> DemoRun {
     let mut report = Report::default();
-    println!("{PLAN}\n");
-    // The layers the demo composes (server, reconnect, mux, pool, facade) have not landed;
-    // say so plainly and fail rather than pretend.
+    let out = target_dir().join("demo");
+    // A stale CSV from an earlier run must not be drawn as this run's.
+    for file in ["reconnects.csv", "summary.txt", "reconnects.svg"] {
+        let _ = fs::remove_file(out.join(file));
+    }
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(workspace_root()).args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "beamline-examples",
+        "--example",
+        "demo",
+        "--",
+    ]);
+    if args.quick {
+        cmd.arg("--quick");
+    }
+    cmd.arg("--out").arg(&out);
+    let demo = steps::run("demo", &mut cmd);
+    let ran = demo.outcome == Outcome::Passed;
+    report.record(demo);
+    if !ran {
+        return DemoRun {
+            report,
+            summary: None,
+        };
+    }
+    let start = Instant::now();
+    let outcome = match plot(&out) {
+        Ok(svg) => {
+            println!("plot: {}", svg.display());
+            Outcome::Passed
+        }
+        Err(why) => Outcome::Failed(why),
+    };
     report.record(StepResult {
-        name: "demo".into(),
-        outcome: Outcome::Failed(
-            "not available yet: it needs the beamline facade and its `kv` example".into(),
-        ),
-        duration: std::time::Duration::ZERO,
+        name: "reconnect plot (target/demo/reconnects.svg)".into(),
+        outcome,
+        duration: start.elapsed(),
     });
-    report
+    let summary = fs::read_to_string(out.join("summary.txt")).ok();
+    DemoRun { report, summary }
+}
+
+/// Draws the demo's CSV as `reconnects.svg` beside it; returns the SVG's path.
+fn plot(out: &Path) -> Result<PathBuf, String> {
+    let csv_path = out.join("reconnects.csv");
+    let csv = fs::read_to_string(&csv_path).map_err(|e| format!("{}: {e}", csv_path.display()))?;
+    let (starts, columns) = parse_csv(&csv)?;
+    let svg = out.join("reconnects.svg");
+    fs::write(&svg, chart(&starts, &columns).render())
+        .map_err(|e| format!("{}: {e}", svg.display()))?;
+    Ok(svg)
+}
+
+/// Reconnect attempts per window since the kill, one line per jitter kind.
+fn chart(starts: &[u64], columns: &[Column]) -> Chart {
+    Chart {
+        title: "1,000 clients, server killed at t = 0 and restarted: reconnect attempts".into(),
+        x_label: "time since the server was killed (s)".into(),
+        y_label: "connect attempts per 100 ms window".into(),
+        series: series(starts, columns, |jitter| match jitter {
+            "none" => "no jitter".to_owned(),
+            other => format!("{other} jitter"),
+        }),
+        log_y: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_csv_becomes_a_chart_with_a_line_per_jitter() {
+        let csv = "window_start_ms,none,full\n0,0,3\n100,1000,250\n200,0,240\n";
+        let (starts, columns) = parse_csv(csv).unwrap();
+        let c = chart(&starts, &columns);
+        assert_eq!(c.series.len(), 2);
+        assert_eq!(c.series[0].name, "no jitter");
+        assert_eq!(c.series[1].name, "full jitter");
+        assert_eq!(c.series[0].points[1], (0.1, 1000.0));
+        let svg = c.render();
+        assert!(svg.contains("no jitter") && svg.contains("full jitter"));
+    }
+
+    #[test]
+    fn plot_writes_the_svg_beside_the_csv_and_reports_a_missing_one() {
+        let dir = std::env::temp_dir().join(format!("xtask-demo-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert!(plot(&dir).unwrap_err().contains("reconnects.csv"));
+        fs::write(
+            dir.join("reconnects.csv"),
+            "window_start_ms,none,full\n0,5,1\n100,0,2\n",
+        )
+        .unwrap();
+        let svg = plot(&dir).unwrap();
+        assert!(fs::read_to_string(&svg).unwrap().contains("</svg>"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -79,19 +79,28 @@ pub(crate) fn chart(starts: &[u64], columns: &[Column]) -> Chart {
         title: "Thundering herd: 10,000 clients, server back at t = 5 s".into(),
         x_label: "time since the server went away (s)".into(),
         y_label: "connection attempts per 100 ms window".into(),
-        series: columns
-            .iter()
-            .map(|c| Series {
-                name: c.jitter.clone(),
-                points: starts
-                    .iter()
-                    .zip(&c.attempts)
-                    .map(|(&ms, &a)| (ms as f64 / 1000.0, a as f64))
-                    .collect(),
-            })
-            .collect(),
+        series: series(starts, columns, |jitter| jitter.to_owned()),
         log_y: false,
     }
+}
+
+/// One line per column, in seconds, named by `name(jitter)`.
+pub(crate) fn series(
+    starts: &[u64],
+    columns: &[Column],
+    name: impl Fn(&str) -> String,
+) -> Vec<Series> {
+    columns
+        .iter()
+        .map(|c| Series {
+            name: name(&c.jitter),
+            points: starts
+                .iter()
+                .zip(&c.attempts)
+                .map(|(&ms, &a)| (ms as f64 / 1000.0, a as f64))
+                .collect(),
+        })
+        .collect()
 }
 
 /// The BENCHMARKS.md section for `columns`, linking the picture at `svg_path`.

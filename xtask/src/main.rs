@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod demo;
 mod herd;
+mod latency;
 mod matrix;
 mod prereq;
 mod report;
@@ -32,7 +33,20 @@ fn main() -> ExitCode {
         }
         cli::Command::Test(args) => test::run(&args),
         cli::Command::Bench(args) => bench::run(&args),
-        cli::Command::Demo(args) => demo::run(&args),
+        cli::Command::Demo(args) => {
+            // The demo's own summary comes last: it is what the user ran the demo for.
+            let demo = demo::run(&args);
+            print!("{}", demo.report.recap());
+            println!("{}", demo.report.summary_line());
+            if let Some(summary) = demo.summary {
+                print!("\n{summary}");
+            }
+            return if demo.report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
     };
     print!("{}", report.recap());
     println!("{}", report.summary_line());
