@@ -133,7 +133,9 @@ pub(crate) async fn run(
     }
     if let Some(progress) = progress {
         progress.abort();
-        print!("\r\x1b[2K");
+        if terminal() {
+            print!("\r\x1b[2K");
+        }
     }
     let reconnected = server.server().stats().accepted;
     for (client, _) in &clients {
@@ -348,10 +350,19 @@ fn spread(i: usize) -> f64 {
     (i as f64 * 0.618_033_988_749_895).fract()
 }
 
+/// Whether stdout is a terminal: the progress line refreshes in place only there; into a
+/// pipe or a file it is written once a second as plain lines, without escape codes.
+fn terminal() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdout().is_terminal()
+}
+
 /// Prints a line above the progress line.
 fn say(live: bool, line: &str) {
-    if live {
+    if live && terminal() {
         println!("\r\x1b[2K{line}");
+    } else if live {
+        println!("{line}");
     }
 }
 
@@ -362,8 +373,13 @@ async fn progress(label: String, tally: Arc<Tally>, clients: usize) {
     let start = Instant::now();
     let mut ticks = tokio::time::interval(Duration::from_millis(250));
     let mut last = (Instant::now(), 0u64);
-    loop {
+    let terminal = terminal();
+    for tick in 0u64.. {
         ticks.tick().await;
+        // The first tick is at once: nothing to measure yet. Off a terminal, one line a second.
+        if tick == 0 || (!terminal && tick % 4 != 0) {
+            continue;
+        }
         let (now, requests) = (Instant::now(), tally.requests.load(Relaxed));
         let rate = (requests - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
         last = (now, requests);
@@ -377,13 +393,18 @@ async fn progress(label: String, tally: Arc<Tally>, clients: usize) {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        print!(
-            "\r\x1b[2K{label} {:>5.1}s | {:>7.0} req/s | connected {:>4}/{clients} | reconnect attempts {:>6} | errors: {errors}",
+        let line = format!(
+            "{label} {:>5.1}s | {:>7.0} req/s | connected {:>4}/{clients} | reconnect attempts {:>6} | errors: {errors}",
             start.elapsed().as_secs_f64(),
             rate,
             tally.connected.load(Relaxed),
             tally.attempts.load(Relaxed),
         );
-        let _ = std::io::stdout().flush();
+        if terminal {
+            print!("\r\x1b[2K{line}");
+            let _ = std::io::stdout().flush();
+        } else {
+            println!("{line}");
+        }
     }
 }
