@@ -10,11 +10,13 @@
 //!   connection.
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/redis_pair.rs"]
+mod redis_pair;
+
 use std::time::Duration;
 
-use beamline::pool::{PoolConfig, Start};
+use beamline::Client;
 use beamline::resp::{Command, Value};
-use beamline::{Client, Pooling};
 use beamline_testkit::RedisServer;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use redis::aio::MultiplexedConnection;
@@ -32,23 +34,13 @@ fn runtime() -> Runtime {
         .unwrap()
 }
 
-/// The value caller `caller` writes in pair `pair`: 32 bytes, its own.
-fn value(caller: usize, pair: usize) -> String {
-    format!("{caller:>8}:{pair:>8}:{:>14}", "beamline-bench")
-}
-
 async fn beamline_workload(client: &Client<Command, Value>) {
     let callers: Vec<_> = (0..CALLERS)
         .map(|caller| {
             let client = client.clone();
             tokio::spawn(async move {
-                let key = format!("bench:{caller}");
                 for pair in 0..PAIRS {
-                    let value = value(caller, pair);
-                    let set = client.call(Command::new("SET").arg(&key).arg(&value));
-                    assert_eq!(set.await.unwrap(), Value::ok());
-                    let got = client.call(Command::new("GET").arg(&key)).await.unwrap();
-                    assert_eq!(got.as_bytes(), Some(value.as_bytes()));
+                    redis_pair::beamline_pair(&client, caller, pair).await;
                 }
             })
         })
@@ -63,22 +55,8 @@ async fn redis_rs_workload(conn: &MultiplexedConnection) {
         .map(|caller| {
             let mut conn = conn.clone();
             tokio::spawn(async move {
-                let key = format!("bench:{caller}");
                 for pair in 0..PAIRS {
-                    let value = value(caller, pair);
-                    let set: String = redis::cmd("SET")
-                        .arg(&key)
-                        .arg(&value)
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap();
-                    assert_eq!(set, "OK");
-                    let got: Vec<u8> = redis::cmd("GET")
-                        .arg(&key)
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap();
-                    assert_eq!(got, value.as_bytes());
+                    redis_pair::redis_rs_pair(&mut conn, caller, pair).await;
                 }
             })
         })
@@ -91,26 +69,11 @@ async fn redis_rs_workload(conn: &MultiplexedConnection) {
 fn clients(c: &mut Criterion) {
     let rt = runtime();
     let redis = RedisServer::start();
-    let redis_rs = rt
-        .block_on(async {
-            redis::Client::open(redis.url())?
-                .get_multiplexed_async_connection()
-                .await
-        })
-        .unwrap();
+    let redis_rs = redis_pair::redis_rs(&rt, &redis);
     let one = rt
         .block_on(Client::builder(redis.addr()).resp().connect())
         .unwrap();
-    let pool = PoolConfig::new(4).min_idle(4).start(Start::Eager);
-    let pooled = rt
-        .block_on(
-            Client::builder(redis.addr())
-                .resp()
-                .max_in_flight(16)
-                .pool(Pooling::Shared(pool))
-                .connect(),
-        )
-        .unwrap();
+    let pooled = redis_pair::beamline_pooled(&rt, &redis);
 
     for (group, id, beamline) in [
         ("client/64-callers-1-connection", "beamline-fifo", &one),

@@ -16,15 +16,14 @@
 //! Run it alone with `cargo bench -p beamline-benches --bench latency`.
 #![allow(clippy::unwrap_used)]
 
-use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+#[path = "common/redis_pair.rs"]
+mod redis_pair;
 
-use beamline::pool::{PoolConfig, Start};
-use beamline::resp::{Command, Value};
-use beamline::{Client, Pooling};
+use std::fmt::Write as _;
+use std::time::Duration;
+
 use beamline_benches::{External, results_dir, write_external};
 use beamline_testkit::RedisServer;
-use redis::aio::MultiplexedConnection;
 
 const CALLERS: usize = 64;
 const PAIRS: usize = 250;
@@ -40,11 +39,6 @@ const PERCENTILES: [f64; 17] = [
     0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 97.5, 99.0, 99.5, 99.75, 99.9, 99.95, 99.975, 99.99,
     99.995, 100.0,
 ];
-
-/// The value caller `caller` writes in pair `pair`: 32 bytes, its own.
-fn value(caller: usize, pair: usize) -> String {
-    format!("{caller:>8}:{pair:>8}:{:>14}", "latency-bench")
-}
 
 /// One round of the load through `call`; returns every request's latency.
 async fn round<F, Fut>(call: F) -> Vec<Duration>
@@ -71,51 +65,6 @@ where
     all
 }
 
-/// A SET and a GET of the caller's own key through the beamline client, checked.
-async fn beamline_pair(
-    client: Client<Command, Value>,
-    caller: usize,
-    pair: usize,
-) -> [Duration; 2] {
-    let (key, value) = (format!("latency:{caller}"), value(caller, pair));
-    let start = Instant::now();
-    let set = client.call(Command::new("SET").arg(&key).arg(&value)).await;
-    let set_took = start.elapsed();
-    assert_eq!(set.unwrap(), Value::ok());
-    let start = Instant::now();
-    let got = client.call(Command::new("GET").arg(&key)).await.unwrap();
-    let get_took = start.elapsed();
-    assert_eq!(got.as_bytes(), Some(value.as_bytes()));
-    [set_took, get_took]
-}
-
-/// The same pair through redis-rs, checked.
-async fn redis_rs_pair(
-    mut conn: MultiplexedConnection,
-    caller: usize,
-    pair: usize,
-) -> [Duration; 2] {
-    let (key, value) = (format!("latency:{caller}"), value(caller, pair));
-    let start = Instant::now();
-    let set: String = redis::cmd("SET")
-        .arg(&key)
-        .arg(&value)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let set_took = start.elapsed();
-    assert_eq!(set, "OK");
-    let start = Instant::now();
-    let got: Vec<u8> = redis::cmd("GET")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let get_took = start.elapsed();
-    assert_eq!(got, value.as_bytes());
-    [set_took, get_took]
-}
-
 /// The `p`-th percentile (nearest rank) of `sorted`, in ms.
 fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
@@ -137,33 +86,20 @@ fn main() {
         .build()
         .unwrap();
     let redis = RedisServer::start();
-    let redis_rs = rt
-        .block_on(async {
-            redis::Client::open(redis.url())?
-                .get_multiplexed_async_connection()
-                .await
-        })
-        .unwrap();
-    let pool = PoolConfig::new(4).min_idle(4).start(Start::Eager);
-    let beamline = rt
-        .block_on(
-            Client::builder(redis.addr())
-                .resp()
-                .max_in_flight(16)
-                .pool(Pooling::Shared(pool))
-                .connect(),
-        )
-        .unwrap();
+    let redis_rs = redis_pair::redis_rs(&rt, &redis);
+    let beamline = redis_pair::beamline_pooled(&rt, &redis);
     let run_beamline = || {
         let client = beamline.clone();
         rt.block_on(round(move |caller, pair| {
-            beamline_pair(client.clone(), caller, pair)
+            let client = client.clone();
+            async move { redis_pair::beamline_pair(&client, caller, pair).await }
         }))
     };
     let run_redis_rs = || {
         let conn = redis_rs.clone();
         rt.block_on(round(move |caller, pair| {
-            redis_rs_pair(conn.clone(), caller, pair)
+            let mut conn = conn.clone();
+            async move { redis_pair::redis_rs_pair(&mut conn, caller, pair).await }
         }))
     };
     println!(
