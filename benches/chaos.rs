@@ -1,9 +1,12 @@
 //! What the chaos proxy costs when no fault is in force: the same traffic through the proxy
-//! (`beamline-chaos`) and straight to the server (`direct`, the peer), in the same run.
+//! (`beamline-chaos`), through the least a proxy can be (`copy-bidirectional`: accept,
+//! connect, tokio's `copy_bidirectional`) and straight to the server (`direct`), in the same
+//! run.
 //!
-//! The proxy adds a hop (two more socket reads and writes per message), so it cannot beat a
+//! A proxy adds a hop (every byte crosses two connections instead of one), so it cannot beat a
 //! direct connection; the goals bound how much slower it may be, so that tests routed through
-//! it measure the code under test, not the proxy.
+//! it measure the code under test, not the proxy, and require it to keep up with the minimal
+//! proxy although it checks its faults on every chunk.
 
 #![allow(clippy::unwrap_used)]
 
@@ -37,6 +40,23 @@ async fn echo_server() -> SocketAddr {
             tokio::spawn(async move {
                 let (mut rx, mut tx) = socket.split();
                 let _ = tokio::io::copy(&mut rx, &mut tx).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The least a TCP proxy can be, the peer a user would otherwise hand-roll: accept, connect
+/// upstream, tokio's `copy_bidirectional`, no faults.
+async fn minimal_proxy(upstream: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            client.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let mut server = connect(upstream).await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
             });
         }
     });
@@ -91,14 +111,15 @@ fn configure(
 
 fn bench(c: &mut Criterion) {
     let rt = runtime();
-    let (proxy, mut through_proxy, mut direct) = rt.block_on(async {
+    let (proxy, mut through_proxy, mut through_minimal, mut direct) = rt.block_on(async {
         let server = echo_server().await;
         let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), server)
             .await
             .unwrap();
         let through_proxy = connect(proxy.local_addr()).await;
+        let through_minimal = connect(minimal_proxy(server).await).await;
         let direct = connect(server).await;
-        (proxy, through_proxy, direct)
+        (proxy, through_proxy, through_minimal, direct)
     });
 
     let msg = [7u8; 64];
@@ -106,6 +127,9 @@ fn bench(c: &mut Criterion) {
     configure(&mut group, Throughput::Elements(1), 30, 4);
     group.bench_function("beamline-chaos", |b| {
         b.iter_custom(|iters| rt.block_on(round_trips(&mut through_proxy, &msg, iters)))
+    });
+    group.bench_function("copy-bidirectional", |b| {
+        b.iter_custom(|iters| rt.block_on(round_trips(&mut through_minimal, &msg, iters)))
     });
     group.bench_function("direct", |b| {
         b.iter_custom(|iters| rt.block_on(round_trips(&mut direct, &msg, iters)))
@@ -118,12 +142,15 @@ fn bench(c: &mut Criterion) {
     group.bench_function("beamline-chaos", |b| {
         b.iter_custom(|iters| rt.block_on(transfers(&mut through_proxy, &block, iters)))
     });
+    group.bench_function("copy-bidirectional", |b| {
+        b.iter_custom(|iters| rt.block_on(transfers(&mut through_minimal, &block, iters)))
+    });
     group.bench_function("direct", |b| {
         b.iter_custom(|iters| rt.block_on(transfers(&mut direct, &block, iters)))
     });
     group.finish();
 
-    drop((through_proxy, direct));
+    drop((through_proxy, through_minimal, direct));
     rt.block_on(proxy.shutdown());
 }
 
