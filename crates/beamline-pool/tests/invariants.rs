@@ -19,7 +19,8 @@ use beamline_pool::{
     CheckPolicy, Pool, PoolConfig, PoolGuard, PoolMetrics, SharedGuard, SharedPool,
 };
 use beamline_reconnect::BackoffConfig;
-use common::{TestConn, TestManager, XorShift, until};
+use beamline_testkit::Rng;
+use common::{TestConn, TestManager, until};
 
 const TASKS: u64 = 64;
 const CHECKOUTS: u64 = 1000;
@@ -63,7 +64,7 @@ enum Leave {
     Flagged,
 }
 
-fn leave(rng: &mut XorShift) -> Leave {
+fn leave(rng: &mut Rng) -> Leave {
     match rng.below(40) {
         0 => Leave::Marked,
         1 => Leave::Flagged,
@@ -71,7 +72,7 @@ fn leave(rng: &mut XorShift) -> Leave {
     }
 }
 
-async fn hold(rng: &mut XorShift) {
+async fn hold(rng: &mut Rng) {
     for _ in 0..rng.below(4) {
         tokio::task::yield_now().await;
     }
@@ -140,7 +141,7 @@ async fn load<P: Load>(pool: &P, seed: u64) {
         .map(|t| {
             let (pool, seq) = (pool.clone(), Arc::clone(&seq));
             tokio::spawn(async move {
-                let mut rng = XorShift(seed ^ ((t + 1) * 0x1234_5678_9ABC));
+                let mut rng = Rng::new(seed ^ ((t + 1) * 0x1234_5678_9ABC));
                 for _ in 0..CHECKOUTS {
                     let started = seq.tick();
                     let mut conn = pool.checkout().await;

@@ -4,6 +4,7 @@
 //!   can be stopped and restarted on the same port to test reconnects.
 //! - [`free_port`]: a loopback port nothing listens on right now.
 //! - [`open_fds`]: how many file descriptors this process holds, to prove nothing leaked.
+//! - [`Rng`]: a small seeded generator, so a randomized test replays from its seed.
 //! - [`TestPki`]: a CA made at test time, leaf certificates it signs, and
 //!   rustls client/server configs built on the ring provider.
 //!
@@ -47,9 +48,46 @@ pub fn open_fds() -> usize {
         .count()
 }
 
+/// A small deterministic generator (xorshift64) for randomized tests: the same seed gives
+/// the same sequence, so a failing run can be replayed. Not for anything but tests.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed` (any value, zero included: it is spread and made non-zero).
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rng_replays_from_its_seed_and_stays_in_range() {
+        let (mut a, mut b, mut c) = (Rng::new(0), Rng::new(0), Rng::new(1));
+        let first: Vec<u64> = (0..8).map(|_| a.next_u64()).collect();
+        assert_eq!(first, (0..8).map(|_| b.next_u64()).collect::<Vec<_>>());
+        assert_ne!(first, (0..8).map(|_| c.next_u64()).collect::<Vec<_>>());
+        assert!(first.iter().all(|&x| x != 0));
+        assert!((0..1000).all(|_| a.below(7) < 7));
+    }
 
     #[test]
     fn free_port_is_bindable() {

@@ -15,7 +15,7 @@ use beamline::reconnect::{BackoffConfig, OfflinePolicy};
 use beamline::resp::{Command, Value};
 use beamline::{Client, ClientBuilder, ClientError, Pooling, Stack};
 use beamline_testkit::RedisServer;
-use common::Rng;
+use beamline_testkit::Rng;
 
 type Redis = Client<Command, Value>;
 

@@ -264,13 +264,6 @@ pub async fn assert_no_tasks_left() {
 
 /// Deterministic bytes that are not a repeating pattern, so any loss or reorder shows.
 pub fn noise(len: usize) -> Vec<u8> {
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    let mut rng = beamline_testkit::Rng::new(0x2545_F491_4F6C_DD1D);
+    (0..len).map(|_| (rng.next_u64() >> 24) as u8).collect()
 }

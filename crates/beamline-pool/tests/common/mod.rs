@@ -183,22 +183,3 @@ pub async fn until(mut done: impl FnMut() -> bool) {
     }
     panic!("condition not reached");
 }
-
-/// A small deterministic generator for random hold times and faults.
-#[derive(Debug, Clone)]
-pub struct XorShift(pub u64);
-
-impl XorShift {
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
