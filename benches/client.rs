@@ -17,22 +17,14 @@ use std::time::Duration;
 
 use beamline::Client;
 use beamline::resp::{Command, Value};
+use beamline_benches::runtime;
 use beamline_testkit::RedisServer;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use redis::aio::MultiplexedConnection;
-use tokio::runtime::Runtime;
 
 const CALLERS: usize = 64;
 const PAIRS: usize = 50;
 const COMMANDS: u64 = (CALLERS * PAIRS * 2) as u64;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn beamline_workload(client: &Client<Command, Value>) {
     let callers: Vec<_> = (0..CALLERS)

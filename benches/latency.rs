@@ -80,11 +80,7 @@ fn main() {
     {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = beamline_benches::runtime();
     let redis = RedisServer::start();
     let redis_rs = redis_pair::redis_rs(&rt, &redis);
     let beamline = redis_pair::beamline_pooled(&rt, &redis);

@@ -141,11 +141,7 @@ where
 }
 
 fn callers(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = beamline_benches::runtime();
     let mut group = c.benchmark_group("mux/64-callers");
     group
         .throughput(Throughput::Elements((CALLERS * ROUND_TRIPS) as u64))

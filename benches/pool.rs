@@ -139,11 +139,7 @@ fn current_thread() -> Runtime {
 }
 
 fn multi_thread() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    beamline_benches::runtime()
 }
 
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {

@@ -19,6 +19,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use beamline_benches::runtime;
 use beamline_process::{
     Addr, ChildSpec, DynamicSupervisor, DynamicSupervisorConfig, Event, Intensity, Reply, Strategy,
     Supervisor, SupervisorSpec, Timeout, spawn,
@@ -26,7 +27,6 @@ use beamline_process::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kameo::actor::{ActorRef, Spawn};
 use kameo::message::{Context as KameoContext, Message};
-use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
 
 /// Messages per `process/cast` and calls per `process/call` iteration.
@@ -34,14 +34,6 @@ const BATCH: u64 = 10_000;
 /// Children per `process/supervised-child` iteration.
 const CHILDREN: u64 = 1_000;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
 
 // ---- process/cast ---------------------------------------------------------------------------
 

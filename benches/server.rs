@@ -28,14 +28,13 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use beamline_benches::{External, write_external};
+use beamline_benches::{External, runtime, write_external};
 use beamline_server::{Connection, ExitReason, Server, ServerHandle};
 use beamline_testkit::TestPki;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::Runtime;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 const MESSAGE: usize = 64;
@@ -43,14 +42,6 @@ const CONNECTIONS: usize = 64;
 const ACCEPT_CLIENTS: u64 = 8;
 const TLS_CLIENTS: u64 = 4;
 const IDLE_CONNECTIONS: usize = 10_000;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 // ---- the two servers ---------------------------------------------------------------------
 

@@ -15,6 +15,19 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+/// The runtime the benches share: multi-thread with two workers (this machine's cores), time
+/// and I/O enabled. Server, peers and load run on it together, as they share the machine.
+///
+/// # Panics
+/// If tokio cannot start its threads (the bench cannot run at all).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("cannot start a tokio runtime: {e}"))
+}
+
 /// One measurement for `cargo xtask bench`'s ratio tables, paired like a criterion result:
 /// within a group, the function whose id starts with `beamline` is the subject and every
 /// other one a peer.
