@@ -75,6 +75,7 @@ async fn a_call_waiting_for_a_slot_times_out_unsent() {
     assert!(!err.was_sent());
     assert_eq!(start.elapsed(), Duration::from_secs(1));
     assert_eq!(client.in_flight(), 1);
+    assert_eq!(client.waiting(), 0, "it left the line");
 }
 
 #[tokio::test(start_paused = true)]

@@ -212,22 +212,6 @@ async fn the_line_keeps_first_poll_order_and_try_call_never_joins_it() {
     assert_eq!((client.in_flight(), client.waiting()), (0, 0));
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_waiting_call_past_its_deadline_times_out_unsent_and_leaves_the_line() {
-    let (client, mut peer) = wire_pipe(&ClientConfig::new().max_in_flight(1));
-    let _held = spawn_call(&client, "held", None);
-    next_frame(&mut peer).await;
-    let err = client
-        .call_timeout(Bytes::from_static(b"late"), Duration::from_secs(1))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, MuxError::Timeout { sent: false, .. }),
-        "{err:?}"
-    );
-    assert_eq!(client.waiting(), 0);
-}
-
 /// A loop of calls that are refused at once must not starve the other tasks of its
 /// (single) worker: the admission path gives tokio's cooperative budget back.
 #[test]
