@@ -71,8 +71,8 @@ impl<Req, Resp> State<Req, Resp> {
     /// room (an answer, a timer, a cancel, a failed encode). Returns whether any was
     /// admitted. Once the driver has stopped nothing is admitted any more (the gate was
     /// emptied then, and nothing joins it after).
-    pub(crate) fn admit_waiting(&mut self) -> bool {
-        self.phase != Phase::Closed && self.gate.admit(&mut self.mux)
+    pub(crate) fn admit_waiting(&mut self, now: Instant) -> bool {
+        self.phase != Phase::Closed && self.gate.admit(&mut self.mux, now)
     }
 }
 
@@ -325,7 +325,7 @@ where
             }
         }
         // Answers, timers and failed encodes make room: waiting calls go in, in order.
-        st.admit_waiting();
+        st.admit_waiting(now);
 
         if exit.is_none() && (st.phase != Phase::Open || st.handles_gone) {
             exit = Some(Exit::Close);
@@ -350,7 +350,7 @@ where
                                     outcome: Err(encode_error(peer, e)),
                                 });
                             }
-                            st.admit_waiting();
+                            st.admit_waiting(now);
                         }
                     }
                     Some(Transmit::Cancel { tag }) => {

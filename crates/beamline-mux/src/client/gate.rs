@@ -72,9 +72,18 @@ impl<R, T> Gate<R, T> {
 
     /// Starts waiting calls in the mux, oldest first, for as long as it takes them.
     /// Returns whether any was admitted (then the driver has something to write).
-    pub(crate) fn admit(&mut self, mux: &mut Mux<R, T>) -> bool {
+    ///
+    /// A call whose deadline is at or before `now` is not admitted: it would only be
+    /// written late. It keeps its place until its caller, whose timer is due, leaves with
+    /// "timed out, never written".
+    pub(crate) fn admit(&mut self, mux: &mut Mux<R, T>, now: Instant) -> bool {
         let mut any = false;
+        let mut late = Vec::new();
         while let Some(call) = self.parked.pop_front() {
+            if call.deadline.is_some_and(|at| at <= now) {
+                late.push(call);
+                continue;
+            }
             match mux.start(call.request, call.waiter, call.deadline) {
                 Ok(ticket) => {
                     self.admitted.insert(call.place, ticket);
@@ -91,6 +100,10 @@ impl<R, T> Gate<R, T> {
                     break;
                 }
             }
+        }
+        // They were ahead of everything still parked: back at the front, in order.
+        for call in late.into_iter().rev() {
+            self.parked.push_front(call);
         }
         any
     }
@@ -136,11 +149,11 @@ mod tests {
         let a = gate.park("a", 1, None);
         let b = gate.park("b", 2, None);
         let c = gate.park("c", 3, None);
-        assert!(gate.admit(&mut mux));
+        assert!(gate.admit(&mut mux, Instant::now()));
         assert_eq!(written(&mut mux), ["a", "b"]);
         assert_eq!(gate.len(), 1);
         // No room: the front keeps its place.
-        assert!(!gate.admit(&mut mux));
+        assert!(!gate.admit(&mut mux, Instant::now()));
         assert!(matches!(gate.leave(a), Left::Admitted(_)));
         assert_eq!(gate.leave(a), Left::Gone);
         assert_eq!(gate.leave(c), Left::Waiting);
@@ -159,12 +172,25 @@ mod tests {
         assert_eq!(gate.leave(b), Left::Waiting);
         assert_eq!(written(&mut mux), ["holder"]);
         assert_eq!(mux.handle_reply(None), crate::Delivery::Caller(0));
-        assert!(gate.admit(&mut mux));
+        assert!(gate.admit(&mut mux, Instant::now()));
         assert_eq!(written(&mut mux), ["a"]);
         assert_eq!(mux.handle_reply(None), crate::Delivery::Caller(1));
-        assert!(gate.admit(&mut mux));
+        assert!(gate.admit(&mut mux, Instant::now()));
         assert_eq!(written(&mut mux), ["c"]);
         assert_eq!(gate.drain(), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn a_call_past_its_deadline_is_not_admitted_and_keeps_its_place() {
+        let mut mux = Mux::new(MuxConfig::fifo().max_in_flight(4)).unwrap();
+        let mut gate = Gate::new();
+        let now = Instant::now();
+        let late = gate.park("late", 1, Some(now));
+        let on_time = gate.park("on time", 2, Some(now + std::time::Duration::from_secs(1)));
+        assert!(gate.admit(&mut mux, now));
+        assert_eq!(written(&mut mux), ["on time"]);
+        assert!(matches!(gate.leave(on_time), Left::Admitted(_)));
+        assert_eq!(gate.leave(late), Left::Waiting);
     }
 
     #[test]

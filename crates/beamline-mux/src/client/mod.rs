@@ -437,7 +437,7 @@ impl<Req, Resp> Drop for Call<'_, Req, Resp> {
         };
         let now = Instant::now().into_std();
         let cancelled = st.mux.cancel(ticket, now);
-        let admitted = st.admit_waiting();
+        let admitted = st.admit_waiting(now);
         drop(st);
         let cancel_queued = matches!(
             cancelled,
