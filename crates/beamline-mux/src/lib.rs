@@ -37,8 +37,16 @@
 //! - **A dropped or timed-out caller frees its slot at once**; its id stays quarantined
 //!   until the late answer arrives or an age limit passes, and a cancel frame is sent
 //!   where the protocol has one.
-//! - **In-flight requests are bounded**: callers beyond the bound wait (first come, first
-//!   served); `try_` calls fail at once instead.
+//! - **One ordered admission gate**: requests are written in the order their calls were
+//!   first polled, at most `max_in_flight` at a time. A call that finds no room waits in
+//!   line and goes in as soon as room appears, whatever made it (an answer, a cancel, a
+//!   timeout, a quarantine ageing out); a waiting call that is dropped leaves the line
+//!   unsent; `try_` calls never wait: they fail at once instead.
+//! - **FIFO mode never wedges for ever behind a lost reply**: an abandoned request whose
+//!   reply has not come within the abandon timeout (twice the request timeout, or 30 s)
+//!   fails its connection, every request on it ending `NotSent` or `ConnectionLost`, so a
+//!   reconnecting layer or a pool replaces it ([`ConnectionError::Wedged`],
+//!   [`MuxStats::abandon_expired`]).
 //! - **Failures say whether the request was written** ([`MuxError::was_sent`]): `NotSent`
 //!   is safe to retry, `ConnectionLost` may have been delivered. Nothing is retried here.
 //! - **A frame over the size limit is a protocol error, not an allocation.**
@@ -109,8 +117,9 @@ mod server;
 
 pub use frame::{DEFAULT_MAX_FRAME_LEN, Frame, FrameCodec, FrameError, FrameKind, HEADER_LEN};
 pub use mux::{
-    Cancelled, ConfigError, DEFAULT_MAX_ABANDONED, DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUARANTINE,
-    Delivery, Expired, Lost, Mode, Mux, MuxConfig, MuxStats, StartError, Ticket, Transmit,
+    Cancelled, ConfigError, DEFAULT_ABANDON_TIMEOUT, DEFAULT_MAX_ABANDONED, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_QUARANTINE, Delivery, Expired, Fired, Lost, Mode, Mux, MuxConfig, MuxStats, StartError,
+    Ticket, Transmit,
 };
 pub use tagged::Tagged;
 

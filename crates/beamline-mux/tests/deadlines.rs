@@ -3,38 +3,16 @@
 #![cfg(feature = "driver")]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
 
-use beamline_mux::{Client, ClientConfig, Frame, FrameCodec, FrameKind, MuxError};
+use beamline_mux::{Client, ClientConfig, ConnectionError, Frame, FrameKind, MuxError};
 use bytes::Bytes;
+use common::{spawn_call, wire_pipe as connect};
 use futures::{SinkExt, StreamExt};
-use tokio::io::DuplexStream;
 use tokio::time::Instant;
-use tokio_util::codec::Framed;
-
-type Peer = Framed<DuplexStream, FrameCodec>;
-
-fn connect(config: &ClientConfig) -> (Client<Bytes, Bytes>, Peer) {
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-    let (client, driver) = Client::wire(client_io, config).unwrap();
-    tokio::spawn(driver);
-    (client, Framed::new(server_io, FrameCodec::new()))
-}
-
-fn spawn_call(
-    client: &Client<Bytes, Bytes>,
-    payload: &'static str,
-    timeout: Option<Duration>,
-) -> tokio::task::JoinHandle<Result<Bytes, MuxError>> {
-    let client = client.clone();
-    tokio::spawn(async move {
-        let payload = Bytes::from_static(payload.as_bytes());
-        match timeout {
-            Some(t) => client.call_timeout(payload, t).await,
-            None => client.call(payload).await,
-        }
-    })
-}
+use tokio_util::codec::{Framed, LinesCodec};
 
 #[tokio::test(start_paused = true)]
 async fn a_written_request_past_its_deadline_times_out_as_sent_and_is_cancelled() {
@@ -97,6 +75,7 @@ async fn a_call_waiting_for_a_slot_times_out_unsent() {
     assert!(!err.was_sent());
     assert_eq!(start.elapsed(), Duration::from_secs(1));
     assert_eq!(client.in_flight(), 1);
+    assert_eq!(client.waiting(), 0, "it left the line");
 }
 
 #[tokio::test(start_paused = true)]
@@ -193,4 +172,106 @@ async fn a_peer_that_answers_in_time_is_not_timed_out() {
         .unwrap();
     assert_eq!(&call.await.unwrap().unwrap()[..], b"in time");
     assert_eq!(client.stats().timed_out, 0);
+}
+
+/// The FIFO wedge: a reply that never comes (a blocking command whose caller timed out)
+/// holds every later reply behind it. Past the abandon timeout (twice the request timeout
+/// by default) the connection fails: what was written ends `ConnectionLost`, what was not
+/// `NotSent`, both saying why.
+#[tokio::test(start_paused = true)]
+async fn a_fifo_reply_that_never_comes_fails_the_connection_after_the_abandon_timeout() {
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let lines = || LinesCodec::new_with_max_length(1024);
+    let config = ClientConfig::new()
+        .peer("fifo")
+        .max_in_flight(3)
+        .timeout(Duration::from_secs(1));
+    let (client, driver) = Client::fifo(client_io, lines(), &config).unwrap();
+    let driver = tokio::spawn(driver);
+    let mut peer = Framed::new(server_io, lines());
+    let start = Instant::now();
+    let call = |line: &'static str| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .call_timeout(line.to_owned(), Duration::from_secs(60))
+                .await
+        })
+    };
+
+    let err = client.call("BLPOP k 0".to_owned()).await.unwrap_err();
+    assert!(
+        matches!(err, MuxError::Timeout { sent: true, .. }),
+        "{err:?}"
+    );
+    assert_eq!(peer.next().await.unwrap().unwrap(), "BLPOP k 0");
+    let written = [call("GET a"), call("GET b"), call("GET c")];
+    for line in ["GET a", "GET b", "GET c"] {
+        assert_eq!(peer.next().await.unwrap().unwrap(), line);
+    }
+    let waiting = call("GET d");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(client.waiting(), 1);
+
+    client.closed().await;
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(3),
+        "abandoned at 1 s, + 2 s"
+    );
+    for call in written {
+        let err = call.await.unwrap().unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                MuxError::ConnectionLost {
+                    cause: ConnectionError::Wedged { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+    let err = waiting.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, MuxError::NotSent { cause: ConnectionError::Wedged { abandon_timeout }, .. } if *abandon_timeout == Duration::from_secs(2)),
+        "{err:?}"
+    );
+    assert_eq!(client.stats().abandon_expired, 1);
+    assert!(matches!(
+        driver.await.unwrap(),
+        Err(ConnectionError::Wedged { .. })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_fifo_reply_within_the_abandon_timeout_keeps_the_connection() {
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let lines = || LinesCodec::new_with_max_length(1024);
+    let config = ClientConfig::new().abandon_timeout(Duration::from_secs(5));
+    let (client, driver) = Client::fifo(client_io, lines(), &config).unwrap();
+    tokio::spawn(driver);
+    let mut peer = Framed::new(server_io, lines());
+    let err = client
+        .call_timeout("slow".to_owned(), Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, MuxError::Timeout { sent: true, .. }),
+        "{err:?}"
+    );
+    assert_eq!(peer.next().await.unwrap().unwrap(), "slow");
+    tokio::time::sleep(Duration::from_millis(4900)).await;
+    peer.send("late".to_owned()).await.unwrap();
+    let next = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call("next".to_owned()).await })
+    };
+    assert_eq!(peer.next().await.unwrap().unwrap(), "next");
+    peer.send("answer".to_owned()).await.unwrap();
+    assert_eq!(next.await.unwrap().unwrap(), "answer");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!client.is_closed());
+    let stats = client.stats();
+    assert_eq!((stats.late_replies, stats.abandon_expired), (1, 0));
 }

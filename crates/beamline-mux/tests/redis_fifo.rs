@@ -8,7 +8,7 @@ mod common;
 use std::io;
 use std::time::Duration;
 
-use beamline_mux::{Client, ClientConfig, MuxError};
+use beamline_mux::{Client, ClientConfig, ConnectionError, MuxError};
 use beamline_testkit::RedisServer;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::{Rng, connect};
@@ -248,4 +248,47 @@ async fn redis_going_away_fails_in_flight_calls_as_maybe_delivered() {
     assert!(err.was_sent());
     assert!(err.to_string().contains("redis 127.0.0.1"), "{err}");
     client.closed().await;
+}
+
+/// The wedge itself, against the real thing: `BLPOP k 0` blocks its connection for good, so
+/// once its caller gave up every later reply would wait behind a reply that never comes.
+/// After the abandon timeout the connection fails instead, and the calls behind it end,
+/// saying they were written.
+#[tokio::test]
+async fn an_abandoned_blpop_fails_the_connection_after_the_abandon_timeout() {
+    let redis = RedisServer::start();
+    let abandon = Duration::from_millis(300);
+    let config = ClientConfig::new()
+        .peer(format!("redis {}", redis.addr()))
+        .abandon_timeout(abandon);
+    let (client, driver) = Client::fifo(connect(redis.addr()).await, Resp, &config).unwrap();
+    tokio::spawn(driver);
+    let started = std::time::Instant::now();
+    let err = client
+        .call_timeout(command(&["BLPOP", "k", "0"]), Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, MuxError::Timeout { sent: true, .. }),
+        "{err:?}"
+    );
+    let err = client.call(command(&["PING"])).await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        matches!(
+            err,
+            MuxError::ConnectionLost {
+                cause: ConnectionError::Wedged { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.was_sent());
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(2),
+        "the connection failed {waited:?} in: abandoned at 100 ms, + 300 ms"
+    );
+    assert!(client.is_closed());
+    assert_eq!(client.stats().abandon_expired, 1);
 }

@@ -5,119 +5,14 @@
 
 mod common;
 
-use std::io;
 use std::time::Duration;
 
 use beamline_mux::{
     Client, ClientConfig, ConfigError, MuxError, ServerConfig, Tagged, serve_tagged,
 };
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use common::tagged::{Codec, Message, Op};
 use common::tcp_pair;
-use tokio_util::codec::{Decoder, Encoder};
-
-/// One message: `[stream: i16][opcode: u8][len: u32][body]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Message<const MAX: u32> {
-    stream: i16,
-    op: Op,
-    body: Bytes,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Query,
-    Result,
-    /// Client: cancel that stream. Server: that stream was cancelled.
-    Cancel,
-}
-
-impl<const MAX: u32> Message<MAX> {
-    fn query(body: &str) -> Self {
-        Message {
-            stream: -1,
-            op: Op::Query,
-            body: Bytes::copy_from_slice(body.as_bytes()),
-        }
-    }
-}
-
-impl<const MAX: u32> Tagged for Message<MAX> {
-    const MAX_TAG: u32 = MAX;
-
-    fn tag(&self) -> u32 {
-        self.stream as u32
-    }
-
-    fn set_tag(&mut self, tag: u32) {
-        self.stream = i16::try_from(tag).unwrap_or(i16::MAX);
-    }
-
-    fn cancel(tag: u32) -> Option<Self> {
-        let mut m = Message {
-            stream: 0,
-            op: Op::Cancel,
-            body: Bytes::new(),
-        };
-        m.set_tag(tag);
-        Some(m)
-    }
-
-    fn cancels(&self) -> Option<u32> {
-        (self.op == Op::Cancel).then(|| self.tag())
-    }
-}
-
-#[derive(Debug, Default)]
-struct Codec<const MAX: u32>;
-
-impl<const MAX: u32> Decoder for Codec<MAX> {
-    type Item = Message<MAX>;
-    type Error = io::Error;
-
-    fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<Message<MAX>>> {
-        if src.len() < 7 {
-            return Ok(None);
-        }
-        let len = u32::from_be_bytes([src[3], src[4], src[5], src[6]]) as usize;
-        if len > 1 << 20 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too long"));
-        }
-        if src.len() < 7 + len {
-            return Ok(None);
-        }
-        let stream = src.get_i16();
-        let op = match src.get_u8() {
-            0 => Op::Query,
-            1 => Op::Result,
-            2 => Op::Cancel,
-            other => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("opcode {other}"),
-                ));
-            }
-        };
-        src.advance(4);
-        let body = src.split_to(len).freeze();
-        Ok(Some(Message { stream, op, body }))
-    }
-}
-
-impl<const MAX: u32> Encoder<Message<MAX>> for Codec<MAX> {
-    type Error = io::Error;
-
-    fn encode(&mut self, m: Message<MAX>, dst: &mut BytesMut) -> io::Result<()> {
-        dst.put_i16(m.stream);
-        dst.put_u8(match m.op {
-            Op::Query => 0,
-            Op::Result => 1,
-            Op::Cancel => 2,
-        });
-        dst.put_u32(m.body.len() as u32);
-        dst.put_slice(&m.body);
-        Ok(())
-    }
-}
 
 /// Answers `"sleep N: text"` after N ms with `"done: text"`.
 async fn handle<const MAX: u32>(req: Message<MAX>) -> Message<MAX> {

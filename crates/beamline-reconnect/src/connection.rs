@@ -22,7 +22,7 @@ use std::future::Future;
 /// let addr = "127.0.0.1:6379";
 /// let connect = move || async move {
 ///     let stream = TcpStream::connect(addr).await?;
-///     let lines = Framed::new(stream, LinesCodec::new());
+///     let lines = Framed::new(stream, LinesCodec::new_with_max_length(8 * 1024));
 ///     Ok::<_, std::io::Error>(FramedConnection::<String, String>::new(lines))
 /// };
 /// # fn is_connect<K: Connect>(_: &K) {}

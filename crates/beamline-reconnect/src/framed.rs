@@ -59,7 +59,8 @@ pub const DEFAULT_MAX_IN_FLIGHT: NonZeroUsize = match NonZeroUsize::new(128) {
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let stream = TcpStream::connect("127.0.0.1:7000").await?;
-/// let conn = FramedConnection::new(Framed::new(stream, LinesCodec::new()));
+/// let lines = LinesCodec::new_with_max_length(8 * 1024);
+/// let conn = FramedConnection::new(Framed::new(stream, lines));
 /// let reply: String = conn.call("PING".to_string()).await?;
 /// # let _ = reply;
 /// # Ok(())
@@ -430,7 +431,7 @@ mod tests {
     fn pair(max: usize) -> (FramedConnection<String, String>, BufReader<DuplexStream>) {
         let (client, server) = duplex(64 * 1024);
         let conn = FramedConnection::with_max_in_flight(
-            Framed::new(client, Picky(LinesCodec::new())),
+            Framed::new(client, Picky(LinesCodec::new_with_max_length(8 * 1024))),
             NonZeroUsize::new(max).unwrap(),
         );
         (conn, BufReader::new(server))

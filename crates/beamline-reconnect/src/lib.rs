@@ -40,6 +40,12 @@
 //!   comes up.
 //! - **Half-open connections are found**: by a [`HealthCheck`] ping, or by the progress
 //!   timeout (requests in flight, no response for one interval).
+//! - **User code never runs under the driver's lock, and its panics are typed**: the
+//!   connector, the health check and the first poll of each queued call run with no lock
+//!   held; a panic in any of them closes the connection with [`CloseReason::Panicked`] and
+//!   its message, visible to [`Reconnect::state_changes`] watchers and in every later
+//!   error, while each request keeps its was-sent answer (started ones end as their
+//!   connection reports them, queued ones unsent).
 //!
 //! # The seams
 //!
@@ -66,7 +72,9 @@
 //! let addr = "127.0.0.1:7000";
 //! let connect = move || async move {
 //!     let stream = TcpStream::connect(addr).await?;
-//!     Ok::<_, std::io::Error>(FramedConnection::new(Framed::new(stream, LinesCodec::new())))
+//!     // A line longer than 8 KiB is a decode error, not an unbounded buffer.
+//!     let lines = LinesCodec::new_with_max_length(8 * 1024);
+//!     Ok::<_, std::io::Error>(FramedConnection::new(Framed::new(stream, lines)))
 //! };
 //! let config = ReconnectConfig::new(OfflinePolicy::Queue { max: 100, deadline: Duration::from_secs(2) })
 //!     .name(format!("echo {addr}"))

@@ -58,7 +58,7 @@ impl LineServer {
                 };
                 let log = log.clone();
                 connections.spawn(async move {
-                    let mut lines = Framed::new(stream, LinesCodec::new());
+                    let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(8 * 1024));
                     while let Some(Ok(line)) = lines.next().await {
                         log.lock().unwrap().push(line.clone());
                         let hold = holds == Holds::Ignore && line.starts_with("hold");
@@ -84,7 +84,7 @@ fn connector(addr: SocketAddr) -> impl Connect<Connection = FramedConnection<Str
         let stream = TcpStream::connect(addr).await?;
         Ok::<_, io::Error>(FramedConnection::new(Framed::new(
             stream,
-            LinesCodec::new(),
+            LinesCodec::new_with_max_length(8 * 1024),
         )))
     }
 }

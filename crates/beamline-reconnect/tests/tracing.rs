@@ -65,7 +65,7 @@ async fn state_changes_are_traced_with_attempt_delay_and_error() {
                 }
                 let (client, server) = tokio::io::duplex(1024);
                 peers.lock().unwrap().push(server);
-                let lines = tokio_util::codec::LinesCodec::new();
+                let lines = tokio_util::codec::LinesCodec::new_with_max_length(8 * 1024);
                 Ok(FramedConnection::<String, String>::new(
                     tokio_util::codec::Framed::new(client, lines),
                 ))

@@ -51,6 +51,14 @@
 //!   bounded queue until a deadline, and go out in queue order when a connection is back.
 //! - **Limits everywhere**: in-flight requests per connection, the offline queue, the pool's
 //!   size and checkout timeout, RESP frame, bulk and depth limits checked before allocating.
+//! - **Under the defaults every call ends**, and in FIFO mode a reply that never comes fails
+//!   its connection after the abandon timeout ([`ClientBuilder::abandon_timeout`]: twice
+//!   the request timeout, or 30 s) instead of wedging every later reply; the connection is
+//!   replaced like any lost one.
+//! - **The client's tasks never die silently**: a panic in code they run (your codec's
+//!   `clone`, a connector) closes the client with
+//!   [`CloseReason::Panicked`](reconnect::CloseReason::Panicked), which every later
+//!   [`ClientError::Closed`] carries.
 //! - **A pool that cannot connect says why**: a checkout fails with the connect attempt's
 //!   own error ([`ClientError::transport_error`]), not a bare timeout.
 //!

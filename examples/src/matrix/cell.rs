@@ -1,4 +1,5 @@
-//! The matrix's axes and their names: `tcp/pooled+mux/reset`.
+//! The matrix's axes and their names: `tcp/pooled+mux/reset`, and the FIFO family
+//! `tcp/fifo/abandoned-reply`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -24,6 +25,14 @@ pub enum Shape {
     Mux,
     /// A shared pool of multiplexed connections (`Pooling::Shared`).
     PooledMux,
+    /// One connection, FIFO order (no ids), many requests pipelined on it.
+    Fifo,
+    /// One connection, FIFO order, one request in flight at a time.
+    FifoSingle,
+    /// An exclusive pool of FIFO connections, one request in flight on each.
+    FifoPooled,
+    /// A shared pool of pipelined FIFO connections.
+    PooledFifo,
 }
 
 /// What goes wrong while the cell's load runs (injected through `beamline-chaos`).
@@ -42,6 +51,10 @@ pub enum Fault {
     Partition,
     /// The client reads slowly: the downstream direction is bandwidth-limited and sliced.
     SlowReader,
+    /// FIFO cells only: the server swallows one request's reply and answers nothing more on
+    /// that connection (a `BLPOP k 0`): every later reply on it would wait for ever. The
+    /// client's abandon timeout must find the wedge and replace the connection.
+    AbandonedReply,
 }
 
 /// One cell of the matrix: transport × client shape × fault.
@@ -69,8 +82,16 @@ impl Transport {
 }
 
 impl Shape {
-    /// Every client shape, in the matrix's order.
+    /// The shapes of the wire protocol (request ids), in the matrix's order.
     pub const ALL: [Shape; 4] = [Shape::Single, Shape::Pooled, Shape::Mux, Shape::PooledMux];
+
+    /// The shapes of the FIFO protocol (no ids), in the matrix's order.
+    pub const FIFO: [Shape; 4] = [
+        Shape::Fifo,
+        Shape::FifoSingle,
+        Shape::FifoPooled,
+        Shape::PooledFifo,
+    ];
 
     /// The name used in cell names.
     pub const fn name(self) -> &'static str {
@@ -79,18 +100,33 @@ impl Shape {
             Shape::Pooled => "pooled",
             Shape::Mux => "mux",
             Shape::PooledMux => "pooled+mux",
+            Shape::Fifo => "fifo",
+            Shape::FifoSingle => "fifo-single",
+            Shape::FifoPooled => "fifo-pooled",
+            Shape::PooledFifo => "pooled+fifo",
         }
     }
 
     /// Whether calls first check a connection out of a pool (which adds the checkout
     /// timeout to a request's worst case).
     pub const fn is_pooled(self) -> bool {
-        matches!(self, Shape::Pooled | Shape::PooledMux)
+        matches!(
+            self,
+            Shape::Pooled | Shape::PooledMux | Shape::FifoPooled | Shape::PooledFifo
+        )
+    }
+
+    /// Whether replies match requests by order (no ids on the wire).
+    pub const fn is_fifo(self) -> bool {
+        matches!(
+            self,
+            Shape::Fifo | Shape::FifoSingle | Shape::FifoPooled | Shape::PooledFifo
+        )
     }
 }
 
 impl Fault {
-    /// Every fault, in the matrix's order.
+    /// Every fault of the wire-protocol cells, in the matrix's order.
     pub const ALL: [Fault; 6] = [
         Fault::None,
         Fault::Latency,
@@ -109,14 +145,17 @@ impl Fault {
             Fault::Restart => "restart",
             Fault::Partition => "partition",
             Fault::SlowReader => "slow-reader",
+            Fault::AbandonedReply => "abandoned-reply",
         }
     }
 }
 
 impl Cell {
-    /// Every cell, transport-major: `tcp/single/none`, `tcp/single/latency`, ...
+    /// Every cell: the 48 wire-protocol cells, transport-major (`tcp/single/none`,
+    /// `tcp/single/latency`, ...), then the FIFO family over TCP
+    /// (`tcp/fifo/abandoned-reply`, ...).
     pub fn all() -> Vec<Cell> {
-        let mut cells = Vec::with_capacity(48);
+        let mut cells = Vec::with_capacity(52);
         for transport in Transport::ALL {
             for shape in Shape::ALL {
                 for fault in Fault::ALL {
@@ -127,6 +166,13 @@ impl Cell {
                     });
                 }
             }
+        }
+        for shape in Shape::FIFO {
+            cells.push(Cell {
+                transport: Transport::Tcp,
+                shape,
+                fault: Fault::AbandonedReply,
+            });
         }
         cells
     }
@@ -175,17 +221,11 @@ impl FromStr for Cell {
         else {
             return Err(bad());
         };
-        let transport = Transport::ALL.into_iter().find(|x| x.name() == t);
-        let shape = Shape::ALL.into_iter().find(|x| x.name() == s);
-        let fault = Fault::ALL.into_iter().find(|x| x.name() == f);
-        match (transport, shape, fault) {
-            (Some(transport), Some(shape), Some(fault)) => Ok(Cell {
-                transport,
-                shape,
-                fault,
-            }),
-            _ => Err(bad()),
-        }
+        // Only the combinations the matrix has: `tcp/fifo/latency` is no cell.
+        Cell::all()
+            .into_iter()
+            .find(|c| c.transport.name() == t && c.shape.name() == s && c.fault.name() == f)
+            .ok_or_else(bad)
     }
 }
 
@@ -194,17 +234,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn forty_eight_distinct_cells_that_parse_back() {
+    fn fifty_two_distinct_cells_that_parse_back() {
         let cells = Cell::all();
-        assert_eq!(cells.len(), 48);
+        assert_eq!(cells.len(), 52);
         let names: std::collections::HashSet<String> =
             cells.iter().map(ToString::to_string).collect();
-        assert_eq!(names.len(), 48);
+        assert_eq!(names.len(), 52);
         for cell in &cells {
             assert_eq!(cell.to_string().parse::<Cell>().unwrap(), *cell);
         }
         assert_eq!(cells[0].to_string(), "tcp/single/none");
         assert!(names.contains("tls/pooled+mux/slow-reader"));
+        for fifo in [
+            "tcp/fifo/abandoned-reply",
+            "tcp/fifo-single/abandoned-reply",
+            "tcp/fifo-pooled/abandoned-reply",
+            "tcp/pooled+fifo/abandoned-reply",
+        ] {
+            assert!(names.contains(fifo), "{fifo}");
+        }
+        for cell in &cells {
+            assert_eq!(
+                cell.shape.is_fifo(),
+                cell.fault == Fault::AbandonedReply,
+                "{cell}"
+            );
+        }
     }
 
     #[test]
@@ -217,6 +272,9 @@ mod tests {
             "tcp/pool/none",
             "tcp/single/fire",
             "tcp/single/none/extra",
+            "tcp/fifo/none",
+            "tls/fifo/abandoned-reply",
+            "tcp/mux/abandoned-reply",
         ] {
             let err = bad.parse::<Cell>().unwrap_err();
             assert_eq!(err.name, bad);

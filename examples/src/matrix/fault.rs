@@ -1,5 +1,6 @@
 //! Each fault as a `beamline-chaos` schedule (or, for a restart, the server going away and
-//! coming back), and the evidence that it really happened.
+//! coming back; for an abandoned reply, the FIFO server swallowing one), and the evidence
+//! that it really happened.
 
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::time::Duration;
@@ -35,13 +36,16 @@ pub(crate) struct Injected {
     /// Bytes the proxy delivered to clients inside the slow-reader window, and how long
     /// that window was.
     pub(crate) slow_window: Option<(u64, Duration)>,
+    /// The FIFO server's counts: replies swallowed, and wedged connections the client
+    /// closed (read once the load is over).
+    pub(crate) swallow: Option<(u64, u64)>,
 }
 
 /// The proxy actions of `fault`, as offsets from the start of the load.
 pub(crate) fn schedule(fault: Fault, t: &Timeline) -> Schedule {
     let (at, lasting) = (t.fault_at, t.fault_for);
     match fault {
-        Fault::None | Fault::Restart => Schedule::new(),
+        Fault::None | Fault::Restart | Fault::AbandonedReply => Schedule::new(),
         Fault::Latency => Schedule::new().fault(
             at,
             lasting,
@@ -124,6 +128,14 @@ pub(crate) async fn inject(
             run.map_err(|e| e.to_string())?;
             injected.slow_window = Some(window);
         }
+        Fault::AbandonedReply => {
+            sleep_until(epoch + t.fault_at).await;
+            server
+                .swallow()
+                .ok_or("an abandoned reply needs the FIFO server")?
+                .arm();
+            sleep_until(heal).await;
+        }
         _ => schedule(fault, t)
             .run(proxy)
             .await
@@ -194,6 +206,21 @@ pub(crate) fn verify(
                     .count();
             if noticed == 0 {
                 missing.push("no request noticed the partition".into());
+            }
+        }
+        Fault::AbandonedReply => {
+            match injected.swallow {
+                Some((1, closed)) if closed >= 1 => {}
+                Some((1, _)) => missing.push(
+                    "the wedged connection was never closed by the client: the abandon timeout never fired".into(),
+                ),
+                Some((swallowed, _)) => missing.push(format!(
+                    "the server swallowed {swallowed} replies, not one"
+                )),
+                None => missing.push("the FIFO server's counts were not read".into()),
+            }
+            if !log.failed_at.iter().any(|s| window.contains(s)) {
+                missing.push("no request noticed the swallowed reply".into());
             }
         }
         Fault::SlowReader => match injected.slow_window {
@@ -270,6 +297,7 @@ mod tests {
             Fault::Restart,
             Fault::Partition,
             Fault::SlowReader,
+            Fault::AbandonedReply,
         ] {
             let missing = verify(fault, Shape::Mux, &t, &none, 0, &stats, &quiet);
             assert!(!missing.is_empty(), "{fault:?} passed without a trace");
@@ -304,8 +332,8 @@ mod tests {
         let log = Log::default();
         let during = Duration::from_secs(1);
         let slow = |bytes| Injected {
-            stopped: None,
             slow_window: Some((bytes, during)),
+            ..Injected::default()
         };
         let ok = verify(
             Fault::SlowReader,
@@ -342,5 +370,35 @@ mod tests {
             .is_empty()
         );
         assert!(!verify(Fault::SlowReader, Shape::Mux, &t, &slow(0), 0, &stats, &log).is_empty());
+    }
+
+    #[test]
+    fn an_abandoned_reply_needs_one_swallow_and_the_wedge_closed_by_the_client() {
+        let t = Timeline::for_fault(Fault::AbandonedReply);
+        let stats = ServerStats::default();
+        let noticed = Log {
+            failed_at: vec![t.fault_at + Duration::from_secs(1)],
+            ..Log::default()
+        };
+        let seen = |swallow| Injected {
+            swallow: Some(swallow),
+            ..Injected::default()
+        };
+        let verdict = |swallow, log: &Log| {
+            verify(
+                Fault::AbandonedReply,
+                Shape::Fifo,
+                &t,
+                &seen(swallow),
+                0,
+                &stats,
+                log,
+            )
+        };
+        assert!(verdict((1, 1), &noticed).is_empty());
+        let never_closed = verdict((1, 0), &noticed);
+        assert!(never_closed[0].contains("never closed"), "{never_closed:?}");
+        assert!(!verdict((0, 0), &noticed).is_empty());
+        assert!(!verdict((1, 1), &Log::default()).is_empty());
     }
 }

@@ -2,8 +2,12 @@
 //!
 //! A cell is transport {`tcp`, `tls`} × client shape {`single`, `pooled`, `mux`,
 //! `pooled+mux`} × fault {`none`, `latency`, `reset`, `restart`, `partition`,
-//! `slow-reader`}: 48 cells, named `tcp/pooled+mux/reset`. Each runs in its own process
-//! (`cargo run --example matrix -- --run <cell>`), in a tokio runtime of its own:
+//! `slow-reader`}: 48 cells, named `tcp/pooled+mux/reset`; plus the FIFO family over TCP,
+//! the same shapes without request ids ({`fifo`, `fifo-single`, `fifo-pooled`,
+//! `pooled+fifo`}) under one fault, `abandoned-reply` (`tcp/fifo/abandoned-reply`: the
+//! server swallows one reply, and the client's abandon timeout must replace the wedged
+//! connection). Each runs in its own process (`cargo run --example matrix -- --run <cell>`),
+//! in a tokio runtime of its own:
 //!
 //! ```text
 //! callers ─► beamline::Client (cell's shape) ─► beamline-chaos Proxy (cell's fault) ─► beamline-server + serve_wire (echo)
@@ -11,7 +15,8 @@
 //!
 //! The server is a beamline-server in-process (over TLS with certificates from a CA made for
 //! the cell) serving beamline's wire format with `beamline_mux::serve_wire`; every answer is
-//! the request's own bytes, some of them late, so answers overtake each other. The proxy
+//! the request's own bytes, some of them late, so answers overtake each other. The FIFO
+//! cells' server speaks length-delimited frames without ids and answers in order. The proxy
 //! injects the fault on a `Schedule`: at 0.5 s, for 2 s ([`Timeline::standard`]). The
 //! client is the facade's `Client` in the cell's shape ([`Shape`]), with short bounds: a
 //! 1 s request timeout, a 1 s offline queue, a 1 s pool checkout and connect timeout, and a
@@ -90,7 +95,7 @@ fn run_named(name: &str, seed: Option<u64>) -> ExitCode {
     let report = run_cell(
         cell,
         seed.unwrap_or_else(|| cell.seed()),
-        &Timeline::standard(),
+        &Timeline::for_fault(cell.fault),
     );
     for failure in &report.failures {
         println!("FAILED: {failure}");

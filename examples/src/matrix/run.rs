@@ -19,7 +19,7 @@ use super::cell::{Cell, Fault, Shape, Transport};
 use super::fault::{self, Injected};
 use super::load::{self, CallerPlan, Log, Phase};
 use super::report::CellReport;
-use super::server::EchoServer;
+use super::server::{EchoServer, Frames, Protocol};
 
 /// A request's own timeout once it reaches a connection (in-flight slot, write, answer).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
@@ -69,6 +69,20 @@ impl Timeline {
         }
     }
 
+    /// The timeline of `fault`: [`standard`](Self::standard), except that an abandoned
+    /// reply lasts until the client can have healed it under its defaults: the swallowed
+    /// request's own timeout, then the abandon timeout (twice the request timeout), then
+    /// one reconnect (at most the backoff's 400 ms cap), 3.5 s in all.
+    pub fn for_fault(fault: Fault) -> Timeline {
+        match fault {
+            Fault::AbandonedReply => Timeline {
+                fault_for: REQUEST_TIMEOUT * 3 + Duration::from_millis(500),
+                ..Timeline::standard()
+            },
+            _ => Timeline::standard(),
+        }
+    }
+
     /// When the load under the fault stops.
     pub fn load_end(&self) -> Duration {
         self.fault_at + self.fault_for + self.settle
@@ -80,9 +94,9 @@ impl Timeline {
 /// one request in flight serves four callers, twenty milliseconds apart under latency).
 fn callers(shape: Shape) -> u16 {
     match shape {
-        Shape::Single => 4,
-        Shape::Pooled => 8,
-        Shape::Mux | Shape::PooledMux => 16,
+        Shape::Single | Shape::FifoSingle => 4,
+        Shape::Pooled | Shape::FifoPooled => 8,
+        Shape::Mux | Shape::PooledMux | Shape::Fifo | Shape::PooledFifo => 16,
     }
 }
 
@@ -188,7 +202,13 @@ fn fd_targets() -> Vec<(String, String)> {
 async fn drive(cell: Cell, seed: u64, t: &Timeline) -> Result<(Log, Vec<String>), String> {
     let pki = (cell.transport == Transport::Tls).then(TestPki::new);
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let mut server = EchoServer::start(loopback, pki.as_ref().map(TestPki::server_config))
+    let protocol = if cell.shape.is_fifo() {
+        Protocol::Fifo(Arc::default())
+    } else {
+        Protocol::Wire
+    };
+    let tls = pki.as_ref().map(TestPki::server_config);
+    let mut server = EchoServer::start(loopback, tls, protocol)
         .map_err(|e| format!("the server did not start: {e}"))?;
     let proxy = Proxy::builder(server.addr())
         .seed(seed)
@@ -263,6 +283,13 @@ async fn drive(cell: Cell, seed: u64, t: &Timeline) -> Result<(Log, Vec<String>)
         failures.push(format!("injecting the fault failed: {why}"));
         Injected::default()
     });
+    let mut injected = injected;
+    injected.swallow = server.swallow().map(|s| {
+        (
+            s.swallowed.load(std::sync::atomic::Ordering::SeqCst),
+            s.closed_by_client.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    });
     failures.extend(fault::verify(
         cell.fault,
         cell.shape,
@@ -318,10 +345,10 @@ async fn connect(
         .connect_timeout(Some(CONNECT_TIMEOUT))
         .backoff(backoff);
     let (max_in_flight, pooling) = match cell.shape {
-        Shape::Single => (1, Pooling::Single),
-        Shape::Pooled => (1, Pooling::Exclusive(pool)),
-        Shape::Mux => (256, Pooling::Single),
-        Shape::PooledMux => (SHARED_IN_FLIGHT, Pooling::Shared(pool)),
+        Shape::Single | Shape::FifoSingle => (1, Pooling::Single),
+        Shape::Pooled | Shape::FifoPooled => (1, Pooling::Exclusive(pool)),
+        Shape::Mux | Shape::Fifo => (256, Pooling::Single),
+        Shape::PooledMux | Shape::PooledFifo => (SHARED_IN_FLIGHT, Pooling::Shared(pool)),
     };
     let mut builder = Client::builder(proxy)
         .name(format!("matrix {cell}"))
@@ -332,10 +359,13 @@ async fn connect(
     if let Some(config) = tls {
         builder = builder.tls(config);
     }
-    builder
-        .connect()
-        .await
-        .map_err(|e| format!("the client did not start: {e}"))
+    let started = if cell.shape.is_fifo() {
+        // The defaults under test: the abandon timeout is twice the request timeout.
+        builder.fifo::<Bytes, _>(Frames::new()).connect().await
+    } else {
+        builder.connect().await
+    };
+    started.map_err(|e| format!("the client did not start: {e}"))
 }
 
 /// Waits for every caller and merges its log; a caller that panicked is a failure.
@@ -385,5 +415,16 @@ mod tests {
         // Under ~5 s of load per cell: 48 cells stay well inside 10 minutes.
         let final_phase = t.pace * t.final_requests;
         assert!(t.load_end() + final_phase < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_abandoned_reply_lasts_until_the_default_abandon_timeout_can_heal_it() {
+        let t = Timeline::for_fault(Fault::AbandonedReply);
+        // Swallowed at the start: its timeout, twice that, and the backoff cap.
+        let heal = REQUEST_TIMEOUT * 3 + Duration::from_millis(400);
+        assert!(t.fault_for >= heal, "{:?}", t.fault_for);
+        let final_phase = t.pace * t.final_requests;
+        assert!(t.load_end() + final_phase < Duration::from_secs(5));
+        assert_eq!(Timeline::for_fault(Fault::Reset), Timeline::standard());
     }
 }

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::frame::DEFAULT_MAX_FRAME_LEN;
-use crate::mux::{Mode, MuxConfig};
+use crate::mux::{DEFAULT_ABANDON_TIMEOUT, Mode, MuxConfig};
 
 /// Settings of a [`Client`](crate::Client) connection.
 ///
@@ -24,17 +24,21 @@ pub struct ClientConfig {
     /// The mux's limits; its mode is the protocol's, set when the client is built.
     pub(crate) limits: MuxConfig,
     pub(crate) timeout: Option<Duration>,
+    /// Set explicitly; otherwise derived from `timeout` (see [`Self::abandon_timeout`]).
+    pub(crate) abandon_timeout: Option<Duration>,
     pub(crate) max_frame_len: usize,
 }
 
 impl ClientConfig {
-    /// The defaults: 256 requests in flight, 4096 abandoned ones, a 60 s quarantine, no
-    /// default timeout, 16 MiB frames, peer label `"mux"`.
+    /// The defaults: 256 requests in flight, 4096 abandoned ones, a 60 s quarantine (ids),
+    /// an abandon timeout of twice the request timeout or 30 s (FIFO), no default timeout,
+    /// 16 MiB frames, peer label `"mux"`.
     pub fn new() -> Self {
         ClientConfig {
             peer: Arc::from("mux"),
             limits: MuxConfig::ids(),
             timeout: None,
+            abandon_timeout: None,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
         }
     }
@@ -67,6 +71,16 @@ impl ClientConfig {
         self
     }
 
+    /// FIFO mode ([`Client::fifo`](crate::Client::fifo)): how long a request abandoned
+    /// after it was written (its caller timed out or gave up) may go unanswered before the
+    /// connection counts as wedged and is failed (see [`MuxConfig::abandon_timeout`]).
+    /// Default: twice [`timeout`](Self::timeout) when one is set, else 30 s. Ignored by the
+    /// id-carrying protocols. Non-zero.
+    pub fn abandon_timeout(mut self, age: Duration) -> Self {
+        self.abandon_timeout = Some(age);
+        self
+    }
+
     /// The deadline of every [`call`](crate::Client::call) without its own. It covers the
     /// whole call: waiting for an in-flight slot, being written, and the answer.
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -84,8 +98,17 @@ impl ClientConfig {
     pub(crate) fn mux_config(&self, mode: Mode) -> MuxConfig {
         MuxConfig {
             mode,
+            abandon_timeout: self.effective_abandon_timeout(),
             ..self.limits.clone()
         }
+    }
+
+    /// The abandon timeout in force: the one set, else twice the request timeout, else
+    /// [`DEFAULT_ABANDON_TIMEOUT`].
+    pub(crate) fn effective_abandon_timeout(&self) -> Duration {
+        self.abandon_timeout
+            .or_else(|| self.timeout.and_then(|t| t.checked_mul(2)))
+            .unwrap_or(DEFAULT_ABANDON_TIMEOUT)
     }
 }
 

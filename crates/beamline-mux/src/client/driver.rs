@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{ConnectionError, MuxError, ProtocolViolation};
+use super::gate::Gate;
 use super::proto::{EncodeError, Inbound, Proto, Reply};
 use crate::io::{WRITE_HIGH_WATER, WriteBuf, poll_read_into};
-use crate::mux::{Delivery, Mux, Transmit};
+use crate::mux::{Delivery, Fired, Mux, Transmit};
 
 /// How a caller is told the outcome of its request.
 pub(crate) type Waiter<Resp> = oneshot::Sender<Result<Resp, MuxError>>;
@@ -39,13 +40,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// What callers and the driver share.
 pub(crate) struct Shared<Req, Resp> {
     pub(crate) state: Mutex<State<Req, Resp>>,
-    /// One permit per request in flight: callers wait here (FIFO), so the bound holds
-    /// before anything reaches the mux.
-    pub(crate) permits: Semaphore,
     /// The driver's waker: callers wake it when they queue something to write.
     pub(crate) driver: AtomicWaker,
-    /// Callers blocked by abandoned requests wait here for late answers.
-    pub(crate) unblocked: Notify,
     /// Cancelled when the connection is closed or dead.
     pub(crate) closed: CancellationToken,
     pub(crate) peer: Arc<str>,
@@ -63,11 +59,21 @@ impl<Req, Resp> Shared<Req, Resp> {
 
 pub(crate) struct State<Req, Resp> {
     pub(crate) mux: Mux<Req, Waiter<Resp>>,
+    /// Calls waiting for room in `mux`, in the order of their first polls.
+    pub(crate) gate: Gate<Req, Waiter<Resp>>,
     pub(crate) phase: Phase,
     /// Every `Client` handle was dropped: the driver stops.
     pub(crate) handles_gone: bool,
-    /// A caller waits on `unblocked`.
-    pub(crate) blocked: bool,
+}
+
+impl<Req, Resp> State<Req, Resp> {
+    /// Admits waiting calls while the mux has room: called after everything that can make
+    /// room (an answer, a timer, a cancel, a failed encode). Returns whether any was
+    /// admitted. Once the driver has stopped nothing is admitted any more (the gate was
+    /// emptied then, and nothing joins it after).
+    pub(crate) fn admit_waiting(&mut self, now: Instant) -> bool {
+        self.phase != Phase::Closed && self.gate.admit(&mut self.mux, now)
+    }
 }
 
 /// The connection's life, as callers see it.
@@ -260,7 +266,6 @@ where
         let peer = &shared.peer;
         let mut exit = None;
         let mut st = shared.lock();
-        let mut freed = !self.inbound.is_empty();
 
         for inbound in self.inbound.drain(..) {
             match inbound {
@@ -299,16 +304,28 @@ where
         }
         self.inbound.clear();
 
-        while let Some(expired) = st.mux.handle_timeout(now) {
-            freed = true;
-            self.deliveries.push(Answer {
-                waiter: expired.waiter,
-                outcome: Err(MuxError::Timeout {
-                    peer: peer.clone(),
-                    sent: expired.sent,
+        while let Some(fired) = st.mux.handle_timeout(now) {
+            match fired {
+                Fired::Expired(expired) => self.deliveries.push(Answer {
+                    waiter: expired.waiter,
+                    outcome: Err(MuxError::Timeout {
+                        peer: peer.clone(),
+                        sent: expired.sent,
+                    }),
                 }),
-            });
+                Fired::Wedged { abandon_timeout } => {
+                    tracing::warn!(
+                        peer = %peer,
+                        abandon_timeout_ms = abandon_timeout.as_millis() as u64,
+                        "mux: an abandoned FIFO reply never came; failing the wedged connection",
+                    );
+                    exit.get_or_insert(Exit::Failed(ConnectionError::Wedged { abandon_timeout }));
+                    break;
+                }
+            }
         }
+        // Answers, timers and failed encodes make room: waiting calls go in, in order.
+        st.admit_waiting(now);
 
         if exit.is_none() && (st.phase != Phase::Open || st.handles_gone) {
             exit = Some(Exit::Close);
@@ -333,6 +350,7 @@ where
                                     outcome: Err(encode_error(peer, e)),
                                 });
                             }
+                            st.admit_waiting(now);
                         }
                     }
                     Some(Transmit::Cancel { tag }) => {
@@ -346,18 +364,11 @@ where
         }
 
         let next_timer = st.mux.poll_timeout();
-        let notify = st.blocked && freed;
-        if notify {
-            st.blocked = false;
-        }
         drop(st);
 
         for Answer { waiter, outcome } in self.deliveries.drain(..) {
             // A caller that went away in the meantime no longer cares.
             let _ = waiter.send(outcome);
-        }
-        if notify {
-            shared.unblocked.notify_waiters();
         }
         (exit, next_timer)
     }
@@ -403,14 +414,20 @@ impl<T, P: Proto> Conn<T, P> {
             return;
         }
         self.finished = true;
-        let lost = {
+        let (lost, waiting) = {
             let mut st = self.shared.lock();
             st.phase = Phase::Closed;
-            st.mux.connection_lost(self.wbuf.written())
+            (st.mux.connection_lost(self.wbuf.written()), st.gate.drain())
         };
         // Whatever was not written yet never will be: those requests were just told so.
         self.wbuf = WriteBuf::default();
         let peer = &self.shared.peer;
+        for waiter in waiting {
+            let _ = waiter.send(Err(MuxError::NotSent {
+                peer: peer.clone(),
+                cause: cause.clone(),
+            }));
+        }
         for lost in lost {
             let (peer, cause) = (peer.clone(), cause.clone());
             let err = if lost.sent {
@@ -420,9 +437,7 @@ impl<T, P: Proto> Conn<T, P> {
             };
             let _ = lost.waiter.send(Err(err));
         }
-        self.shared.permits.close();
         self.shared.closed.cancel();
-        self.shared.unblocked.notify_waiters();
     }
 }
 

@@ -162,6 +162,18 @@ pub enum ConnectionError {
     /// or it was never spawned).
     #[error("the connection's driver was dropped")]
     DriverDropped,
+    /// FIFO mode: a request abandoned after it was written (its caller timed out or gave
+    /// up) got no answer within the abandon timeout
+    /// ([`ClientConfig::abandon_timeout`](crate::ClientConfig::abandon_timeout)). Answers
+    /// come in order, so every later one was queued behind it: the connection was wedged,
+    /// and closed.
+    #[error(
+        "an abandoned request got no answer within {abandon_timeout:?}; every later answer waited behind it, so the connection was closed"
+    )]
+    Wedged {
+        /// The abandon timeout that passed.
+        abandon_timeout: std::time::Duration,
+    },
 }
 
 impl ConnectionError {

@@ -4,6 +4,7 @@
 mod config;
 mod driver;
 mod error;
+mod gate;
 mod proto;
 
 pub use config::ClientConfig;
@@ -14,22 +15,22 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Notify, Semaphore, SemaphorePermit, TryAcquireError, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
 use crate::frame::FrameCodec;
-use crate::mux::{Cancelled, ConfigError, Mux, MuxStats, StartError, Ticket};
+use crate::mux::{Cancelled, ConfigError, Mux, MuxStats, Ticket};
 use crate::tagged::Tagged;
 use driver::{Conn, Phase, Shared, State, Waiter};
+use gate::{Gate, Left};
 use proto::{ByTag, CodecProto, InOrder, Proto, WireProto};
 
 /// A handle to one multiplexed connection: many callers, one transport.
@@ -41,10 +42,14 @@ use proto::{ByTag, CodecProto, InOrder, Proto, WireProto};
 ///
 /// # Guarantees
 /// - **Every answer reaches its own caller, or no one.** See [`Mux`].
-/// - **At most [`max_in_flight`](Self::max_in_flight) requests are in flight.** A caller
-///   beyond waits its turn (first come, first served) before anything is queued; the `try_`
-///   form fails at once with [`MuxError::Busy`] instead. Nothing is ever "ready" past the
-///   bound.
+/// - **One ordered admission gate.** Requests are written in the order their calls were
+///   first polled, at most [`max_in_flight`](Self::max_in_flight) in flight at a time. A
+///   call that finds no room (the in-flight bound, too many abandoned requests, no free
+///   id) waits in line and is admitted, in line order, as soon as room appears for any
+///   reason: an answer, a cancelled or timed-out call, a quarantine ageing out. A waiting
+///   call that is dropped leaves the line and is never written; the `try_` form never
+///   waits: it fails at once with [`MuxError::Busy`] when it would. Nothing is ever
+///   "ready" past the bound.
 /// - **A dropped or timed-out call frees its slot at once.** If its request was already
 ///   written, its id stays quarantined until the late answer arrives (then dropped and
 ///   counted in [`stats`](Self::stats)) and, with the wire format, a cancel frame is sent.
@@ -53,6 +58,15 @@ use proto::{ByTag, CodecProto, InOrder, Proto, WireProto};
 ///   (safe to retry), written ones with [`MuxError::ConnectionLost`] (maybe delivered).
 ///   Nothing is retried behind your back.
 /// - **Deadlines cover the whole call**: waiting for a slot, being written, the answer.
+/// - **FIFO mode never wedges for ever** ([`Client::fifo`]): a request abandoned after it was
+///   written (its caller timed out or gave up) whose answer has not come within the abandon
+///   timeout ([`ClientConfig::abandon_timeout`]) fails the connection, since every later
+///   answer would queue behind it: each request on it ends [`MuxError::NotSent`] or
+///   [`MuxError::ConnectionLost`] with cause [`ConnectionError::Wedged`], and a layer above
+///   (reconnect, a pool) replaces the connection.
+/// - **Cooperative**: a call that is admitted or refused at once consumes tokio's task budget
+///   ([`tokio::task::coop`]) after taking its place, so a loop of calls that never wait
+///   still lets the other tasks of its worker run.
 /// - **Closing**: [`close`](Self::close) fails everything in flight and refuses new calls;
 ///   [`closed`](Self::closed) resolves when the connection is closed or dead; dropping every
 ///   handle stops the driver and shuts the transport down.
@@ -162,8 +176,10 @@ where
 
     /// A client for a user protocol without ids (Redis, memcached, HTTP/1.1 pipelining),
     /// framed by `codec`: answers match requests by order. A cancelled request's answer is
-    /// still read and discarded, so later answers never shift onto the wrong caller. Spawn
-    /// the returned [`Driver`].
+    /// still read and discarded, so later answers never shift onto the wrong caller; if it
+    /// has not come within the abandon timeout ([`ClientConfig::abandon_timeout`]: twice
+    /// the request timeout, or 30 s) the connection fails instead of wedging every later
+    /// answer behind it. Spawn the returned [`Driver`].
     ///
     /// # Errors
     /// When `config` is inconsistent (`max_in_flight` of 0).
@@ -185,8 +201,9 @@ where
     /// Sends `request` and waits for its answer, within the default timeout if one is
     /// configured ([`ClientConfig::timeout`]).
     ///
-    /// Waits for an in-flight slot first when `max_in_flight` requests are out. Dropping the
-    /// returned future cancels the call and frees its slot.
+    /// Takes its place in line on its first poll, and waits there while the mux has no room
+    /// (see the type's guarantees). Dropping the returned future cancels the call: out of
+    /// the line if it was waiting, or freeing its slot if it was admitted.
     ///
     /// # Errors
     /// A [`MuxError`] saying what went wrong and, through [`MuxError::was_sent`], whether the
@@ -213,8 +230,9 @@ where
         self.call_inner(request, Some(deadline), true).await
     }
 
-    /// [`call`](Self::call), but fails at once with [`MuxError::Busy`] instead of waiting
-    /// when no in-flight slot is free (or abandoned requests block new ones).
+    /// [`call`](Self::call), but never waits in line: fails at once with [`MuxError::Busy`]
+    /// when the call could not be admitted now (no in-flight slot free, abandoned requests
+    /// block new ones, or earlier calls are waiting).
     ///
     /// # Errors
     /// As for [`call`](Self::call), plus [`MuxError::Busy`].
@@ -230,17 +248,45 @@ where
         wait: bool,
     ) -> Result<Resp, MuxError> {
         let shared = &*self.handle.shared;
-        let permit = self.admit(deadline, wait).await?;
-        let (tx, rx) = oneshot::channel();
-        let ticket = self.start(request, tx, deadline, wait).await?;
-        let mut in_flight = InFlight {
+        let (tx, mut rx) = oneshot::channel();
+        let mut call = Call {
             shared,
-            ticket: Some(ticket),
-            _permit: permit,
+            place: None,
         };
-        let outcome = rx.await;
-        // The driver took the request out of the mux before it answered.
-        in_flight.ticket = None;
+        let entered = self.enter(request, tx, deadline, wait, &mut call);
+        // The call has its place (or its refusal) already, so yielding here reorders
+        // nothing; a loop of calls that are admitted or refused at once yields like a tokio
+        // channel does.
+        tokio::task::coop::consume_budget().await;
+        entered?;
+        let outcome = match (call.place, deadline) {
+            (Some(Place::Waiting(place)), Some(deadline)) => {
+                match tokio::time::timeout_at(deadline, &mut rx).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        let left = shared.lock().gate.leave(place);
+                        if left == Left::Waiting {
+                            // Never admitted: certainly never written.
+                            call.place = None;
+                            return Err(self.unsent_timeout());
+                        }
+                        // Admitted in the same instant: the mux holds the same deadline
+                        // and says whether it was written.
+                        call.place = match left {
+                            Left::Admitted(ticket) => Some(Place::Admitted(ticket)),
+                            _ => None,
+                        };
+                        (&mut rx).await
+                    }
+                }
+            }
+            _ => (&mut rx).await,
+        };
+        if let Some(Place::Waiting(place)) = call.place.take() {
+            // The driver answered it; the gate forgets its place.
+            shared.lock().gate.leave(place);
+        }
+        call.place = None;
         outcome.unwrap_or_else(|_| {
             Err(MuxError::ConnectionLost {
                 peer: shared.peer.clone(),
@@ -249,93 +295,46 @@ where
         })
     }
 
-    /// Takes an in-flight slot.
-    async fn admit(
+    /// Takes the call's place, under the lock: straight into the mux when nobody waits and
+    /// there is room, else in line (or refused, for `try_` calls).
+    fn enter(
         &self,
+        request: Req,
+        waiter: Waiter<Resp>,
         deadline: Option<Instant>,
         wait: bool,
-    ) -> Result<SemaphorePermit<'_>, MuxError> {
+        call: &mut Call<'_, Req, Resp>,
+    ) -> Result<(), MuxError> {
         let shared = &*self.handle.shared;
-        match shared.permits.try_acquire() {
-            Ok(permit) => return Ok(permit),
-            Err(TryAcquireError::Closed) => return Err(self.closed_error()),
-            Err(TryAcquireError::NoPermits) if !wait => {
-                return Err(MuxError::Busy {
-                    peer: shared.peer.clone(),
-                    max_in_flight: shared.max_in_flight,
-                });
-            }
-            Err(TryAcquireError::NoPermits) => {}
+        let deadline = deadline.map(Instant::into_std);
+        let mut st = shared.lock();
+        if st.phase != Phase::Open {
+            return Err(self.closed_error());
         }
-        let acquired = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, shared.permits.acquire())
-                .await
-                .map_err(|_| self.unsent_timeout())?,
-            None => shared.permits.acquire().await,
+        let (request, waiter) = if st.gate.is_empty() {
+            let idle = !st.mux.has_transmit();
+            match st.mux.start(request, waiter, deadline) {
+                Ok(ticket) => {
+                    call.place = Some(Place::Admitted(ticket));
+                    drop(st);
+                    if idle {
+                        shared.driver.wake();
+                    }
+                    return Ok(());
+                }
+                Err(refused) => refused.into_parts(),
+            }
+        } else {
+            (request, waiter)
         };
-        acquired.map_err(|_| self.closed_error())
-    }
-
-    /// Puts the request in the mux, waiting while abandoned requests block new ones.
-    async fn start(
-        &self,
-        mut request: Req,
-        mut waiter: Waiter<Resp>,
-        deadline: Option<Instant>,
-        wait: bool,
-    ) -> Result<Ticket, MuxError> {
-        let shared = &*self.handle.shared;
-        let mut register = false;
-        loop {
-            let notified = shared.unblocked.notified();
-            let mut notified = pin!(notified);
-            if register {
-                // Registered before the state is checked, so a wake-up in between is kept.
-                notified.as_mut().enable();
-            }
-            let refused = {
-                let mut st = shared.lock();
-                if st.phase != Phase::Open {
-                    return Err(self.closed_error());
-                }
-                let idle = !st.mux.has_transmit();
-                match st
-                    .mux
-                    .start(request, waiter, deadline.map(Instant::into_std))
-                {
-                    Ok(ticket) => {
-                        drop(st);
-                        if idle {
-                            shared.driver.wake();
-                        }
-                        return Ok(ticket);
-                    }
-                    Err(refused) => {
-                        if register {
-                            st.blocked = true;
-                        }
-                        refused
-                    }
-                }
-            };
-            if !wait || matches!(refused, StartError::Full { .. }) {
-                // Full cannot happen while holding a permit; either way nothing was queued.
-                return Err(MuxError::Busy {
-                    peer: shared.peer.clone(),
-                    max_in_flight: shared.max_in_flight,
-                });
-            }
-            (request, waiter) = refused.into_parts();
-            if register {
-                match deadline {
-                    Some(deadline) => tokio::time::timeout_at(deadline, notified)
-                        .await
-                        .map_err(|_| self.unsent_timeout())?,
-                    None => notified.await,
-                }
-            }
-            register = true;
+        if !wait {
+            return Err(MuxError::Busy {
+                peer: shared.peer.clone(),
+                max_in_flight: shared.max_in_flight,
+            });
         }
+        call.place = Some(Place::Waiting(st.gate.park(request, waiter, deadline)));
+        Ok(())
     }
 
     fn closed_error(&self) -> MuxError {
@@ -353,13 +352,14 @@ where
 }
 
 impl<Req, Resp> Client<Req, Resp> {
-    /// Requests in flight now: admitted (holding a slot) and not yet finished. The shared
-    /// pool picks the least-loaded connection with it.
+    /// Requests in flight now: admitted and neither answered, failed nor given up.
     pub fn in_flight(&self) -> usize {
-        let shared = &self.handle.shared;
-        shared
-            .max_in_flight
-            .saturating_sub(shared.permits.available_permits())
+        self.handle.shared.lock().mux.in_flight()
+    }
+
+    /// Calls waiting in line for room (see the type's guarantees).
+    pub fn waiting(&self) -> usize {
+        self.handle.shared.lock().gate.len()
     }
 
     /// The in-flight bound of this connection.
@@ -391,7 +391,6 @@ impl<Req, Resp> Client<Req, Resp> {
             }
         }
         shared.closed.cancel();
-        shared.unblocked.notify_waiters();
         shared.driver.wake();
     }
 
@@ -406,26 +405,48 @@ impl<Req, Resp> Client<Req, Resp> {
     }
 }
 
-/// A call between admission and its answer. Dropping it early (the caller's future was
-/// dropped) cancels the request in the mux, then releases the slot, in that order, so the
-/// bound always covers the mux's live requests.
-struct InFlight<'a, Req, Resp> {
-    shared: &'a Shared<Req, Resp>,
-    ticket: Option<Ticket>,
-    _permit: SemaphorePermit<'a>,
+/// Where a call stands in the gate.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    /// In the mux.
+    Admitted(Ticket),
+    /// In line, at this place (it may have been admitted since, on its behalf).
+    Waiting(u64),
 }
 
-impl<Req, Resp> Drop for InFlight<'_, Req, Resp> {
+/// A call between its first poll and its answer. Dropping it early (the caller's future was
+/// dropped) takes it out of the line or cancels it in the mux, then admits whoever waits
+/// for the room it leaves.
+struct Call<'a, Req, Resp> {
+    shared: &'a Shared<Req, Resp>,
+    place: Option<Place>,
+}
+
+impl<Req, Resp> Drop for Call<'_, Req, Resp> {
     fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            let now = Instant::now().into_std();
-            let outcome = self.shared.lock().mux.cancel(ticket, now);
-            if let Cancelled::Abandoned {
-                cancel_queued: true,
-            } = outcome
-            {
-                self.shared.driver.wake();
+        let Some(place) = self.place.take() else {
+            return;
+        };
+        let mut st = self.shared.lock();
+        let ticket = match place {
+            Place::Admitted(ticket) => ticket,
+            Place::Waiting(place) => match st.gate.leave(place) {
+                Left::Admitted(ticket) => ticket,
+                Left::Waiting | Left::Gone => return,
+            },
+        };
+        let now = Instant::now().into_std();
+        let cancelled = st.mux.cancel(ticket, now);
+        let admitted = st.admit_waiting(now);
+        drop(st);
+        let cancel_queued = matches!(
+            cancelled,
+            Cancelled::Abandoned {
+                cancel_queued: true
             }
+        );
+        if cancel_queued || admitted {
+            self.shared.driver.wake();
         }
     }
 }
@@ -448,13 +469,11 @@ where
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             mux,
+            gate: Gate::new(),
             phase: Phase::Open,
             handles_gone: false,
-            blocked: false,
         }),
-        permits: Semaphore::new(config.limits.max_in_flight),
         driver: AtomicWaker::new(),
-        unblocked: Notify::new(),
         closed: CancellationToken::new(),
         peer: config.peer.clone(),
         max_in_flight: config.limits.max_in_flight,

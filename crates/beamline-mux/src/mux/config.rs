@@ -23,6 +23,7 @@ pub struct MuxConfig {
     pub(crate) max_in_flight: usize,
     pub(crate) max_abandoned: usize,
     pub(crate) quarantine: Duration,
+    pub(crate) abandon_timeout: Duration,
 }
 
 /// Default bound on live requests.
@@ -31,6 +32,9 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 pub const DEFAULT_MAX_ABANDONED: usize = 4096;
 /// Default age limit of a quarantined id.
 pub const DEFAULT_QUARANTINE: Duration = Duration::from_secs(60);
+/// Default abandon timeout of FIFO mode (the client driver uses twice its request timeout
+/// instead, when it has one).
+pub const DEFAULT_ABANDON_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl MuxConfig {
     /// Id mode with `u32` ids and cancel messages, and the default limits.
@@ -47,13 +51,14 @@ impl MuxConfig {
     }
 
     /// `mode` with the default limits: 256 live requests, 4096 abandoned ones, a 60 s
-    /// quarantine.
+    /// quarantine (id mode), a 30 s abandon timeout (FIFO mode).
     pub fn with_mode(mode: Mode) -> Self {
         MuxConfig {
             mode,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_abandoned: DEFAULT_MAX_ABANDONED,
             quarantine: DEFAULT_QUARANTINE,
+            abandon_timeout: DEFAULT_ABANDON_TIMEOUT,
         }
     }
 
@@ -84,6 +89,19 @@ impl MuxConfig {
         self
     }
 
+    /// FIFO mode: how long an abandoned request (its caller timed out or gave up after it
+    /// was written) may wait for its reply. Replies come in order, so every later reply
+    /// queues behind the missing one: past this age the connection is wedged, and
+    /// [`handle_timeout`](crate::Mux::handle_timeout) reports [`Fired::Wedged`](crate::Fired::Wedged)
+    /// so that the driver fails it (every request on it ends not sent or maybe delivered)
+    /// instead of letting every later call time out behind it. Counted from the moment the
+    /// request was abandoned. Ignored in id mode, where an unanswered id only ages out of
+    /// quarantine ([`quarantine`](Self::quarantine)). Non-zero.
+    pub fn abandon_timeout(mut self, age: Duration) -> Self {
+        self.abandon_timeout = age;
+        self
+    }
+
     /// The mode.
     pub fn mode(&self) -> Mode {
         self.mode
@@ -92,12 +110,16 @@ impl MuxConfig {
     /// Checks the limits against each other.
     ///
     /// # Errors
-    /// [`ConfigError::ZeroInFlight`] when `max_in_flight` is 0, and
+    /// [`ConfigError::ZeroInFlight`] when `max_in_flight` is 0,
+    /// [`ConfigError::ZeroAbandonTimeout`] when the abandon timeout is 0, and
     /// [`ConfigError::IdSpaceTooSmall`] when the id space cannot hold `max_in_flight`
     /// requests at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_in_flight == 0 {
             return Err(ConfigError::ZeroInFlight);
+        }
+        if self.abandon_timeout.is_zero() {
+            return Err(ConfigError::ZeroAbandonTimeout);
         }
         if let Mode::Ids { max_tag, .. } = self.mode
             && self.max_in_flight as u64 > u64::from(max_tag) + 1
@@ -118,6 +140,10 @@ pub enum ConfigError {
     /// `max_in_flight` is 0: no request could ever be sent.
     #[error("max_in_flight must be at least 1")]
     ZeroInFlight,
+    /// The abandon timeout is 0: every abandoned FIFO request would fail its connection at
+    /// once.
+    #[error("the abandon timeout must be longer than zero")]
+    ZeroAbandonTimeout,
     /// The protocol's ids cannot number `max_in_flight` requests at once.
     #[error("max_in_flight {max_in_flight} exceeds the protocol's {ids} ids")]
     IdSpaceTooSmall {
@@ -126,7 +152,7 @@ pub enum ConfigError {
         /// How many ids the protocol has.
         ids: u64,
     },
-    /// `max_in_flight` is above what the client driver can count (its semaphore's limit).
+    /// `max_in_flight` is above the largest bound the client driver accepts.
     #[error("max_in_flight {max_in_flight} exceeds the limit of {limit}")]
     InFlightTooLarge {
         /// The bound asked for.

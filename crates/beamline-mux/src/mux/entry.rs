@@ -17,8 +17,9 @@ pub(super) enum Entry<R, T> {
         offset: u64,
     },
     /// The caller gave up after the request was handed out: its answer may still come and
-    /// must be recognised and dropped. `until` is the quarantine's age limit (id mode); in
-    /// FIFO mode there is none, because the answer's position is what matters.
+    /// must be recognised and dropped. `until` is its age limit: the end of the id's
+    /// quarantine (id mode), or the abandon timeout past which the connection counts as
+    /// wedged (FIFO mode; `None` once that fired).
     Abandoned { until: Option<Instant> },
     /// FIFO mode only: a request that will never be answered (cancelled or failed before
     /// a byte of it was written). It keeps its position until the queue's front reaches it.
@@ -34,7 +35,7 @@ pub(super) enum Event {
     Reply,
     /// The caller dropped its future.
     Cancel { now: Instant },
-    /// The entry's timer fired (deadline, or quarantine age).
+    /// The entry's timer fired (deadline, quarantine age, or abandon timeout).
     Expire { now: Instant },
     /// Encoding the request failed: nothing of it was written.
     TransmitFailed,
@@ -64,6 +65,8 @@ pub(super) enum Effect<R, T> {
     },
     /// A quarantined id reached its age limit.
     Released,
+    /// FIFO: an abandoned request's reply did not come within the abandon timeout.
+    Wedged,
     /// Encoding failed; nothing was written.
     Failed(T),
     /// The connection died.
@@ -71,6 +74,24 @@ pub(super) enum Effect<R, T> {
         waiter: T,
         sent: bool,
     },
+}
+
+/// What ends the wait of an abandoned request for its late answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ageing {
+    /// Id mode: after this long the id leaves quarantine and the entry is gone.
+    Release(Duration),
+    /// FIFO mode: after this long the connection is wedged (every later reply waits behind
+    /// the missing one); the entry keeps its place, since its reply may still come.
+    Wedge(Duration),
+}
+
+impl Ageing {
+    fn age(self) -> Duration {
+        match self {
+            Ageing::Release(age) | Ageing::Wedge(age) => age,
+        }
+    }
 }
 
 /// How an entry counts against the mux's bounds.
@@ -84,15 +105,11 @@ impl<R, T> Entry<R, T> {
     /// The one place where an entry changes state. `None` means the entry is finished (the
     /// id table removes it; the FIFO queue turns it into `Void` or pops it).
     ///
-    /// `quarantine` is the age limit of abandoned ids (`None` in FIFO mode).
-    pub(super) fn step(
-        self,
-        event: Event,
-        quarantine: Option<Duration>,
-    ) -> (Option<Self>, Effect<R, T>) {
+    /// `ageing` says how long an abandoned entry waits for its answer, and what then.
+    pub(super) fn step(self, event: Event, ageing: Ageing) -> (Option<Self>, Effect<R, T>) {
         use Entry::{Abandoned, Queued, Sent, Void};
         let abandoned = |now: Instant| Abandoned {
-            until: quarantine.map(|age| now + age),
+            until: now.checked_add(ageing.age()),
         };
         match (self, event) {
             (
@@ -140,7 +157,12 @@ impl<R, T> Entry<R, T> {
                 },
             ),
             (Abandoned { .. }, Event::Reply) => (None, Effect::Late),
-            (Abandoned { .. }, Event::Expire { .. }) => (None, Effect::Released),
+            (Abandoned { .. }, Event::Expire { .. }) => match ageing {
+                Ageing::Release(_) => (None, Effect::Released),
+                // Its place stays: the reply may still come, and must not shift onto the
+                // next caller. The driver fails the connection.
+                Ageing::Wedge(_) => (Some(Abandoned { until: None }), Effect::Wedged),
+            },
             // Nothing of it was written, so no answer will come: the quarantine can end.
             (Abandoned { .. } | Void, Event::TransmitFailed | Event::Lost { .. }) => {
                 (None, Effect::Nothing)
@@ -183,6 +205,8 @@ mod tests {
 
     type E = Entry<&'static str, u8>;
 
+    const AGE: Ageing = Ageing::Release(Duration::from_secs(60));
+
     fn queued(deadline: Option<Instant>) -> E {
         Entry::Queued {
             request: "req",
@@ -193,11 +217,11 @@ mod tests {
 
     #[test]
     fn a_request_goes_queued_sent_delivered() {
-        let (next, effect) = queued(None).step(Event::Transmit { offset: 5 }, None);
+        let (next, effect) = queued(None).step(Event::Transmit { offset: 5 }, AGE);
         assert!(matches!(effect, Effect::Send("req")));
         let next = next.unwrap();
         assert!(matches!(next, Entry::Sent { offset: 5, .. }));
-        let (next, effect) = next.step(Event::Reply, None);
+        let (next, effect) = next.step(Event::Reply, AGE);
         assert!(next.is_none());
         assert!(matches!(effect, Effect::Deliver(1)));
     }
@@ -205,21 +229,21 @@ mod tests {
     #[test]
     fn cancelling_before_transmit_forgets_and_after_quarantines() {
         let now = Instant::now();
-        let (next, effect) = queued(None).step(Event::Cancel { now }, None);
+        let (next, effect) = queued(None).step(Event::Cancel { now }, AGE);
         assert!(next.is_none());
         assert!(matches!(effect, Effect::Forgotten));
 
         let sent = queued(None)
-            .step(Event::Transmit { offset: 0 }, None)
+            .step(Event::Transmit { offset: 0 }, AGE)
             .0
             .unwrap();
         let age = Duration::from_secs(3);
-        let (next, effect) = sent.step(Event::Cancel { now }, Some(age));
+        let (next, effect) = sent.step(Event::Cancel { now }, Ageing::Release(age));
         assert!(matches!(effect, Effect::Abandoned));
         let next = next.unwrap();
         assert_eq!(next.timer(), Some(now + age));
         assert_eq!(next.class(), Class::Abandoned);
-        let (gone, effect) = next.step(Event::Reply, Some(age));
+        let (gone, effect) = next.step(Event::Reply, Ageing::Release(age));
         assert!(gone.is_none());
         assert!(matches!(effect, Effect::Late));
     }
@@ -227,40 +251,61 @@ mod tests {
     #[test]
     fn expiry_reports_whether_the_request_was_handed_out() {
         let now = Instant::now();
-        let (_, effect) = queued(Some(now)).step(Event::Expire { now }, None);
+        let (_, effect) = queued(Some(now)).step(Event::Expire { now }, AGE);
         assert!(matches!(effect, Effect::TimedOut { sent: false, .. }));
         let sent = queued(Some(now))
-            .step(Event::Transmit { offset: 0 }, None)
+            .step(Event::Transmit { offset: 0 }, AGE)
             .0
             .unwrap();
-        let (next, effect) = sent.step(Event::Expire { now }, None);
+        let (next, effect) = sent.step(Event::Expire { now }, AGE);
         assert!(matches!(effect, Effect::TimedOut { sent: true, .. }));
-        // FIFO: no quarantine age, the abandoned entry waits for its reply.
-        assert_eq!(next.unwrap().timer(), None);
+        assert_eq!(next.unwrap().timer(), Some(now + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_fifo_abandoned_entry_past_its_age_wedges_and_keeps_its_place() {
+        let now = Instant::now();
+        let fifo = Ageing::Wedge(Duration::from_secs(2));
+        let sent = queued(None)
+            .step(Event::Transmit { offset: 0 }, fifo)
+            .0
+            .unwrap();
+        let (abandoned, _) = sent.step(Event::Cancel { now }, fifo);
+        let abandoned = abandoned.unwrap();
+        assert_eq!(abandoned.timer(), Some(now + Duration::from_secs(2)));
+        let (kept, effect) = abandoned.step(Event::Expire { now }, fifo);
+        assert!(matches!(effect, Effect::Wedged));
+        let kept = kept.unwrap();
+        assert!(kept.is_abandoned());
+        assert_eq!(kept.timer(), None, "it wedges once");
+        // Its reply, if it ever comes, is still recognised and dropped.
+        let (gone, effect) = kept.step(Event::Reply, fifo);
+        assert!(gone.is_none());
+        assert!(matches!(effect, Effect::Late));
     }
 
     #[test]
     fn loss_counts_a_request_as_sent_once_any_byte_was_written() {
         let sent = |offset| {
             queued(None)
-                .step(Event::Transmit { offset }, None)
+                .step(Event::Transmit { offset }, AGE)
                 .0
                 .unwrap()
         };
-        let (_, effect) = sent(10).step(Event::Lost { written: 10 }, None);
+        let (_, effect) = sent(10).step(Event::Lost { written: 10 }, AGE);
         assert!(matches!(effect, Effect::Lost { sent: false, .. }));
-        let (_, effect) = sent(10).step(Event::Lost { written: 11 }, None);
+        let (_, effect) = sent(10).step(Event::Lost { written: 11 }, AGE);
         assert!(matches!(effect, Effect::Lost { sent: true, .. }));
-        let (_, effect) = queued(None).step(Event::Lost { written: 99 }, None);
+        let (_, effect) = queued(None).step(Event::Lost { written: 99 }, AGE);
         assert!(matches!(effect, Effect::Lost { sent: false, .. }));
     }
 
     #[test]
     fn a_reply_to_an_unsent_entry_is_unexpected_and_changes_nothing() {
-        let (next, effect) = queued(None).step(Event::Reply, None);
+        let (next, effect) = queued(None).step(Event::Reply, AGE);
         assert!(matches!(effect, Effect::Unexpected));
         assert!(next.unwrap().is_queued());
-        let (next, effect) = E::Void.step(Event::Reply, None);
+        let (next, effect) = E::Void.step(Event::Reply, AGE);
         assert!(matches!(effect, Effect::Unexpected));
         assert!(matches!(next, Some(Entry::Void)));
     }

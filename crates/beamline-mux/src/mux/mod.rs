@@ -9,7 +9,8 @@ mod ids;
 mod timers;
 
 pub use config::{
-    ConfigError, DEFAULT_MAX_ABANDONED, DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUARANTINE, Mode, MuxConfig,
+    ConfigError, DEFAULT_ABANDON_TIMEOUT, DEFAULT_MAX_ABANDONED, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_QUARANTINE, Mode, MuxConfig,
 };
 pub use error::StartError;
 #[cfg(feature = "driver")]
@@ -18,7 +19,7 @@ pub(crate) use ids::IdHasher;
 use std::mem;
 use std::time::{Duration, Instant};
 
-use entry::{Class, Effect, Entry, Event};
+use entry::{Ageing, Class, Effect, Entry, Event};
 use fifo::FifoQueue;
 use ids::{IdTable, Pending};
 use timers::Timers;
@@ -73,7 +74,23 @@ pub enum Delivery<T> {
     Unsolicited,
 }
 
-/// A request whose deadline passed, from [`Mux::handle_timeout`].
+/// What a timer did, from [`Mux::handle_timeout`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Fired<T> {
+    /// A request's deadline passed: tell its waiter.
+    Expired(Expired<T>),
+    /// FIFO mode: a request abandoned `abandon_timeout` ago still has no reply. Replies come
+    /// in order, so every later reply queues behind the missing one: the connection is
+    /// wedged. Close it and call [`Mux::connection_lost`], which fails every request on it
+    /// saying whether it was written. Counted in [`MuxStats::abandon_expired`].
+    Wedged {
+        /// The abandon timeout that passed ([`MuxConfig::abandon_timeout`]).
+        abandon_timeout: Duration,
+    },
+}
+
+/// A request whose deadline passed, from [`Mux::handle_timeout`] ([`Fired::Expired`]).
 #[derive(Debug)]
 pub struct Expired<T> {
     /// The request's ticket.
@@ -128,6 +145,9 @@ pub struct MuxStats {
     pub cancelled: u64,
     /// Quarantined ids released by their age limit rather than by a late answer.
     pub quarantine_expired: u64,
+    /// FIFO mode: abandoned requests whose reply did not come within the abandon timeout;
+    /// each wedged its connection ([`Fired::Wedged`]).
+    pub abandon_expired: u64,
 }
 
 enum Table<R, T> {
@@ -158,6 +178,10 @@ enum Table<R, T> {
 ///   ([`StartError::Blocked`] beyond), so a silent peer cannot make the table grow.
 /// - **Deadlines are exact:** [`handle_timeout`](Self::handle_timeout) fails each request
 ///   whose deadline is at or before `now`, saying whether it had been handed out.
+/// - **FIFO mode never waits for ever behind a lost reply:** a request abandoned after it
+///   was handed out whose reply has not come within the abandon timeout makes
+///   [`handle_timeout`](Self::handle_timeout) report [`Fired::Wedged`]; the driver then
+///   fails the connection instead of letting every later reply queue behind it.
 /// - **A dead connection fails everything, honestly:** [`connection_lost`](Self::connection_lost)
 ///   says for each request whether any byte of it was written.
 ///
@@ -179,9 +203,9 @@ pub struct Mux<R, T> {
     table: Table<R, T>,
     timers: Timers,
     config: MuxConfig,
-    /// The quarantine age in id mode; `None` in FIFO mode (abandoned entries wait for
-    /// their reply, however late).
-    quarantine: Option<Duration>,
+    /// How long abandoned entries wait for their late answers: the quarantine (id mode) or
+    /// the abandon timeout (FIFO mode).
+    ageing: Ageing,
     send_cancel: bool,
     live: usize,
     abandoned: usize,
@@ -205,19 +229,23 @@ impl<R, T> Mux<R, T> {
     /// When the configuration is inconsistent (see [`MuxConfig::validate`]).
     pub fn new(config: MuxConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let (table, quarantine, send_cancel) = match config.mode {
+        let (table, ageing, send_cancel) = match config.mode {
             Mode::Ids { max_tag, cancel } => (
                 Table::Ids(IdTable::new(max_tag)),
-                Some(config.quarantine),
+                Ageing::Release(config.quarantine),
                 cancel,
             ),
-            Mode::Fifo => (Table::Fifo(FifoQueue::new()), None, false),
+            Mode::Fifo => (
+                Table::Fifo(FifoQueue::new()),
+                Ageing::Wedge(config.abandon_timeout),
+                false,
+            ),
         };
         Ok(Mux {
             table,
             timers: Timers::default(),
             config,
-            quarantine,
+            ageing,
             send_cancel,
             live: 0,
             abandoned: 0,
@@ -391,10 +419,11 @@ impl<R, T> Mux<R, T> {
         }
     }
 
-    /// Fires every timer due at `now`: returns the next request whose deadline passed, or
-    /// `None` when none is left. Call it until it returns `None`. Quarantines that reach
-    /// their age limit are released along the way.
-    pub fn handle_timeout(&mut self, now: Instant) -> Option<Expired<T>> {
+    /// Fires every timer due at `now`: returns the next request whose deadline passed
+    /// ([`Fired::Expired`]) or, in FIFO mode, the news that the connection is wedged
+    /// ([`Fired::Wedged`]); `None` when nothing is left. Call it until it returns `None`.
+    /// Quarantines that reach their age limit are released along the way.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<Fired<T>> {
         loop {
             let table = &self.table;
             let (seq, tag) = self
@@ -410,13 +439,19 @@ impl<R, T> Mux<R, T> {
                     if sent {
                         self.queue_cancel(ticket);
                     }
-                    return Some(Expired {
+                    return Some(Fired::Expired(Expired {
                         ticket,
                         waiter,
                         sent,
-                    });
+                    }));
                 }
                 Some(Effect::Released) => self.stats.quarantine_expired += 1,
+                Some(Effect::Wedged) => {
+                    self.stats.abandon_expired += 1;
+                    return Some(Fired::Wedged {
+                        abandon_timeout: self.config.abandon_timeout,
+                    });
+                }
                 _ => {}
             }
         }
@@ -437,7 +472,7 @@ impl<R, T> Mux<R, T> {
     /// Every live request fails, each saying whether any byte of it was written;
     /// abandoned ones are dropped. The mux is empty afterwards.
     pub fn connection_lost(&mut self, written: u64) -> Vec<Lost<T>> {
-        let quarantine = self.quarantine;
+        let ageing = self.ageing;
         let event = Event::Lost { written };
         let entries: Vec<Entry<R, T>> = match &mut self.table {
             Table::Ids(table) => table.drain().map(|(_, slot)| slot.entry).collect(),
@@ -448,7 +483,7 @@ impl<R, T> Mux<R, T> {
         self.abandoned = 0;
         entries
             .into_iter()
-            .filter_map(|entry| match entry.step(event, quarantine).1 {
+            .filter_map(|entry| match entry.step(event, ageing).1 {
                 Effect::Lost { waiter, sent } => Some(Lost { waiter, sent }),
                 _ => None,
             })
@@ -521,7 +556,7 @@ impl<R, T> Mux<R, T> {
         event: Event,
         timer_consumed: bool,
     ) -> Option<Effect<R, T>> {
-        let quarantine = self.quarantine;
+        let ageing = self.ageing;
         let slot = match (&mut self.table, ticket.tag) {
             (Table::Ids(table), Some(tag)) => table.get_mut(tag, ticket.seq)?,
             (Table::Fifo(queue), None) => queue.get_mut(ticket.seq)?,
@@ -529,7 +564,7 @@ impl<R, T> Mux<R, T> {
         };
         let old = mem::replace(slot, Entry::Void);
         let (old_timer, old_class) = (old.timer(), old.class());
-        let (next, effect) = old.step(event, quarantine);
+        let (next, effect) = old.step(event, ageing);
         let (new_timer, new_class) = match next {
             Some(entry) => {
                 let kept = (entry.timer(), Some(entry.class()));

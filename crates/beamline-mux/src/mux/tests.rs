@@ -21,6 +21,14 @@ fn drain_requests<R, T>(mux: &mut Mux<R, T>, offset: &mut u64) -> Vec<(Option<u3
     out
 }
 
+/// The next request whose deadline passed at `now`, failing the test on anything else.
+fn expire<R, T: std::fmt::Debug>(mux: &mut Mux<R, T>, now: Instant) -> Option<Expired<T>> {
+    match mux.handle_timeout(now)? {
+        Fired::Expired(expired) => Some(expired),
+        other => panic!("expected a deadline, got {other:?}"),
+    }
+}
+
 fn start<R, T>(mux: &mut Mux<R, T>, request: R, waiter: T) -> Ticket {
     mux.start(request, waiter, None)
         .unwrap_or_else(|e| panic!("start refused: {e}"))
@@ -116,7 +124,7 @@ fn quarantined_ids_are_skipped_on_wraparound_until_their_late_answer() {
         .unwrap();
     assert_eq!(first.tag(), Some(0));
     drain_requests(&mut mux, &mut offset);
-    let expired = mux.handle_timeout(t0 + Duration::from_secs(1)).unwrap();
+    let expired = expire(&mut mux, t0 + Duration::from_secs(1)).unwrap();
     assert!(expired.sent);
     assert_eq!(mux.stats().timed_out, 1);
     // Go round the id space twice: tag 0 is never handed out again.
@@ -143,21 +151,22 @@ fn quarantined_ids_are_skipped_on_wraparound_until_their_late_answer() {
 #[test]
 fn a_quarantine_ends_at_its_age_limit() {
     let age = Duration::from_secs(30);
-    let mut mux = Mux::new(MuxConfig::ids().quarantine(age)).unwrap();
+    // The abandon timeout is FIFO's: in id mode an unanswered id only ages out, it never
+    // wedges the connection (`expire` fails on anything but a deadline).
+    let config = MuxConfig::ids().quarantine(age).abandon_timeout(age / 3);
+    let mut mux = Mux::new(config).unwrap();
     let t0 = Instant::now();
     let a = start(&mut mux, "a", 1);
     let mut offset = 0;
     drain_requests(&mut mux, &mut offset);
     mux.cancel(a, t0);
     assert_eq!(mux.poll_timeout(), Some(t0 + age));
-    assert!(
-        mux.handle_timeout(t0 + age - Duration::from_millis(1))
-            .is_none()
-    );
+    assert!(expire(&mut mux, t0 + age - Duration::from_millis(1)).is_none());
     assert_eq!(mux.abandoned(), 1);
-    assert!(mux.handle_timeout(t0 + age).is_none(), "no caller to tell");
+    assert!(expire(&mut mux, t0 + age).is_none(), "no caller to tell");
     assert_eq!(mux.abandoned(), 0);
     assert_eq!(mux.stats().quarantine_expired, 1);
+    assert_eq!(mux.stats().abandon_expired, 0);
     assert_eq!(mux.poll_timeout(), None);
     // The very late answer now finds no one.
     assert_eq!(mux.handle_reply(a.tag()), Delivery::Stray);
@@ -231,11 +240,11 @@ fn deadlines_fire_in_order_and_say_whether_the_request_went_out() {
     mux.start("b", 2, Some(t0 + s)).unwrap();
     mux.start("c", 3, None).unwrap();
     assert_eq!(mux.poll_timeout(), Some(t0 + s));
-    let first = mux.handle_timeout(t0 + 3 * s).unwrap();
+    let first = expire(&mut mux, t0 + 3 * s).unwrap();
     assert_eq!((first.waiter, first.sent), (2, false));
-    let second = mux.handle_timeout(t0 + 3 * s).unwrap();
+    let second = expire(&mut mux, t0 + 3 * s).unwrap();
     assert_eq!((second.waiter, second.sent), (1, true));
-    assert!(mux.handle_timeout(t0 + 3 * s).is_none());
+    assert!(expire(&mut mux, t0 + 3 * s).is_none());
     // "b" timed out unsent: it is never written. "a" was: a cancel follows.
     let mut out = Vec::new();
     while let Some(t) = mux.poll_transmit(offset) {
@@ -258,7 +267,7 @@ fn a_finished_request_leaves_no_timer_behind() {
     drain_requests(&mut mux, &mut offset);
     assert_eq!(mux.handle_reply(a.tag()), Delivery::Caller(1));
     assert_eq!(mux.poll_timeout(), None);
-    assert!(mux.handle_timeout(t0 + Duration::from_secs(5)).is_none());
+    assert!(expire(&mut mux, t0 + Duration::from_secs(5)).is_none());
 }
 
 #[test]
@@ -329,18 +338,68 @@ fn fifo_forgets_a_request_cancelled_before_it_was_written() {
 }
 
 #[test]
-fn fifo_timeouts_keep_the_position_and_have_no_quarantine_age() {
-    let mut mux = Mux::new(MuxConfig::fifo()).unwrap();
+fn fifo_timeouts_keep_the_position_until_the_late_reply() {
+    let age = Duration::from_secs(10);
+    let mut mux = Mux::new(MuxConfig::fifo().abandon_timeout(age)).unwrap();
     let t0 = Instant::now();
     mux.start("a", 1, Some(t0)).unwrap();
     start(&mut mux, "b", 2);
     let mut offset = 0;
     drain_requests(&mut mux, &mut offset);
-    let e = mux.handle_timeout(t0).unwrap();
+    let e = expire(&mut mux, t0).unwrap();
     assert_eq!((e.waiter, e.sent), (1, true));
-    assert_eq!(mux.poll_timeout(), None, "no age limit in FIFO mode");
+    assert_eq!(
+        mux.poll_timeout(),
+        Some(t0 + age),
+        "the abandon timeout runs"
+    );
     assert_eq!(mux.handle_reply(None), Delivery::Late);
     assert_eq!(mux.handle_reply(None), Delivery::Caller(2));
+    // The late reply came in time: nothing is left to fire.
+    assert_eq!(mux.poll_timeout(), None);
+    assert!(mux.handle_timeout(t0 + 2 * age).is_none());
+    assert_eq!(mux.stats().abandon_expired, 0);
+}
+
+/// The FIFO wedge: a reply that never comes (a `BLPOP k 0` whose caller timed out) would
+/// hold every later reply behind it for ever. Past the abandon timeout the mux says so.
+#[test]
+fn fifo_an_abandoned_reply_that_never_comes_wedges_the_connection() {
+    let age = Duration::from_secs(4);
+    let mut mux = Mux::new(MuxConfig::fifo().abandon_timeout(age)).unwrap();
+    let t0 = Instant::now();
+    let blpop = start(&mut mux, "BLPOP k 0", 1);
+    start(&mut mux, "GET a", 2);
+    let mut offset = 0;
+    drain_requests(&mut mux, &mut offset);
+    start(&mut mux, "GET b", 3);
+    // The caller of BLPOP gives up (dropped, no deadline of its own) one second in.
+    let abandoned_at = t0 + Duration::from_secs(1);
+    assert_eq!(
+        mux.cancel(blpop, abandoned_at),
+        Cancelled::Abandoned {
+            cancel_queued: false
+        }
+    );
+    assert_eq!(mux.poll_timeout(), Some(abandoned_at + age));
+    assert!(
+        mux.handle_timeout(abandoned_at + age - Duration::from_millis(1))
+            .is_none()
+    );
+    match mux.handle_timeout(abandoned_at + age) {
+        Some(Fired::Wedged { abandon_timeout }) => assert_eq!(abandon_timeout, age),
+        other => panic!("expected the wedge, got {other:?}"),
+    }
+    assert_eq!(mux.stats().abandon_expired, 1);
+    // It fires once; the driver now fails the connection: "GET a" was written, "GET b" not.
+    assert!(mux.handle_timeout(abandoned_at + 2 * age).is_none());
+    let lost: Vec<(u8, bool)> = mux
+        .connection_lost(offset)
+        .into_iter()
+        .map(|l| (l.waiter, l.sent))
+        .collect();
+    assert_eq!(lost, [(2, true), (3, false)]);
+    assert_eq!((mux.in_flight(), mux.abandoned()), (0, 0));
 }
 
 #[test]
@@ -357,6 +416,10 @@ fn configurations_that_cannot_work_are_refused() {
     assert_eq!(
         Mux::<(), ()>::new(MuxConfig::ids().max_in_flight(0)).err(),
         Some(ConfigError::ZeroInFlight)
+    );
+    assert_eq!(
+        Mux::<(), ()>::new(MuxConfig::fifo().abandon_timeout(Duration::ZERO)).err(),
+        Some(ConfigError::ZeroAbandonTimeout)
     );
     assert_eq!(
         Mux::<(), ()>::new(ids(15).max_in_flight(17)).err(),
@@ -407,7 +470,8 @@ fn run_model(fifo: bool, max_tag: u32, ops: Vec<Op>) -> Result<(), TestCaseError
         config
             .max_in_flight(max_in_flight)
             .max_abandoned(6)
-            .quarantine(Duration::from_secs(3600)),
+            .quarantine(Duration::from_secs(3600))
+            .abandon_timeout(Duration::from_secs(5)),
     )
     .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let t0 = Instant::now();
@@ -474,11 +538,24 @@ fn run_model(fifo: bool, max_tag: u32, ops: Vec<Op>) -> Result<(), TestCaseError
             Op::Cancel(_) => {}
             Op::Tick => {
                 now += Duration::from_secs(1);
-                while let Some(expired) = mux.handle_timeout(now) {
-                    let pos = callers.iter().position(|(r, _)| *r == expired.waiter);
-                    prop_assert!(pos.is_some(), "timeout for a finished caller");
-                    if let Some(pos) = pos {
-                        callers.remove(pos);
+                while let Some(fired) = mux.handle_timeout(now) {
+                    match fired {
+                        Fired::Expired(expired) => {
+                            let pos = callers.iter().position(|(r, _)| *r == expired.waiter);
+                            prop_assert!(pos.is_some(), "timeout for a finished caller");
+                            if let Some(pos) = pos {
+                                callers.remove(pos);
+                            }
+                        }
+                        Fired::Wedged { .. } => {
+                            prop_assert!(fifo, "only FIFO mode wedges");
+                            prop_assert!(!at_peer.is_empty(), "wedged with no reply owed");
+                            // The driver fails the connection: everyone hears of it.
+                            let lost = mux.connection_lost(offset);
+                            prop_assert_eq!(lost.len(), callers.len());
+                            callers.clear();
+                            at_peer.clear();
+                        }
                     }
                 }
             }

@@ -1,16 +1,24 @@
 //! The background task: the reconnect state machine. Each phase waits for its events in
 //! [`Driver::wait`]; every transition is in the one `match` of [`Driver::step`].
+//!
+//! User code (the connector, the health check, the first poll of a queued call) runs with
+//! no lock held, and a panic in it becomes an event: the connection closes with
+//! [`CloseReason::Panicked`]. Anything that still unwinds out of the state machine is
+//! caught in [`Driver::run`] and ends the same way.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use super::handover::{catch_panic, panic_message};
 use super::{
-    CloseReason, ConnectError, HealthCheck, Live, LossCause, ReconnectConfig, Shared, Started,
-    State,
+    CloseReason, ConnectError, HealthCheck, Live, LossCause, ReconnectConfig, Refusal, Shared,
+    Started, State,
 };
 use crate::{Backoff, Connect, Connection};
 
@@ -32,7 +40,7 @@ struct Up<C> {
     stable_at: Option<Instant>,
     /// When the next health check is due (none while one is running or when disabled).
     next_health: Option<Instant>,
-    ping: Option<Pin<Box<dyn Future<Output = bool> + Send>>>,
+    ping: Option<Ping>,
 }
 
 /// What can happen to a phase.
@@ -42,9 +50,14 @@ enum Event<C> {
     Lost(LossCause),
     Stable,
     BackoffElapsed,
+    /// User code the driver ran panicked, with this message.
+    Panicked(Arc<str>),
     /// The handle closed (`close()`, last handle dropped): `Shared` is already shut down.
     Closed,
 }
+
+/// A health check's ping in progress: `Err` is the message of a panic in the ping's call.
+type Ping = Pin<Box<dyn Future<Output = Result<bool, Arc<str>>> + Send>>;
 
 pub(super) struct Driver<K: Connect> {
     shared: Arc<Shared<Conn<K>>>,
@@ -106,8 +119,20 @@ impl<K: Connect> Driver<K> {
         }
     }
 
+    /// Runs the state machine until it closes. A panic that escapes it (one no narrower
+    /// guard turned into an event) closes the connection with [`CloseReason::Panicked`]
+    /// instead of vanishing with the task.
     pub(super) async fn run(mut self) {
         self.running = true;
+        let shared = self.shared.clone();
+        if let Err(payload) = AssertUnwindSafe(self.run_states()).catch_unwind().await {
+            let message = panic_message(payload.as_ref());
+            tracing::error!(name = %shared.name, message = %message, "reconnect: the background task panicked");
+            shared.shutdown(CloseReason::Panicked(message));
+        }
+    }
+
+    async fn run_states(mut self) {
         loop {
             let phase = std::mem::replace(&mut self.phase, Phase::Closed);
             let (phase, event) = self.wait(phase).await;
@@ -161,15 +186,22 @@ impl<K: Connect> Driver<K> {
                 () = up.live.conn.closed() => return Event::Lost(LossCause::Closed),
                 healthy = poll_ping(&mut up.ping), if up.ping.is_some() => {
                     up.ping = None;
-                    if !healthy {
-                        return Event::Lost(LossCause::HealthCheck);
+                    match healthy {
+                        Ok(true) => {}
+                        Ok(false) => return Event::Lost(LossCause::HealthCheck),
+                        Err(message) => return Event::Panicked(message),
                     }
                     up.next_health = self.health.as_ref().map(|h| Instant::now() + h.interval);
                 }
                 () = sleep_opt(up.stable_at), if up.stable_at.is_some() => return Event::Stable,
                 () = sleep_opt(up.next_health), if up.next_health.is_some() => {
                     up.next_health = None;
-                    up.ping = self.health.as_ref().map(|h| ping(&up.live, h));
+                    if let Some(check) = &self.health {
+                        match ping(&up.live, check) {
+                            Ok(ping) => up.ping = Some(ping),
+                            Err(message) => return Event::Panicked(message),
+                        }
+                    }
                 }
                 () = sleep_opt(progress_at), if progress_at.is_some() => {
                     let now = Instant::now();
@@ -188,6 +220,16 @@ impl<K: Connect> Driver<K> {
             // `Shared::shutdown` already failed the queue, closed the connection and
             // published `Closed`.
             (_, Event::Closed) => Phase::Closed,
+            (_, Event::Panicked(message))
+            | (
+                Phase::Connecting { .. },
+                Event::ConnectFailed(ConnectError::Panicked { message, .. }),
+            ) => {
+                tracing::error!(name = %self.shared.name, message = %message, "reconnect: user code panicked in the background task; closing");
+                // Closes the live connection: calls on it end as it reports them.
+                self.shared.shutdown(CloseReason::Panicked(message));
+                Phase::Closed
+            }
             (Phase::Connecting { attempt }, Event::Connected(conn)) => {
                 self.install(conn, attempt, now)
             }
@@ -227,33 +269,63 @@ impl<K: Connect> Driver<K> {
 
     /// Makes `conn` the live connection: starts the queued requests on it in order, then
     /// lets new requests go straight to it.
+    ///
+    /// The queue is taken under the lock and started outside it (each call's first poll is
+    /// the connection's code); requests made meanwhile keep joining the queue (`installing`)
+    /// and are started in the next round, so nothing overtakes the queue. A panic in a first
+    /// poll closes everything: the calls started before it are handed over and end as the
+    /// closed connection reports them, the one that panicked may have been delivered, the
+    /// rest were never sent.
     fn install(&mut self, conn: Conn<K>, attempt: u32, now: Instant) -> Phase<Conn<K>> {
         let live = Arc::new(Live::new(conn, self.progress_timeout.is_some()));
-        let handed = {
+        {
             let mut inner = self.shared.inner();
             if inner.closed.is_some() {
                 drop(inner);
                 live.conn.close();
                 return Phase::Closed;
             }
-            let waiters = std::mem::take(&mut inner.queue);
-            let mut handed = Vec::with_capacity(waiters.len());
-            for waiter in waiters {
+            inner.live = Some(live.clone());
+            inner.installing = true;
+        }
+        let mut queued = 0;
+        loop {
+            let waiters = {
+                let mut inner = self.shared.inner();
+                if inner.closed.is_some() {
+                    // Closed meanwhile: `shutdown` closed `live` and failed the queue.
+                    return Phase::Closed;
+                }
+                if inner.queue.is_empty() {
+                    inner.installing = false;
+                    self.shared.state.send_replace(State::Connected);
+                    break;
+                }
+                std::mem::take(&mut inner.queue)
+            };
+            let mut waiters = waiters.into_iter();
+            while let Some(waiter) = waiters.next() {
                 if waiter.reply.is_closed() {
                     continue; // its caller left: never sent
                 }
-                // Started under the lock, so no new request can overtake the queue.
-                let started = Started::begin(live.clone(), waiter.request);
-                handed.push((waiter.reply, started));
+                match Started::begin(live.clone(), waiter.request) {
+                    Ok(started) => {
+                        queued += 1;
+                        // A caller that left just now drops its call here.
+                        let _ = waiter.reply.send(Ok(started));
+                    }
+                    Err(message) => {
+                        tracing::error!(name = %self.shared.name, message = %message, "reconnect: a queued call panicked when started; closing");
+                        let _ = waiter.reply.send(Err(Refusal::Panicked(message.clone())));
+                        let reason = CloseReason::Panicked(message);
+                        for unsent in waiters {
+                            let _ = unsent.reply.send(Err(Refusal::Closed(reason.clone())));
+                        }
+                        self.shared.shutdown(reason);
+                        return Phase::Closed;
+                    }
+                }
             }
-            inner.live = Some(live.clone());
-            self.shared.state.send_replace(State::Connected);
-            handed
-        };
-        let queued = handed.len();
-        for (reply, started) in handed {
-            // A caller that left just now drops its call here.
-            let _ = reply.send(Ok(started));
         }
         tracing::info!(name = %self.shared.name, attempt, queued, "reconnect: connected");
         self.last_error = None;
@@ -318,14 +390,16 @@ impl<K: Connect> Driver<K> {
 impl<K: Connect> Drop for Driver<K> {
     fn drop(&mut self) {
         // A normal exit already closed `Shared` (this is then a no-op); otherwise the task
-        // was torn down (runtime shutdown, a panic in user code) and callers must not hang.
-        if self.running {
+        // was torn down (its runtime shut down) and callers must not hang. While a panic
+        // unwinds, `run` closes with the panic's message instead.
+        if self.running && !std::thread::panicking() {
             self.shared.shutdown(CloseReason::Stopped);
         }
     }
 }
 
-/// One connect attempt under the connect timeout.
+/// One connect attempt under the connect timeout. A panic in the connector is caught and
+/// returned as [`ConnectError::Panicked`].
 async fn connect_once<K: Connect>(
     connector: &mut K,
     name: &Arc<str>,
@@ -333,13 +407,20 @@ async fn connect_once<K: Connect>(
     limit: Duration,
 ) -> Result<Conn<K>, ConnectError> {
     tracing::debug!(name = %name, attempt, timeout_ms = limit.as_millis() as u64, "reconnect: connecting");
-    match timeout(limit, connector.connect()).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(ConnectError::Failed {
+    let panicked = |message| ConnectError::Panicked {
+        name: name.clone(),
+        attempt,
+        message,
+    };
+    let connecting = catch_panic(move || connector.connect()).map_err(panicked)?;
+    match timeout(limit, AssertUnwindSafe(connecting).catch_unwind()).await {
+        Ok(Ok(Ok(conn))) => Ok(conn),
+        Ok(Ok(Err(e))) => Err(ConnectError::Failed {
             name: name.clone(),
             attempt,
             source: Arc::new(e),
         }),
+        Ok(Err(payload)) => Err(panicked(panic_message(payload.as_ref()))),
         Err(_) => Err(ConnectError::Timeout {
             name: name.clone(),
             attempt,
@@ -359,7 +440,7 @@ async fn closed<C: Connection>(shared: &Shared<C>) {
     }
 }
 
-async fn poll_ping(ping: &mut Option<Pin<Box<dyn Future<Output = bool> + Send>>>) -> bool {
+async fn poll_ping(ping: &mut Option<Ping>) -> Result<bool, Arc<str>> {
     match ping {
         Some(p) => p.await,
         None => std::future::pending().await,
@@ -373,14 +454,23 @@ async fn sleep_opt(at: Option<Instant>) {
     }
 }
 
+/// Starts one health check. `Err` (here, or from the ping) is the message of a panic in the
+/// `ping` closure or in the connection's call.
 fn ping<C: Connection>(
     live: &Arc<Live<C>>,
     check: &HealthCheck<C::Request>,
-) -> Pin<Box<dyn Future<Output = bool> + Send>> {
+) -> Result<Ping, Arc<str>> {
     let live = live.clone();
-    let request = (check.ping)();
+    let request = catch_panic(|| (check.ping)())?;
     let limit = check.timeout;
-    Box::pin(async move { matches!(timeout(limit, live.call_tracked(request)).await, Ok(Ok(_))) })
+    let answered =
+        async move { matches!(timeout(limit, live.call_tracked(request)).await, Ok(Ok(_))) };
+    Ok(Box::pin(async move {
+        AssertUnwindSafe(answered)
+            .catch_unwind()
+            .await
+            .map_err(|payload| panic_message(payload.as_ref()))
+    }))
 }
 
 /// About 30 years from now, as tokio does for "never".

@@ -81,6 +81,19 @@ pub enum ReconnectError<E> {
         /// Whether the request may have been written.
         sent: bool,
     },
+    /// The connection's `call` panicked when the driver started this request from the
+    /// offline queue (its first poll). Whatever it did before panicking may have written
+    /// the request: it may have been delivered. The reconnecting connection closed with
+    /// [`CloseReason::Panicked`].
+    #[error(
+        "{name}: the connection panicked while starting the request; it may have been delivered: {message}"
+    )]
+    Panicked {
+        /// The connection's name.
+        name: Arc<str>,
+        /// The panic's message.
+        message: Arc<str>,
+    },
     /// The reconnecting connection is closed (see [`CloseReason`]); nothing more will be
     /// sent on it. Not sent.
     #[error("{name}: closed ({reason}); the request was not sent")]
@@ -97,7 +110,7 @@ impl<E> ReconnectError<E> {
     /// `false` means it certainly was not, so retrying it is safe.
     pub fn was_sent(&self) -> bool {
         match self {
-            ReconnectError::ConnectionLost { .. } => true,
+            ReconnectError::ConnectionLost { .. } | ReconnectError::Panicked { .. } => true,
             ReconnectError::Request { sent, .. } => *sent,
             ReconnectError::Disconnected { .. }
             | ReconnectError::QueueFull { .. }
@@ -116,6 +129,7 @@ impl<E> ReconnectError<E> {
             | ReconnectError::NotSent { name, .. }
             | ReconnectError::ConnectionLost { name, .. }
             | ReconnectError::Request { name, .. }
+            | ReconnectError::Panicked { name, .. }
             | ReconnectError::Closed { name, .. } => name,
         }
     }
@@ -144,6 +158,17 @@ pub enum ConnectError {
         attempt: u32,
         /// The connector's error (downcast it to the connector's error type if needed).
         source: Arc<dyn StdError + Send + Sync>,
+    },
+    /// The connector panicked. Not retried: a connector with a bug would panic again, so
+    /// the reconnecting connection closes with [`CloseReason::Panicked`].
+    #[error("{name}: connect attempt {attempt} panicked: {message}")]
+    Panicked {
+        /// The connection's name.
+        name: Arc<str>,
+        /// Which attempt (1-based, since the backoff last reset).
+        attempt: u32,
+        /// The panic's message.
+        message: Arc<str>,
     },
 }
 
@@ -202,8 +227,12 @@ pub enum CloseReason {
         /// How it was lost.
         cause: LossCause,
     },
-    /// The background task stopped without closing (its runtime shut down, or a
-    /// connector or connection panicked in it).
+    /// User code run by the background task panicked: the connector, the health check
+    /// (its `ping` closure or the ping's call), or the first poll of a queued call. Holds
+    /// the panic's message. Calls already started end as their connection reports them
+    /// (it was closed); queued ones fail unsent.
+    Panicked(Arc<str>),
+    /// The background task stopped without closing (its runtime shut down).
     Stopped,
 }
 
@@ -222,6 +251,9 @@ impl fmt::Display for CloseReason {
             } => write!(f, "{limit}"),
             CloseReason::Disconnected { cause } => {
                 write!(f, "{cause} and exit_on_disconnection is set")
+            }
+            CloseReason::Panicked(message) => {
+                write!(f, "code run by the background task panicked: {message}")
             }
             CloseReason::Stopped => f.write_str("the background task stopped"),
         }
@@ -283,9 +315,16 @@ mod tests {
                 false,
             ),
             (
+                ReconnectError::Panicked {
+                    name: name.clone(),
+                    message: Arc::from("boom"),
+                },
+                true,
+            ),
+            (
                 ReconnectError::Closed {
                     name: name.clone(),
-                    reason: CloseReason::Requested,
+                    reason: CloseReason::Panicked(Arc::from("boom")),
                 },
                 false,
             ),

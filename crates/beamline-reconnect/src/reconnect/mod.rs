@@ -4,6 +4,7 @@
 mod config;
 mod driver;
 mod error;
+mod handover;
 
 pub use config::{
     DEFAULT_BACKOFF, HealthCheck, OfflinePolicy, ReconnectConfig, ReconnectConfigError,
@@ -15,7 +16,6 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot, watch};
@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::Connection;
 use driver::Driver;
+use handover::{Handover, poll_once};
 
 /// Where a [`Reconnect`] is, as published on [`Reconnect::state_changes`].
 #[derive(Debug, Clone)]
@@ -84,6 +85,14 @@ impl State {
 /// - **Closing is final and prompt.** After [`close`](Self::close) (or when the last handle
 ///   is dropped, or the backoff gives up) queued requests fail with
 ///   [`ReconnectError::Closed`], the live connection is closed, and the task exits.
+/// - **User code never runs under the task's lock, and its panics are typed.** The task
+///   runs your connector, your health check and the first poll of each queued call with no
+///   lock held; a panic in any of them closes the connection with
+///   [`CloseReason::Panicked`] and the panic's message (seen by [`state`](Self::state)
+///   watchers and in every later error): calls already started end as their connection
+///   reports them, the call whose start panicked with [`ReconnectError::Panicked`] (maybe
+///   delivered), queued ones with [`ReconnectError::Closed`] (not sent). A panic in the
+///   first poll of a call made while connected happens in the caller's own task.
 ///
 /// # Examples
 /// ```no_run
@@ -96,7 +105,9 @@ impl State {
 /// let addr = "127.0.0.1:7000";
 /// let connect = move || async move {
 ///     let stream = TcpStream::connect(addr).await?;
-///     Ok::<_, std::io::Error>(FramedConnection::new(Framed::new(stream, LinesCodec::new())))
+///     // A line longer than 8 KiB is a decode error, not an unbounded buffer.
+///     let lines = LinesCodec::new_with_max_length(8 * 1024);
+///     Ok::<_, std::io::Error>(FramedConnection::new(Framed::new(stream, lines)))
 /// };
 /// let config = ReconnectConfig::new(OfflinePolicy::Queue { max: 100, deadline: Duration::from_secs(2) })
 ///     .name(format!("echo {addr}"));
@@ -148,8 +159,11 @@ struct Shared<C: Connection> {
 }
 
 struct Inner<C: Connection> {
-    /// The live connection, while the driver is in `Connected`.
+    /// The live connection, while the driver is in `Connected` (and while it installs it).
     live: Option<Arc<Live<C>>>,
+    /// The driver is starting the queued requests on `live`, outside the lock: new
+    /// requests keep going to the queue, behind them, until it is empty.
+    installing: bool,
     /// Requests waiting for a connection, oldest first.
     queue: VecDeque<Waiter<C>>,
     next_ticket: u64,
@@ -161,7 +175,15 @@ struct Inner<C: Connection> {
 struct Waiter<C: Connection> {
     ticket: u64,
     request: C::Request,
-    reply: oneshot::Sender<Result<Started<C>, CloseReason>>,
+    reply: oneshot::Sender<Result<Started<C>, Refusal>>,
+}
+
+/// Why a queued request was not handed a started call.
+enum Refusal {
+    /// Closed before it was started: not sent.
+    Closed(CloseReason),
+    /// The connection's `call` panicked when the driver started it: maybe sent.
+    Panicked(Arc<str>),
 }
 
 type BoxedCall<C> = Pin<
@@ -171,21 +193,20 @@ type BoxedCall<C> = Pin<
 /// A call the driver started on a caller's behalf (in queue order); the caller finishes it.
 struct Started<C: Connection> {
     live: Arc<Live<C>>,
-    call: BoxedCall<C>,
+    call: Handover<BoxedCall<C>>,
 }
 
 impl<C: Connection> Started<C> {
-    /// Starts `request` on `live` and polls it once, so the connection sees it now, in
-    /// the order the driver walks the queue. The caller polls it from then on (with its
-    /// own waker; the first poll's no-op waker is replaced then).
-    fn begin(live: Arc<Live<C>>, request: C::Request) -> Self {
+    /// Starts `request` on `live` now ([`poll_once`]), so the connection sees it in the
+    /// order the driver walks the queue. `Err` holds the message of a panic in that first
+    /// poll.
+    fn begin(live: Arc<Live<C>>, request: C::Request) -> Result<Self, Arc<str>> {
         let on = live.clone();
-        let mut call: BoxedCall<C> = Box::pin(async move { on.call_tracked(request).await });
-        let mut cx = Context::from_waker(Waker::noop());
-        if let Poll::Ready(result) = call.as_mut().poll(&mut cx) {
-            call = Box::pin(std::future::ready(result));
-        }
-        Self { live, call }
+        let call: BoxedCall<C> = Box::pin(async move { on.call_tracked(request).await });
+        Ok(Self {
+            live,
+            call: poll_once(call)?,
+        })
     }
 }
 
@@ -313,7 +334,7 @@ impl<C: Connection> Shared<C> {
             live.conn.close();
         }
         for waiter in waiters {
-            let _ = waiter.reply.send(Err(reason.clone()));
+            let _ = waiter.reply.send(Err(Refusal::Closed(reason.clone())));
         }
         self.wake.notify_one();
         tracing::info!(name = %self.name, reason = %reason, "reconnect: closed");
@@ -341,7 +362,7 @@ enum Route<C: Connection> {
     Direct(Arc<Live<C>>, C::Request),
     Queued {
         ticket: u64,
-        reply: oneshot::Receiver<Result<Started<C>, CloseReason>>,
+        reply: oneshot::Receiver<Result<Started<C>, Refusal>>,
         deadline: Duration,
     },
     Refused(ReconnectError<C::Error>),
@@ -440,6 +461,7 @@ impl<C: Connection> Reconnect<C> {
             max_replays: config.max_replays,
             inner: Mutex::new(Inner {
                 live: None,
+                installing: false,
                 queue: VecDeque::new(),
                 next_ticket: 0,
                 closed: None,
@@ -620,11 +642,12 @@ fn route<C: Connection>(shared: &Shared<C>, request: C::Request) -> Route<C> {
             reason: reason.clone(),
         });
     }
-    // Straight to the connection only when nothing queued is waiting to go first.
+    // Straight to the connection only when nothing queued is waiting to go first (nor
+    // being started by the driver).
     let live = inner
         .live
         .as_ref()
-        .filter(|l| inner.queue.is_empty() && !l.conn.is_closed());
+        .filter(|l| !inner.installing && inner.queue.is_empty() && !l.conn.is_closed());
     if let Some(live) = live {
         return Route::Direct(live.clone(), request);
     }
@@ -655,7 +678,7 @@ fn route<C: Connection>(shared: &Shared<C>, request: C::Request) -> Route<C> {
 async fn wait_queued<C: Connection>(
     shared: &Shared<C>,
     ticket: u64,
-    mut reply: oneshot::Receiver<Result<Started<C>, CloseReason>>,
+    mut reply: oneshot::Receiver<Result<Started<C>, Refusal>>,
     deadline: Duration,
 ) -> Result<Started<C>, ReconnectError<C::Error>> {
     let mut guard = TicketGuard {
@@ -680,9 +703,13 @@ async fn wait_queued<C: Connection>(
     guard.ticket = None;
     match handed {
         Ok(Ok(started)) => Ok(started),
-        Ok(Err(reason)) => Err(ReconnectError::Closed {
+        Ok(Err(Refusal::Closed(reason))) => Err(ReconnectError::Closed {
             name: shared.name.clone(),
             reason,
+        }),
+        Ok(Err(Refusal::Panicked(message))) => Err(ReconnectError::Panicked {
+            name: shared.name.clone(),
+            message,
         }),
         // The driver went away without answering (runtime shutdown).
         Err(_) => Err(ReconnectError::Closed {

@@ -32,6 +32,7 @@ use super::{BuildError, Client, Stack, Target, TransportError};
 /// | identification | request ids (beamline's wire format) |
 /// | in flight per connection | 256 ([`max_in_flight`](Self::max_in_flight)); callers beyond wait their turn |
 /// | request timeout | none ([`timeout`](Self::timeout)) |
+/// | FIFO abandon timeout | twice the request timeout, or 30 s ([`abandon_timeout`](Self::abandon_timeout)) |
 /// | reconnect | 100 ms doubling to 30 s, full jitter; connect timeout 10 s ([`backoff`](Self::backoff), [`reconnect`](Self::reconnect)) |
 /// | offline policy | fail fast ([`offline`](Self::offline)) |
 /// | first connect | awaited by [`connect`](Self::connect), its error returned |
@@ -71,6 +72,7 @@ pub struct ClientBuilder<Req, Resp> {
     max_abandoned: usize,
     quarantine: Duration,
     timeout: Option<Duration>,
+    abandon_timeout: Option<Duration>,
     max_frame_len: usize,
     reconnect: ReconnectConfig,
     pooling: Pooling,
@@ -93,6 +95,7 @@ impl<Req, Resp> fmt::Debug for ClientBuilder<Req, Resp> {
         d.field("tls", &self.tls.is_some());
         d.field("max_in_flight", &self.max_in_flight)
             .field("timeout", &self.timeout)
+            .field("abandon_timeout", &self.abandon_timeout)
             .field("reconnect", &self.reconnect)
             .field("pooling", &self.pooling)
             .finish_non_exhaustive()
@@ -116,6 +119,7 @@ impl ClientBuilder<Bytes, Bytes> {
             max_abandoned: DEFAULT_MAX_ABANDONED,
             quarantine: DEFAULT_QUARANTINE,
             timeout: None,
+            abandon_timeout: None,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             reconnect: ReconnectConfig::new(OfflinePolicy::FailFast).sync_connect(true),
             pooling: Pooling::Single,
@@ -143,6 +147,7 @@ where
             max_abandoned: self.max_abandoned,
             quarantine: self.quarantine,
             timeout: self.timeout,
+            abandon_timeout: self.abandon_timeout,
             max_frame_len: self.max_frame_len,
             reconnect: self.reconnect,
             pooling: self.pooling,
@@ -181,7 +186,9 @@ where
     /// Your own protocol without ids (Redis, memcached, HTTP/1.1 pipelining), framed by
     /// `codec` (cloned for each connection): answers match requests by order. A request
     /// whose caller gave up still has its answer read and discarded, so no caller ever gets
-    /// another's answer.
+    /// another's answer; if that answer has not come within the
+    /// [`abandon_timeout`](Self::abandon_timeout), the connection is replaced instead of
+    /// every later answer waiting behind it for ever.
     ///
     /// When the codec encodes several request types, name the one you send:
     /// `.fifo::<MyRequest, _>(codec)`.
@@ -281,6 +288,22 @@ where
         self
     }
 
+    /// FIFO protocols ([`fifo`](Self::fifo), [`resp`](Self::resp)): how long a request
+    /// abandoned after it was written (its caller timed out, or dropped the call) may go
+    /// unanswered. Answers come in order, so a missing one (a `BLPOP k 0` whose caller gave
+    /// up) holds every later answer behind it; past this timeout the connection fails, each
+    /// request on it ending [`NotSent`](crate::ClientError::NotSent) or
+    /// [`ConnectionLost`](crate::ClientError::ConnectionLost), and the reconnecting layer
+    /// (or the pool) replaces it. Default: twice the request [`timeout`](Self::timeout), or
+    /// 30 s without one. Counted from the moment the request was abandoned; ignored by the
+    /// id-carrying protocols. See
+    /// [`MuxConfig::abandon_timeout`](beamline_mux::MuxConfig::abandon_timeout).
+    #[must_use]
+    pub fn abandon_timeout(mut self, age: Duration) -> Self {
+        self.abandon_timeout = Some(age);
+        self
+    }
+
     /// The wire format's maximum frame payload, both ways (default 16 MiB). User codecs
     /// enforce their own limits.
     #[must_use]
@@ -352,10 +375,13 @@ where
     /// # Panics
     /// Outside a tokio runtime (the client spawns its tasks on the current one).
     pub async fn connect(self) -> Result<Client<Req, Resp>, BuildError> {
-        let limits = Limits::with_mode(self.mode)
+        let mut limits = Limits::with_mode(self.mode)
             .max_in_flight(self.max_in_flight)
             .max_abandoned(self.max_abandoned)
             .quarantine(self.quarantine);
+        if let Some(age) = self.abandon_timeout {
+            limits = limits.abandon_timeout(age);
+        }
         limits.validate()?;
         if self.max_in_flight > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(ConfigError::InFlightTooLarge {
@@ -378,6 +404,9 @@ where
         if let Some(timeout) = self.timeout {
             mux = mux.timeout(timeout);
         }
+        if let Some(age) = self.abandon_timeout {
+            mux = mux.abandon_timeout(age);
+        }
         #[cfg(feature = "tls")]
         let tls = match self.tls {
             Some(config) => Some(tls_settings(config, self.tls_server_name, &self.target)?),
@@ -391,7 +420,6 @@ where
             tls,
             framer: self.framer,
             mux,
-            timeout: self.timeout,
         });
         let config = self.reconnect.name(name.clone());
         config.validate()?;

@@ -26,7 +26,7 @@ use bytes::Bytes;
 /// | `Remote`, `Cancelled` | yes | the server answered with an error frame, or cancelled the request |
 /// | `Request` | see source | the connection refused this one request (it could not be encoded, it is too large) |
 /// | `Checkout` | no | a pooled client got no connection: connecting failed (the real error inside) or none came free in time |
-/// | `Closed` | no | the client is closed for good |
+/// | `Closed` | no | the client is closed for good (`reason` says why: closed, gave up, a panic in code its background task ran) |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
@@ -230,6 +230,13 @@ impl From<ReconnectError<MuxError>> for ClientError {
                 source => ClientError::Request { name, source },
             },
             ReconnectError::Closed { reason, .. } => ClientError::Closed { name, reason },
+            // The connection's code panicked while starting it: it may have been written.
+            // The reconnecting connection closed with `CloseReason::Panicked`, which every
+            // later call reports.
+            panicked @ ReconnectError::Panicked { .. } => ClientError::ConnectionLost {
+                name,
+                source: lost_unknown(&panicked),
+            },
             // A variant added later: whether it was sent is all a caller can act on.
             other if other.was_sent() => ClientError::ConnectionLost {
                 name,

@@ -42,13 +42,20 @@ use bytes::Bytes;
 ///   while no connection is up, requests follow the [`OfflinePolicy`](beamline_reconnect::OfflinePolicy):
 ///   fail at once, or wait in a bounded queue until a deadline and then go out in order.
 /// - **Bounded in flight**: at most `max_in_flight` requests per connection; callers
-///   beyond wait, first come first served, within their timeout.
+///   beyond wait in the connection's one line (the mux client's), in the order their calls
+///   were first polled, within their timeout.
+/// - **FIFO never wedges**: a request abandoned after it was written whose answer has not
+///   come within the [`abandon_timeout`](ClientBuilder::abandon_timeout) (twice the
+///   request timeout, or 30 s) fails its connection, which is then replaced; the calls on
+///   it end `NotSent` or `ConnectionLost`.
 /// - **Pooled, honestly** ([`Pooling`]): a call waits for a pooled connection at most the
 ///   pool's checkout timeout, in arrival order; when connecting is what fails, the error
 ///   carries the connect attempt's own error ([`ClientError::transport_error`]).
 /// - **A timed-out or dropped call frees its slot at once**; the connection stays up.
 /// - **Closing is final**: after [`close`](Self::close) every call fails with
-///   [`ClientError::Closed`], in-flight requests end as their connection reports them.
+///   [`ClientError::Closed`], in-flight requests end as their connection reports them. A
+///   panic in code the client's background task runs closes it the same way, with
+///   [`CloseReason::Panicked`] as the reason.
 ///
 /// # Examples
 /// ```no_run
