@@ -21,7 +21,9 @@ pub mod memory;
 
 use std::path::PathBuf;
 
-pub use external::{External, Sampled, Summary, external_json, sampled_json, write_external, write_sampled};
+pub use external::{
+    External, Sampled, Summary, external_json, sampled_json, write_external, write_sampled,
+};
 
 /// The runtime the benches share: multi-thread with two workers (this machine's cores), time
 /// and I/O enabled. Server, peers and load run on it together, as they share the machine.
@@ -141,7 +143,13 @@ mod tests {
             Some("pool/get".into())
         );
         assert_eq!(
-            filter_in(args(&["--warm-up-time", "1", "--measurement-time", "2", "--bench"])),
+            filter_in(args(&[
+                "--warm-up-time",
+                "1",
+                "--measurement-time",
+                "2",
+                "--bench"
+            ])),
             None
         );
         assert_eq!(
@@ -154,7 +162,11 @@ mod tests {
     fn a_filter_selects_groups_and_functions() {
         assert!(matches(None, "process/cast", &["beamline"]));
         assert!(matches(Some("process"), "process/cast", &["beamline"]));
-        assert!(matches(Some("process/cast/flume"), "process/cast", &["beamline", "flume"]));
+        assert!(matches(
+            Some("process/cast/flume"),
+            "process/cast",
+            &["beamline", "flume"]
+        ));
         assert!(!matches(Some("pool"), "process/cast", &["beamline"]));
     }
 }

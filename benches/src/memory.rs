@@ -102,7 +102,9 @@ pub struct Usage {
 /// Runs `f` with counting on; returns its result and what it allocated. Windows never
 /// overlap (a second caller waits).
 pub fn count<R>(f: impl FnOnce() -> R) -> (R, Usage) {
-    let _window = WINDOW.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _window = WINDOW
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     ALLOCATIONS.store(0, Relaxed);
     LIVE.store(0, Relaxed);
     PEAK.store(0, Relaxed);
@@ -135,16 +137,23 @@ pub struct Memory {
 /// median with 5 rounds).
 pub const ROUNDS: usize = 5;
 
-/// Measures one iteration of each side's workload (`ops` operations) for [`ROUNDS`] rounds,
-/// after one unmeasured iteration each (connections, lazy buffers). The sides take turns,
-/// and the order alternates from round to round.
-pub fn measure(group: &str, ops: u64, sides: &mut [(&str, &mut dyn FnMut())]) -> Vec<Memory> {
-    for (_, run) in sides.iter_mut() {
-        run();
+/// Measures one iteration of each side's workload (`ops` operations; `run(i)` runs the
+/// workload of `functions[i]`) for [`ROUNDS`] rounds, after one unmeasured iteration each
+/// (connections, lazy buffers). The sides take turns, and the order alternates from round
+/// to round.
+pub fn measure(
+    group: &str,
+    ops: u64,
+    functions: &[&str],
+    mut run: impl FnMut(usize),
+) -> Vec<Memory> {
+    let n = functions.len();
+    for i in 0..n {
+        run(i);
     }
-    let mut out: Vec<Memory> = sides
+    let mut out: Vec<Memory> = functions
         .iter()
-        .map(|(function, _)| Memory {
+        .map(|function| Memory {
             group: group.to_owned(),
             function: (*function).to_owned(),
             ops,
@@ -152,11 +161,10 @@ pub fn measure(group: &str, ops: u64, sides: &mut [(&str, &mut dyn FnMut())]) ->
             peak_bytes: Vec::with_capacity(ROUNDS),
         })
         .collect();
-    let n = sides.len();
     for round in 0..ROUNDS {
         for k in 0..n {
             let i = if round % 2 == 0 { k } else { n - 1 - k };
-            let ((), usage) = count(&mut *sides[i].1);
+            let ((), usage) = count(|| run(i));
             out[i]
                 .allocations_per_op
                 .push(usage.allocations as f64 / ops.max(1) as f64);
@@ -239,19 +247,20 @@ mod tests {
     #[test]
     fn measure_alternates_and_divides_by_the_ops() {
         let mut kept = Vec::new();
-        let mut beamline = || kept.push(Box::new([0u8; 512]));
-        let mut peer = || {
-            let _ = std::hint::black_box(vec![0u8; 10]);
-        };
-        let rows = measure(
-            "layer/what",
-            2,
-            &mut [("beamline", &mut beamline), ("peer", &mut peer)],
-        );
+        let rows = measure("layer/what", 2, &["beamline", "peer"], |i| {
+            if i == 0 {
+                kept.push(Box::new([0u8; 512]));
+            } else {
+                let _ = std::hint::black_box(vec![0u8; 10]);
+            }
+        });
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].allocations_per_op.len(), ROUNDS);
         assert!(rows[0].peak_bytes.iter().all(|&p| p >= 512.0), "{rows:?}");
-        assert!(rows[1].allocations_per_op.iter().all(|&a| a >= 0.5), "{rows:?}");
+        assert!(
+            rows[1].allocations_per_op.iter().all(|&a| a >= 0.5),
+            "{rows:?}"
+        );
         let parsed: Value = serde_json::from_str(&json(&rows)).unwrap();
         assert_eq!(parsed[1]["function"], "peer");
         assert_eq!(parsed[0]["ops"], 2);
