@@ -127,29 +127,24 @@ fn beamline_waited(m: &beamline_pool::PoolMetrics) -> u64 {
     m.checkouts.saturating_sub(m.wait_time.buckets()[0])
 }
 
-impl BenchPool for Pool<Noop> {
-    async fn get_drop(&self, hold: bool) {
-        get_drop!(self, hold);
-    }
-    fn waited(&self) -> Option<u64> {
-        Some(beamline_waited(&self.metrics()))
-    }
-    fn waiting(&self) -> u64 {
-        self.metrics().waiters as u64
-    }
+/// beamline's two pools report the same metrics.
+macro_rules! beamline_bench_pool {
+    ($($pool:ty),*) => {$(
+        impl BenchPool for $pool {
+            async fn get_drop(&self, hold: bool) {
+                get_drop!(self, hold);
+            }
+            fn waited(&self) -> Option<u64> {
+                Some(beamline_waited(&self.metrics()))
+            }
+            fn waiting(&self) -> u64 {
+                self.metrics().waiters as u64
+            }
+        }
+    )*};
 }
 
-impl BenchPool for SharedPool<Noop> {
-    async fn get_drop(&self, hold: bool) {
-        get_drop!(self, hold);
-    }
-    fn waited(&self) -> Option<u64> {
-        Some(beamline_waited(&self.metrics()))
-    }
-    fn waiting(&self) -> u64 {
-        self.metrics().waiters as u64
-    }
-}
+beamline_bench_pool!(Pool<Noop>, SharedPool<Noop>);
 
 impl BenchPool for deadpool::managed::Pool<Noop> {
     async fn get_drop(&self, hold: bool) {

@@ -92,46 +92,58 @@ where
     }
 }
 
-/// The same through a tokio mpsc channel of 1024, both loops constrained or not.
-async fn cast_tokio(total: u64, unconstrained: bool) -> Duration {
-    let (done, finished) = oneshot::channel();
-    let (tx, mut rx) = mpsc::channel::<u64>(1024);
-    spawn_task(unconstrained, async move {
-        let mut n = 0;
-        while n < total {
-            if rx.recv().await.is_some() {
-                n += 1;
-            }
-        }
-        let _ = done.send(());
-    });
-    let start = Instant::now();
-    spawn_task(unconstrained, async move {
-        for i in 0..total {
-            tx.send(i).await.expect("receiver alive");
-        }
-    });
-    finished.await.expect("receiver done");
-    start.elapsed()
+/// A peer's channel of 1024 messages, as the cast loops use it.
+trait Queue: Sized + Send + 'static {
+    type Sender: Send + 'static;
+    fn bounded() -> (Self::Sender, Self);
+    /// Whether a message came (false: the channel closed).
+    fn recv(&mut self) -> impl Future<Output = bool> + Send;
+    fn send(tx: &Self::Sender, v: u64) -> impl Future<Output = ()> + Send;
 }
 
-/// The same through a flume channel of 1024 (async send and receive).
-async fn cast_flume(total: u64) -> Duration {
+impl Queue for mpsc::Receiver<u64> {
+    type Sender = mpsc::Sender<u64>;
+    fn bounded() -> (Self::Sender, Self) {
+        mpsc::channel(1024)
+    }
+    async fn recv(&mut self) -> bool {
+        mpsc::Receiver::recv(self).await.is_some()
+    }
+    async fn send(tx: &Self::Sender, v: u64) {
+        tx.send(v).await.expect("receiver alive");
+    }
+}
+
+impl Queue for flume::Receiver<u64> {
+    type Sender = flume::Sender<u64>;
+    fn bounded() -> (Self::Sender, Self) {
+        flume::bounded(1024)
+    }
+    async fn recv(&mut self) -> bool {
+        self.recv_async().await.is_ok()
+    }
+    async fn send(tx: &Self::Sender, v: u64) {
+        tx.send_async(v).await.expect("receiver alive");
+    }
+}
+
+/// The same through a peer's channel `Q`, both loops constrained by tokio's budget or not.
+async fn cast_queue<Q: Queue>(total: u64, unconstrained: bool) -> Duration {
     let (done, finished) = oneshot::channel();
-    let (tx, rx) = flume::bounded::<u64>(1024);
-    tokio::spawn(async move {
+    let (tx, mut rx) = Q::bounded();
+    spawn_task(unconstrained, async move {
         let mut n = 0;
         while n < total {
-            if rx.recv_async().await.is_ok() {
+            if rx.recv().await {
                 n += 1;
             }
         }
         let _ = done.send(());
     });
     let start = Instant::now();
-    tokio::spawn(async move {
+    spawn_task(unconstrained, async move {
         for i in 0..total {
-            tx.send_async(i).await.expect("receiver alive");
+            Q::send(&tx, i).await;
         }
     });
     finished.await.expect("receiver done");
@@ -141,9 +153,10 @@ async fn cast_flume(total: u64) -> Duration {
 async fn cast_with(side: usize, total: u64) -> Duration {
     match side {
         0 => cast_beamline(total).await,
-        1 => cast_tokio(total, false).await,
-        2 => cast_tokio(total, true).await,
-        _ => cast_flume(total).await,
+        1 => cast_queue::<mpsc::Receiver<u64>>(total, false).await,
+        2 => cast_queue::<mpsc::Receiver<u64>>(total, true).await,
+        // flume's async operations never spend tokio's budget, wrapped or not.
+        _ => cast_queue::<flume::Receiver<u64>>(total, false).await,
     }
 }
 

@@ -63,41 +63,52 @@ pub struct Sampled {
     pub higher_is_better: bool,
 }
 
+/// One row of the JSON xtask reads, with the figure's own fields (`amount`, or `samples`
+/// and `summary`) added.
+fn row(
+    group: &str,
+    function: &str,
+    metric: &str,
+    higher: bool,
+    figure: Vec<(&str, Value)>,
+) -> Value {
+    let mut row = json!({
+        "group": group,
+        "function": function,
+        "value": null,
+        "metric": metric,
+        "higher_is_better": higher,
+    });
+    for (key, value) in figure {
+        row[key] = value;
+    }
+    row
+}
+
 /// `results` as the JSON array `cargo xtask bench` reads.
 pub fn external_json(results: &[External]) -> String {
-    let rows: Vec<Value> = results
-        .iter()
-        .map(|r| {
-            json!({
-                "group": r.group,
-                "function": r.function,
-                "value": null,
-                "metric": r.metric,
-                "amount": r.amount,
-                "higher_is_better": r.higher_is_better,
-            })
-        })
-        .collect();
-    pretty(&Value::Array(rows))
+    let rows = results.iter().map(|r| {
+        row(
+            &r.group,
+            &r.function,
+            r.metric,
+            r.higher_is_better,
+            vec![("amount", json!(r.amount))],
+        )
+    });
+    pretty(&Value::Array(rows.collect()))
 }
 
 /// `results` as the JSON array `cargo xtask bench` reads (rows with `samples`).
 pub fn sampled_json(results: &[Sampled]) -> String {
-    let rows: Vec<Value> = results
-        .iter()
-        .map(|r| {
-            json!({
-                "group": r.group,
-                "function": r.function,
-                "value": null,
-                "metric": r.metric,
-                "samples": r.samples,
-                "summary": r.summary.name(),
-                "higher_is_better": r.higher_is_better,
-            })
-        })
-        .collect();
-    pretty(&Value::Array(rows))
+    let rows = results.iter().map(|r| {
+        let figure = vec![
+            ("samples", json!(r.samples)),
+            ("summary", json!(r.summary.name())),
+        ];
+        row(&r.group, &r.function, r.metric, r.higher_is_better, figure)
+    });
+    pretty(&Value::Array(rows.collect()))
 }
 
 pub(crate) fn pretty(value: &Value) -> String {

@@ -35,6 +35,15 @@ static PEAK: AtomicI64 = AtomicI64::new(0);
 /// One window at a time.
 static WINDOW: Mutex<()> = Mutex::new(());
 
+/// Counts an allocation of `bytes` that `ptr` answered, when counting.
+fn counted(ptr: *mut u8, bytes: usize) -> *mut u8 {
+    if !ptr.is_null() && ENABLED.load(Relaxed) {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        grew(bytes);
+    }
+    ptr
+}
+
 fn grew(bytes: usize) {
     let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
     let live = LIVE.fetch_add(bytes, Relaxed).saturating_add(bytes);
@@ -52,22 +61,12 @@ fn shrank(bytes: usize) {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, passed on as is.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() && ENABLED.load(Relaxed) {
-            ALLOCATIONS.fetch_add(1, Relaxed);
-            grew(layout.size());
-        }
-        ptr
+        counted(unsafe { System.alloc(layout) }, layout.size())
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as for `alloc`.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() && ENABLED.load(Relaxed) {
-            ALLOCATIONS.fetch_add(1, Relaxed);
-            grew(layout.size());
-        }
-        ptr
+        counted(unsafe { System.alloc_zeroed(layout) }, layout.size())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -80,10 +79,8 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as for `dealloc`, and the caller upholds `realloc`'s size contract.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        let new = counted(unsafe { System.realloc(ptr, layout, new_size) }, new_size);
         if !new.is_null() && ENABLED.load(Relaxed) {
-            ALLOCATIONS.fetch_add(1, Relaxed);
-            grew(new_size);
             shrank(layout.size());
         }
         new
