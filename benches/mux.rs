@@ -8,21 +8,23 @@
 //!   tokio-util (`framed-id-map`: `Framed` + `LengthDelimitedCodec`, a `u32` id before each
 //!   payload, a writer task draining an mpsc channel with `SinkExt::send_all`, a reader task
 //!   finding each answer's `oneshot` in a `Mutex<HashMap<u32, _>>`, against a `Framed` echo
-//!   server), over 64 separate connections (raw tokio echo), and taking turns on one
-//!   connection that cannot multiplex (raw tokio, behind a mutex). The last two are the
-//!   designs a pipelining client replaces; `framed-id-map` is the one it must beat.
+//!   server), through tarpc (its `#[tarpc::service]` echo over a length-delimited bincode
+//!   transport, the server handling each request on its own task as tarpc's README does),
+//!   over 64 separate connections (raw tokio echo), and taking turns on one connection that
+//!   cannot multiplex (raw tokio, behind a mutex). The last two are the designs a pipelining
+//!   client replaces; `framed-id-map` and `tarpc` are the ones it must beat.
 //!
 //! Equal work in `mux/64-callers`:
 //!
-//! | | beamline-mux | framed-id-map | 64-connections | 1-connection-turns |
-//! |---|---|---|---|---|
-//! | runtime | the shared two-worker runtime, client and server together | the same | the same | the same |
-//! | connections | 1 | 1 | 64 | 1 |
-//! | in flight | up to 64 (`max_in_flight(64)`) | unbounded (64 callers) | 1 per connection | 1 |
-//! | timeouts | none | none | none | none |
-//! | buffers | beamline's write coalescing; `FrameCodec` (16 MiB frame limit) | `Framed`'s 8 KiB initial buffers, flushed when the channel is empty; 8 MiB frame limit; a 1024-slot channel | 64-byte reads | 64-byte reads |
-//! | server | `serve_wire` (handlers concurrent within the connection) | `Framed` echo with `send_all` | raw read/write loop | raw read/write loop |
-//! | `TCP_NODELAY` | on | on | on | on |
+//! | | beamline-mux | framed-id-map | tarpc | 64-connections | 1-connection-turns |
+//! |---|---|---|---|---|---|
+//! | runtime | the shared two-worker runtime, client and server together | the same | the same | the same | the same |
+//! | connections | 1 | 1 | 1 | 64 | 1 |
+//! | in flight | up to 64 (`max_in_flight(64)`) | unbounded (64 callers) | up to 1,000 (its default) | 1 per connection | 1 |
+//! | timeouts | none | none | a 10 s deadline per request (`context::current()`; tarpc always has one) | none | none |
+//! | buffers | beamline's write coalescing; `FrameCodec` (16 MiB frame limit) | `Framed`'s 8 KiB initial buffers, flushed when the channel is empty; 8 MiB frame limit; a 1024-slot channel | `Framed` + bincode (8 MiB frame limit), its default channel sizes | 64-byte reads | 64-byte reads |
+//! | server | `serve_wire` (handlers concurrent within the connection) | `Framed` echo with `send_all` | `BaseChannel`, a task per request | raw read/write loop | raw read/write loop |
+//! | `TCP_NODELAY` | on | on | on | on | on |
 //!
 //! Checked everywhere: every answer equals its caller's message. The codec groups run on the
 //! bench's thread (no runtime). Memory: allocations per frame (codecs) and per round trip
@@ -42,6 +44,8 @@ use beamline_mux::{Client, ClientConfig, Frame, FrameCodec, FrameKind, ServerCon
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::{SinkExt, StreamExt, TryStreamExt, stream};
+use tarpc::server::Channel as _;
+use tarpc::tokio_serde::formats::Bincode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
@@ -243,9 +247,59 @@ async fn framed_server() -> SocketAddr {
     addr
 }
 
-const CALLERS_SIDES: [&str; 4] = [
+/// tarpc's service: the same echo, as a user defines it.
+#[tarpc::service]
+trait EchoService {
+    async fn echo(payload: Vec<u8>) -> Vec<u8>;
+}
+
+#[derive(Clone)]
+struct TarpcEcho;
+
+impl EchoService for TarpcEcho {
+    async fn echo(self, _: tarpc::context::Context, payload: Vec<u8>) -> Vec<u8> {
+        payload
+    }
+}
+
+/// A length-delimited bincode transport over `stream`, as tarpc's TCP helpers make one.
+fn tarpc_transport<Item, SinkItem>(
+    stream: TcpStream,
+) -> tarpc::serde_transport::Transport<TcpStream, Item, SinkItem, Bincode<Item, SinkItem>>
+where
+    Item: for<'de> tarpc::serde::Deserialize<'de>,
+    SinkItem: tarpc::serde::Serialize,
+{
+    tarpc::serde_transport::new(
+        Framed::new(stream, LengthDelimitedCodec::new()),
+        Bincode::default(),
+    )
+}
+
+/// tarpc's server, its requests handled concurrently (each on its own task, as its README
+/// shows).
+async fn tarpc_server() -> SocketAddr {
+    let (listener, addr) = listener().await;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            stream.set_nodelay(true).unwrap();
+            let channel = tarpc::server::BaseChannel::with_defaults(tarpc_transport(stream));
+            tokio::spawn(
+                channel
+                    .execute(TarpcEcho.serve())
+                    .for_each(|response| async move {
+                        tokio::spawn(response);
+                    }),
+            );
+        }
+    });
+    addr
+}
+
+const CALLERS_SIDES: [&str; 5] = [
     "beamline-mux",
     "framed-id-map",
+    "tarpc",
     "64-connections",
     "1-connection-turns",
 ];
@@ -254,6 +308,7 @@ const CALLERS_SIDES: [&str; 4] = [
 struct Callers {
     mux: Client<Bytes, Bytes>,
     framed: FramedClient,
+    tarpc: EchoServiceClient,
     streams: Vec<Arc<Mutex<TcpStream>>>,
     shared: Arc<Mutex<TcpStream>>,
 }
@@ -264,6 +319,8 @@ impl Callers {
         let (mux, driver) = Client::wire(dial(mux_server().await).await, &config).unwrap();
         tokio::spawn(driver);
         let framed = FramedClient::connect(framed_server().await).await;
+        let transport = tarpc_transport(dial(tarpc_server().await).await);
+        let tarpc = EchoServiceClient::new(tarpc::client::Config::default(), transport).spawn();
         let addr = raw_server().await;
         let mut streams = Vec::new();
         for _ in 0..CALLERS {
@@ -273,6 +330,7 @@ impl Callers {
         Callers {
             mux,
             framed,
+            tarpc,
             streams,
             shared,
         }
@@ -308,6 +366,20 @@ impl Callers {
                 .await
             }
             2 => {
+                run_callers(|i| {
+                    let client = self.tarpc.clone();
+                    async move {
+                        let message = vec![i as u8; MESSAGE];
+                        for _ in 0..ROUND_TRIPS {
+                            let context = tarpc::context::current();
+                            let back = client.echo(context, message.clone()).await.unwrap();
+                            assert_eq!(back, message);
+                        }
+                    }
+                })
+                .await
+            }
+            3 => {
                 run_callers(|i| {
                     let stream = self.streams[i].clone();
                     async move {
