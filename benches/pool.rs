@@ -436,8 +436,9 @@ fn queueing_section(rows: &[Queueing]) -> String {
          with a sampler task beside it reading the pool's own counters: beamline's \
          `PoolMetrics` (`waiters`; checkouts outside the wait histogram's no-wait bucket), \
          bb8's `Statistics` (`pending_gets`, `get_waited`), deadpool's `Status::waiting` (it \
-         counts no waits). `get_drop` returns each connection at once; `get_hold` holds it \
-         across a `yield_now`.\n\n\
+         counts no waits; the gauge is its users beyond its size, so it also counts checkouts \
+         in progress that never block). `get_drop` returns each connection at once; \
+         `get_hold` holds it across a `yield_now`.\n\n\
          | group | pool | checkouts that waited (its own count) | most waiting at once (sampled) |\n\
          |---|---|---|---|\n",
     );
