@@ -42,17 +42,6 @@ pub(crate) fn run(args: &BenchArgs) -> Report {
                 }
             }
         }
-        // benches/kv.rs runs the kv example's binary, as a user starts it.
-        let mut build = Command::new(cargo());
-        build.current_dir(workspace_root()).args([
-            "build",
-            "--release",
-            "--package",
-            "beamline-examples",
-            "--example",
-            "kv",
-        ]);
-        out.record(steps::run("kv example (release)", &mut build));
         let mut cmd = Command::new(cargo());
         cmd.current_dir(workspace_root())
             .args(["bench", "--package", "beamline-benches"]);
