@@ -414,7 +414,7 @@ fn memory_rows(memory: &[MemoryResult]) -> Vec<Row> {
         .into_iter()
         .map(|m| {
             let allocations = spread(&m.allocations_per_op, count);
-            let peak = spread(&m.peak_bytes, |b| format!("{}B", number(b)));
+            let peak = spread(&m.peak_bytes, bytes);
             Row {
                 table: MEMORY.into(),
                 case: m.group.clone(),
@@ -437,6 +437,15 @@ fn spread(values: &[f64], f: impl Fn(f64) -> String) -> String {
         f(min)
     } else {
         format!("{} ({}–{})", f(median(values)), f(min), f(max))
+    }
+}
+
+/// A byte count: whole bytes below a kilobyte, then SI prefixes (`1.05 MB`).
+pub(crate) fn bytes(x: f64) -> String {
+    if x < 1e3 {
+        format!("{x:.0} B")
+    } else {
+        format!("{}B", number(x))
     }
 }
 
