@@ -1,12 +1,27 @@
 //! What the chaos proxy costs when no fault is in force: the same traffic through the proxy
 //! (`beamline-chaos`), through the least a proxy can be (`copy-bidirectional`: accept,
-//! connect, tokio's `copy_bidirectional`) and straight to the server (`direct`), in the same
-//! run.
+//! connect, tokio's `copy_bidirectional_with_sizes`) and straight to the server (`direct`),
+//! in the same run.
 //!
 //! A proxy adds a hop (every byte crosses two connections instead of one), so it cannot beat a
 //! direct connection; the goals bound how much slower it may be, so that tests routed through
 //! it measure the code under test, not the proxy, and require it to keep up with the minimal
 //! proxy although it checks its faults on every chunk.
+//!
+//! Equal work:
+//!
+//! | | beamline-chaos | copy-bidirectional | direct |
+//! |---|---|---|---|
+//! | runtime | the shared two-worker runtime (echo server, proxies and client together) | the same | the same |
+//! | connections | 1 client connection, kept across iterations; 1 upstream | the same | 1 client connection |
+//! | timeouts | none | none | none |
+//! | buffers | 32 KiB read buffer per direction | 32 KiB per direction (`copy_bidirectional_with_sizes`) | — |
+//! | `TCP_NODELAY` | on, both hops | on, both hops | on |
+//!
+//! The echo server (tokio's `io::copy`, 8 KiB) is the same for all three. What is checked:
+//! every echo is read back in full (`read_exact` of its length); the content is not compared.
+//! Memory: allocations per round trip (64 B) and per 1 MiB transfer, and the peak bytes
+//! held, counted in the whole process (proxy tasks included) by `beamline_benches::memory`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,7 +29,7 @@ use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use beamline_benches::runtime;
+use beamline_benches::{memory, runtime, selected};
 use beamline_chaos::Proxy;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
@@ -37,8 +52,16 @@ async fn echo_server() -> SocketAddr {
     addr
 }
 
+/// The read buffer beamline-chaos uses per direction; the minimal proxy gets the same.
+const BUFFER: usize = 32 * 1024;
+/// The three paths, as criterion functions.
+const FUNCTIONS: [&str; 3] = ["beamline-chaos", "copy-bidirectional", "direct"];
+/// Round trips per iteration of the memory count.
+const MEMORY_ROUND_TRIPS: u64 = 100;
+
 /// The least a TCP proxy can be, the peer a user would otherwise hand-roll: accept, connect
-/// upstream, tokio's `copy_bidirectional`, no faults.
+/// upstream, tokio's `copy_bidirectional_with_sizes` with beamline-chaos's buffer size, no
+/// faults.
 async fn minimal_proxy(upstream: SocketAddr) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -47,7 +70,13 @@ async fn minimal_proxy(upstream: SocketAddr) -> SocketAddr {
             client.set_nodelay(true).unwrap();
             tokio::spawn(async move {
                 let mut server = connect(upstream).await;
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                let _ = tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut server,
+                    BUFFER,
+                    BUFFER,
+                )
+                .await;
             });
         }
     });
@@ -102,46 +131,60 @@ fn configure(
 
 fn bench(c: &mut Criterion) {
     let rt = runtime();
-    let (proxy, mut through_proxy, mut through_minimal, mut direct) = rt.block_on(async {
+    let (proxy, mut paths) = rt.block_on(async {
         let server = echo_server().await;
         let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), server)
             .await
             .unwrap();
-        let through_proxy = connect(proxy.local_addr()).await;
-        let through_minimal = connect(minimal_proxy(server).await).await;
-        let direct = connect(server).await;
-        (proxy, through_proxy, through_minimal, direct)
+        let paths = [
+            connect(proxy.local_addr()).await,
+            connect(minimal_proxy(server).await).await,
+            connect(server).await,
+        ];
+        (proxy, paths)
     });
 
     let msg = [7u8; 64];
     let mut group = c.benchmark_group("chaos/round_trip_64b");
     configure(&mut group, Throughput::Elements(1), 30, 4);
-    group.bench_function("beamline-chaos", |b| {
-        b.iter_custom(|iters| rt.block_on(round_trips(&mut through_proxy, &msg, iters)))
-    });
-    group.bench_function("copy-bidirectional", |b| {
-        b.iter_custom(|iters| rt.block_on(round_trips(&mut through_minimal, &msg, iters)))
-    });
-    group.bench_function("direct", |b| {
-        b.iter_custom(|iters| rt.block_on(round_trips(&mut direct, &msg, iters)))
-    });
+    for (function, stream) in FUNCTIONS.iter().zip(&mut paths) {
+        group.bench_function(*function, |b| {
+            b.iter_custom(|iters| rt.block_on(round_trips(stream, &msg, iters)))
+        });
+    }
     group.finish();
 
     let block = vec![0x5Au8; 1 << 20];
     let mut group = c.benchmark_group("chaos/echo_1mib");
     configure(&mut group, Throughput::Bytes(block.len() as u64), 20, 5);
-    group.bench_function("beamline-chaos", |b| {
-        b.iter_custom(|iters| rt.block_on(transfers(&mut through_proxy, &block, iters)))
-    });
-    group.bench_function("copy-bidirectional", |b| {
-        b.iter_custom(|iters| rt.block_on(transfers(&mut through_minimal, &block, iters)))
-    });
-    group.bench_function("direct", |b| {
-        b.iter_custom(|iters| rt.block_on(transfers(&mut direct, &block, iters)))
-    });
+    for (function, stream) in FUNCTIONS.iter().zip(&mut paths) {
+        group.bench_function(*function, |b| {
+            b.iter_custom(|iters| rt.block_on(transfers(stream, &block, iters)))
+        });
+    }
     group.finish();
 
-    drop((through_proxy, through_minimal, direct));
+    let mut rows = Vec::new();
+    if selected("chaos/round_trip_64b", &FUNCTIONS) {
+        let ops = MEMORY_ROUND_TRIPS;
+        rows.extend(memory::measure(
+            "chaos/round_trip_64b",
+            ops,
+            &FUNCTIONS,
+            |i| {
+                let _ = rt.block_on(round_trips(&mut paths[i], &msg, ops));
+            },
+        ));
+    }
+    if selected("chaos/echo_1mib", &FUNCTIONS) {
+        rows.extend(memory::measure("chaos/echo_1mib", 1, &FUNCTIONS, |i| {
+            let _ = rt.block_on(transfers(&mut paths[i], &block, 1));
+        }));
+    }
+    if !rows.is_empty() {
+        memory::write("chaos", &rows).unwrap();
+    }
+    drop(paths);
     rt.block_on(proxy.shutdown());
 }
 

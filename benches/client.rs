@@ -1,13 +1,20 @@
-//! beamline's composed Client beside redis-rs, in the same run, against the same
-//! `redis-server` (started here on a free loopback port):
+//! beamline's composed Client beside redis-rs and fred, in the same run, against the same
+//! `redis-server` (started here on a free loopback port), on the same connections:
 //!
 //! - `client/64-callers-1-connection`: 64 concurrent callers, each doing 50 SET/GET pairs
-//!   (6,400 commands per iteration, every reply checked), through one `beamline::Client`
-//!   in FIFO mode over one connection, and through one redis-rs `MultiplexedConnection`
-//!   (its pipelined, multiplexed client).
-//! - `client/64-callers-pooled`: the same workload through a `beamline::Client` over a
-//!   shared pool of 4 connections taking 16 requests each, beside the same redis-rs
-//!   connection.
+//!   (6,400 commands per iteration, every reply checked), through one connection:
+//!   `beamline::Client` in FIFO mode, one redis-rs `MultiplexedConnection` (its pipelined,
+//!   multiplexed client), one fred `Client` (auto-pipelined).
+//! - `client/64-callers-pooled`: the same workload over 4 connections: a `beamline::Client`
+//!   over a shared pool of 4 connections taking 16 requests each, 4 redis-rs
+//!   `MultiplexedConnection`s taken in turn, a fred `Pool` of 4.
+//!
+//! Equal work (see `common/redis_pair.rs` for the table): the same 500 ms request timeout
+//! on every client (redis-rs's default, a timer per request on every side), `TCP_NODELAY`
+//! on every connection, the same connection count per row, the same two-worker runtime for
+//! callers and clients, one redis-server process; every reply checked. Memory: allocations
+//! per command and the peak bytes of one iteration, counted in this process (redis-server
+//! is another one).
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/redis_pair.rs"]
@@ -15,40 +22,22 @@ mod redis_pair;
 
 use std::time::Duration;
 
-use beamline::Client;
-use beamline::resp::{Command, Value};
-use beamline_benches::runtime;
+use beamline_benches::{memory, runtime, selected};
 use beamline_testkit::RedisServer;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use redis::aio::MultiplexedConnection;
+use redis_pair::{Clients, Kind};
 
 const CALLERS: usize = 64;
 const PAIRS: usize = 50;
 const COMMANDS: u64 = (CALLERS * PAIRS * 2) as u64;
 
-async fn beamline_workload(client: &Client<Command, Value>) {
+async fn workload(clients: &Clients) {
     let callers: Vec<_> = (0..CALLERS)
         .map(|caller| {
-            let client = client.clone();
+            let mut client = clients.for_caller(caller);
             tokio::spawn(async move {
                 for pair in 0..PAIRS {
-                    redis_pair::beamline_pair(&client, caller, pair).await;
-                }
-            })
-        })
-        .collect();
-    for caller in callers {
-        caller.await.unwrap();
-    }
-}
-
-async fn redis_rs_workload(conn: &MultiplexedConnection) {
-    let callers: Vec<_> = (0..CALLERS)
-        .map(|caller| {
-            let mut conn = conn.clone();
-            tokio::spawn(async move {
-                for pair in 0..PAIRS {
-                    redis_pair::redis_rs_pair(&mut conn, caller, pair).await;
+                    client.pair(caller, pair).await;
                 }
             })
         })
@@ -61,29 +50,38 @@ async fn redis_rs_workload(conn: &MultiplexedConnection) {
 fn clients(c: &mut Criterion) {
     let rt = runtime();
     let redis = RedisServer::start();
-    let redis_rs = redis_pair::redis_rs(&rt, &redis);
-    let one = rt
-        .block_on(Client::builder(redis.addr()).resp().connect())
-        .unwrap();
-    let pooled = redis_pair::beamline_pooled(&rt, &redis);
-
-    for (group, id, beamline) in [
-        ("client/64-callers-1-connection", "beamline-fifo", &one),
-        ("client/64-callers-pooled", "beamline-fifo-pooled", &pooled),
+    let mut rows = Vec::new();
+    for (group, kinds) in [
+        (
+            "client/64-callers-1-connection",
+            [Kind::Beamline, Kind::RedisRs, Kind::Fred],
+        ),
+        (
+            "client/64-callers-pooled",
+            [Kind::BeamlinePooled, Kind::RedisRsPooled, Kind::FredPooled],
+        ),
     ] {
-        let mut group = c.benchmark_group(group);
-        group
-            .throughput(Throughput::Elements(COMMANDS))
+        let functions = kinds.map(Kind::function);
+        let connected = kinds.map(|kind| Clients::connect(&rt, &redis, kind));
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Elements(COMMANDS))
             .sample_size(20)
             .warm_up_time(Duration::from_secs(2))
             .measurement_time(Duration::from_secs(8));
-        group.bench_function(id, |b| {
-            b.to_async(&rt).iter(|| beamline_workload(beamline));
-        });
-        group.bench_function("redis-rs-multiplexed", |b| {
-            b.to_async(&rt).iter(|| redis_rs_workload(&redis_rs));
-        });
-        group.finish();
+        for (function, clients) in functions.iter().zip(&connected) {
+            g.bench_function(*function, |b| {
+                b.to_async(&rt).iter(|| workload(clients));
+            });
+        }
+        g.finish();
+        if selected(group, &functions) {
+            rows.extend(memory::measure(group, COMMANDS, &functions, |side| {
+                rt.block_on(workload(&connected[side]));
+            }));
+        }
+    }
+    if !rows.is_empty() {
+        memory::write("client", &rows).unwrap();
     }
 }
 

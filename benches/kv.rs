@@ -1,60 +1,84 @@
-//! The `kv` example beside a real `redis-server`, measured by the real `redis-benchmark`:
-//! `-t ping,set,get -c 50 -P 16 -q --csv`, the same number of requests against each.
+//! The `kv` example as a user runs it, beside a real `redis-server`, measured by the real
+//! `redis-benchmark`: `-t ping,set,get,incr,lpush,mset -c 50 -P <1|16> -q --csv`, the same
+//! number of requests against each server.
 //!
-//! Not a criterion bench: the measurement is redis-benchmark's own requests/s. The two
-//! servers take turns over a few rounds (so a noisy moment hurts both alike) and each test's
-//! median is written to `target/beamline-bench/kv.json` for `cargo xtask bench`:
+//! Equal work:
+//!
+//! | | beamline-kv | beamline-kv, 1 worker | redis-server |
+//! |---|---|---|---|
+//! | process | the `kv` example's release binary (built here by cargo), default flags but `--port` | the same with `TOKIO_WORKER_THREADS=1` | `redis-server`, persistence off |
+//! | threads | tokio's default runtime: a worker per core | one worker (redis-server's one main thread) | one main thread |
+//! | load | redis-benchmark, 50 connections, pipelines of 1 and of 16 | the same | the same |
+//!
+//! The three servers take turns, in an order that rotates every round, for 5 rounds
+//! (`BEAMLINE_KV_BENCH_ROUNDS`), so a noisy moment hurts all alike; each round's
+//! requests/s per test go to `target/beamline-bench/kv.json` as samples, and `cargo xtask
+//! bench` reports each test's median with its min–max, and the ratio round by round:
 //!
 //! | group | what |
 //! |---|---|
-//! | `kv/redis-benchmark-ping` | `PING` as a RESP array (`PING_MBULK`) |
-//! | `kv/redis-benchmark-ping-inline` | `PING` as an inline command (`PING_INLINE`) |
-//! | `kv/redis-benchmark-set` | `SET key:__rand_int__ xxx` |
-//! | `kv/redis-benchmark-get` | `GET key:__rand_int__` |
+//! | `kv/<test>-p1`, `kv/<test>-p16` | kv as a user starts it against redis-server, `<test>` one of `ping` (`PING_MBULK`), `set`, `get`, `incr`, `lpush`, `mset` (10 keys) |
+//! | `kv/<test>-p1-1worker`, `kv/<test>-p16-1worker` | kv on one worker against the same redis-server rounds |
+//! | `kv/geomean-p1`, `kv/geomean-p16` (and `-1worker`) | per round, the geometric mean over the tests |
 //!
-//! with functions `beamline-kv` (the subject) and `redis-server` (the peer). kv runs in
-//! this process on a multi-thread tokio runtime with **one** worker thread: the same compute
-//! as redis-server's single main thread (a separate process with persistence off), leaving
-//! the other core of a 2-core machine to redis-benchmark, which drives both. (With a worker
-//! per core, kv and the load generator fight over the same cores and the figure measures the
-//! contention, not the server.) Each run is sized to take about 8 s (from a calibration run), at most
-//! 5 million requests per test.
-//!
-//! Environment: `BEAMLINE_KV_BENCH_ROUNDS` (default 3) rounds; `BEAMLINE_KV_BENCH_N` fixes
-//! the number of requests per test instead of calibrating.
+//! redis-benchmark does not look at the replies, so before measuring, each test's command is
+//! sent once to every server and the reply checked: a test kv answers with an error is
+//! left out (and said so) rather than measured as fast errors. redis-benchmark shares the
+//! machine's two cores with the servers: with a worker per core kv competes with its own load
+//! generator, which is why the one-worker setting is measured too. Each run is sized from a
+//! calibration run to take about 3 s (`BEAMLINE_KV_BENCH_N` fixes the requests per test
+//! instead). Memory: each server's peak resident set (`VmHWM`) after all rounds, written as
+//! a section.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use beamline_benches::{External, write_external};
-use beamline_examples::kv::{self, KvConfig};
-use beamline_testkit::RedisServer;
+use beamline_benches::{Sampled, Summary, results_dir, selected, write_sampled, write_section};
+use beamline_testkit::{RedisServer, free_port};
 
-/// redis-benchmark's test names and the groups they are reported under.
-const TESTS: [(&str, &str); 4] = [
-    ("PING_INLINE", "kv/redis-benchmark-ping-inline"),
-    ("PING_MBULK", "kv/redis-benchmark-ping"),
-    ("SET", "kv/redis-benchmark-set"),
-    ("GET", "kv/redis-benchmark-get"),
+/// redis-benchmark's test names (up to the first space), our names, and the command that
+/// checks the server supports it.
+const TESTS: [(&str, &str, &[&str]); 6] = [
+    ("PING_MBULK", "ping", &["PING"]),
+    ("SET", "set", &["SET", "key:probe", "xxx"]),
+    ("GET", "get", &["GET", "key:probe"]),
+    ("INCR", "incr", &["INCR", "counter:probe"]),
+    ("LPUSH", "lpush", &["LPUSH", "list:probe", "xxx"]),
+    (
+        "MSET",
+        "mset",
+        &["MSET", "key:probe", "xxx", "key:probe2", "yyy"],
+    ),
 ];
+const PIPELINES: [u32; 2] = [1, 16];
 
-const SUBJECT: &str = "beamline-kv";
-const PEER: &str = "redis-server";
+const KV: &str = "beamline-kv";
+const KV_ONE_WORKER: &str = "beamline-kv-1worker";
+const REDIS: &str = "redis-server";
 
-/// The time one run (all four tests against one server) should take.
-const RUN_TARGET: Duration = Duration::from_secs(8);
+/// The time one run (every test against one server) should take.
+const RUN_TARGET: Duration = Duration::from_secs(3);
 /// A run that takes longer than this is stopped: the bench fails rather than hang.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
-/// Requests/s per test name, from one `redis-benchmark --csv` run against `port`.
-fn redis_benchmark(port: u16, requests: u64) -> BTreeMap<String, f64> {
+/// Requests/s per test name (up to the first space), from one `redis-benchmark --csv` run.
+fn redis_benchmark(port: u16, pipeline: u32, requests: u64) -> BTreeMap<String, f64> {
     let mut child = match Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-t", "ping,set,get", "-c", "50", "-P", "16", "-q", "--csv"])
-        .args(["-n", &requests.to_string()])
+        .args([
+            "-t",
+            "ping,set,get,incr,lpush,mset",
+            "-c",
+            "50",
+            "-q",
+            "--csv",
+        ])
+        .args(["-P", &pipeline.to_string(), "-n", &requests.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -77,50 +101,148 @@ fn redis_benchmark(port: u16, requests: u64) -> BTreeMap<String, f64> {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
+    let mut out = String::new();
     child
         .stdout
         .take()
         .unwrap()
-        .read_to_string(&mut stdout)
+        .read_to_string(&mut out)
         .unwrap();
     child
         .stderr
         .take()
         .unwrap()
-        .read_to_string(&mut stderr)
+        .read_to_string(&mut out)
         .unwrap();
-    assert!(status.success(), "redis-benchmark failed: {stdout}{stderr}");
-    let rates: BTreeMap<String, f64> = stdout
+    assert!(status.success(), "redis-benchmark failed: {out}");
+    let rates: BTreeMap<String, f64> = out
         .lines()
         .filter_map(|line| {
             let mut fields = line.split(',').map(|f| f.trim_matches('"'));
             let (name, rps) = (fields.next()?, fields.next()?);
+            let name = name.split(' ').next()?;
             Some((name.to_owned(), rps.parse().ok()?))
         })
         .collect();
-    for (test, _) in TESTS {
-        assert!(rates.contains_key(test), "no {test} in: {stdout}{stderr}");
+    for (test, _, _) in TESTS {
+        assert!(rates.contains_key(test), "no {test} in: {out}");
     }
     rates
 }
 
-/// Seconds one run of `requests` per test takes at these rates.
-fn run_time(rates: &BTreeMap<String, f64>, requests: u64) -> f64 {
-    TESTS
-        .iter()
-        .map(|(test, _)| requests as f64 / rates[*test])
-        .sum()
+/// Sends `args` as one RESP command on `stream` and reads the reply's first line.
+fn command(stream: &mut BufReader<TcpStream>, args: &[&str]) -> String {
+    let mut request = format!("*{}\r\n", args.len());
+    for a in args {
+        request.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    stream.get_mut().write_all(request.as_bytes()).unwrap();
+    let mut line = String::new();
+    stream.read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
+fn connect(port: u16) -> BufReader<TcpStream> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    BufReader::new(stream)
+}
+
+/// The tests whose command `port` answers without an error.
+fn supported(port: u16) -> Vec<&'static str> {
+    let mut stream = connect(port);
+    TESTS
+        .iter()
+        .filter(|(_, _, probe)| {
+            let reply = command(&mut stream, probe);
+            // A bulk reply's body follows its length line.
+            if let Some(len) = reply
+                .strip_prefix('$')
+                .and_then(|l| l.parse::<usize>().ok())
+            {
+                let mut body = vec![0u8; len + 2];
+                stream.read_exact(&mut body).unwrap();
+            }
+            !reply.starts_with('-')
+        })
+        .map(|(test, _, _)| *test)
+        .collect()
+}
+
+/// redis-server's pid, from `INFO server`.
+fn redis_pid(port: u16) -> u32 {
+    let mut stream = connect(port);
+    let header = command(&mut stream, &["INFO", "server"]);
+    let len: usize = header.trim_start_matches('$').parse().unwrap();
+    let mut body = vec![0u8; len + 2];
+    stream.read_exact(&mut body).unwrap();
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
+        .unwrap()
+}
+
+/// Peak resident set of process `pid`, in bytes (`VmHWM` of /proc/<pid>/status).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+/// The kv example's release binary, built (or found up to date) by cargo.
+fn kv_binary() -> PathBuf {
+    let target = results_dir().parent().unwrap().to_path_buf();
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&workspace)
+        .args(["build", "--release", "--package", "beamline-examples"])
+        .args(["--example", "kv", "--target-dir"])
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the kv example failed");
+    target.join("release").join("examples").join("kv")
+}
+
+/// A kv process, killed on drop.
+struct Kv {
+    child: Child,
+    port: u16,
+}
+
+impl Kv {
+    fn start(binary: &PathBuf, workers: Option<usize>) -> Kv {
+        let port = free_port();
+        let mut cmd = Command::new(binary);
+        cmd.args(["--port", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(n) = workers {
+            cmd.env("TOKIO_WORKER_THREADS", n.to_string());
+        }
+        let child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "kv did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Kv { child, port }
+    }
+}
+
+impl Drop for Kv {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -133,89 +255,148 @@ fn env_number(name: &str) -> Option<u64> {
     )
 }
 
+/// The group of `test` (or `geomean`) at `pipeline`, for kv as shipped or on one worker.
+fn group(test: &str, pipeline: u32, one_worker: bool) -> String {
+    let suffix = if one_worker { "-1worker" } else { "" };
+    format!("kv/{test}-p{pipeline}{suffix}")
+}
+
 fn main() {
-    // `cargo bench` passes `--bench`; a filter (as criterion takes it: a part of a group
-    // name) that names none of this file's groups skips it.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    if let Some(filter) = filter
-        && !TESTS.iter().any(|(_, group)| group.contains(&filter))
-    {
+    let names: Vec<&str> = TESTS
+        .iter()
+        .map(|(_, name, _)| *name)
+        .chain(["geomean"])
+        .collect();
+    let any_selected = names.iter().any(|name| {
+        PIPELINES.iter().any(|&p| {
+            [false, true]
+                .iter()
+                .any(|&one| selected(&group(name, p, one), &[KV, REDIS]))
+        })
+    });
+    if !any_selected {
         return;
     }
-    let rounds = env_number("BEAMLINE_KV_BENCH_ROUNDS").unwrap_or(3).max(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let kv = runtime
-        .block_on(async { kv::start(KvConfig::new().addr("127.0.0.1:0".parse().unwrap())) })
-        .unwrap();
+    let rounds = env_number("BEAMLINE_KV_BENCH_ROUNDS").unwrap_or(5).max(1) as usize;
+    let binary = kv_binary();
+    let kv = Kv::start(&binary, None);
+    let kv_one = Kv::start(&binary, Some(1));
     let redis = RedisServer::start();
-    let servers = [(SUBJECT, kv.local_addr().port()), (PEER, redis.port())];
+    let servers = [
+        (KV, kv.port),
+        (KV_ONE_WORKER, kv_one.port),
+        (REDIS, redis.port()),
+    ];
 
-    let requests = env_number("BEAMLINE_KV_BENCH_N").unwrap_or_else(|| {
-        // Calibrate (and warm both up): size runs so the slower server's takes RUN_TARGET.
-        let probe = 200_000;
-        let slowest = servers
-            .iter()
-            .map(|(_, port)| run_time(&redis_benchmark(*port, probe), probe))
-            .fold(0.0, f64::max);
-        let scaled = probe as f64 * RUN_TARGET.as_secs_f64() / slowest;
-        ((scaled / 100_000.0).round() as u64 * 100_000).clamp(100_000, 5_000_000)
-    });
-    println!("kv: redis-benchmark -t ping,set,get -c 50 -P 16 -n {requests}, {rounds} rounds");
+    // Tests every server answers (redis-benchmark would count error replies as answers).
+    let mut tests: Vec<(&str, &str)> = TESTS.iter().map(|(t, n, _)| (*t, *n)).collect();
+    let mut left_out = Vec::new();
+    for (function, port) in servers {
+        let ok = supported(port);
+        tests.retain(|(test, name)| {
+            let keep = ok.contains(test);
+            if !keep {
+                left_out.push(format!(
+                    "`{name}` ({function} answers its command with an error)"
+                ));
+            }
+            keep
+        });
+    }
 
-    let mut samples: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
-    for round in 0..rounds {
-        // Alternate who goes first, so neither always runs on a machine the other warmed.
-        let order: Vec<_> = if round % 2 == 0 {
-            servers.iter().collect()
-        } else {
-            servers.iter().rev().collect()
-        };
-        for (function, port) in order {
-            let rates = redis_benchmark(*port, requests);
-            let line: Vec<String> = TESTS
+    // samples[(function, pipeline, test)] = one rate per round
+    let mut samples: BTreeMap<(&str, u32, &str), Vec<f64>> = BTreeMap::new();
+    for pipeline in PIPELINES {
+        let requests = env_number("BEAMLINE_KV_BENCH_N").unwrap_or_else(|| {
+            // Calibrate (and warm all up): size runs so the slowest server's takes RUN_TARGET.
+            let probe = if pipeline == 1 { 50_000 } else { 200_000 };
+            let slowest = servers
                 .iter()
-                .map(|(test, _)| format!("{test} {:.0}", rates[*test]))
-                .collect();
-            println!("  round {} {function:<13} {}", round + 1, line.join(", "));
-            for (test, _) in TESTS {
-                samples
-                    .entry((function, test))
-                    .or_default()
-                    .push(rates[test]);
+                .map(|(_, port)| {
+                    let rates = redis_benchmark(*port, pipeline, probe);
+                    tests
+                        .iter()
+                        .map(|(t, _)| probe as f64 / rates[*t])
+                        .sum::<f64>()
+                })
+                .fold(0.0, f64::max);
+            let scaled = probe as f64 * RUN_TARGET.as_secs_f64() / slowest;
+            ((scaled / 10_000.0).round() as u64 * 10_000).clamp(10_000, 5_000_000)
+        });
+        println!("kv: redis-benchmark -c 50 -P {pipeline} -n {requests}, {rounds} rounds");
+        for round in 0..rounds {
+            for k in 0..servers.len() {
+                let (function, port) = servers[(round + k) % servers.len()];
+                let rates = redis_benchmark(port, pipeline, requests);
+                let line: Vec<String> = tests
+                    .iter()
+                    .map(|(t, _)| format!("{t} {:.0}", rates[*t]))
+                    .collect();
+                println!("  round {} {function:<20} {}", round + 1, line.join(", "));
+                for (test, _) in &tests {
+                    samples
+                        .entry((function, pipeline, test))
+                        .or_default()
+                        .push(rates[*test]);
+                }
             }
         }
     }
-    let stats = kv.server().stats();
-    assert_eq!((stats.panicked, stats.errored), (0, 0), "{stats:?}");
-    drop(kv);
-    drop(redis);
+
+    let peaks: Vec<(&str, u64)> = vec![
+        (KV, peak_rss(kv.child.id())),
+        (KV_ONE_WORKER, peak_rss(kv_one.child.id())),
+        (REDIS, peak_rss(redis_pid(redis.port()))),
+    ];
+    drop((kv, kv_one, redis));
 
     let mut results = Vec::new();
-    println!(
-        "\n{:<32} {:>14} {:>14} {:>7}",
-        "group (median requests/s)", SUBJECT, PEER, "ratio"
-    );
-    for (test, group) in TESTS {
-        let subject = median(samples.get_mut(&(SUBJECT, test)).unwrap());
-        let peer = median(samples.get_mut(&(PEER, test)).unwrap());
-        println!(
-            "{group:<32} {subject:>14.0} {peer:>14.0} {:>7.2}",
-            subject / peer
-        );
-        for (function, amount) in [(SUBJECT, subject), (PEER, peer)] {
-            results.push(External {
-                group: group.to_owned(),
-                function: function.to_owned(),
-                metric: "requests/s",
-                amount,
-                higher_is_better: true,
-            });
+    let sampled = |group: String, function: &str, samples: Vec<f64>| Sampled {
+        group,
+        function: function.to_owned(),
+        metric: "requests/s",
+        samples,
+        summary: Summary::Median,
+        higher_is_better: true,
+    };
+    for pipeline in PIPELINES {
+        for (subject, one_worker) in [(KV, false), (KV_ONE_WORKER, true)] {
+            let mut geo: Vec<Vec<f64>> = vec![vec![0.0; rounds]; 2];
+            for (test, name) in &tests {
+                let g = group(name, pipeline, one_worker);
+                for (side, function) in [subject, REDIS].into_iter().enumerate() {
+                    let s = samples[&(function, pipeline, *test)].clone();
+                    for (r, rate) in s.iter().enumerate() {
+                        geo[side][r] += rate.ln() / tests.len() as f64;
+                    }
+                    // The subject is `beamline-kv` in both settings: the group says which.
+                    results.push(sampled(g.clone(), if side == 0 { KV } else { REDIS }, s));
+                }
+            }
+            let g = group("geomean", pipeline, one_worker);
+            for (side, logs) in geo.into_iter().enumerate() {
+                let s = logs.into_iter().map(f64::exp).collect();
+                results.push(sampled(g.clone(), if side == 0 { KV } else { REDIS }, s));
+            }
         }
     }
-    let path = write_external("kv", &results).unwrap();
+    let path = write_sampled("kv", &results).unwrap();
+
+    let mut section = String::from(
+        "### kv: memory beside speed\n\n\
+         Each server's peak resident set (`VmHWM`) after every round of `benches/kv.rs`.\n\n\
+         | server | peak RSS |\n|---|---|\n",
+    );
+    for (function, bytes) in &peaks {
+        section.push_str(&format!(
+            "| {function} | {:.1} MiB |\n",
+            *bytes as f64 / 1048576.0
+        ));
+    }
+    if !left_out.is_empty() {
+        section.push_str(&format!("\nLeft out: {}.\n", left_out.join("; ")));
+    }
+    print!("\n{section}");
+    write_section("kv", &section).unwrap();
     println!("\nwritten to {}", path.display());
 }

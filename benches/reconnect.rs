@@ -5,11 +5,22 @@
 //! ten delays from it (throughput: 10 delays). backon has one jitter kind (`t + rand(0, t)`,
 //! which can reach twice the cap), so it is the peer for every jittered kind.
 //! The clock is read once, outside the measured loop, for both (backon takes no `now`).
+//!
+//! Equal work: both sides are pure computation on the bench's thread (no runtime, no
+//! connections, no timeouts, no buffers); both build a seeded policy and sum ten delays
+//! (passed through `black_box`, not checked). Only `delay-none` (exponential, no jitter) and
+//! `delay-constant` compute the same formula on both sides, so only they have goals in
+//! benches/goals.txt; the jittered kinds (full, equal, decorrelated, the gRPC preset's ±20%)
+//! are other formulas than backon's single jitter, and their rows are shown for the cost
+//! alone — tens of nanoseconds next to the sleep they compute. What matters about jitter is
+//! the herd it spreads, which BENCHMARKS.md shows from `beamline_reconnect::herd`.
+//! Memory: allocations per delay and the peak bytes of one loop.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ConstantBuilder, ExponentialBuilder};
+use beamline_benches::{memory, selected};
 use beamline_reconnect::{BackoffConfig, Jitter};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -46,8 +57,44 @@ fn backon_exponential(jitter: bool, seed: u64) -> ExponentialBuilder {
     }
 }
 
+const FUNCTIONS: [&str; 2] = ["beamline", "backon"];
+
+/// The group `reconnect/delay-<name>`: `beamline(seed)` beside `backon(seed)`, each one
+/// retry loop of [`DELAYS`] delays; then (when selected) their allocations.
+fn group(
+    c: &mut Criterion,
+    name: &str,
+    mut beamline: impl FnMut(u64) -> Duration,
+    mut backon: impl FnMut(u64) -> Duration,
+    memory_rows: &mut Vec<memory::Memory>,
+) {
+    let name = format!("reconnect/delay-{name}");
+    let mut group = c.benchmark_group(&name);
+    group.throughput(Throughput::Elements(DELAYS));
+    let mut seed = 0u64;
+    group.bench_function(FUNCTIONS[0], |b| {
+        b.iter(|| {
+            seed = seed.wrapping_add(1);
+            beamline(seed)
+        })
+    });
+    group.bench_function(FUNCTIONS[1], |b| {
+        b.iter(|| {
+            seed = seed.wrapping_add(1);
+            backon(seed)
+        })
+    });
+    group.finish();
+    if selected(&name, &FUNCTIONS) {
+        memory_rows.extend(memory::measure(&name, DELAYS, &FUNCTIONS, |i| {
+            black_box(if i == 0 { beamline(1) } else { backon(1) });
+        }));
+    }
+}
+
 fn delays(c: &mut Criterion) {
     let now = Instant::now();
+    let mut rows = Vec::new();
     let exponential = BackoffConfig::exponential(MS * 100, 2.0, Duration::from_secs(10));
     let kinds = [
         ("none", Jitter::None),
@@ -57,38 +104,22 @@ fn delays(c: &mut Criterion) {
     ];
     for (name, jitter) in kinds {
         let config = exponential.clone().jitter(jitter);
-        let mut group = c.benchmark_group(format!("reconnect/delay-{name}"));
-        group.throughput(Throughput::Elements(DELAYS));
-        let mut seed = 0u64;
-        group.bench_function("beamline", |b| {
-            b.iter(|| {
-                seed = seed.wrapping_add(1);
-                beamline_loop(black_box(&config), seed, now)
-            })
-        });
         let with_jitter = jitter != Jitter::None;
-        group.bench_function("backon", |b| {
-            b.iter(|| {
-                seed = seed.wrapping_add(1);
-                backon_loop(black_box(backon_exponential(with_jitter, seed)))
-            })
-        });
-        group.finish();
+        group(
+            c,
+            name,
+            |seed| beamline_loop(black_box(&config), seed, now),
+            |seed| backon_loop(black_box(backon_exponential(with_jitter, seed))),
+            &mut rows,
+        );
     }
 
-    let mut group = c.benchmark_group("reconnect/delay-grpc");
-    group.throughput(Throughput::Elements(DELAYS));
     let grpc = BackoffConfig::grpc();
-    let mut seed = 0u64;
-    group.bench_function("beamline", |b| {
-        b.iter(|| {
-            seed = seed.wrapping_add(1);
-            beamline_loop(black_box(&grpc), seed, now)
-        })
-    });
-    group.bench_function("backon", |b| {
-        b.iter(|| {
-            seed = seed.wrapping_add(1);
+    group(
+        c,
+        "grpc",
+        |seed| beamline_loop(black_box(&grpc), seed, now),
+        |seed| {
             let builder = ExponentialBuilder::new()
                 .with_min_delay(Duration::from_secs(1))
                 .with_factor(1.6)
@@ -97,25 +128,26 @@ fn delays(c: &mut Criterion) {
                 .with_jitter()
                 .with_jitter_seed(seed);
             backon_loop(black_box(builder))
-        })
-    });
-    group.finish();
+        },
+        &mut rows,
+    );
 
-    let mut group = c.benchmark_group("reconnect/delay-constant");
-    group.throughput(Throughput::Elements(DELAYS));
     let constant = BackoffConfig::constant(MS * 500);
-    group.bench_function("beamline", |b| {
-        b.iter(|| beamline_loop(black_box(&constant), 1, now))
-    });
-    group.bench_function("backon", |b| {
-        b.iter(|| {
+    group(
+        c,
+        "constant",
+        |_| beamline_loop(black_box(&constant), 1, now),
+        |_| {
             let builder = ConstantBuilder::new()
                 .with_delay(MS * 500)
                 .without_max_times();
             backon_loop(black_box(builder))
-        })
-    });
-    group.finish();
+        },
+        &mut rows,
+    );
+    if !rows.is_empty() {
+        memory::write("reconnect", &rows).unwrap_or_else(|e| panic!("memory results: {e}"));
+    }
 }
 
 fn config() -> Criterion {

@@ -87,8 +87,9 @@ commands:
           --only <filter>  run only the matrix cells whose name contains <filter>
   bench [--report-only] [<filter>]
         Run the criterion benches in benches/ (and the external comparisons), then
-        write the ratio tables into BENCHMARKS.md.
-          --report-only    only rewrite BENCHMARKS.md from saved criterion estimates
+        write the ratio tables, with intervals and verdicts, into BENCHMARKS.md. With a
+        <filter>, only the groups it ran are rewritten; every other row keeps its stamp.
+          --report-only    only rewrite BENCHMARKS.md from the results saved in target/
   demo [--quick]
         Run the demo: a supervised key-value server, many reconnecting clients, a
         server restart midway, live progress and a plot of the reconnect herd.

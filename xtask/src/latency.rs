@@ -95,9 +95,11 @@ pub(crate) fn chart(percentiles: &[f64], lines: &[Line]) -> Chart {
 pub(crate) fn markdown(percentiles: &[f64], lines: &[Line], svg_path: &str) -> String {
     let mut s = String::from(
         "### client: latency distribution\n\n\
-         64 callers, each doing 250 SET/GET pairs back to back, every reply checked, against the \
-         same redis-server; the clients take turns over 3 rounds and every request's latency is \
-         kept (`benches/latency.rs`).\n\n| percentile |",
+         64 callers doing SET/GET pairs back to back, every reply checked, against the same \
+         redis-server, each client over 4 connections with the same 500 ms request timeout; \
+         the clients take turns over many rounds and every request's latency is kept, pooled \
+         over the rounds below (`benches/latency.rs`). The p50, p99 and p99.9 with their 95% \
+         intervals over the rounds are in the client table above.\n\n| percentile |",
     );
     for l in lines {
         s.push_str(&format!(" {} (ms) |", l.function));
