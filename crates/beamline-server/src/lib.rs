@@ -137,14 +137,15 @@ mod stats;
 
 pub use beamline_process::{ExitReason, Info, ProcessId};
 pub use conn::{
-    Conn, ConnInfo, Connection, Endpoint, Flow, Handler, ShutdownSignal, Stream, TimeoutKind,
-    Transport,
+    Conn, ConnError, ConnInfo, Connection, Endpoint, Flow, Handler, ShutdownSignal, Stream,
+    TimeoutKind, Transport,
 };
 pub use error::{ResumeError, ShutdownError, StartError, SuspendError};
 pub use handle::{DrainReport, ServerHandle, ServerState};
 pub use limits::Overload;
 pub use listen::ListenAddr;
 pub use server::{
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, Server,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_READ_BUFFER,
+    DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, Server,
 };
 pub use stats::ServerStats;
