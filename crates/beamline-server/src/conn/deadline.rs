@@ -85,6 +85,8 @@ pub(crate) struct Alarm {
     sleep: Sleep,
     /// Polled since its last reset, with this task's waker registered.
     armed: bool,
+    /// Moved to the lifetime, past the read deadline, while a callback ran.
+    beyond: bool,
 }
 
 impl Alarm {
@@ -94,6 +96,7 @@ impl Alarm {
         Self {
             sleep: tokio::time::sleep_until(deadlines.next().unwrap_or_else(Instant::now)),
             armed: false,
+            beyond: false,
         }
     }
 
@@ -130,6 +133,13 @@ impl Alarm {
         deadlines: &Deadlines,
         cx: &mut Context<'_>,
     ) -> Poll<TimeoutKind> {
+        // The common wake-up: registered, not fired. (Deadlines only move later, and every
+        // reset disarms, so an armed timer is at or before the next deadline, unless the
+        // lifetime race moved it beyond.)
+        if self.armed && !self.beyond && !self.sleep.is_elapsed() {
+            return Poll::Pending;
+        }
+        *self.as_mut().project().beyond = false;
         loop {
             let Some(next) = deadlines.next() else {
                 return Poll::Pending;
@@ -169,6 +179,7 @@ impl Alarm {
             }
             // Fired for the read deadline: while a callback runs, only the lifetime counts.
             self.as_mut().reset(end);
+            *self.as_mut().project().beyond = true;
         }
     }
 }
@@ -230,6 +241,20 @@ mod tests {
         let kind = std::future::poll_fn(|cx| alarm.as_mut().poll_expired(&d, cx)).await;
         assert_eq!(kind, TimeoutKind::ReadIdle);
         assert_eq!(Instant::now() - t0, 16 * S);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_deadline_passed_during_a_callback_is_due_when_it_returns() {
+        let t0 = Instant::now();
+        let d = Deadlines::new(t0, Some(10 * S), Some(100 * S));
+        let alarm = Alarm::new(&d);
+        tokio::pin!(alarm);
+        // A callback runs for 30 s, raced against the lifetime only.
+        let race = std::future::poll_fn(|cx| alarm.as_mut().poll_lifetime(&d, cx));
+        assert!(tokio::time::timeout(30 * S, race).await.is_err());
+        let due = std::future::poll_fn(|cx| Poll::Ready(alarm.as_mut().poll_expired(&d, cx)));
+        assert_eq!(due.await, Poll::Ready(TimeoutKind::ReadIdle));
+        assert_eq!(Instant::now() - t0, 30 * S);
     }
 
     #[tokio::test(start_paused = true)]

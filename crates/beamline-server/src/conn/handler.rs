@@ -32,10 +32,11 @@ pub enum Flow {
 /// fail. `?` works on any error inside a callback: it becomes [`ExitReason::Error`].
 ///
 /// # Lifecycle
-/// `on_connect`, then any of `on_data` / `on_message` / `on_info` / `on_timeout(ReadIdle)`,
-/// repeated; then at most one `on_shutdown` and one `on_close` (either order, with more of
-/// the above in between); the last callback is the one that returns `Close` or `Err`, or
-/// `on_timeout(Lifetime)`, or `on_error` (which ends it).
+/// `on_connect` → (`on_data` | `on_message` | `on_info` | `on_timeout` | `on_close` |
+/// `on_shutdown`)*, repeating, with `on_close` (the peer's EOF; no `on_data` after it) and
+/// `on_shutdown` (a drain) at most once each → closed; `on_error` instead of the next
+/// callback when the peer is at fault. It ends after a callback returns `Close` or `Err`,
+/// after `on_timeout(Lifetime)`, or after `on_error`.
 ///
 /// # Guarantees
 /// - **One event at a time.** Callbacks of one connection never overlap, and none is ever
