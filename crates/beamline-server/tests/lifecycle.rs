@@ -9,50 +9,20 @@ mod common;
 use std::task::Poll;
 use std::time::Duration;
 
-use beamline_server::{
-    Conn, ExitReason, Flow, Handler, Overload, Server, ServerHandle, ServerState,
-};
-use bytes::BytesMut;
+use beamline_server::{Handler, Overload, Server, ServerHandle, ServerState};
 use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// Echoes; blocks for ever in the callback on "block"; keeps serving during a drain.
-#[derive(Clone)]
-struct Blocking;
-
-impl Handler for Blocking {
-    async fn on_data(
-        &mut self,
-        data: &mut BytesMut,
-        conn: &mut Conn<'_>,
-    ) -> Result<Flow, ExitReason> {
-        if data.starts_with(b"block") {
-            std::future::pending::<()>().await;
-        }
-        echo_back(data, conn).await
-    }
-
-    async fn on_shutdown(&mut self, _conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
-        Ok(Flow::Continue)
-    }
-}
-
 #[test]
 fn dropping_the_handle_kills_connections_blocked_in_a_callback_or_a_write() {
     // Counting this process's descriptors and tasks needs no other test beside it.
-    const TEST: &str = "dropping_the_handle_kills_connections_blocked_in_a_callback_or_a_write";
-    if !is_child(TEST) {
-        run_in_child(TEST, fd_limit());
-        return;
-    }
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(drop_kills_blocked_connections());
+    alone_in_child(
+        "dropping_the_handle_kills_connections_blocked_in_a_callback_or_a_write",
+        drop_kills_blocked_connections,
+    );
 }
 
 async fn drop_kills_blocked_connections() {

@@ -260,29 +260,12 @@ async fn an_unending_partial_frame_is_cut_at_the_read_buffer_limit() {
     }
 }
 
-/// A callback that never returns once it gets `block`.
-#[derive(Clone)]
-struct Stuck;
-
-impl Handler for Stuck {
-    async fn on_data(
-        &mut self,
-        data: &mut BytesMut,
-        conn: &mut Conn<'_>,
-    ) -> Result<Flow, ExitReason> {
-        if data.starts_with(b"block") {
-            std::future::pending::<()>().await;
-        }
-        echo_back(data, conn).await
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_callback_blocked_when_the_lifetime_passes_is_killed() {
     let server = Server::new()
         .bind(localhost())
         .lifetime(Some(10 * SECOND))
-        .start(Stuck)
+        .start(Blocking)
         .unwrap();
     let started = Instant::now();
     let mut client = TcpStream::connect(addr(&server)).await.unwrap();

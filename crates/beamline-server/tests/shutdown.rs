@@ -282,16 +282,7 @@ async fn resume_reports_a_port_taken_meanwhile_and_can_retry() {
 #[test]
 fn dropping_the_handle_leaks_nothing() {
     // Counting this process's descriptors needs no other test running beside it.
-    const TEST: &str = "dropping_the_handle_leaks_nothing";
-    if !is_child(TEST) {
-        run_in_child(TEST, fd_limit());
-        return;
-    }
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(drop_leaks_nothing());
+    alone_in_child("dropping_the_handle_leaks_nothing", drop_leaks_nothing);
 }
 
 async fn drop_leaks_nothing() {
