@@ -32,11 +32,11 @@ pub enum Flow {
 /// fail. `?` works on any error inside a callback: it becomes [`ExitReason::Error`].
 ///
 /// # Lifecycle
-/// `on_connect` → (`on_data` | `on_message` | `on_info` | `on_timeout` | `on_close` |
-/// `on_shutdown`)*, repeating, with `on_close` (the peer's EOF; no `on_data` after it) and
-/// `on_shutdown` (a drain) at most once each → closed; `on_error` instead of the next
-/// callback when the peer is at fault. It ends after a callback returns `Close` or `Err`,
-/// after `on_timeout(Lifetime)`, or after `on_error`.
+/// `on_connect`, then (`on_data` | `on_message` | `on_info` | `on_timeout` | `on_close` |
+/// `on_shutdown`) repeated — `on_close` (the peer's EOF, no `on_data` after it) and
+/// `on_shutdown` (a drain) at most once each — until one returns `Close` or `Err` or is
+/// `on_timeout(Lifetime)`; when the peer is at fault, `on_error` comes instead of the next
+/// callback and is the last.
 ///
 /// # Guarantees
 /// - **One event at a time.** Callbacks of one connection never overlap, and none is ever
