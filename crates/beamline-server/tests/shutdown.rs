@@ -84,8 +84,13 @@ async fn a_drain_returns_as_soon_as_every_connection_has_said_goodbye() {
     let stats = server.stats();
     assert_eq!((stats.closed, stats.killed, stats.active), (10, 0, 0));
     assert_balanced(&stats);
-    // Nothing listens any more.
-    assert!(TcpStream::connect(addr(&server)).await.is_err());
+    // Nothing of ours listens any more: a connect is refused, or (the port is free for any
+    // process of this shared machine to take) reaches someone else.
+    if let Ok(stranger) = TcpStream::connect(addr(&server)).await {
+        drop(stranger);
+        tokio::task::yield_now().await;
+        assert_eq!(server.stats().accepted, 10, "accepted after the shutdown");
+    }
 }
 
 #[tokio::test(start_paused = true)]
