@@ -10,7 +10,9 @@
 //!
 //! Open a few `nc` sessions, then press Ctrl-C in the server: it stops accepting, tells every
 //! connection "server shutting down" and closes it, and prints how many connections drained
-//! (and how many had to be aborted at the 5 s deadline).
+//! (and how many had to be aborted at the 5 s deadline). A client that sends without ever
+//! reading the echoes (`yes | nc 127.0.0.1 7000 | sleep 1000`) is closed by the 10 s send
+//! timeout.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -71,6 +73,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = Server::new()
         .bind(addr)
         .read_timeout(Some(Duration::from_secs(300)))
+        // A client that sends but never reads its echoes is closed once its window has been
+        // full for 10 s: it holds no connection slot for longer.
+        .send_timeout(Some(Duration::from_secs(10)))
         .start(Echo::default())?;
     println!(
         "echo listening on {:?}; Ctrl-C stops it gracefully",

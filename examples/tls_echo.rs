@@ -111,6 +111,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let server = Server::new()
         .bind_tls(args.addr, Arc::new(tls))
+        // A client that never reads what is echoed: its writes fail with TimedOut after
+        // 10 s without progress, `echo` returns the error, and the connection closes.
+        .send_timeout(Some(Duration::from_secs(10)))
         .serve(echo)?;
     println!(
         "TLS echo listening on {:?}; Ctrl-C stops it gracefully",

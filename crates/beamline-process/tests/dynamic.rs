@@ -326,6 +326,70 @@ async fn a_nested_dynamic_supervisor_keeps_its_handle_across_restarts() {
     assert!(dynsup.pid().is_none());
 }
 
+/// A temporary child that traps exits and then never looks at its mailbox again: busy in
+/// a callback, or blocked on a socket.
+fn busy(name: &'static str) -> ChildSpec<()> {
+    ChildSpec::temporary(name, |_ctx: Context<()>| std::future::pending()).trap_exit(true)
+}
+
+#[tokio::test(start_paused = true)]
+async fn kill_ends_every_child_at_once_even_one_that_traps_exits_and_is_busy() {
+    // Killing only the supervisor's process is OTP's `exit(Sup, kill)`: children that trap
+    // exits get a `Killed` exit signal in their mailbox, so a busy one lives on.
+    let sup = DynamicSupervisor::start(DynamicSupervisorConfig::new());
+    let survivor = sup.start_child(busy("busy")).unwrap();
+    sup.pid().unwrap().kill();
+    tokio::time::sleep(SECOND).await;
+    assert!(survivor.is_alive(), "OTP semantics: a trapped exit signal");
+    survivor.pid().kill();
+
+    let sup = DynamicSupervisor::start(DynamicSupervisorConfig::new());
+    let children = [
+        sup.start_child(busy("busy")).unwrap().pid(),
+        sup.start_child(stubborn("stubborn")).unwrap().pid(),
+        sup.start_child(idle("idle")).unwrap().pid(),
+    ];
+    let me = sup.pid().unwrap();
+    assert_eq!(sup.kill(), 3);
+    for child in &children {
+        assert!(matches!(child.exited().await, ExitReason::Killed));
+    }
+    assert!(matches!(me.exited().await, ExitReason::Killed));
+    assert!(sup.pid().is_none());
+    assert!(matches!(
+        sup.start_child(idle("late")),
+        Err(StartChildError::NotRunning {
+            reason: ExitReason::Killed,
+            ..
+        })
+    ));
+    assert_eq!(sup.kill(), 0, "a second kill finds nothing");
+}
+
+#[tokio::test(start_paused = true)]
+async fn kill_during_a_shutdown_kills_the_children_it_waits_for() {
+    let sup = DynamicSupervisor::start(DynamicSupervisorConfig::new());
+    let children = [
+        sup.start_child(busy("busy")).unwrap().pid(),
+        sup.start_child(stubborn("stubborn")).unwrap().pid(),
+    ];
+    let start = Instant::now();
+    let shutdown = tokio::spawn({
+        let sup = sup.clone();
+        async move { sup.shutdown(Duration::from_secs(60)).await }
+    });
+    // The drain has begun: both children got their shutdown signal and ignore it.
+    tokio::time::sleep(SECOND).await;
+    assert!(sup.start_child(idle("late")).is_err());
+    assert_eq!(sup.kill(), 2);
+    for child in &children {
+        assert!(matches!(child.exited().await, ExitReason::Killed));
+    }
+    // The shutdown in progress ends with its supervisor, well before its deadline.
+    assert!(shutdown.await.unwrap().is_err());
+    assert_eq!(start.elapsed(), SECOND);
+}
+
 /// The server pattern on a real socket: each accepted connection is a temporary child owning
 /// its stream; it echoes until shutdown, then says goodbye on the socket.
 #[tokio::test]

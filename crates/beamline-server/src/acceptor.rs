@@ -164,7 +164,7 @@ async fn accept_loop<S: Service>(listener: Arc<Listener>, shared: Arc<Shared<S>>
                     ),
                     Err(refusal) => {
                         shared.stats.rejected();
-                        tracing::debug!(%peer, %refusal, "connection rejected");
+                        tracing::debug!(%peer, reason = %refusal.name(), "connection rejected");
                     }
                 }
             }

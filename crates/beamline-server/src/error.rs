@@ -74,7 +74,7 @@ pub enum ResumeError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ShutdownError {
-    /// A shutdown already happened (or is in progress).
+    /// A shutdown already finished. (A cancelled one is taken up, not refused.)
     #[error("the server is already {state}")]
     AlreadyShutDown {
         /// Its state.

@@ -2,8 +2,11 @@
 //! two-phase graceful shutdown).
 
 use std::fmt;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use beamline_process::DynamicSupervisor;
@@ -13,7 +16,7 @@ use tokio::time::Instant;
 use crate::error::{ResumeError, ShutdownError, SuspendError};
 use crate::listen::{ListenAddr, ListenSpec};
 use crate::server::Acceptors;
-use crate::stats::{ServerStats, Stats};
+use crate::stats::{ServerStats, Stats, Stopping};
 
 /// Where a server is in its life. Changes only through [`ServerHandle`]'s operations:
 ///
@@ -52,8 +55,8 @@ pub struct DrainReport {
     /// Connections that ended by themselves before the deadline (said goodbye and closed,
     /// were idle, or had ended meanwhile).
     pub drained: usize,
-    /// Connections still open at the deadline, killed (their process aborted, the socket
-    /// closed).
+    /// Connections killed during the drain (their process aborted, the socket closed): still
+    /// open at the deadline, or a callback still running when its lifetime passed.
     pub aborted: usize,
 }
 
@@ -62,8 +65,16 @@ pub struct DrainReport {
 enum Lifecycle {
     Running(Vec<JoinHandle<()>>),
     Suspended,
-    Draining,
+    Draining(Drain),
     Stopped,
+}
+
+/// A drain in progress, kept across a cancelled `shutdown` for the next one to take up.
+#[derive(Clone, Copy, Debug)]
+struct Drain {
+    started: Instant,
+    /// The counters when the connections were first asked to finish: the report's baseline.
+    before: Option<ServerStats>,
 }
 
 /// A lifecycle operation.
@@ -80,21 +91,29 @@ impl Lifecycle {
         match self {
             Self::Running(_) => ServerState::Running,
             Self::Suspended => ServerState::Suspended,
-            Self::Draining => ServerState::Draining,
+            Self::Draining(_) => ServerState::Draining,
             Self::Stopped => ServerState::Stopped,
         }
     }
 
     /// Applies `op`: every transition is here. Returns the acceptor tasks the operation
     /// stops; when `op` is not allowed, the state that forbids it and the tasks `op` brought
-    /// (for the caller to stop).
+    /// (for the caller to stop). `Drain` while draining takes up a drain whose `shutdown`
+    /// was cancelled (operations are serialized, so none is running).
     fn apply(&mut self, op: Op) -> Result<Vec<JoinHandle<()>>, Refused> {
+        let drain = || {
+            Self::Draining(Drain {
+                started: Instant::now(),
+                before: None,
+            })
+        };
         let (next, stopped) = match (std::mem::replace(self, Self::Stopped), op) {
             (Self::Running(tasks), Op::Suspend) => (Self::Suspended, tasks),
-            (Self::Running(tasks), Op::Drain) => (Self::Draining, tasks),
+            (Self::Running(tasks), Op::Drain) => (drain(), tasks),
             (Self::Suspended, Op::Resume(tasks)) => (Self::Running(tasks), Vec::new()),
-            (Self::Suspended, Op::Drain) => (Self::Draining, Vec::new()),
-            (Self::Draining, Op::Drained) => (Self::Stopped, Vec::new()),
+            (Self::Suspended, Op::Drain) => (drain(), Vec::new()),
+            (Self::Draining(d), Op::Drain) => (Self::Draining(d), Vec::new()),
+            (Self::Draining(_), Op::Drained) => (Self::Stopped, Vec::new()),
             (current, op) => {
                 let state = current.state();
                 *self = current;
@@ -117,19 +136,18 @@ struct Refused {
     brought: Vec<JoinHandle<()>>,
 }
 
-/// Stops acceptor tasks and waits until they are gone (their listeners closed).
-async fn stop_acceptors(tasks: Vec<JoinHandle<()>>) {
-    for task in &tasks {
-        task.abort();
-    }
+/// Aborts and drops acceptor tasks (for a handle going away: no waiting).
+fn abort_all(tasks: Vec<JoinHandle<()>>) {
     for task in tasks {
-        let _ = task.await;
+        task.abort();
     }
 }
 
 /// A running server: its addresses and counters, and the operations that change its life.
 ///
-/// Operations are serialized (a `resume` waits for a `suspend` in progress).
+/// Operations are serialized (a `resume` waits for a `suspend` in progress), and each is
+/// cancel-safe: dropping its future at any `.await` leaves a server that the next operation
+/// (or a drop) takes from where it was.
 ///
 /// # Dropping
 /// Dropping the handle stops the server at once, leaking nothing: the acceptors stop (the
@@ -143,6 +161,9 @@ pub struct ServerHandle {
     addrs: Vec<ListenAddr>,
     specs: Vec<ListenSpec>,
     acceptors: Box<dyn Acceptors>,
+    /// Acceptor tasks aborted and not yet seen to end (an operation was cancelled while it
+    /// waited for them).
+    stopping: Mutex<Vec<JoinHandle<()>>>,
     stats: std::sync::Arc<Stats>,
     sup: DynamicSupervisor,
 }
@@ -161,6 +182,7 @@ impl ServerHandle {
             addrs: specs.iter().map(|s| s.addr.clone()).collect(),
             specs,
             acceptors,
+            stopping: Mutex::new(Vec::new()),
             stats,
             sup,
         }
@@ -171,6 +193,54 @@ impl ServerHandle {
         self.lifecycle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stopping(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        // Held only inside one poll, never across an await.
+        self.stopping.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops `tasks` and every acceptor a cancelled operation left stopping, and waits until
+    /// all have ended: their listeners closed, what waited in the backlogs accepted, closed
+    /// and counted (one log line for the episode). Cancel-safe: the tasks not yet seen to end
+    /// stay for the next operation.
+    async fn stop_acceptors(&self, tasks: Vec<JoinHandle<()>>, during: &'static str) {
+        for task in &tasks {
+            task.abort();
+        }
+        self.stopping().extend(tasks);
+        poll_fn(|cx| {
+            let mut stopping = self.stopping();
+            stopping.retain_mut(|task| Pin::new(task).poll(cx).is_pending());
+            if stopping.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        let rejected = self.stats.take_backlog();
+        if rejected > 0 {
+            tracing::info!(
+                addrs = ?self.addrs,
+                %during,
+                rejected,
+                "closed the connections waiting in the backlog"
+            );
+        }
+    }
+
+    /// The drain's start and baseline, taken the first time (by the first `shutdown`, or
+    /// the one that takes up a cancelled one).
+    fn drain_baseline(&self) -> Option<(Instant, ServerStats, bool)> {
+        match &mut *self.lifecycle() {
+            Lifecycle::Draining(drain) => {
+                let first = drain.before.is_none();
+                let before = *drain.before.get_or_insert_with(|| self.stats.snapshot());
+                Some((drain.started, before, first))
+            }
+            Lifecycle::Running(_) | Lifecycle::Suspended | Lifecycle::Stopped => None,
+        }
     }
 
     /// The addresses the server listens on, as bound (port 0 resolved), in `bind` order.
@@ -206,7 +276,7 @@ impl ServerHandle {
                 .map_err(|refused| SuspendError::NotRunning {
                     state: refused.state,
                 })?;
-        stop_acceptors(tasks).await;
+        self.stop_acceptors(tasks, "suspend").await;
         tracing::info!(addrs = ?self.addrs, "server suspended: listeners closed");
         Ok(())
     }
@@ -223,6 +293,8 @@ impl ServerHandle {
         if state != ServerState::Suspended {
             return Err(ResumeError::NotSuspended { state });
         }
+        // The listeners of a cancelled suspend close first (the ports are taken till then).
+        self.stop_acceptors(Vec::new(), "suspend").await;
         let mut bound = Vec::with_capacity(self.specs.len());
         for spec in &self.specs {
             match self.acceptors.bind(spec) {
@@ -240,7 +312,7 @@ impl ServerHandle {
         let applied = self.lifecycle().apply(Op::Resume(tasks));
         if let Err(refused) = applied {
             // Unreachable while `ops` is held; stop what we started rather than leak it.
-            stop_acceptors(refused.brought).await;
+            self.stop_acceptors(refused.brought, "resume").await;
             return Err(ResumeError::NotSuspended {
                 state: refused.state,
             });
@@ -249,7 +321,8 @@ impl ServerHandle {
         Ok(())
     }
 
-    /// Two-phase graceful shutdown. First the listeners close (nothing new is accepted).
+    /// Two-phase graceful shutdown. First the listeners close (nothing new is accepted; the
+    /// connections waiting in the backlog are accepted, closed and counted in `rejected`).
     /// Then every connection is asked to finish: a [`Handler`](crate::Handler) gets
     /// [`on_shutdown`](crate::Handler::on_shutdown), a
     /// [`Connection`](crate::Connection) function its
@@ -258,8 +331,14 @@ impl ServerHandle {
     /// still open are killed; the report says how many of each. When it returns, every
     /// connection's process has ended and [`stats`](Self::stats) are final.
     ///
+    /// Cancel-safe: a shutdown dropped at any `.await` (say, inside a
+    /// `tokio::time::timeout`) leaves the server [`Draining`](ServerState::Draining), with
+    /// the connections asked to finish still under their deadline; calling `shutdown` again
+    /// takes the drain up under its own `drain_timeout` (a deadline the cancelled call had
+    /// set still applies), and dropping the handle kills what is left.
+    ///
     /// # Errors
-    /// [`ShutdownError::AlreadyShutDown`] if a shutdown already ran.
+    /// [`ShutdownError::AlreadyShutDown`] if a shutdown already finished.
     pub async fn shutdown(&self, drain_timeout: Duration) -> Result<DrainReport, ShutdownError> {
         let _op = self.ops.lock().await;
         let tasks = self.lifecycle().apply(Op::Drain).map_err(|refused| {
@@ -267,17 +346,35 @@ impl ServerHandle {
                 state: refused.state,
             }
         })?;
-        let started = Instant::now();
-        stop_acceptors(tasks).await;
-        let report = match self.sup.shutdown(drain_timeout).await {
-            Ok(r) => DrainReport {
-                drained: r.exited,
-                aborted: r.aborted,
-            },
-            // The supervisor is never stopped any other way while the handle lives.
-            Err(_) => DrainReport::default(),
+        let deadline = Instant::now() + drain_timeout;
+        self.stats.set_stopping(Stopping::Draining);
+        self.stop_acceptors(tasks, "shutdown").await;
+        let Some((started, before, first)) = self.drain_baseline() else {
+            // Unreachable: only this operation (serialized) leaves Draining.
+            return Err(ShutdownError::AlreadyShutDown {
+                state: self.state(),
+            });
         };
+        if first {
+            tracing::info!(?drain_timeout, active = before.active, "drain started");
+        }
+        if self.sup.shutdown(drain_timeout).await.is_err() {
+            // A cancelled shutdown had asked already: its supervisor drains under its own
+            // deadline. Wait for it under this call's deadline too, then kill what is left.
+            if tokio::time::timeout_at(deadline, self.stats.wait_idle())
+                .await
+                .is_err()
+            {
+                self.sup.kill();
+            }
+        }
         self.stats.wait_idle().await;
+        let after = self.stats.snapshot();
+        let aborted = after.killed.saturating_sub(before.killed);
+        let report = DrainReport {
+            drained: usize::try_from(before.active.saturating_sub(aborted)).unwrap_or(usize::MAX),
+            aborted: usize::try_from(aborted).unwrap_or(usize::MAX),
+        };
         let _ = self.lifecycle().apply(Op::Drained);
         tracing::info!(
             drained = report.drained,
@@ -291,15 +388,16 @@ impl ServerHandle {
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
+        self.stats.set_stopping(Stopping::Dropped);
         let lifecycle = std::mem::replace(&mut *self.lifecycle(), Lifecycle::Stopped);
         if let Lifecycle::Running(tasks) = lifecycle {
-            for task in tasks {
-                task.abort();
-            }
+            abort_all(tasks);
         }
-        if let Some(sup) = self.sup.pid() {
-            // Its exit signals every connection still running; they end at once.
-            sup.kill();
+        abort_all(std::mem::take(&mut *self.stopping()));
+        // Every connection, blocked in a callback or a write or not: an untrappable kill each.
+        let killed = self.sup.kill();
+        if killed > 0 {
+            tracing::info!(addrs = ?self.addrs, killed, "server dropped: connections killed");
         }
     }
 }
@@ -339,9 +437,12 @@ mod tests {
         );
         l.apply(Op::Drain).unwrap();
         assert_eq!(l.state(), ServerState::Draining);
-        for op in [Op::Suspend, Op::Drain, Op::Resume(Vec::new())] {
+        for op in [Op::Suspend, Op::Resume(Vec::new())] {
             assert_eq!(l.apply(op).unwrap_err().state, ServerState::Draining);
         }
+        // A cancelled shutdown's drain is taken up by the next one.
+        assert!(l.apply(Op::Drain).unwrap().is_empty());
+        assert_eq!(l.state(), ServerState::Draining);
         l.apply(Op::Drained).unwrap();
         assert_eq!(l.state(), ServerState::Stopped);
         assert_eq!(l.apply(Op::Drain).unwrap_err().state, ServerState::Stopped);
@@ -365,6 +466,6 @@ mod tests {
         let task = tokio::spawn(std::future::pending::<()>());
         let refused = l.apply(Op::Resume(vec![task])).unwrap_err();
         assert_eq!(refused.brought.len(), 1);
-        stop_acceptors(refused.brought).await;
+        abort_all(refused.brought);
     }
 }

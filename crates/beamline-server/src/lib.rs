@@ -18,12 +18,14 @@
 //!   [`bind_tls`](Server::bind_tls) with a `rustls::ServerConfig`,
 //!   [`bind_unix`](Server::bind_unix)), the acceptor count, socket options (backlog,
 //!   `TCP_NODELAY`, keepalive, `SO_REUSEPORT` with one listener per acceptor), the limits
-//!   ([`max_connections`](Server::max_connections) with an [`Overload`] policy, a per-IP cap)
-//!   and the timeouts (TLS handshake, read idle, lifetime).
+//!   ([`max_connections`](Server::max_connections) with an [`Overload`] policy, a per-IP cap
+//!   keyed per IPv4 address and IPv6 /64), the timeouts (TLS handshake, read idle, send,
+//!   lifetime) and the read buffer limit of the callback form.
 //! - Two ways to handle a connection, equally short to write:
 //!   - [`Handler`]: callbacks in the spirit of Thousand Island — `on_connect`, `on_data`,
 //!     `on_message`, `on_timeout`, `on_shutdown` (say goodbye during a drain), `on_close`,
-//!     `on_error` — each returning [`Flow::Continue`], [`Flow::Close`] or `Err(reason)`, and
+//!     `on_error` (a [`ConnError`]: a reset, a send timeout, a frame over the read buffer
+//!     limit) — each returning [`Flow::Continue`], [`Flow::Close`] or `Err(reason)`, and
 //!     acting on a [`Conn`]. [`Server::start`] clones your handler per connection.
 //!   - An async function that owns a [`Connection`] (`AsyncRead + AsyncWrite`: read and write
 //!     it directly, wrap it in a `tokio_util::codec::Framed`, or
@@ -36,39 +38,77 @@
 //!   [`suspend`](ServerHandle::suspend) / [`resume`](ServerHandle::resume), and the two-phase
 //!   [`shutdown`](ServerHandle::shutdown) returning a [`DrainReport`] `{ drained, aborted }`
 //!   (after which the stats are final).
-//! - `tracing` events: server start/suspend/resume/stop (`info`), an accept-error episode
-//!   (`warn` once when it starts, `info` when accepting works again), a failed connection
-//!   (`warn`), a panicked handler (`error`), handshake failures, rejections and timeouts
-//!   (`debug`). Connection events carry `conn`, the connection's id.
+//!
+//! # Events
+//!
+//! Every step of a server's and a connection's life is one `tracing` event, with stable
+//! messages and field names:
+//!
+//! | message | level | fields |
+//! |---|---|---|
+//! | `server started` | info | `addrs`, `acceptors`, `max_connections`, `overload` |
+//! | `server suspended: listeners closed` / `server resumed: listening again` | info | `addrs` |
+//! | `closed the connections waiting in the backlog` (once per suspend or shutdown) | info | `addrs`, `during`, `rejected` |
+//! | `drain started` | info | `drain_timeout`, `active` |
+//! | `server stopped` (the drain report) | info | `drained`, `aborted`, `elapsed` |
+//! | `server dropped: connections killed` | info | `addrs`, `killed` |
+//! | `connection started` | debug | `conn_id`, `peer`, `transport` |
+//! | `connection rejected` | debug | `peer`, `reason` |
+//! | `connection closed` (exactly once per started connection) | see below | `conn_id`, `peer`, `reason`, `error` |
+//! | `accept failed; backing off until it succeeds` / `accepting again after accept errors` | warn / info | `acceptor`, `error` / `errors` |
+//!
+//! A connection's `reason`: `normal` (the peer or the handler closed), `drain`, `read_timeout`,
+//! `lifetime`, `send_timeout`, `read_buffer_full`, `peer_error` (a reset), `handshake_failed`,
+//! `handshake_timeout` — at `debug`; `error` (the handler's `Err`, with `error`), `killed`,
+//! `drain_deadline` (killed at a drain's deadline) — at `warn`; `panic` (with `error`, the
+//! panic message) — at `error`; `server_dropped` — at `debug`. A rejection's `reason`:
+//! `max_connections`, `per_ip`, `stopping`. `conn_id` is the connection's process id, as in
+//! beamline-process's events (`pid`).
 //!
 //! # Guarantees
 //!
 //! - **At most `max_connections` live connections**, one number for the whole server (every
 //!   address, every acceptor). Beyond it, [`Overload::Pause`] stops accepting until a
 //!   connection ends (the excess waits in the kernel backlog: backpressure, not failure);
-//!   [`Overload::Reject`] accepts and closes at once, counted in `rejected`.
-//! - **A failure stays in its connection.** A handler's panic or error closes only its own
-//!   connection; it is counted (`panicked`, `errored`) and logged with the connection id, and
-//!   the connection's process exits with the reason. No other connection and no acceptor
-//!   notices.
+//!   [`Overload::Reject`] accepts and closes at once, counted in `rejected`. The per-IP cap
+//!   counts an IPv4-mapped address as its IPv4 address and an IPv6 client per /64
+//!   ([`ip_prefix_v6`](Server::ip_prefix_v6)).
+//! - **A failure stays in its connection.** A handler's panic (in a callback or in its
+//!   `Clone`) or error closes only its own connection; it is counted (`panicked`,
+//!   `errored`) and logged with the connection id, and the connection's process exits with
+//!   the reason. No other connection and no acceptor notices.
 //! - **Running out of file descriptors never kills or spins an acceptor.** `EMFILE`,
 //!   `ENFILE`, `ENOBUFS` and `ENOMEM` make that acceptor wait 100 ms before trying again
 //!   (logged once per episode, per acceptor); errors of one incoming connection
 //!   (`ECONNABORTED`, `EPROTO`, ...) are retried at once; any other error also backs off.
 //!   Once descriptors are free, it serves new clients again.
-//! - **Slow peers hold nothing for long.** A TLS handshake must finish within the handshake
-//!   timeout (default 5 s), a connection that receives nothing for the read timeout (default
-//!   60 s; only bytes from the peer reset it) times out, and an optional lifetime caps any
-//!   connection.
+//! - **A slow, silent or hostile peer holds nothing for long.** What ends a connection:
+//!   - the TLS handshake timeout (default 5 s): a handshake that does not finish;
+//!   - the read timeout (default 60 s): nothing received for that long (only bytes from the
+//!     peer reset it);
+//!   - the send timeout (default 30 s): a write the peer takes no byte of for that long (it
+//!     stopped reading; a slow reader that keeps taking bytes is never cut off);
+//!   - the read buffer limit (default 1 MiB, callback form): a frame that never ends;
+//!   - the lifetime (optional): any connection, however busy — in the callback form also a
+//!     callback still running when it passes (killed);
+//!   - the peer closing or resetting, the handler closing or failing, a drain (and its
+//!     deadline), dropping the handle.
+//!
+//!   [`Handler`] states exactly how these race a running callback.
 //! - **A graceful shutdown has a deadline.** [`shutdown`](ServerHandle::shutdown) closes the
 //!   listeners, asks every connection to finish (`on_shutdown`, or the [`ShutdownSignal`]; a
 //!   function that never took the signal is closed at once, so idle connections never hold
 //!   a drain up), returns as soon as all have ended or at the deadline — then kills the rest
-//!   — and reports `{ drained, aborted }`. [`suspend`](ServerHandle::suspend) /
-//!   [`resume`](ServerHandle::resume) close and reopen the listeners (same ports) without
-//!   touching live connections.
+//!   — and reports `{ drained, aborted }`. It is cancel-safe: a cancelled shutdown leaves the
+//!   server draining, and the next `shutdown` (or a drop) finishes the job.
+//!   [`suspend`](ServerHandle::suspend) / [`resume`](ServerHandle::resume) close and reopen
+//!   the listeners (same ports) without touching live connections.
+//! - **The backlog is counted, never silently reset.** When a listener closes (suspend,
+//!   shutdown, drop), the connections the kernel completed and nobody accepted are accepted,
+//!   closed and counted in `rejected`, with one log line per episode.
 //! - **Nothing leaks.** Dropping the [`ServerHandle`] stops the acceptors, closes the
-//!   listeners and kills every connection.
+//!   listeners and kills every connection — also one blocked in a callback or in a write —
+//!   so no task and no descriptor outlives it.
 //! - **Every connection is counted once.** `accepted = rejected + active + closed + errored +
 //!   panicked + killed + handshake_failures` whenever the server is idle.
 //!
@@ -137,14 +177,15 @@ mod stats;
 
 pub use beamline_process::{ExitReason, Info, ProcessId};
 pub use conn::{
-    Conn, ConnInfo, Connection, Endpoint, Flow, Handler, ShutdownSignal, Stream, TimeoutKind,
-    Transport,
+    Conn, ConnError, ConnInfo, Connection, Endpoint, Flow, Handler, ShutdownSignal, Stream,
+    TimeoutKind, Transport,
 };
 pub use error::{ResumeError, ShutdownError, StartError, SuspendError};
 pub use handle::{DrainReport, ServerHandle, ServerState};
 pub use limits::Overload;
 pub use listen::ListenAddr;
 pub use server::{
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, Server,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_READ_BUFFER,
+    DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, Server,
 };
 pub use stats::ServerStats;

@@ -1,9 +1,9 @@
 //! Admission: the one global connection limit, what happens beyond it ([`Overload`]), and the
-//! optional per-peer-IP cap.
+//! optional per-peer-IP cap (keyed per IPv4 address and per IPv6 prefix).
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -28,6 +28,16 @@ pub enum Overload {
 pub(crate) enum Refusal {
     MaxConnections,
     PerIp,
+}
+
+impl Refusal {
+    /// The `reason` field of the "connection rejected" event.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::MaxConnections => "max_connections",
+            Self::PerIp => "per_ip",
+        }
+    }
 }
 
 impl fmt::Display for Refusal {
@@ -55,14 +65,25 @@ pub(crate) struct Limits {
     per_ip: Option<Arc<PerIp>>,
 }
 
+/// The default IPv6 prefix the per-IP cap counts as one client: a /64 is what one site (one
+/// host, with privacy addresses) gets, and rotates addresses in at will.
+pub(crate) const DEFAULT_IP_PREFIX_V6: u8 = 64;
+
 impl Limits {
-    pub(crate) fn new(max_connections: usize, overload: Overload, per_ip: Option<u32>) -> Self {
+    /// `per_ip`: at most this many connections per IPv4 address and per IPv6 `/prefix_v6`.
+    pub(crate) fn new(
+        max_connections: usize,
+        overload: Overload,
+        per_ip: Option<u32>,
+        prefix_v6: u8,
+    ) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max_connections)),
             overload,
             per_ip: per_ip.map(|max| {
                 Arc::new(PerIp {
                     max,
+                    prefix_v6,
                     counts: Mutex::new(HashMap::new()),
                 })
             }),
@@ -104,16 +125,32 @@ impl Limits {
     }
 }
 
-/// Live connections per peer IP. Touched once at admission and once at exit, under a short
-/// lock; only servers that set a cap have one.
+/// Live connections per client: an IPv4 address, or an IPv6 prefix. Touched once at
+/// admission and once at exit, under a short lock; only servers that set a cap have one.
 #[derive(Debug)]
 struct PerIp {
     max: u32,
+    prefix_v6: u8,
     counts: Mutex<HashMap<IpAddr, u32>>,
 }
 
 impl PerIp {
+    /// The key `ip` counts under: an IPv4-mapped IPv6 address is its IPv4 address (a
+    /// dual-stack listener sees IPv4 clients that way), an IPv6 address its prefix.
+    fn key(&self, ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => IpAddr::V4(v4),
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_v6))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        }
+    }
+
     fn enter(table: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let ip = table.key(ip);
         let mut counts = table.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let count = counts.entry(ip).or_insert(0);
         if *count >= table.max {
@@ -159,7 +196,7 @@ mod tests {
 
     #[test]
     fn reject_refuses_beyond_the_global_limit_until_a_place_frees() {
-        let limits = Limits::new(2, Overload::Reject, None);
+        let limits = Limits::new(2, Overload::Reject, None, 64);
         let a = limits.admit(None, Some(A)).unwrap();
         let _b = limits.admit(None, Some(B)).unwrap();
         assert_eq!(
@@ -172,7 +209,7 @@ mod tests {
 
     #[test]
     fn the_per_ip_cap_counts_each_address_and_frees_on_drop() {
-        let limits = Limits::new(10, Overload::Reject, Some(1));
+        let limits = Limits::new(10, Overload::Reject, Some(1), 64);
         let a = limits.admit(None, Some(A)).unwrap();
         let _b = limits.admit(None, Some(B)).unwrap();
         assert_eq!(limits.admit(None, Some(A)).unwrap_err(), Refusal::PerIp);
@@ -186,9 +223,62 @@ mod tests {
         assert_eq!(table.counts.lock().unwrap().len(), 2);
     }
 
+    #[test]
+    fn an_ipv6_peer_rotating_addresses_inside_its_64_counts_as_one() {
+        let limits = Limits::new(100, Overload::Reject, Some(2), 64);
+        let host = |n: u16| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 9, n, 1, 2, n));
+        let _a = limits.admit(None, Some(host(1))).unwrap();
+        let _b = limits.admit(None, Some(host(2))).unwrap();
+        for n in 3..50 {
+            assert_eq!(
+                limits.admit(None, Some(host(n))).unwrap_err(),
+                Refusal::PerIp,
+                "a fresh address inside the same /64"
+            );
+        }
+        // Another /64 is another client.
+        let other = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 7, 10, 0, 0, 0, 1));
+        let _c = limits.admit(None, Some(other)).unwrap();
+    }
+
+    #[test]
+    fn the_ipv6_prefix_is_configurable_from_one_key_to_every_address() {
+        let host = |n: u16| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, n, 0, 0, 0, 1));
+        // /48: the four /64s above are one client.
+        let per_48 = Limits::new(100, Overload::Reject, Some(1), 48);
+        let _a = per_48.admit(None, Some(host(1))).unwrap();
+        assert_eq!(
+            per_48.admit(None, Some(host(2))).unwrap_err(),
+            Refusal::PerIp
+        );
+        // /128: every address is its own client.
+        let per_128 = Limits::new(100, Overload::Reject, Some(1), 128);
+        let _b = per_128.admit(None, Some(host(1))).unwrap();
+        let _c = per_128.admit(None, Some(host(2))).unwrap();
+        // /0: all of IPv6 is one client, IPv4 apart.
+        let per_0 = Limits::new(100, Overload::Reject, Some(1), 0);
+        let _d = per_0.admit(None, Some(host(1))).unwrap();
+        assert_eq!(
+            per_0.admit(None, Some(host(9))).unwrap_err(),
+            Refusal::PerIp
+        );
+        let _e = per_0.admit(None, Some(A)).unwrap();
+    }
+
+    #[test]
+    fn an_ipv4_mapped_address_is_its_ipv4_address() {
+        let limits = Limits::new(100, Overload::Reject, Some(1), 64);
+        let _v4 = limits.admit(None, Some(A)).unwrap();
+        let mapped = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+        assert_eq!(
+            limits.admit(None, Some(mapped)).unwrap_err(),
+            Refusal::PerIp
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn pause_waits_for_a_place_before_accepting() {
-        let limits = Arc::new(Limits::new(1, Overload::Pause, None));
+        let limits = Arc::new(Limits::new(1, Overload::Pause, None, 64));
         let first = limits.reserve().await.unwrap();
         let held = limits.admit(Some(first), Some(A)).unwrap();
         let waiter = {
@@ -206,7 +296,7 @@ mod tests {
 
     #[test]
     fn reject_never_reserves_ahead() {
-        let limits = Limits::new(1, Overload::Reject, None);
+        let limits = Limits::new(1, Overload::Reject, None, 64);
         let reserved = ready_now(limits.reserve());
         assert!(reserved.is_none());
     }

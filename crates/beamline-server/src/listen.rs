@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::conn::run::AcceptedIo;
 use crate::conn::{Endpoint, Transport};
+use crate::stats::Stats;
 
 /// An address a server listens on. Before start it is what you asked for; from
 /// [`ServerHandle::local_addrs`](crate::ServerHandle::local_addrs) it is what was bound (a
@@ -92,11 +93,13 @@ pub(crate) struct Bound {
     pub(crate) listeners: Vec<Arc<Listener>>,
 }
 
-/// A listening socket.
+/// A listening socket. Closing it (the last acceptor holding it stops) accepts and closes
+/// what waits in its backlog, counted in `rejected`.
 pub(crate) struct Listener {
     kind: ListenerKind,
     tls: Option<TlsAcceptor>,
     options: SocketOptions,
+    stats: Arc<Stats>,
 }
 
 impl fmt::Debug for Listener {
@@ -116,13 +119,34 @@ enum ListenerKind {
     Unix(UnixListener, PathBuf),
 }
 
-impl Drop for ListenerKind {
+impl Drop for Listener {
     fn drop(&mut self) {
-        if let Self::Unix(_, path) = self {
+        // Connections the kernel completed and nobody accepted would be reset by the close
+        // with no trace: accept each (without blocking), close it, and count it.
+        let closed = match &self.kind {
+            ListenerKind::Tcp(listener, _) => close_backlog(socket2::SockRef::from(listener)),
+            ListenerKind::Unix(listener, _) => close_backlog(socket2::SockRef::from(listener)),
+        };
+        if closed > 0 {
+            self.stats.backlog_closed(closed);
+        }
+        if let ListenerKind::Unix(_, path) = &self.kind {
             // We created it when binding (binding fails if the path exists).
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// Accepts and closes every connection waiting in `listener`'s backlog, without blocking (the
+/// socket is non-blocking); returns how many. Stops at the first error: an empty backlog, or
+/// no descriptor left to accept with (those few are then reset by the close).
+fn close_backlog(listener: socket2::SockRef<'_>) -> u64 {
+    let mut closed = 0;
+    while let Ok((socket, _)) = listener.accept() {
+        drop(socket);
+        closed += 1;
+    }
+    closed
 }
 
 impl Listener {
@@ -183,6 +207,7 @@ pub(crate) fn bind(
     spec: &ListenSpec,
     acceptors: usize,
     options: SocketOptions,
+    stats: &Arc<Stats>,
 ) -> io::Result<Bound> {
     match &spec.addr {
         ListenAddr::Tcp(addr) | ListenAddr::Tls(addr) => {
@@ -209,6 +234,7 @@ pub(crate) fn bind(
                             kind: ListenerKind::Tcp(l, local),
                             tls: spec.tls.clone(),
                             options,
+                            stats: stats.clone(),
                         })
                     })
                     .collect(),
@@ -222,6 +248,7 @@ pub(crate) fn bind(
                     kind: ListenerKind::Unix(listener, path.clone()),
                     tls: None,
                     options,
+                    stats: stats.clone(),
                 })],
             })
         }

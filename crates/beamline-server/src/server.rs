@@ -18,7 +18,7 @@ use crate::conn::run::{ConnConfig, FnService, HandlerService, Service, Shared};
 use crate::conn::{Connection, Handler};
 use crate::error::StartError;
 use crate::handle::ServerHandle;
-use crate::limits::{Limits, Overload};
+use crate::limits::{DEFAULT_IP_PREFIX_V6, Limits, Overload};
 use crate::listen::{self, Bound, ListenAddr, ListenSpec, SocketOptions};
 use crate::stats::Stats;
 
@@ -28,6 +28,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default [`read_timeout`](Server::read_timeout).
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default [`send_timeout`](Server::send_timeout).
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default [`max_read_buffer`](Server::max_read_buffer): 1 MiB.
+pub const DEFAULT_MAX_READ_BUFFER: usize = 1 << 20;
 
 /// Builds a server: what to listen on, how, and under which limits; then
 /// [`start`](Self::start) it with a [`Handler`] or [`serve`](Self::serve) it with an async
@@ -44,10 +48,13 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// | [`reuseport`](Self::reuseport) | `false` |
 /// | [`max_connections`](Self::max_connections) | 16,384, [`Overload::Pause`] |
 /// | [`max_connections_per_ip`](Self::max_connections_per_ip) | no cap |
+/// | [`ip_prefix_v6`](Self::ip_prefix_v6) | 64 |
 /// | [`handshake_timeout`](Self::handshake_timeout) | 5 s |
 /// | [`read_timeout`](Self::read_timeout) | 60 s |
+/// | [`send_timeout`](Self::send_timeout) | 30 s |
 /// | [`lifetime`](Self::lifetime) | none |
 /// | [`read_buffer`](Self::read_buffer) | 8 KiB |
+/// | [`max_read_buffer`](Self::max_read_buffer) | 1 MiB |
 ///
 /// # Examples
 /// ```no_run
@@ -76,6 +83,7 @@ pub struct Server {
     max_connections: usize,
     overload: Overload,
     per_ip: Option<u32>,
+    prefix_v6: u8,
     conn: ConnConfig,
 }
 
@@ -93,11 +101,14 @@ impl Default for Server {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             overload: Overload::Pause,
             per_ip: None,
+            prefix_v6: DEFAULT_IP_PREFIX_V6,
             conn: ConnConfig {
                 handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
                 read_timeout: Some(DEFAULT_READ_TIMEOUT),
+                send_timeout: Some(DEFAULT_SEND_TIMEOUT),
                 lifetime: None,
                 read_buffer: 8 * 1024,
+                max_read_buffer: DEFAULT_MAX_READ_BUFFER,
             },
         }
     }
@@ -192,11 +203,21 @@ impl Server {
         self
     }
 
-    /// At most `max` live connections from one peer IP address; beyond it a connection is
-    /// accepted and closed at once (counted in `rejected`), whatever the overload policy.
-    /// Default: no cap.
+    /// At most `max` live connections from one client; beyond it a connection is accepted
+    /// and closed at once (counted in `rejected`), whatever the overload policy. A client is
+    /// an IPv4 address (also when a dual-stack listener sees it IPv4-mapped, as
+    /// `::ffff:a.b.c.d`), or an IPv6 prefix of [`ip_prefix_v6`](Self::ip_prefix_v6) bits, so
+    /// that a host rotating addresses inside its /64 counts once. Default: no cap.
     pub fn max_connections_per_ip(mut self, max: u32) -> Self {
         self.per_ip = Some(max);
+        self
+    }
+
+    /// How many leading bits of an IPv6 address name one client for
+    /// [`max_connections_per_ip`](Self::max_connections_per_ip): 64 by default (one site's
+    /// subnet), 128 for every address apart, 48 or 56 for a whole allocation. At most 128.
+    pub fn ip_prefix_v6(mut self, len: u8) -> Self {
+        self.prefix_v6 = len;
         self
     }
 
@@ -216,7 +237,22 @@ impl Server {
         self
     }
 
-    /// The most a connection may live, however busy. `None` (the default): no limit.
+    /// How long a write may make no progress — the socket accepts no byte, because the peer
+    /// stopped reading — before it fails the connection: in a [`Handler`] the connection gets
+    /// [`on_error`](Handler::on_error) with
+    /// [`ConnError::SendTimeout`](crate::ConnError::SendTimeout) and closes; a [`Connection`]
+    /// function's write fails with [`TimedOut`](io::ErrorKind::TimedOut). Counted in
+    /// [`ServerStats::send_timeouts`](crate::ServerStats::send_timeouts). A slow reader that
+    /// keeps taking bytes is never cut off. `None`: a write may wait for ever (until the
+    /// lifetime or a drain's deadline). Default 30 s.
+    pub fn send_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.conn.send_timeout = timeout;
+        self
+    }
+
+    /// The most a connection may live, however busy. `None` (the default): no limit. In a
+    /// [`Handler`], a lifetime that passes while a callback runs kills the connection (see
+    /// the [`Handler`] rules).
     pub fn lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.conn.lifetime = lifetime;
         self
@@ -226,6 +262,16 @@ impl Server {
     /// data first arrives, so idle connections hold none). Default 8 KiB.
     pub fn read_buffer(mut self, bytes: usize) -> Self {
         self.conn.read_buffer = bytes;
+        self
+    }
+
+    /// The most a [`Handler`] may leave unconsumed in `on_data`'s buffer (a partial frame it
+    /// waits to complete). Beyond it the connection gets [`on_error`](Handler::on_error)
+    /// with [`ConnError::ReadBufferFull`](crate::ConnError::ReadBufferFull) and closes,
+    /// counted in `errored`: a peer that never finishes a frame cannot grow memory without
+    /// bound. The [`Connection`] form owns its buffering and is not affected. Default 1 MiB.
+    pub fn max_read_buffer(mut self, bytes: usize) -> Self {
+        self.conn.max_read_buffer = bytes;
         self
     }
 
@@ -273,17 +319,26 @@ impl Server {
         if self.per_ip == Some(0) {
             return invalid("max_connections_per_ip", "must be at least 1");
         }
+        if self.prefix_v6 > 128 {
+            return invalid("ip_prefix_v6", "an IPv6 prefix has at most 128 bits");
+        }
         if self.conn.handshake_timeout.is_zero() {
             return invalid("handshake_timeout", "must be more than zero");
         }
         if self.conn.read_timeout.is_some_and(|t| t.is_zero()) {
             return invalid("read_timeout", "must be more than zero (None disables it)");
         }
+        if self.conn.send_timeout.is_some_and(|t| t.is_zero()) {
+            return invalid("send_timeout", "must be more than zero (None disables it)");
+        }
         if self.conn.lifetime.is_some_and(|t| t.is_zero()) {
             return invalid("lifetime", "must be more than zero (None disables it)");
         }
         if self.conn.read_buffer == 0 {
             return invalid("read_buffer", "must be at least 1 byte");
+        }
+        if self.conn.max_read_buffer == 0 {
+            return invalid("max_read_buffer", "must be at least 1 byte");
         }
         Ok(())
     }
@@ -295,22 +350,29 @@ impl Server {
         let count = self.acceptors.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
+        let stats = Arc::new(Stats::default());
         // Bind everything before starting anything: a failure leaves nothing behind.
         let mut bound = Vec::with_capacity(self.listen.len());
         for spec in &self.listen {
-            let b = listen::bind(spec, count, self.socket).map_err(|source| StartError::Bind {
-                addr: spec.addr.clone(),
-                source,
+            let b = listen::bind(spec, count, self.socket, &stats).map_err(|source| {
+                StartError::Bind {
+                    addr: spec.addr.clone(),
+                    source,
+                }
             })?;
             bound.push(b);
         }
-        let stats = Arc::new(Stats::default());
         let sup = DynamicSupervisor::start(DynamicSupervisorConfig::new());
         let pool = AcceptorPool {
             shared: Arc::new(Shared {
                 service,
                 config: self.conn,
-                limits: Limits::new(self.max_connections, self.overload, self.per_ip),
+                limits: Limits::new(
+                    self.max_connections,
+                    self.overload,
+                    self.per_ip,
+                    self.prefix_v6,
+                ),
                 stats: stats.clone(),
                 sup: sup.clone(),
             }),
@@ -340,6 +402,7 @@ impl fmt::Debug for Server {
             .field("max_connections", &self.max_connections)
             .field("overload", &self.overload)
             .field("per_ip", &self.per_ip)
+            .field("prefix_v6", &self.prefix_v6)
             .field("conn", &self.conn)
             .finish()
     }
@@ -362,7 +425,7 @@ struct AcceptorPool<S> {
 impl<S: Service> Acceptors for AcceptorPool<S> {
     fn bind(&self, spec: &ListenSpec) -> io::Result<Bound> {
         let _entered = self.runtime.enter();
-        listen::bind(spec, self.count, self.options)
+        listen::bind(spec, self.count, self.options, &self.shared.stats)
     }
 
     fn spawn(&self, bound: &[Bound]) -> Vec<JoinHandle<()>> {
@@ -398,8 +461,11 @@ mod tests {
         assert_eq!(s.per_ip, None);
         assert_eq!(s.conn.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
         assert_eq!(s.conn.read_timeout, Some(DEFAULT_READ_TIMEOUT));
+        assert_eq!(s.conn.send_timeout, Some(DEFAULT_SEND_TIMEOUT));
         assert_eq!(s.conn.lifetime, None);
         assert_eq!(s.conn.read_buffer, 8 * 1024);
+        assert_eq!(s.conn.max_read_buffer, 1 << 20);
+        assert_eq!(s.prefix_v6, 64);
         assert_eq!(s.socket.backlog, 1024);
         assert!(s.socket.nodelay && !s.socket.reuseport && s.socket.keepalive.is_none());
         assert_eq!(s.acceptors, None);

@@ -1,6 +1,8 @@
 //! Server counters: [`ServerStats`] (a snapshot) and the atomics behind it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst, fence};
+use std::sync::atomic::{
+    AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed, Ordering::SeqCst, fence,
+};
 
 use tokio::sync::Notify;
 
@@ -18,23 +20,32 @@ pub struct ServerStats {
     /// Connection processes running now (TLS handshakes in progress included).
     pub active: u64,
     /// Accepted and closed at once: over `max_connections` under
-    /// [`Overload::Reject`](crate::Overload::Reject), over the per-IP cap, or accepted while
-    /// the server was stopping.
+    /// [`Overload::Reject`](crate::Overload::Reject), over the per-IP cap, accepted while the
+    /// server was stopping, or waiting in the kernel's backlog when a listener closed
+    /// (suspend, shutdown, drop).
     pub rejected: u64,
-    /// Ended normally: the peer or the handler closed, a timeout, or a graceful shutdown.
+    /// Ended normally: the peer or the handler closed, a read timeout, the lifetime between
+    /// callbacks, or a graceful shutdown.
     pub closed: u64,
-    /// Ended with an error: the handler returned `Err`, or reading the socket failed (a reset).
+    /// Ended with an error: the handler returned `Err`, reading the socket failed (a reset),
+    /// the send timeout passed, or the read buffer limit was exceeded.
     pub errored: u64,
-    /// Ended because the handler panicked (only that connection was closed).
+    /// Ended because the handler panicked, or its setup did (the handler's `Clone`, the
+    /// function given to [`serve`](crate::Server::serve)); only that connection was closed.
     pub panicked: u64,
-    /// Killed without finishing: still running at a drain's deadline, or the server handle
-    /// was dropped.
+    /// Killed without finishing: still running at a drain's deadline, a callback still
+    /// running when the lifetime passed, or the server handle was dropped.
     pub killed: u64,
     /// TLS handshakes that failed (bad client, wrong CA, plain TCP on a TLS port) or did not
     /// finish within the handshake timeout.
     pub handshake_failures: u64,
     /// `accept()` calls that failed (each failure, not each back-off episode).
     pub accept_errors: u64,
+    /// Connections whose writes made no progress for the send timeout (the peer stopped
+    /// reading). Not a bucket of its own: each is also counted where it ended (`errored` for
+    /// a [`Handler`](crate::Handler); for a [`Connection`](crate::Connection) function, as its
+    /// function ended).
+    pub send_timeouts: u64,
     /// Bytes received from peers (after TLS decryption). Counted in 64 KiB steps while a
     /// connection lives and exactly when it ends.
     pub bytes_in: u64,
@@ -70,11 +81,27 @@ pub(crate) struct Stats {
     killed: AtomicU64,
     handshake_failures: AtomicU64,
     accept_errors: AtomicU64,
+    send_timeouts: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
+    /// Backlog connections closed since the last episode was logged.
+    backlog: AtomicU64,
+    /// Why connections may be killed now: a [`Stopping`] as a byte.
+    stopping: AtomicU8,
     /// Set while a shutdown waits for the last connection to be counted.
     draining: AtomicBool,
     idle: Notify,
+}
+
+/// What the server is doing to its connections, so that one killed says why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stopping {
+    /// Serving (a kill comes from elsewhere).
+    No = 0,
+    /// A graceful shutdown: a kill is its deadline.
+    Draining = 1,
+    /// The handle was dropped.
+    Dropped = 2,
 }
 
 impl Stats {
@@ -88,6 +115,35 @@ impl Stats {
 
     pub(crate) fn accept_error(&self) {
         self.accept_errors.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn send_timeout(&self) {
+        self.send_timeouts.fetch_add(1, Relaxed);
+    }
+
+    /// `n` connections waiting in a closing listener's backlog were accepted and closed.
+    pub(crate) fn backlog_closed(&self, n: u64) {
+        self.accepted.fetch_add(n, Relaxed);
+        self.rejected.fetch_add(n, Relaxed);
+        self.backlog.fetch_add(n, Relaxed);
+    }
+
+    /// How many backlog connections were closed since the last call (one log line each
+    /// episode).
+    pub(crate) fn take_backlog(&self) -> u64 {
+        self.backlog.swap(0, Relaxed)
+    }
+
+    pub(crate) fn set_stopping(&self, stopping: Stopping) {
+        self.stopping.store(stopping as u8, Relaxed);
+    }
+
+    pub(crate) fn stopping(&self) -> Stopping {
+        match self.stopping.load(Relaxed) {
+            1 => Stopping::Draining,
+            2 => Stopping::Dropped,
+            _ => Stopping::No,
+        }
     }
 
     pub(crate) fn started(&self) {
@@ -146,6 +202,7 @@ impl Stats {
             killed,
             handshake_failures,
             accept_errors: self.accept_errors.load(Relaxed),
+            send_timeouts: self.send_timeouts.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
         }
@@ -195,5 +252,21 @@ mod tests {
             ),
             (1, 1, 1, 1, 1)
         );
+    }
+
+    #[test]
+    fn backlog_connections_are_accepted_and_rejected_and_logged_once_per_episode() {
+        let stats = Stats::default();
+        stats.backlog_closed(3);
+        stats.backlog_closed(2);
+        let s = stats.snapshot();
+        assert_eq!((s.accepted, s.rejected, s.active), (5, 5, 0));
+        assert_eq!(stats.take_backlog(), 5);
+        assert_eq!(stats.take_backlog(), 0, "the episode was taken");
+        stats.send_timeout();
+        assert_eq!(stats.snapshot().send_timeouts, 1);
+        assert_eq!(stats.stopping(), Stopping::No);
+        stats.set_stopping(Stopping::Dropped);
+        assert_eq!(stats.stopping(), Stopping::Dropped);
     }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use beamline_server::{Conn, Connection, ExitReason, Flow, Handler, Info, Server};
+use beamline_server::{Conn, ConnError, Connection, ExitReason, Flow, Handler, Info, Server};
 use bytes::BytesMut;
 use common::*;
 use tokio::io::AsyncReadExt;
@@ -75,10 +75,10 @@ async fn a_panicking_handler_closes_only_its_connection_and_is_logged_with_its_i
     let text = logs.text();
     let line = text
         .lines()
-        .find(|l| l.contains("connection handler panicked"))
+        .find(|l| l.contains("connection closed") && l.contains("reason=panic"))
         .unwrap_or_else(|| panic!("no panic logged:\n{text}"));
     assert!(line.contains("ERROR"), "{line}");
-    assert!(line.contains(&format!("conn={doomed_id}")), "{line}");
+    assert!(line.contains(&format!("conn_id={doomed_id}")), "{line}");
     assert!(line.contains("handler bug on purpose"), "{line}");
 }
 
@@ -101,10 +101,10 @@ async fn a_failing_handler_closes_only_its_connection_and_is_logged_with_its_id(
     let text = logs.text();
     let line = text
         .lines()
-        .find(|l| l.contains("connection failed"))
+        .find(|l| l.contains("connection closed") && l.contains("reason=error"))
         .unwrap_or_else(|| panic!("no failure logged:\n{text}"));
     assert!(
-        line.contains("WARN") && line.contains(&format!("conn={failing_id}")),
+        line.contains("WARN") && line.contains(&format!("conn_id={failing_id}")),
         "{line}"
     );
     assert!(line.contains("handler refused"), "{line}");
@@ -152,10 +152,13 @@ impl Handler for ResetAware {
 
     fn on_error(
         &mut self,
-        error: &std::io::Error,
+        error: &ConnError,
         _info: &beamline_server::ConnInfo,
     ) -> Result<(), ExitReason> {
-        self.0.send(error.kind()).unwrap();
+        match error {
+            ConnError::Read(error) => self.0.send(error.kind()).unwrap(),
+            other => panic!("not a read error: {other}"),
+        }
         Ok(())
     }
 }

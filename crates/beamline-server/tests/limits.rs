@@ -144,8 +144,14 @@ async fn bad_settings_are_typed_errors() {
         invalid(base().read_timeout(Some(Duration::ZERO))),
         "read_timeout"
     );
+    assert_eq!(
+        invalid(base().send_timeout(Some(Duration::ZERO))),
+        "send_timeout"
+    );
     assert_eq!(invalid(base().lifetime(Some(Duration::ZERO))), "lifetime");
     assert_eq!(invalid(base().read_buffer(0)), "read_buffer");
+    assert_eq!(invalid(base().max_read_buffer(0)), "max_read_buffer");
+    assert_eq!(invalid(base().ip_prefix_v6(129)), "ip_prefix_v6");
     assert!(matches!(
         Server::new().start(Echo),
         Err(StartError::NoListeners)

@@ -84,8 +84,13 @@ async fn a_drain_returns_as_soon_as_every_connection_has_said_goodbye() {
     let stats = server.stats();
     assert_eq!((stats.closed, stats.killed, stats.active), (10, 0, 0));
     assert_balanced(&stats);
-    // Nothing listens any more.
-    assert!(TcpStream::connect(addr(&server)).await.is_err());
+    // Nothing of ours listens any more: a connect is refused, or (the port is free for any
+    // process of this shared machine to take) reaches someone else.
+    if let Ok(stranger) = TcpStream::connect(addr(&server)).await {
+        drop(stranger);
+        tokio::task::yield_now().await;
+        assert_eq!(server.stats().accepted, 10, "accepted after the shutdown");
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -282,16 +287,7 @@ async fn resume_reports_a_port_taken_meanwhile_and_can_retry() {
 #[test]
 fn dropping_the_handle_leaks_nothing() {
     // Counting this process's descriptors needs no other test running beside it.
-    const TEST: &str = "dropping_the_handle_leaks_nothing";
-    if !is_child(TEST) {
-        run_in_child(TEST, fd_limit());
-        return;
-    }
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(drop_leaks_nothing());
+    alone_in_child("dropping_the_handle_leaks_nothing", drop_leaks_nothing);
 }
 
 async fn drop_leaks_nothing() {

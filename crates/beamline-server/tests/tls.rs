@@ -163,3 +163,36 @@ async fn a_stalled_handshake_is_closed_at_the_handshake_timeout() {
     assert_eq!(stats.active, 0);
     assert_balanced(&stats);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tls_peer_that_never_reads_is_closed_at_the_send_timeout() {
+    let pki = TestPki::new();
+    let server = tls_server(&pki);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr(&server)).await.unwrap();
+    let mut tls = TlsConnector::from(pki.client_config())
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    // Echoed records pile up in the server's session and socket; nobody reads them.
+    let chunk = vec![b'z'; 16 * 1024];
+    let mut sent = 0usize;
+    let writing = async {
+        while sent < 256 << 20 && tls.write_all(&chunk).await.is_ok() {
+            sent += chunk.len();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(600), writing)
+        .await
+        .expect("the server never closed");
+    let stats = stats_until(&server, |s| s.active == 0).await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(30) && elapsed < Duration::from_secs(31),
+        "{elapsed:?}"
+    );
+    assert_eq!((stats.errored, stats.send_timeouts), (1, 1));
+    assert_balanced(&stats);
+}

@@ -147,8 +147,10 @@ struct Entry {
 enum Status {
     /// Accepting children; the supervisor's address.
     Running(Addr<DynamicSupervisorMsg>),
-    /// Stopping its children; refuses new ones.
-    Stopping,
+    /// Stopping its children (they stay in the table until they exit, so a
+    /// [`kill`](DynamicSupervisor::kill) still finds them); refuses new ones. The address of
+    /// the incarnation that is stopping.
+    Stopping(Addr<DynamicSupervisorMsg>),
     /// Not running: never started, or exited with this reason.
     Stopped(ExitReason),
 }
@@ -186,6 +188,9 @@ impl Shared {
 ///   reports how many exited by themselves and how many were killed. A child that traps
 ///   exits receives `Event::Exit { reason: Shutdown, .. }` from the supervisor and may say
 ///   goodbye before the deadline; one that does not trap exits ends at once.
+/// - [`kill`](Self::kill) ends every child and the supervisor at once, whatever they are
+///   doing (an untrappable kill each, also during a shutdown in progress): nothing it started
+///   outlives it.
 /// - The handle stays valid if the supervisor itself is restarted under a [`Supervisor`]
 ///   (see [`child_spec`](Self::child_spec)).
 ///
@@ -285,8 +290,7 @@ impl DynamicSupervisor {
             };
             let orphans = {
                 let mut table = shared.lock();
-                if !(matches!(&table.status, Status::Running(a) if a.id() == me)
-                    || matches!(table.status, Status::Stopping))
+                if !matches!(&table.status, Status::Running(a) | Status::Stopping(a) if a.id() == me)
                 {
                     return;
                 }
@@ -307,7 +311,7 @@ impl DynamicSupervisor {
     pub fn pid(&self) -> Option<Pid> {
         match &self.shared.lock().status {
             Status::Running(addr) => Some(addr.pid()),
-            Status::Stopping | Status::Stopped(_) => None,
+            Status::Stopping(_) | Status::Stopped(_) => None,
         }
     }
 
@@ -332,7 +336,7 @@ impl DynamicSupervisor {
             let mut table = self.shared.lock();
             let sup = match &table.status {
                 Status::Running(addr) => addr.pid(),
-                Status::Stopping => {
+                Status::Stopping(_) => {
                     return Err(StartChildError::NotRunning {
                         reason: ExitReason::Shutdown,
                         spec,
@@ -407,7 +411,7 @@ impl DynamicSupervisor {
             let mut table = self.shared.lock();
             let sup = match &table.status {
                 Status::Running(addr) => addr.pid(),
-                Status::Stopping | Status::Stopped(_) => {
+                Status::Stopping(_) | Status::Stopped(_) => {
                     return Err(TerminateChildError::NotFound { child: child.id() });
                 }
             };
@@ -456,10 +460,44 @@ impl DynamicSupervisor {
         Ok(report)
     }
 
+    /// Kills every child and then the supervisor, at once and without waiting: each child gets
+    /// an untrappable kill ([`Pid::kill`]), so one that traps exits, or that is busy and never
+    /// looks at its mailbox, ends too (its task is aborted at its next `.await`). Works while
+    /// the supervisor runs or drains (a [`shutdown`](Self::shutdown) in progress: the children
+    /// it is waiting for are killed, and it returns). From then on `start_child` fails with
+    /// [`StartChildError::NotRunning`] ([`ExitReason::Killed`]), unless a parent
+    /// [`Supervisor`](super::Supervisor) restarts this one. For an owner that goes away and
+    /// must leave nothing running: a server handle being dropped. Returns how many children it
+    /// killed.
+    pub fn kill(&self) -> usize {
+        let (sup, children) = {
+            let mut table = self.shared.lock();
+            let sup = match &table.status {
+                Status::Running(addr) | Status::Stopping(addr) => Some(addr.pid()),
+                Status::Stopped(_) => None,
+            };
+            if sup.is_some() {
+                // The supervisor's exit hook sees this and leaves the children to us.
+                table.status = Status::Stopped(ExitReason::Killed);
+            }
+            (sup, std::mem::take(&mut table.children))
+        };
+        let killed = children.values().filter(|e| e.pid.kill()).count();
+        if let Some(sup) = sup {
+            tracing::debug!(
+                supervisor = sup.id().as_u64(),
+                killed,
+                "supervisor and children killed"
+            );
+            sup.kill();
+        }
+        killed
+    }
+
     fn current(&self) -> Result<Addr<DynamicSupervisorMsg>, SupervisorExited> {
         match &self.shared.lock().status {
             Status::Running(addr) => Ok(addr.clone()),
-            Status::Stopping => Err(SupervisorExited {
+            Status::Stopping(_) => Err(SupervisorExited {
                 supervisor: None,
                 reason: ExitReason::Shutdown,
             }),
@@ -601,15 +639,19 @@ fn log_exit(supervisor: ProcessId, child: &ChildId, reason: &ExitReason) {
     }
 }
 
-/// Refuses new children, then stops every child concurrently.
+/// Refuses new children, then stops every child concurrently. The children stay in the
+/// table while they stop (a temporary one leaves it when it exits), so that
+/// [`DynamicSupervisor::kill`] during a drain still reaches every one.
 async fn drain(me: &Pid, shared: &Shared, deadline: Option<Duration>) -> ShutdownReport {
     let children: Vec<(Pid, Shutdown)> = {
         let mut table = shared.lock();
-        table.status = Status::Stopping;
+        if let Status::Running(addr) = &table.status {
+            table.status = Status::Stopping(addr.clone());
+        }
         table
             .children
-            .drain()
-            .map(|(_, e)| (e.pid, e.shutdown))
+            .values()
+            .map(|e| (e.pid.clone(), e.shutdown))
             .collect()
     };
     let report = stop_all_concurrently(me, children, deadline).await;

@@ -18,7 +18,12 @@ use super::{ConnInfo, ConnState, Endpoint, Stream};
 /// The function runs as the connection's own supervised process. What the server still does
 /// around it:
 /// - **Timeouts.** If nothing is received for the read timeout, or the lifetime passes, the
-///   function's future is dropped, which closes the socket.
+///   function's future is dropped, which closes the socket. A write that makes no progress for
+///   the send timeout (the peer stopped reading) fails with
+///   [`TimedOut`](std::io::ErrorKind::TimedOut) from `poll_write` (inner error
+///   [`ConnError::SendTimeout`](crate::ConnError::SendTimeout)), and so does every later write:
+///   return the error (counted in `errored`) or end otherwise. Your own buffering is yours:
+///   the read buffer limit applies to the callback form only.
 /// - **Drain.** When the server shuts down gracefully, a function that took the
 ///   [`shutdown_signal`](Self::shutdown_signal) is told through it and has until the drain's
 ///   deadline to finish (then it is killed); a function that never took it is dropped at once

@@ -2,12 +2,14 @@
 //!
 //! The timer is reset lazily: bytes arriving only move `last_read`, and when the timer fires
 //! early it is pushed to the real deadline. An active connection so touches its timer once
-//! per read timeout, not once per read.
+//! per read timeout, not once per read; and a wake-up that finds the timer registered and
+//! not fired does not poll it at all.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::TimeoutKind;
@@ -73,26 +75,112 @@ impl Deadlines {
     }
 }
 
-/// Polls `sleep` against `deadlines`: ready with the deadline that passed. `sleep` must have
-/// been created at `deadlines.next()` (or earlier); it is never polled when no timer is
-/// configured, so an untimed connection registers nothing with tokio's timer.
-pub(crate) fn poll_expired(
-    mut sleep: Pin<&mut Sleep>,
-    deadlines: &Deadlines,
-    cx: &mut Context<'_>,
-) -> Poll<TimeoutKind> {
-    loop {
-        let Some(next) = deadlines.next() else {
+/// The one timer of a connection's deadlines. Once polled (its waker registered with tokio's
+/// timer), a wake-up that finds it not fired skips it: the data path of a busy connection pays
+/// one load for its timers, not a poll.
+#[pin_project]
+#[derive(Debug)]
+pub(crate) struct Alarm {
+    #[pin]
+    sleep: Sleep,
+    /// Polled since its last reset, with this task's waker registered.
+    armed: bool,
+    /// Moved to the lifetime, past the read deadline, while a callback ran.
+    beyond: bool,
+}
+
+impl Alarm {
+    /// A timer at `deadlines.next()` (registered with tokio only when first polled, and never
+    /// when no timer is configured).
+    pub(crate) fn new(deadlines: &Deadlines) -> Self {
+        Self {
+            sleep: tokio::time::sleep_until(deadlines.next().unwrap_or_else(Instant::now)),
+            armed: false,
+            beyond: false,
+        }
+    }
+
+    /// Ready once `at` has passed.
+    fn poll_at(self: Pin<&mut Self>, at: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        if this.sleep.deadline() != at {
+            this.sleep.as_mut().reset(at);
+            *this.armed = false;
+        } else if *this.armed && !this.sleep.is_elapsed() {
+            return Poll::Pending;
+        }
+        // A poll refused for lack of coop budget registers nothing: do not count on it.
+        let budget = tokio::task::coop::has_budget_remaining();
+        if this.sleep.poll(cx).is_pending() {
+            *this.armed = budget;
+            return Poll::Pending;
+        }
+        *this.armed = false;
+        Poll::Ready(())
+    }
+
+    /// Moves the timer to `at` (to be polled again).
+    fn reset(self: Pin<&mut Self>, at: Instant) {
+        let this = self.project();
+        this.sleep.reset(at);
+        *this.armed = false;
+    }
+
+    /// Ready with the deadline that passed. Ignores deadlines that moved later meanwhile (it
+    /// then waits for the real one); never registers a timer when none is configured.
+    pub(crate) fn poll_expired(
+        mut self: Pin<&mut Self>,
+        deadlines: &Deadlines,
+        cx: &mut Context<'_>,
+    ) -> Poll<TimeoutKind> {
+        // The common wake-up: registered, not fired. (Deadlines only move later, and every
+        // reset disarms, so an armed timer is at or before the next deadline, unless the
+        // lifetime race moved it beyond.)
+        if self.armed && !self.beyond && !self.sleep.is_elapsed() {
+            return Poll::Pending;
+        }
+        *self.as_mut().project().beyond = false;
+        loop {
+            let Some(next) = deadlines.next() else {
+                return Poll::Pending;
+            };
+            // Not moved to a later `next` until it fires: it fires at the old deadline and is
+            // pushed then, once per read timeout rather than once per read.
+            let at = self.sleep.deadline().min(next);
+            if self.as_mut().poll_at(at, cx).is_pending() {
+                return Poll::Pending;
+            }
+            if let Some(kind) = deadlines.expired(Instant::now()) {
+                return Poll::Ready(kind);
+            }
+            // Fired early: bytes arrived (or a handler restarted the wait) since it was set.
+            self.as_mut().reset(next);
+        }
+    }
+
+    /// Ready once the lifetime has passed, ignoring the read deadline: what a running callback
+    /// is raced against. It may leave the timer at the lifetime, past the read deadline;
+    /// [`poll_expired`](Self::poll_expired) moves it back.
+    pub(crate) fn poll_lifetime(
+        mut self: Pin<&mut Self>,
+        deadlines: &Deadlines,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let Some(end) = deadlines.lifetime_end else {
             return Poll::Pending;
         };
-        if sleep.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
+        loop {
+            let at = self.sleep.deadline().min(end);
+            if self.as_mut().poll_at(at, cx).is_pending() {
+                return Poll::Pending;
+            }
+            if Instant::now() >= end {
+                return Poll::Ready(());
+            }
+            // Fired for the read deadline: while a callback runs, only the lifetime counts.
+            self.as_mut().reset(end);
+            *self.as_mut().project().beyond = true;
         }
-        if let Some(kind) = deadlines.expired(Instant::now()) {
-            return Poll::Ready(kind);
-        }
-        // Fired early: bytes arrived (or a handler restarted the wait) since it was set.
-        sleep.as_mut().reset(next);
     }
 }
 
@@ -143,12 +231,43 @@ mod tests {
     async fn the_timer_fires_at_the_real_deadline_after_early_wakeups() {
         let t0 = Instant::now();
         let mut d = Deadlines::new(t0, Some(10 * S), None);
-        let sleep = tokio::time::sleep_until(d.next().unwrap());
-        tokio::pin!(sleep);
+        let alarm = Alarm::new(&d);
+        tokio::pin!(alarm);
+        // Registered at t0 + 10 s.
+        let polled = std::future::poll_fn(|cx| Poll::Ready(alarm.as_mut().poll_expired(&d, cx)));
+        assert!(polled.await.is_pending());
         tokio::time::sleep(6 * S).await;
         d.observe(1, Instant::now); // read at t0 + 6 s: deadline t0 + 16 s
-        let kind = std::future::poll_fn(|cx| poll_expired(sleep.as_mut(), &d, cx)).await;
+        let kind = std::future::poll_fn(|cx| alarm.as_mut().poll_expired(&d, cx)).await;
         assert_eq!(kind, TimeoutKind::ReadIdle);
         assert_eq!(Instant::now() - t0, 16 * S);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_deadline_passed_during_a_callback_is_due_when_it_returns() {
+        let t0 = Instant::now();
+        let d = Deadlines::new(t0, Some(10 * S), Some(100 * S));
+        let alarm = Alarm::new(&d);
+        tokio::pin!(alarm);
+        // A callback runs for 30 s, raced against the lifetime only.
+        let race = std::future::poll_fn(|cx| alarm.as_mut().poll_lifetime(&d, cx));
+        assert!(tokio::time::timeout(30 * S, race).await.is_err());
+        let due = std::future::poll_fn(|cx| Poll::Ready(alarm.as_mut().poll_expired(&d, cx)));
+        assert_eq!(due.await, Poll::Ready(TimeoutKind::ReadIdle));
+        assert_eq!(Instant::now() - t0, 30 * S);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lifetime_race_ignores_the_read_deadline_and_leaves_it_due() {
+        let t0 = Instant::now();
+        let d = Deadlines::new(t0, Some(10 * S), Some(25 * S));
+        let alarm = Alarm::new(&d);
+        tokio::pin!(alarm);
+        std::future::poll_fn(|cx| alarm.as_mut().poll_lifetime(&d, cx)).await;
+        assert_eq!(Instant::now() - t0, 25 * S);
+        // The read deadline passed meanwhile: due at once, the lifetime first.
+        let kind = std::future::poll_fn(|cx| alarm.as_mut().poll_expired(&d, cx)).await;
+        assert_eq!(kind, TimeoutKind::Lifetime);
+        assert_eq!(Instant::now() - t0, 25 * S);
     }
 }

@@ -8,7 +8,7 @@ use beamline_process::{Addr, Context, ExitReason, Info, ProcessId};
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::{ConnInfo, Endpoint, Stream, TimeoutKind};
+use super::{ConnError, ConnInfo, Endpoint, Stream, TimeoutKind};
 
 /// What a connection does after a callback: keep going, or close. (A callback fails by
 /// returning `Err(reason)`: the connection closes and its process exits with that reason.)
@@ -31,19 +31,44 @@ pub enum Flow {
 /// Every event callback returns `Ok(`[`Flow`]`)` to continue or close, or `Err(reason)` to
 /// fail. `?` works on any error inside a callback: it becomes [`ExitReason::Error`].
 ///
+/// # Lifecycle
+/// `on_connect`, then (`on_data` | `on_message` | `on_info` | `on_timeout` | `on_close` |
+/// `on_shutdown`) repeated — `on_close` (the peer's EOF, no `on_data` after it) and
+/// `on_shutdown` (a drain) at most once each — until one returns `Close` or `Err` or is
+/// `on_timeout(Lifetime)`; when the peer is at fault, `on_error` comes instead of the next
+/// callback and is the last.
+///
 /// # Guarantees
-/// - **One event at a time.** Callbacks of one connection never overlap; the socket and the
-///   mailbox are only looked at between callbacks, so a shutdown never interrupts
-///   `on_data` half-way.
-/// - **A failure stays in its connection.** A panic in a callback closes only this
-///   connection: it is counted in [`ServerStats::panicked`](crate::ServerStats::panicked),
-///   logged at `error` with the connection id, and the connection's process exits with
-///   [`ExitReason::Panicked`]. An `Err(reason)` closes it the same way (counted in
-///   `errored`, logged at `warn`, exit reason `reason`). Other connections never notice.
-/// - **Timeouts and drain apply between callbacks.** The read timeout, the lifetime and a
-///   graceful shutdown are delivered as [`on_timeout`](Self::on_timeout) and
-///   [`on_shutdown`](Self::on_shutdown). A callback that never returns is only ended by the
-///   drain's deadline (its process is killed).
+/// - **One event at a time.** Callbacks of one connection never overlap, and none is ever
+///   interrupted for an event: data, messages, the drain's notice and a read timeout wait
+///   until the running callback returns (the drain's notice and the timers come first then,
+///   before more data).
+/// - **A failure stays in its connection.** A panic in a callback (or in the handler's
+///   `Clone`) closes only this connection: it is counted in
+///   [`ServerStats::panicked`](crate::ServerStats::panicked), logged at `error` with the
+///   connection id, and the connection's process exits with [`ExitReason::Panicked`]. An
+///   `Err(reason)` closes it the same way (counted in `errored`, logged at `warn`, exit reason
+///   `reason`). Other connections never notice.
+/// - **Timers race a running callback**, by this rule:
+///   - a write the peer does not take (`Conn::send` waiting for its receive window) is
+///     decided by the send timeout ([`Server::send_timeout`](crate::Server::send_timeout)):
+///     once no byte has been accepted for that long the write fails with
+///     [`TimedOut`](io::ErrorKind::TimedOut), and when the callback returns, whatever it
+///     returns, the connection gets [`on_error`](Self::on_error) with
+///     [`ConnError::SendTimeout`] and closes (counted in `errored`);
+///   - the lifetime ([`Server::lifetime`](crate::Server::lifetime)): if it passes while a
+///     callback runs, blocked on a write or on anything else, the callback is dropped where
+///     it stands and the connection's process is killed (counted in `killed`, event reason
+///     `lifetime`); between callbacks it is delivered as `on_timeout(Lifetime)`, the last
+///     callback, which is not raced (its writes are bounded by the send timeout);
+///   - the drain's deadline: a callback still running when it passes is killed (counted in
+///     `killed`, reason `drain_deadline`); the drain's notice itself waits for the callback;
+///   - the read timeout measures the peer's silence while the connection listens, so it
+///     never ends a callback: one that passed while a callback ran is delivered as
+///     `on_timeout(ReadIdle)` when it returns.
+/// - **Bounded memory per connection.** Bytes left unconsumed in `on_data`'s buffer are
+///   capped by [`Server::max_read_buffer`](crate::Server::max_read_buffer): beyond it the
+///   connection gets `on_error` with [`ConnError::ReadBufferFull`] and closes.
 ///
 /// # Examples
 /// An echo server that greets and says goodbye during a drain:
@@ -155,11 +180,14 @@ where
         async { Ok(Flow::Close) }
     }
 
-    /// Reading from the socket failed (a reset, or a TLS error after the handshake); the
-    /// connection is closed after this call. `Ok(())` ends its process normally (a peer's
-    /// reset is the peer's business), `Err(reason)` with `reason`. Either way it counts in
+    /// The connection is being closed on the peer's account: reading failed
+    /// ([`ConnError::Read`]: a reset, or a TLS error after the handshake), the peer stopped
+    /// reading ([`ConnError::SendTimeout`]), or it sent a frame that never ends
+    /// ([`ConnError::ReadBufferFull`]). The connection is closed after this call. `Ok(())`
+    /// ends its process normally (the peer's misbehaviour is the peer's business),
+    /// `Err(reason)` with `reason`. Either way it counts in
     /// [`ServerStats::errored`](crate::ServerStats::errored). Default: `Ok(())`.
-    fn on_error(&mut self, error: &io::Error, info: &ConnInfo) -> Result<(), ExitReason> {
+    fn on_error(&mut self, error: &ConnError, info: &ConnInfo) -> Result<(), ExitReason> {
         let _ = (error, info);
         Ok(())
     }
@@ -193,11 +221,13 @@ impl<'a, M: Send + 'static> Conn<'a, M> {
         &self.info.peer
     }
 
-    /// Writes all of `data` and flushes it (for TLS, onto the socket).
+    /// Writes all of `data` and flushes it (for TLS, onto the socket). It waits while the
+    /// peer's receive window is full, at most the send timeout without progress.
     ///
     /// # Errors
-    /// The socket's error (`BrokenPipe`, `ConnectionReset`, ...). It waits while the peer's
-    /// receive window is full; a peer that never reads is ended by the drain's deadline.
+    /// The socket's error (`BrokenPipe`, `ConnectionReset`, ...), or
+    /// [`TimedOut`](io::ErrorKind::TimedOut) once the peer has accepted no byte for the send
+    /// timeout (the connection then ends after this callback; see the [`Handler`] rules).
     pub async fn send(&mut self, data: &[u8]) -> io::Result<()> {
         self.stream.write_all(data).await?;
         self.stream.flush().await

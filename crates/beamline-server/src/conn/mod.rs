@@ -2,11 +2,16 @@
 //! the two ways to handle it ([`Handler`] callbacks, or a function that owns a
 //! [`Connection`]), and the process body that runs either.
 
+mod callbacks;
 mod connection;
 mod deadline;
+mod error;
 mod handler;
 pub(crate) mod run;
+mod send;
+mod service;
 mod stream;
+mod tls;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -15,6 +20,7 @@ use std::path::PathBuf;
 use beamline_process::ProcessId;
 
 pub use connection::{Connection, ShutdownSignal};
+pub use error::ConnError;
 pub use handler::{Conn, Flow, Handler};
 pub use stream::Stream;
 
@@ -91,7 +97,7 @@ pub(crate) struct TlsInfo {
 
 impl ConnInfo {
     /// The connection's id: the id of the process that serves it, as it appears in the
-    /// server's and beamline-process's `tracing` events (`conn` / `pid` fields).
+    /// server's and beamline-process's `tracing` events (`conn_id` / `pid` fields).
     pub fn id(&self) -> ProcessId {
         self.id
     }
@@ -132,7 +138,8 @@ pub enum TimeoutKind {
     ReadIdle,
     /// The connection reached its maximum lifetime
     /// ([`Server::lifetime`](crate::Server::lifetime)). It is closed after the callback
-    /// whatever the callback returns.
+    /// whatever the callback returns. (A lifetime that passes during a callback kills the
+    /// connection instead: see [`Handler`](crate::Handler).)
     Lifetime,
 }
 

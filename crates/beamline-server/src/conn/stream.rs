@@ -5,26 +5,30 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 use tokio_rustls::server::TlsStream;
 
-use super::Transport;
+use super::send::SendTimer;
+use super::tls::CountedTcp;
+use super::{ConnError, Transport};
 use crate::stats::{BYTES_GRAIN_SHIFT, Stats};
 
 /// The socket under a [`Stream`]. The TLS variant is boxed: a rustls session is large, and a
 /// plain TCP connection should not pay for its size.
 pub(crate) enum Io {
     Tcp(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<CountedTcp>>),
     Unix(UnixStream),
 }
 
 /// What a connection's process body and its stream share: byte counts (which the read
-/// timeout watches) and the shutdown request of the stream-owning form.
+/// timeout watches), whether the send timeout passed, and the shutdown request of the
+/// stream-owning form.
 pub(crate) struct ConnState {
     read: AtomicU64,
     written: AtomicU64,
@@ -35,6 +39,7 @@ pub(crate) struct ConnState {
 
 const SHUTDOWN_REQUESTED: u8 = 1;
 const SHUTDOWN_WATCHED: u8 = 2;
+const SEND_TIMED_OUT: u8 = 4;
 
 impl ConnState {
     pub(crate) fn new(stats: Arc<Stats>) -> Arc<Self> {
@@ -87,6 +92,17 @@ impl ConnState {
             .fetch_add(self.written.load(Relaxed) & mask, Relaxed);
     }
 
+    /// Records that the send timeout passed (once per connection: the stream stays failed).
+    fn send_timed_out(&self) {
+        self.flags.fetch_or(SEND_TIMED_OUT, Relaxed);
+        self.stats.send_timeout();
+    }
+
+    /// Whether the connection's send timeout passed.
+    pub(crate) fn sending_timed_out(&self) -> bool {
+        self.flags.load(Relaxed) & SEND_TIMED_OUT != 0
+    }
+
     /// Marks the shutdown as requested and wakes whoever waits for it.
     pub(crate) fn request_shutdown(&self) {
         self.flags.fetch_or(SHUTDOWN_REQUESTED, Relaxed);
@@ -123,18 +139,66 @@ impl ConnState {
 /// A connection's byte stream: TCP, TLS (already handshaken) or Unix, as one
 /// `AsyncRead + AsyncWrite` type.
 ///
-/// Reads and writes go straight to the socket (or the TLS session); the only thing added is a
-/// count of bytes each way, for [`ServerStats`](crate::ServerStats) and the read timeout.
+/// Reads and writes go straight to the socket (or the TLS session); what is added is a count
+/// of bytes each way, for [`ServerStats`](crate::ServerStats) and the read timeout, and the
+/// send timeout ([`Server::send_timeout`](crate::Server::send_timeout)).
+///
 /// Errors are the socket's own `io::Error`s: a peer's reset is
 /// [`ConnectionReset`](io::ErrorKind::ConnectionReset), a read of 0 bytes is the peer's EOF.
+/// A write (or flush, or shutdown) that makes no progress for the send timeout — the socket
+/// accepts no byte — fails with [`TimedOut`](io::ErrorKind::TimedOut) (the inner error is
+/// [`ConnError::SendTimeout`]), and so does every write after it: the connection cannot be
+/// written to any more.
 pub struct Stream {
     io: Io,
     state: Arc<ConnState>,
+    send: SendTimer,
 }
 
 impl Stream {
-    pub(crate) fn new(io: Io, state: Arc<ConnState>) -> Self {
-        Self { io, state }
+    pub(crate) fn new(io: Io, state: Arc<ConnState>, send_timeout: Option<Duration>) -> Self {
+        Self {
+            io,
+            state,
+            send: SendTimer::new(send_timeout),
+        }
+    }
+
+    /// The send timeout, once it has passed on this stream.
+    pub(crate) fn send_timed_out(&self) -> Option<Duration> {
+        self.send.timed_out()
+    }
+
+    /// Bytes the socket has accepted: the send timeout's measure of progress (for TLS, the
+    /// TCP socket's, under the session's buffering).
+    fn socket_sent(&self) -> u64 {
+        match &self.io {
+            Io::Tcp(_) | Io::Unix(_) => self.state.written.load(Relaxed),
+            Io::Tls(tls) => tls.get_ref().0.sent(),
+        }
+    }
+
+    /// Runs one write-side poll under the send timeout.
+    fn poll_send<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(&mut Io, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if let Some(timeout) = self.send.timed_out() {
+            return Poll::Ready(Err(ConnError::send_timeout(timeout)));
+        }
+        match op(&mut self.io, cx) {
+            Poll::Pending => {
+                let sent = self.socket_sent();
+                let timeout = ready!(self.send.poll_stalled(cx, sent));
+                self.state.send_timed_out();
+                Poll::Ready(Err(ConnError::send_timeout(timeout)))
+            }
+            done => {
+                self.send.flowing();
+                done
+            }
+        }
     }
 
     pub(crate) fn state(&self) -> &Arc<ConnState> {
@@ -154,7 +218,7 @@ impl Stream {
     pub fn tcp(&self) -> Option<&TcpStream> {
         match &self.io {
             Io::Tcp(tcp) => Some(tcp),
-            Io::Tls(tls) => Some(tls.get_ref().0),
+            Io::Tls(tls) => Some(tls.get_ref().0.tcp()),
             Io::Unix(_) => None,
         }
     }
@@ -237,11 +301,11 @@ impl AsyncWrite for Stream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let polled = match &mut this.io {
+        let polled = this.poll_send(cx, |io, cx| match io {
             Io::Tcp(tcp) => Pin::new(tcp).poll_write(cx, data),
             Io::Tls(tls) => Pin::new(&mut **tls).poll_write(cx, data),
             Io::Unix(unix) => Pin::new(unix).poll_write(cx, data),
-        };
+        });
         if let Poll::Ready(Ok(n)) = polled {
             this.state.add_written(n);
         }
@@ -254,11 +318,11 @@ impl AsyncWrite for Stream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let polled = match &mut this.io {
+        let polled = this.poll_send(cx, |io, cx| match io {
             Io::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
             Io::Tls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
             Io::Unix(unix) => Pin::new(unix).poll_write_vectored(cx, bufs),
-        };
+        });
         if let Poll::Ready(Ok(n)) = polled {
             this.state.add_written(n);
         }
@@ -274,19 +338,19 @@ impl AsyncWrite for Stream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
+        self.poll_send(cx, |io, cx| match io {
             Io::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
             Io::Tls(tls) => Pin::new(&mut **tls).poll_flush(cx),
             Io::Unix(unix) => Pin::new(unix).poll_flush(cx),
-        }
+        })
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
+        self.poll_send(cx, |io, cx| match io {
             Io::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
             Io::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
             Io::Unix(unix) => Pin::new(unix).poll_shutdown(cx),
-        }
+        })
     }
 }
 

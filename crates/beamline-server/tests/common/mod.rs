@@ -38,6 +38,36 @@ pub async fn echo_back<M: Send + 'static>(
     Ok(Flow::Continue)
 }
 
+/// The body of an `on_data` that never returns once a message starts with `block` (a
+/// callback stuck on something that never comes), and echoes otherwise.
+pub async fn echo_unless_blocked<M: Send + 'static>(
+    data: &mut BytesMut,
+    conn: &mut Conn<'_, M>,
+) -> Result<Flow, ExitReason> {
+    if data.starts_with(b"block") {
+        std::future::pending::<()>().await;
+    }
+    echo_back(data, conn).await
+}
+
+/// Echoes; blocks for ever in the callback on `block`; keeps serving during a drain.
+#[derive(Clone, Debug)]
+pub struct Blocking;
+
+impl Handler for Blocking {
+    async fn on_data(
+        &mut self,
+        data: &mut BytesMut,
+        conn: &mut Conn<'_>,
+    ) -> Result<Flow, ExitReason> {
+        echo_unless_blocked(data, conn).await
+    }
+
+    async fn on_shutdown(&mut self, _conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+        Ok(Flow::Continue)
+    }
+}
+
 /// The stream-owning echo (never takes the shutdown signal).
 pub async fn echo_fn(mut conn: Connection) -> Result<(), ExitReason> {
     let mut buf = vec![0u8; 4096];
@@ -200,6 +230,21 @@ pub fn child_command(test: &str, nofile: u64) -> Command {
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, test);
     cmd
+}
+
+/// Runs `test`'s `body` alone in a child process (see [`child_command`]), on a current-thread
+/// runtime: for tests that count this process's descriptors or tasks, which tests running
+/// beside them would disturb.
+pub fn alone_in_child<F: std::future::Future<Output = ()>>(test: &str, body: impl FnOnce() -> F) {
+    if !is_child(test) {
+        run_in_child(test, fd_limit());
+        return;
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(body());
 }
 
 /// Runs `test` in a child process (see [`child_command`]) and fails with its output if it
