@@ -18,8 +18,8 @@
 //! - [`PoolConfig`]: `max_size`, `min_idle`, connect and checkout timeouts, idle timeout, max
 //!   lifetime with jitter, [`CheckPolicy`], lazy or eager [`Start`], and the connect
 //!   [backoff](beamline_reconnect::BackoffConfig).
-//! - Errors: [`CheckoutError`] (`Connect`, `Timeout`, `Closed`), [`ConnectError`] (pool, target,
-//!   the manager's own error), [`StartError`], [`ConfigError`].
+//! - Errors: [`CheckoutError`] (`Connect`, `CreatePanicked`, `Timeout`, `Closed`),
+//!   [`ConnectError`] (pool, target, the manager's own error), [`StartError`], [`ConfigError`].
 //! - [`PoolMetrics`]: size, idle, in use, waiters, checkouts, a [`WaitHistogram`], timeouts,
 //!   connections created and closed by [`CloseReason`].
 //!
@@ -42,6 +42,12 @@
 //!   closed after the idle timeout.
 //! - **`close()`** fails waiters with `Closed`, closes idle connections at once and the others
 //!   when they come back.
+//! - **User panics do not break the pool's tasks.** A panic in [`Manager::create`] is caught:
+//!   the longest waiter gets [`CheckoutError::CreatePanicked`] (naming the pool), the attempt's
+//!   place counts no more, and the next attempt waits out the backoff. A connect attempt task
+//!   that ends any other way gives its place back too. A panic in a connection's `Drop` during
+//!   maintenance is logged and maintenance goes on (reaping, lifetime expiry, `min_idle`); the
+//!   connections it was closing count no more either way.
 //!
 //! # Cost
 //! While no checkout is queued, neither a checkout nor a return takes the pool lock, reads a

@@ -12,6 +12,7 @@
 
 mod connect;
 mod store;
+mod unwind;
 mod wait;
 
 /// The methods both pool handles share, on their `core` field.
@@ -54,6 +55,7 @@ pub(crate) use wait::Deadline;
 
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::Waker;
@@ -588,17 +590,30 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
 
     /// Drops connections closed under the lock (counted in `closing` until now), then starts
     /// the replacements their room allows.
+    ///
+    /// A connection's `Drop` is user code: each runs under `catch_unwind`, so one that panics
+    /// neither stops the others from being dropped nor leaves them counted in `closing` (which
+    /// would shrink the pool for good). The first panic is then resumed, in the task that
+    /// closed the connection; the maintenance task catches it there and goes on.
     fn dispose(self: &Arc<Self>, closed: Vec<S::Closed>) {
         if closed.is_empty() {
             return;
         }
         let count = closed.len();
-        drop(closed);
+        let mut panic = None;
+        for conn in closed {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(conn))) {
+                panic.get_or_insert(payload);
+            }
+        }
         let mut st = self.lock();
         st.closing -= count;
         let start = st.demand(&self.config);
         drop(st);
         self.spawn_connects(start);
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
+        }
     }
 
     /// A new connection's bookkeeping: its jittered expiry and idle clock start now.
@@ -684,12 +699,12 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
         let in_use = st.store.in_use(st.tally.open);
         st.count_closing(&closed);
         drop(guard);
-        wakers.into_iter().for_each(Waker::wake);
-        self.dispose(closed);
         if let Some(maintenance) = self.maintenance.get() {
             maintenance.abort();
         }
         tracing::debug!(pool = %self.name, in_use, "pool closed");
+        wakers.into_iter().for_each(Waker::wake);
+        self.dispose(closed);
     }
 }
 
@@ -712,6 +727,10 @@ impl<M: Manager, S: Store<Conn = M::Connection>> fmt::Debug for Core<M, S> {
 
 /// The maintenance task: every tick, advance the clock, reap, top up. It holds the pool weakly
 /// and ends when the pool is dropped (or is aborted by `close`).
+///
+/// The user code a tick runs (the `Drop` of the connections it closes) may panic: the panic
+/// is logged and the task goes on, so reaping, lifetime expiry and `min_idle` top-up never
+/// stop silently. The books are already right by then (see [`Core::dispose`]).
 async fn maintain<M: Manager, S: Store<Conn = M::Connection>>(
     core: std::sync::Weak<Core<M, S>>,
     tick: Duration,
@@ -723,7 +742,10 @@ async fn maintain<M: Manager, S: Store<Conn = M::Connection>>(
         let Some(core) = core.upgrade() else {
             return;
         };
-        core.maintain();
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| core.maintain())) {
+            let panic = unwind::message(&*payload);
+            tracing::error!(pool = %core.name, %panic, "user code panicked during pool maintenance; maintenance goes on");
+        }
     }
 }
 

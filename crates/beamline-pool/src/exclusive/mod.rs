@@ -36,7 +36,8 @@ type ExclusiveCore<M> = Core<M, Exclusive<<M as Manager>::Connection>>;
 ///   to the longest waiter before anyone else can take it.
 /// - **A checkout ends** with a connection, or an error that says why:
 ///   [`CheckoutError::Connect`] with the manager's own error when the attempt made for it
-///   failed (never a timeout in its place), [`CheckoutError::Timeout`] after the checkout
+///   failed (never a timeout in its place), [`CheckoutError::CreatePanicked`] when
+///   [`Manager::create`] panicked instead, [`CheckoutError::Timeout`] after the checkout
 ///   timeout (carrying the latest connect error if attempts are failing), or
 ///   [`CheckoutError::Closed`].
 /// - **Nothing is lost when a checkout gives up.** A checkout that times out or is dropped
@@ -120,7 +121,8 @@ impl<M: Manager> Pool<M> {
     ///
     /// # Errors
     /// [`CheckoutError::Connect`] when the connect attempt made while this checkout was the
-    /// longest waiter failed; [`CheckoutError::Timeout`] after the checkout timeout;
+    /// longest waiter failed ([`CheckoutError::CreatePanicked`] when it panicked);
+    /// [`CheckoutError::Timeout`] after the checkout timeout;
     /// [`CheckoutError::Closed`] when the pool is closed.
     pub async fn get(&self) -> Result<PoolGuard<'_, M>, CheckoutError<M::Error>> {
         let conn = self.core.get().await?;

@@ -33,6 +33,8 @@ pub struct Shared {
     pub attempts: AtomicU64,
     pub checks: AtomicU64,
     pub recycles: AtomicU64,
+    /// The next connection dropped panics in its `Drop` (one-shot).
+    pub panic_on_drop: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -53,6 +55,9 @@ pub struct TestConn {
 impl Drop for TestConn {
     fn drop(&mut self) {
         self.shared.live.fetch_sub(1, Ordering::SeqCst);
+        if self.shared.panic_on_drop.swap(false, Ordering::SeqCst) && !std::thread::panicking() {
+            panic!("test: connection {} panicked in drop", self.id);
+        }
     }
 }
 
@@ -67,6 +72,8 @@ pub struct TestManager {
     pub delay: Mutex<Duration>,
     /// Whether `recycle` fails.
     pub recycle_fails: AtomicBool,
+    /// Connect attempts that panic from now on (before the `fail` ones are counted).
+    pub panics: AtomicUsize,
 }
 
 impl Default for TestManager {
@@ -77,6 +84,7 @@ impl Default for TestManager {
             fail_from: AtomicU64::new(u64::MAX),
             delay: Mutex::default(),
             recycle_fails: AtomicBool::new(false),
+            panics: AtomicUsize::new(0),
         }
     }
 }
@@ -113,6 +121,11 @@ impl Manager for TestManager {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        let panicking = self
+            .panics
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        assert!(!panicking, "test: create panicked (attempt {attempt})");
         let failing = self
             .fail
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
