@@ -58,7 +58,9 @@
 //! decrement. Queued checkouts go through the pool lock, whose critical sections are a
 //! handful of comparisons and never run user code. One atomic word (the queue length and a
 //! closed bit) tells the lock-free paths when to defer to the pool lock, so none of this
-//! costs FIFO. Time-based expiry reads a coarse clock (see [`PoolConfig`]).
+//! costs FIFO. Time-based expiry reads a coarse clock (see [`PoolConfig`]). A checkout spends
+//! one unit of tokio's cooperative budget, as a channel's `recv` does, so a task whose
+//! checkouts are always served at once still yields to its worker's other tasks.
 //! `benches/pool.rs` measures all of it beside deadpool and bb8.
 //!
 //! # Example

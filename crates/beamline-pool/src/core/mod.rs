@@ -534,6 +534,11 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
     where
         S: Prepare<M>,
     {
+        // Under tokio's cooperative budget, as a channel's `recv` is: a task whose checkouts
+        // are always served at once still yields once its budget is spent. (`poll_proceed`
+        // rather than `consume_budget`: half the instructions on this ready path.)
+        std::future::poll_fn(|cx| tokio::task::coop::poll_proceed(cx).map(|r| r.made_progress()))
+            .await;
         let mut deadline = Deadline::new(self.config.checkout_timeout);
         let mut front = false;
         loop {
