@@ -4,7 +4,7 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::codec::put_decimal;
+use super::encode::put_decimal;
 
 /// A Redis command (`SET key value`): an array of bulk strings.
 ///
