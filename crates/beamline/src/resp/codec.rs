@@ -159,7 +159,13 @@ impl RespCodec {
             if src.is_empty() || src.len() < self.need {
                 return Ok(None);
             }
-            let scanned = self.scanner.scan(src, &self.limits, self.inline);
+            // Bytes past the frame limit are never looked at: a frame that reaches them is
+            // refused, whether they arrived in one read or in many.
+            let max = self.limits.frame_limit();
+            let window = src
+                .get(..src.len().min(max.saturating_add(1)))
+                .unwrap_or_default();
+            let scanned = self.scanner.scan(window, &self.limits, self.inline);
             match scanned {
                 Err(e) => {
                     // The frame is left in `src`; a later call scans it afresh (and fails
@@ -171,8 +177,7 @@ impl RespCodec {
                 Ok(Scan::Incomplete { need }) => {
                     // The frame needs at least `need` bytes: over the limit, it is refused
                     // now, before the rest of it is buffered.
-                    let need = need.max(src.len() + 1);
-                    let max = self.limits.frame_limit();
+                    let need = need.max(window.len() + 1);
                     if need > max {
                         self.scanner.reset();
                         self.need = 0;

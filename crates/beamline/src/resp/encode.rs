@@ -25,6 +25,16 @@ pub(crate) fn put_decimal(dst: &mut BytesMut, n: i64) {
     dst.put_slice(&buf[i..]);
 }
 
+/// Writes `data` as a bulk string: `$<len>\r\n<data>\r\n`.
+pub(super) fn put_bulk(dst: &mut BytesMut, data: &[u8]) {
+    dst.reserve(data.len() + 24);
+    dst.put_u8(b'$');
+    put_decimal(dst, data.len() as i64);
+    dst.put_slice(b"\r\n");
+    dst.put_slice(data);
+    dst.put_slice(b"\r\n");
+}
+
 impl Encoder<Value> for RespCodec {
     type Error = RespError;
 
@@ -90,14 +100,7 @@ fn encode_value(
             put_decimal(dst, *n);
             dst.put_slice(b"\r\n");
         }
-        Value::Bulk(b) => {
-            dst.reserve(b.len() + 24);
-            dst.put_u8(b'$');
-            put_decimal(dst, b.len() as i64);
-            dst.put_slice(b"\r\n");
-            dst.put_slice(b);
-            dst.put_slice(b"\r\n");
-        }
+        Value::Bulk(b) => put_bulk(dst, b),
         Value::Null => dst.put_slice(b"$-1\r\n"),
         Value::NullArray => dst.put_slice(b"*-1\r\n"),
         Value::Array(items) => {
