@@ -111,10 +111,14 @@ fn trickle(
     Ok((wall, cpu))
 }
 
+/// One reply line (at most 1 KiB: both replies expected here are short).
 fn read_line(stream: &mut TcpStream) -> Result<String, Box<dyn Error>> {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     while !line.ends_with(b"\r\n") {
+        if line.len() > 1024 {
+            return Err("a reply line longer than 1 KiB".into());
+        }
         if stream.read(&mut byte)? == 0 {
             return Err("the server closed the connection".into());
         }

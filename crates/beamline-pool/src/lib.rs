@@ -70,7 +70,7 @@
 //! use std::io;
 //! use std::time::Duration;
 //! use beamline_pool::{CheckoutError, Manager, Pool, PoolConfig};
-//! use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+//! use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 //! use tokio::net::{TcpListener, TcpStream};
 //!
 //! struct Lines(std::net::SocketAddr);
@@ -110,7 +110,8 @@
 //! let mut conn = pool.get().await?;
 //! conn.get_mut().write_all(b"ping\n").await?;
 //! let mut line = String::new();
-//! conn.read_line(&mut line).await?;
+//! // A line read has a limit, as every read of what a peer sends should.
+//! (&mut *conn).take(1024).read_line(&mut line).await?;
 //! assert_eq!(line, "ping\n");
 //! drop(conn); // back in the pool, for the next checkout
 //! assert_eq!(pool.metrics().idle, 1);

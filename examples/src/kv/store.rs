@@ -971,9 +971,7 @@ mod tests {
             .collect();
         store.mset(pairs.iter().copied(), &mut clock);
         assert_eq!(store.len(), 40);
-        store
-            .push(b"list", &[b"x"], End::Left, &mut clock)
-            .unwrap();
+        store.push(b"list", &[b"x"], End::Left, &mut clock).unwrap();
         let got = store.mget(
             [b"key1".as_slice(), b"list", b"nope"].into_iter(),
             &mut clock,
