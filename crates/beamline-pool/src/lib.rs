@@ -47,7 +47,10 @@
 //!   place counts no more, and the next attempt waits out the backoff. A connect attempt task
 //!   that ends any other way gives its place back too. A panic in a connection's `Drop` during
 //!   maintenance is logged and maintenance goes on (reaping, lifetime expiry, `min_idle`); the
-//!   connections it was closing count no more either way.
+//!   connections it was closing count no more either way. A panic in `check`, `recycle` or
+//!   `is_broken` closes the connection it was about (its state is unknown) before the panic
+//!   goes on to the caller, and so does a checkout dropped while its connection is being
+//!   recycled or checked: no place in the pool is ever lost to a panic or a cancellation.
 //!
 //! # Cost
 //! While no checkout is queued, neither a checkout nor a return takes the pool lock, reads a

@@ -9,7 +9,7 @@ mod common;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use beamline_pool::{CheckoutError, CloseReason, Pool, SharedPool};
+use beamline_pool::{CheckPolicy, CheckoutError, CloseReason, Pool, SharedPool};
 use beamline_reconnect::BackoffConfig;
 use common::{TestManager, plain, until};
 use tokio::time::Instant;
@@ -130,4 +130,88 @@ fn an_attempt_dropped_with_its_runtime_gives_its_place_back() {
     });
     drop(runtime);
     assert_eq!(pool.metrics().connecting, 0);
+}
+
+/// A checkout given up while its connection is being checked (its caller timed out) gives
+/// the connection back: it does not vanish from the pool's books.
+#[tokio::test(start_paused = true)]
+async fn a_checkout_dropped_during_its_check_leaves_the_pool_whole() {
+    let manager = TestManager::new();
+    *manager.check_delay.lock().unwrap() = 10 * S;
+    let config = plain(1).check(CheckPolicy::Always);
+    let pool = Pool::start(manager, config).await.unwrap();
+    let gave_up = tokio::time::timeout(S, pool.get()).await;
+    assert!(gave_up.is_err(), "the check takes 10 s");
+    *pool.manager().check_delay.lock().unwrap() = Duration::ZERO;
+    let conn = tokio::time::timeout(S, pool.get()).await;
+    assert!(
+        matches!(conn, Ok(Ok(_))),
+        "the pool's one place was lost: {:?}",
+        pool.metrics()
+    );
+}
+
+/// The exclusive pool's checkout callbacks: a panic in `check` or `recycle` discards the
+/// connection (its state is unknown) before the panic reaches the caller of `get`.
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_check_or_recycle_discards_the_connection() {
+    let config = plain(1)
+        .check(CheckPolicy::Always)
+        .checkout_timeout(Some(S));
+    let pool = Pool::start(TestManager::new(), config).await.unwrap();
+    for flag in [&pool.manager().panic_check, &pool.manager().panic_recycle] {
+        drop(pool.get().await.unwrap()); // a used connection: recycled on its next checkout
+        flag.store(true, SeqCst);
+        let pool2 = pool.clone();
+        let panicked = tokio::spawn(async move { pool2.get().await.map(|_| ()) }).await;
+        assert!(panicked.unwrap_err().is_panic());
+        assert_eq!(
+            pool.manager().live(),
+            0,
+            "the suspect connection was closed"
+        );
+        assert_eq!(pool.metrics().size, 0);
+        drop(pool.get().await.unwrap());
+    }
+}
+
+/// `is_broken` on return (both pools) and on a shared checkout: a panic there discards the
+/// connection, and the pool keeps its place.
+macro_rules! is_broken_test {
+    ($name:ident, $pool:ident $(, $users:expr)?) => {
+        #[tokio::test(start_paused = true)]
+        async fn $name() {
+            let config = plain(1).checkout_timeout(Some(S));
+            let pool = $pool::start(TestManager::new(), config $(, $users)?).await.unwrap();
+            let conn = pool.get().await.unwrap();
+            pool.manager().panic_is_broken.store(true, SeqCst);
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(conn)));
+            assert!(dropped.is_err(), "is_broken's panic reaches the guard's owner");
+            assert_eq!((pool.manager().live(), pool.metrics().size), (0, 0));
+            drop(pool.get().await.unwrap());
+            assert_eq!(pool.metrics().size, 1);
+        }
+    };
+}
+
+is_broken_test!(a_panic_in_is_broken_on_return_discards_the_connection, Pool);
+is_broken_test!(
+    a_panic_in_is_broken_on_a_shared_return_drains_the_connection,
+    SharedPool,
+    1
+);
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_is_broken_on_a_shared_checkout_drains_the_connection() {
+    let config = plain(1).checkout_timeout(Some(S));
+    let pool = SharedPool::start(TestManager::new(), config, 1)
+        .await
+        .unwrap();
+    drop(pool.get().await.unwrap());
+    pool.manager().panic_is_broken.store(true, SeqCst);
+    let pool2 = pool.clone();
+    let panicked = tokio::spawn(async move { pool2.get().await.map(|_| ()) }).await;
+    assert!(panicked.unwrap_err().is_panic());
+    assert_eq!((pool.manager().live(), pool.metrics().size), (0, 0));
+    drop(pool.get().await.unwrap());
 }

@@ -53,6 +53,7 @@ pub(crate) use handle_methods;
 pub(crate) use store::{Conn, FastTake, Reap, Store, Verdict};
 pub(crate) use wait::Deadline;
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -516,16 +517,33 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
     }
 
     /// A guard drops its lease: the connection is closed if its user panicked or it is
-    /// broken (marked, or by the manager's word), kept otherwise.
+    /// broken (marked, or by the manager's word), kept otherwise. A panic in
+    /// [`Manager::is_broken`] closes it too, and goes on to the guard's owner once the pool's
+    /// books are right.
     pub(crate) fn drop_lease(self: &Arc<Self>, lease: S::Lease, marked_broken: bool) {
         let verdict = if std::thread::panicking() {
             Verdict::Close(CloseReason::Panicked)
-        } else if marked_broken || self.manager.is_broken(S::connection(&lease)) {
+        } else if marked_broken {
             Verdict::Close(CloseReason::Broken)
         } else {
-            Verdict::Keep
+            match self.is_broken(&lease) {
+                Ok(true) => Verdict::Close(CloseReason::Broken),
+                Ok(false) => Verdict::Keep,
+                Err(panic) => {
+                    self.release(lease, Verdict::Close(CloseReason::Broken));
+                    std::panic::resume_unwind(panic);
+                }
+            }
         };
         self.release(lease, verdict);
+    }
+
+    /// [`Manager::is_broken`] on a lease's connection, with a panic caught (the caller closes
+    /// the connection, then resumes it).
+    pub(crate) fn is_broken(&self, lease: &S::Lease) -> Result<bool, Box<dyn Any + Send>> {
+        catch_unwind(AssertUnwindSafe(|| {
+            self.manager.is_broken(S::connection(lease))
+        }))
     }
 
     /// A checkout, start to end: leases until [`Prepare`] accepts one, keeping the checkout's

@@ -74,6 +74,12 @@ pub struct TestManager {
     pub recycle_fails: AtomicBool,
     /// Connect attempts that panic from now on (before the `fail` ones are counted).
     pub panics: AtomicUsize,
+    /// How long each `check` takes.
+    pub check_delay: Mutex<Duration>,
+    /// The next `check`, `recycle` or `is_broken` call panics (one-shot each).
+    pub panic_check: AtomicBool,
+    pub panic_recycle: AtomicBool,
+    pub panic_is_broken: AtomicBool,
 }
 
 impl Default for TestManager {
@@ -85,6 +91,10 @@ impl Default for TestManager {
             delay: Mutex::default(),
             recycle_fails: AtomicBool::new(false),
             panics: AtomicUsize::new(0),
+            check_delay: Mutex::default(),
+            panic_check: AtomicBool::new(false),
+            panic_recycle: AtomicBool::new(false),
+            panic_is_broken: AtomicBool::new(false),
         }
     }
 }
@@ -159,6 +169,14 @@ impl Manager for TestManager {
 
     async fn check(&self, conn: &mut TestConn) -> io::Result<()> {
         self.shared.checks.fetch_add(1, Ordering::SeqCst);
+        let delay = *self.check_delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        assert!(
+            !self.panic_check.swap(false, Ordering::SeqCst),
+            "test: check panicked"
+        );
         if conn.dead.load(Ordering::SeqCst) {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "test: dead"));
         }
@@ -166,11 +184,19 @@ impl Manager for TestManager {
     }
 
     fn is_broken(&self, conn: &TestConn) -> bool {
+        assert!(
+            !self.panic_is_broken.swap(false, Ordering::SeqCst),
+            "test: is_broken panicked"
+        );
         conn.broken.load(Ordering::SeqCst)
     }
 
     async fn recycle(&self, _conn: &mut TestConn) -> io::Result<()> {
         self.shared.recycles.fetch_add(1, Ordering::SeqCst);
+        assert!(
+            !self.panic_recycle.swap(false, Ordering::SeqCst),
+            "test: recycle panicked"
+        );
         if self.recycle_fails.load(Ordering::SeqCst) {
             return Err(io::Error::other("test: recycle failed"));
         }
