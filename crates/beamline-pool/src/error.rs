@@ -10,15 +10,26 @@ use crate::ConfigError;
 /// did not return a connection.
 ///
 /// Branch on the variant: `Connect` means the target is failing (the manager's own error is
-/// inside), `Timeout` means the pool was busy (or still trying to connect: see
-/// `last_connect_error`), `Closed` means the pool is shutting down. The message says all of
-/// it; [`source`](std::error::Error::source) leads to the connect failure, when there is one.
+/// inside), `CreatePanicked` means the manager has a bug, `Timeout` means the pool was busy
+/// (or still trying to connect: see `last_connect_error`), `Closed` means the pool is
+/// shutting down. The message says all of it; [`source`](std::error::Error::source) leads to
+/// the connect failure, when there is one.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum CheckoutError<E> {
     /// A connect attempt failed while this checkout was the longest waiter. The error is the
     /// attempt's own, never replaced by a timeout.
     Connect(ConnectError<E>),
+    /// [`Manager::create`](crate::Manager::create) (or [`Manager::target`](crate::Manager::target)
+    /// naming its failure) panicked while this checkout was the longest waiter. The pool
+    /// caught the panic: the attempt's place counts no more, and the next attempt waits out
+    /// the backoff like after a failure.
+    CreatePanicked {
+        /// Which pool.
+        pool: Arc<str>,
+        /// The panic's message (`"<non-string panic payload>"` when it was not a string).
+        message: Arc<str>,
+    },
     /// The checkout waited `waited` (the configured checkout timeout) without getting a
     /// connection. Nothing is lost: the place in the queue is given up, and a connection
     /// that arrives later goes to the next waiter.
@@ -43,6 +54,9 @@ impl<E: fmt::Display> fmt::Display for CheckoutError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Connect(e) => e.fmt(f),
+            Self::CreatePanicked { pool, message } => {
+                write!(f, "pool {pool}: Manager::create panicked: {message}")
+            }
             Self::Timeout {
                 pool,
                 waited,
@@ -67,7 +81,32 @@ impl<E: std::error::Error + 'static> std::error::Error for CheckoutError<E> {
                 last_connect_error: Some(e),
                 ..
             } => Some(e),
-            Self::Timeout { .. } | Self::Closed { .. } => None,
+            Self::Timeout { .. } | Self::CreatePanicked { .. } | Self::Closed { .. } => None,
+        }
+    }
+}
+
+impl<E> Clone for CheckoutError<E> {
+    /// Cheap: the manager's error is shared behind an `Arc`, never cloned itself.
+    fn clone(&self) -> Self {
+        match self {
+            Self::Connect(e) => Self::Connect(e.clone()),
+            Self::CreatePanicked { pool, message } => Self::CreatePanicked {
+                pool: Arc::clone(pool),
+                message: Arc::clone(message),
+            },
+            Self::Timeout {
+                pool,
+                waited,
+                last_connect_error,
+            } => Self::Timeout {
+                pool: Arc::clone(pool),
+                waited: *waited,
+                last_connect_error: last_connect_error.clone(),
+            },
+            Self::Closed { pool } => Self::Closed {
+                pool: Arc::clone(pool),
+            },
         }
     }
 }
@@ -77,7 +116,9 @@ impl<E> CheckoutError<E> {
     pub fn pool(&self) -> &str {
         match self {
             Self::Connect(e) => e.pool(),
-            Self::Timeout { pool, .. } | Self::Closed { pool } => pool,
+            Self::Timeout { pool, .. }
+            | Self::CreatePanicked { pool, .. }
+            | Self::Closed { pool } => pool,
         }
     }
 
@@ -89,7 +130,7 @@ impl<E> CheckoutError<E> {
             Self::Timeout {
                 last_connect_error, ..
             } => last_connect_error.as_ref(),
-            Self::Closed { .. } => None,
+            Self::CreatePanicked { .. } | Self::Closed { .. } => None,
         }
     }
 }

@@ -18,8 +18,8 @@
 //! - [`PoolConfig`]: `max_size`, `min_idle`, connect and checkout timeouts, idle timeout, max
 //!   lifetime with jitter, [`CheckPolicy`], lazy or eager [`Start`], and the connect
 //!   [backoff](beamline_reconnect::BackoffConfig).
-//! - Errors: [`CheckoutError`] (`Connect`, `Timeout`, `Closed`), [`ConnectError`] (pool, target,
-//!   the manager's own error), [`StartError`], [`ConfigError`].
+//! - Errors: [`CheckoutError`] (`Connect`, `CreatePanicked`, `Timeout`, `Closed`),
+//!   [`ConnectError`] (pool, target, the manager's own error), [`StartError`], [`ConfigError`].
 //! - [`PoolMetrics`]: size, idle, in use, waiters, checkouts, a [`WaitHistogram`], timeouts,
 //!   connections created and closed by [`CloseReason`].
 //!
@@ -42,6 +42,15 @@
 //!   closed after the idle timeout.
 //! - **`close()`** fails waiters with `Closed`, closes idle connections at once and the others
 //!   when they come back.
+//! - **User panics do not break the pool's tasks.** A panic in [`Manager::create`] is caught:
+//!   the longest waiter gets [`CheckoutError::CreatePanicked`] (naming the pool), the attempt's
+//!   place counts no more, and the next attempt waits out the backoff. A connect attempt task
+//!   that ends any other way gives its place back too. A panic in a connection's `Drop` during
+//!   maintenance is logged and maintenance goes on (reaping, lifetime expiry, `min_idle`); the
+//!   connections it was closing count no more either way. A panic in `check`, `recycle` or
+//!   `is_broken` closes the connection it was about (its state is unknown) before the panic
+//!   goes on to the caller, and so does a checkout dropped while its connection is being
+//!   recycled or checked: no place in the pool is ever lost to a panic or a cancellation.
 //!
 //! # Cost
 //! While no checkout is queued, neither a checkout nor a return takes the pool lock, reads a
@@ -52,7 +61,9 @@
 //! decrement. Queued checkouts go through the pool lock, whose critical sections are a
 //! handful of comparisons and never run user code. One atomic word (the queue length and a
 //! closed bit) tells the lock-free paths when to defer to the pool lock, so none of this
-//! costs FIFO. Time-based expiry reads a coarse clock (see [`PoolConfig`]).
+//! costs FIFO. Time-based expiry reads a coarse clock (see [`PoolConfig`]). A checkout spends
+//! one unit of tokio's cooperative budget, as a channel's `recv` does, so a task whose
+//! checkouts are always served at once still yields to its worker's other tasks.
 //! `benches/pool.rs` measures all of it beside deadpool and bb8.
 //!
 //! # Example
@@ -62,7 +73,7 @@
 //! use std::io;
 //! use std::time::Duration;
 //! use beamline_pool::{CheckoutError, Manager, Pool, PoolConfig};
-//! use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+//! use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 //! use tokio::net::{TcpListener, TcpStream};
 //!
 //! struct Lines(std::net::SocketAddr);
@@ -102,7 +113,8 @@
 //! let mut conn = pool.get().await?;
 //! conn.get_mut().write_all(b"ping\n").await?;
 //! let mut line = String::new();
-//! conn.read_line(&mut line).await?;
+//! // A line read has a limit, as every read of what a peer sends should.
+//! (&mut *conn).take(1024).read_line(&mut line).await?;
 //! assert_eq!(line, "ping\n");
 //! drop(conn); // back in the pool, for the next checkout
 //! assert_eq!(pool.metrics().idle, 1);

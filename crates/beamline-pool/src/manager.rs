@@ -10,10 +10,10 @@ use std::future::{Future, ready};
 ///
 /// | method | when the pool calls it | what a failure does |
 /// |---|---|---|
-/// | [`create`](Self::create) | a connection is needed (a waiter, `min_idle`), under the connect timeout, with backoff between failures | the error goes to the longest waiter, wrapped in a [`ConnectError`](crate::ConnectError) |
-/// | [`recycle`](Self::recycle) | exclusive pool: before a *used* connection is handed out again | the connection is discarded; the checkout goes on with another |
-/// | [`check`](Self::check) | exclusive pool: before a connection is handed out, as [`CheckPolicy`](crate::CheckPolicy) says | the connection is discarded; the checkout goes on with another |
-/// | [`is_broken`](Self::is_broken) | every time a user gives a connection back (and, in the shared pool, before adding a user) | `true` discards it |
+/// | [`create`](Self::create) | a connection is needed (a waiter, `min_idle`), under the connect timeout, with backoff between failures | the error goes to the longest waiter, wrapped in a [`ConnectError`](crate::ConnectError); a panic is caught and goes to it as [`CreatePanicked`](crate::CheckoutError::CreatePanicked) |
+/// | [`recycle`](Self::recycle) | exclusive pool: before a *used* connection is handed out again | the connection is discarded; the checkout goes on with another (a panic: discarded, and the panic goes on to the caller of `get`) |
+/// | [`check`](Self::check) | exclusive pool: before a connection is handed out, as [`CheckPolicy`](crate::CheckPolicy) says | the connection is discarded; the checkout goes on with another (a panic: as for `recycle`) |
+/// | [`is_broken`](Self::is_broken) | every time a user gives a connection back (and, in the shared pool, before adding a user) | `true` discards it (a panic too, and the panic goes on to the caller) |
 ///
 /// The shared pool never calls `recycle` or `check`: its connections always have users in
 /// flight, so there is no moment when the pool alone holds one. A multiplexed connection
@@ -51,7 +51,9 @@ pub trait Manager: Send + Sync + 'static {
     /// Opens one new connection.
     ///
     /// The pool runs it on its own task, under the connect timeout, so a caller that stops
-    /// waiting does not cancel it: the connection goes to the next waiter or stays idle.
+    /// waiting does not cancel it: the connection goes to the next waiter or stays idle. A
+    /// panic here is caught and counted as a failed attempt (see
+    /// [`CheckoutError::CreatePanicked`](crate::CheckoutError::CreatePanicked)).
     fn create(&self) -> impl Future<Output = Result<Self::Connection, Self::Error>> + Send;
 
     /// What this manager connects to (`127.0.0.1:6379`, `redis://cache`), named in every

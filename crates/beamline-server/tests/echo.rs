@@ -46,7 +46,7 @@ async fn a_pipelined_framed_loop_answers_every_request_in_order() {
     let server = Server::new()
         .bind(localhost())
         .serve(|conn: Connection| async move {
-            let mut framed = Framed::new(conn, LinesCodec::new());
+            let mut framed = Framed::new(conn, LinesCodec::new_with_max_length(8 * 1024));
             while let Some(line) = framed.next().await {
                 let line = line?;
                 framed.feed(line.to_uppercase()).await?;
@@ -59,7 +59,7 @@ async fn a_pipelined_framed_loop_answers_every_request_in_order() {
         })
         .unwrap();
     let client = TcpStream::connect(addr(&server)).await.unwrap();
-    let mut framed = Framed::new(client, LinesCodec::new());
+    let mut framed = Framed::new(client, LinesCodec::new_with_max_length(8 * 1024));
     for i in 0..200 {
         framed.feed(format!("get key{i}")).await.unwrap();
     }

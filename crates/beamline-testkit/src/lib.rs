@@ -7,15 +7,19 @@
 //! - [`Rng`]: a small seeded generator, so a randomized test replays from its seed.
 //! - [`TestPki`]: a CA made at test time, leaf certificates it signs, and
 //!   rustls client/server configs built on the ring provider.
+//! - [`Witness`]: a timer that fires only if the task under test yields (cooperative
+//!   scheduling tests).
 //!
 //! A missing `redis-server` is a test failure whose message is the command that installs
 //! it: a real-peer test is never skipped silently.
 
 #![forbid(unsafe_code)]
 
+mod coop;
 mod redis;
 mod tls;
 
+pub use coop::{WITNESS_DELAY, Witness};
 pub use redis::RedisServer;
 pub use tls::TestPki;
 

@@ -17,7 +17,7 @@
 //! | [`mux`] | `mux` | many requests over one connection, each answer to its own caller (ids or FIFO order) |
 //! | [`pool`] | `pool` | a FIFO-fair connection pool with honest errors, exclusive or shared (multiplexed) checkout |
 //! | [`chaos`] | `chaos` | a fault-injecting TCP proxy for your own tests |
-//! | [`resp`] | `resp` | a bounded RESP2 codec (typed values, commands, inline commands) |
+//! | [`resp`] | `resp` | a bounded, resumable RESP2 codec (typed values, commands, inline commands, server-side requests) |
 //! | [`Client`] | `client` | the composed client: `Pool ─► Reconnect ─► Mux ─► TCP / TLS / Unix`, from one builder |
 //!
 //! Each module is the crate of the same name (`beamline-process`, ...), re-exported whole:

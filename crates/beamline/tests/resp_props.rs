@@ -1,9 +1,10 @@
 //! Properties of the RESP2 codec: any sequence of values survives encoding and decoding
-//! through any split of the byte stream, commands arrive as the arguments they were built
-//! from, and no input makes the decoder panic.
+//! through any split of the byte stream, a frame split at any point (or at every point)
+//! decodes as the whole does, commands arrive as the arguments they were built from, and no
+//! input makes the decoder panic.
 #![cfg(feature = "resp")]
 
-use beamline::resp::{Command, RespCodec, RespLimits, Value};
+use beamline::resp::{Command, Request, RespCodec, RespLimits, Value};
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use tokio_util::codec::{Decoder, Encoder};
@@ -50,7 +51,63 @@ fn decode_in_pieces(codec: &mut RespCodec, wire: &[u8], cuts: &[usize]) -> Vec<V
     out
 }
 
+/// Every frame of `wire`, decoded from one buffer holding all of it.
+fn decode_whole(codec: &mut RespCodec, wire: &[u8]) -> Vec<Value> {
+    decode_in_pieces(codec, wire, &[])
+}
+
+/// `wire` fed to a server codec with `decode_request`, in the pieces `cuts` makes.
+fn requests_in_pieces(wire: &[u8], cuts: &[usize]) -> Vec<Request> {
+    let mut codec = RespCodec::new().inline_commands(true);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &point in cuts.iter().chain([&wire.len()]) {
+        buf.extend_from_slice(&wire[at..point]);
+        at = point;
+        while let Some(r) = codec.decode_request(&mut buf).expect("valid input decodes") {
+            out.push(r);
+        }
+    }
+    out
+}
+
 proptest! {
+    /// The resumable scan keeps its place: a frame cut in two at any point decodes as the
+    /// whole frame does, and so does one fed a byte at a time (cut at every point).
+    #[test]
+    fn a_frame_split_at_every_point_decodes_as_the_whole(value in value(), inline in any::<bool>()) {
+        let mut wire = BytesMut::new();
+        RespCodec::new().encode(&value, &mut wire).unwrap();
+        let fresh = || RespCodec::new().inline_commands(inline);
+        let whole = decode_whole(&mut fresh(), &wire);
+        prop_assert_eq!(&whole, &vec![value]);
+        for cut in 0..=wire.len() {
+            prop_assert_eq!(&decode_in_pieces(&mut fresh(), &wire, &[cut]), &whole, "cut at {}", cut);
+        }
+        let every: Vec<usize> = (0..wire.len()).collect();
+        prop_assert_eq!(&decode_in_pieces(&mut fresh(), &wire, &every), &whole);
+        let requests = requests_in_pieces(&wire, &every);
+        prop_assert_eq!(requests.len(), 1);
+        prop_assert_eq!(requests.into_iter().map(Request::into_value).collect::<Vec<_>>(), whole);
+    }
+
+    #[test]
+    fn a_command_split_at_every_point_is_the_same_request(
+        args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 1..6),
+    ) {
+        let mut wire = BytesMut::new();
+        RespCodec::new().encode(&Command::from_args(&args), &mut wire).unwrap();
+        let whole = requests_in_pieces(&wire, &[]);
+        let Some(Request::Command(command)) = whole.first() else {
+            panic!("not a command: {whole:?}");
+        };
+        prop_assert_eq!(command.iter().collect::<Vec<_>>(), args.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        for cut in 0..=wire.len() {
+            prop_assert_eq!(&requests_in_pieces(&wire, &[cut]), &whole, "cut at {}", cut);
+        }
+    }
+
     #[test]
     fn values_round_trip_through_any_split(
         values in proptest::collection::vec(value(), 1..8),

@@ -36,7 +36,8 @@ pub(crate) type ConfigTable = Vec<(&'static str, String)>;
 
 /// Everything a command runs against.
 struct Call<'a> {
-    args: &'a [Bytes],
+    /// The arguments, slices of the request's frame (the name first).
+    args: &'a [&'a [u8]],
     store: &'a Store,
     session: &'a mut Session,
     config: &'a ConfigTable,
@@ -45,11 +46,11 @@ struct Call<'a> {
 
 impl<'a> Call<'a> {
     fn key(&self) -> &'a [u8] {
-        &self.args[1]
+        self.args[1]
     }
 
     fn int(&self, index: usize) -> Result<i64, Value> {
-        parse_int(&self.args[index]).ok_or_else(not_an_integer)
+        parse_int(self.args[index]).ok_or_else(not_an_integer)
     }
 }
 
@@ -57,7 +58,7 @@ type Run = fn(&mut Call<'_>) -> Value;
 
 /// Runs one command (`args[0]` is its name, in any case) and returns its reply.
 pub(crate) fn execute(
-    args: &[Bytes],
+    args: &[&[u8]],
     store: &Store,
     session: &mut Session,
     config: &ConfigTable,
@@ -170,7 +171,7 @@ fn unknown_subcommand(sub: &[u8], command: &str) -> Value {
 /// `ERR unknown command 'foo', with args beginning with: 'a' 'b' `, as Redis 7 writes it:
 /// the name cut at 128 bytes, arguments added while the list is under 128 bytes, line
 /// breaks turned into spaces (a RESP error is one line).
-fn unknown_command(args: &[Bytes]) -> Value {
+fn unknown_command(args: &[&[u8]]) -> Value {
     let mut text = b"ERR unknown command '".to_vec();
     if let Some(name) = args.first() {
         push_sanitized(&mut text, name, 128);
@@ -219,13 +220,13 @@ fn is(arg: &[u8], name: &str) -> bool {
 fn ping(c: &mut Call<'_>) -> Value {
     match c.args {
         [_] => Value::simple("PONG"),
-        [_, message] => Value::Bulk(message.clone()),
+        [_, message] => Value::Bulk(Bytes::copy_from_slice(message)),
         _ => wrong_arity("ping"),
     }
 }
 
 fn echo(c: &mut Call<'_>) -> Value {
-    Value::Bulk(c.args[1].clone())
+    Value::Bulk(Bytes::copy_from_slice(c.args[1]))
 }
 
 fn get(c: &mut Call<'_>) -> Value {
@@ -273,7 +274,7 @@ fn set(c: &mut Call<'_>) -> Value {
         }
         i += 1;
     }
-    match c.store.set(c.key(), &c.args[2], options, want_old, c.clock) {
+    match c.store.set(c.key(), c.args[2], options, want_old, c.clock) {
         Err(WrongType) => wrong_type(),
         Ok(outcome) if want_old => bulk_or_null(outcome.old),
         Ok(outcome) if outcome.written => Value::ok(),
@@ -325,12 +326,12 @@ fn unix_to_instant(unix: Duration, now: Instant) -> Option<Instant> {
 }
 
 fn del(c: &mut Call<'_>) -> Value {
-    let keys = c.args[1..].iter().map(|k| &k[..]);
+    let keys = c.args[1..].iter().copied();
     Value::Integer(c.store.del(keys, c.clock))
 }
 
 fn exists(c: &mut Call<'_>) -> Value {
-    let keys = c.args[1..].iter().map(|k| &k[..]);
+    let keys = c.args[1..].iter().copied();
     Value::Integer(c.store.exists(keys, c.clock))
 }
 
@@ -359,7 +360,7 @@ fn incr_by(c: &mut Call<'_>, delta: i64) -> Value {
 }
 
 fn mget(c: &mut Call<'_>) -> Value {
-    let keys = c.args[1..].iter().map(|k| &k[..]);
+    let keys = c.args[1..].iter().copied();
     Value::Array(
         c.store
             .mget(keys, c.clock)
@@ -374,7 +375,7 @@ fn mset(c: &mut Call<'_>) -> Value {
     if !pairs.len().is_multiple_of(2) {
         return wrong_arity("mset");
     }
-    let pairs = pairs.chunks_exact(2).map(|kv| (&kv[0][..], &kv[1][..]));
+    let pairs = pairs.chunks_exact(2).map(|kv| (kv[0], kv[1]));
     c.store.mset(pairs, c.clock);
     Value::ok()
 }
@@ -633,14 +634,11 @@ mod tests {
         }
 
         fn run(&mut self, line: &str) -> Value {
-            let args: Vec<Bytes> = line
-                .split(' ')
-                .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-                .collect();
+            let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
             self.run_args(&args)
         }
 
-        fn run_args(&mut self, args: &[Bytes]) -> Value {
+        fn run_args(&mut self, args: &[&[u8]]) -> Value {
             execute(
                 args,
                 &self.store,
@@ -705,12 +703,8 @@ mod tests {
             b.run("averyveryverylongname"),
             err("ERR unknown command 'averyveryverylongname', with args beginning with: ")
         );
-        let args = [
-            Bytes::from("bad\r\nname"),
-            Bytes::from("a\nb"),
-            Bytes::from(vec![b'x'; 300]),
-            Bytes::from("never"),
-        ];
+        let long = [b'x'; 300];
+        let args = [&b"bad\r\nname"[..], b"a\nb", &long, b"never"];
         let Value::Error(text) = b.run_args(&args) else {
             panic!("not an error")
         };
@@ -882,11 +876,7 @@ mod tests {
         assert_eq!(b.run("client getname"), Value::Null);
         assert_eq!(b.run("client setname worker-1"), Value::ok());
         assert_eq!(b.run("client getname"), Value::bulk("worker-1"));
-        let bad = [
-            Bytes::from("client"),
-            Bytes::from("setname"),
-            Bytes::from("a b"),
-        ];
+        let bad = [&b"client"[..], b"setname", b"a b"];
         assert_eq!(
             b.run_args(&bad),
             err("ERR Client names cannot contain spaces, newlines or special characters.")

@@ -6,12 +6,34 @@ use std::io;
 use std::pin::pin;
 use std::sync::Arc;
 
-use beamline::resp::{RespCodec, RespError, Value};
+use beamline::resp::{Arguments, Request, RespCodec, RespError, Value};
 use beamline::server::{Connection, ExitReason};
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Decoder, Encoder, Framed};
+
+/// A connection's codec: requests in ([`RespCodec::decode_request`]: a command is its
+/// arguments' positions in the frame, with no value built per argument), replies out.
+#[derive(Debug)]
+struct Codec(RespCodec);
+
+impl Decoder for Codec {
+    type Item = Request;
+    type Error = RespError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Request>, RespError> {
+        self.0.decode_request(src)
+    }
+}
+
+impl Encoder<Value> for Codec {
+    type Error = RespError;
+
+    fn encode(&mut self, reply: Value, dst: &mut BytesMut) -> Result<(), RespError> {
+        self.0.encode(reply, dst)
+    }
+}
 
 use super::commands::{ConfigTable, Session, execute};
 use super::store::{Clock, Store};
@@ -52,9 +74,10 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let mut session = Session::new(id);
-    let mut args = Vec::new();
+    // The argument slices of one request at a time; the allocation is kept between them.
+    let mut spare_args: Vec<&'static [u8]> = Vec::new();
     let mut drain = pin!(drain);
-    let mut framed = Framed::with_capacity(io, shared.codec.clone(), READ_CAPACITY);
+    let mut framed = Framed::with_capacity(io, Codec(shared.codec.clone()), READ_CAPACITY);
     // Replies are encoded straight into the write buffer by a second codec (encoding keeps
     // no state), so a batch costs one flush rather than one `Sink::send` per reply.
     let mut encoder = RespCodec::new();
@@ -77,32 +100,27 @@ where
                     return reply_and_close(&mut framed, &mut encoder, &reply).await;
                 }
             };
-            match request_args(request, &mut args) {
-                Ok(false) => {}
-                Ok(true) => {
-                    let reply = execute(
-                        &args,
-                        &shared.store,
-                        &mut session,
-                        &shared.config,
-                        &mut clock,
-                    );
-                    // The arguments are slices of the read buffer: let go of them, so the
-                    // buffer's space is reused rather than reallocated.
-                    args.clear();
-                    encode(&mut encoder, &reply, framed.write_buffer_mut());
-                    if session.quit {
-                        return close(&mut framed).await;
-                    }
-                    if framed.write_buffer().len() >= WRITE_HIGH_WATER {
-                        if let Err(e) = flush(&mut framed).await {
-                            return flush_failed(e);
-                        }
-                        // Time moved on while the socket was full.
-                        clock = Clock::new();
-                    }
+            let reply = match request {
+                Request::Command(args) => {
+                    run(&args, &mut spare_args, shared, &mut session, &mut clock)
                 }
-                Err(reply) => return reply_and_close(&mut framed, &mut encoder, &reply).await,
+                Request::Other(frame) => match not_a_command(frame) {
+                    Ok(()) => None,
+                    Err(reply) => return reply_and_close(&mut framed, &mut encoder, &reply).await,
+                },
+            };
+            if let Some(reply) = reply {
+                encode(&mut encoder, &reply, framed.write_buffer_mut());
+                if session.quit {
+                    return close(&mut framed).await;
+                }
+                if framed.write_buffer().len() >= WRITE_HIGH_WATER {
+                    if let Err(e) = flush(&mut framed).await {
+                        return flush_failed(e);
+                    }
+                    // Time moved on while the socket was full.
+                    clock = Clock::new();
+                }
             }
             next = match decode_buffered(&mut framed) {
                 Ok(Some(request)) => Some(Ok(request)),
@@ -117,7 +135,7 @@ where
 }
 
 /// The next request already in the read buffer, without reading the socket.
-fn decode_buffered<T>(framed: &mut Framed<T, RespCodec>) -> Result<Option<Value>, RespError> {
+fn decode_buffered<T>(framed: &mut Framed<T, Codec>) -> Result<Option<Request>, RespError> {
     // The codec and the buffer are both inside `framed`: take the buffer out for the call
     // (moving a `BytesMut` copies four words and allocates nothing).
     let mut buffer = std::mem::take(framed.read_buffer_mut());
@@ -126,14 +144,38 @@ fn decode_buffered<T>(framed: &mut Framed<T, RespCodec>) -> Result<Option<Value>
     decoded
 }
 
-/// Puts a request's arguments into `args` (reused between requests, so a request costs no
-/// allocation here): `Ok(false)` for an empty array (Redis ignores it), an error reply for
-/// anything but an array of bulk strings.
-fn request_args(request: Value, args: &mut Vec<Bytes>) -> Result<bool, Value> {
-    args.clear();
-    let items = match request {
+/// Runs one command; `spare` lends the argument vector its allocation. The command (and the
+/// frame its arguments are in) is dropped by the caller right after, so the read buffer's
+/// space is reused rather than reallocated.
+fn run(
+    command: &Arguments,
+    spare: &mut Vec<&'static [u8]>,
+    shared: &Shared,
+    session: &mut Session,
+    clock: &mut Clock,
+) -> Option<Value> {
+    let mut args = reuse(std::mem::take(spare));
+    args.extend(command.iter());
+    let reply = execute(&args, &shared.store, session, &shared.config, clock);
+    *spare = reuse(args);
+    Some(reply)
+}
+
+/// An empty vector of argument slices in `spare`'s allocation. The slices of one request
+/// borrow its frame, so the vector cannot outlive the request; its allocation can, and a
+/// request then costs no allocation here. (Collecting an empty vector's iterator into one of
+/// the same element size reuses its allocation.)
+fn reuse<'a>(mut spare: Vec<&[u8]>) -> Vec<&'a [u8]> {
+    spare.clear();
+    spare.into_iter().map(|_| &[][..]).collect()
+}
+
+/// What to do with a frame that is not a command: nothing for an empty or null array (Redis
+/// ignores them), Redis's protocol error for anything else.
+fn not_a_command(frame: Value) -> Result<(), Value> {
+    let items = match frame {
         Value::Array(items) => items,
-        Value::NullArray => return Ok(false),
+        Value::NullArray => return Ok(()),
         other => {
             return Err(protocol(&format!(
                 "expected '*', got '{}'",
@@ -141,19 +183,14 @@ fn request_args(request: Value, args: &mut Vec<Bytes>) -> Result<bool, Value> {
             )));
         }
     };
-    for item in items {
-        match item {
-            Value::Bulk(arg) => args.push(arg),
-            Value::Null => return Err(protocol("invalid bulk length")),
-            other => {
-                return Err(protocol(&format!(
-                    "expected '$', got '{}'",
-                    type_byte(&other)
-                )));
-            }
-        }
+    match items.iter().find(|item| !matches!(item, Value::Bulk(_))) {
+        None => Ok(()),
+        Some(Value::Null) => Err(protocol("invalid bulk length")),
+        Some(other) => Err(protocol(&format!(
+            "expected '$', got '{}'",
+            type_byte(other)
+        ))),
     }
-    Ok(!args.is_empty())
 }
 
 fn type_byte(value: &Value) -> char {
@@ -212,7 +249,7 @@ fn encode(encoder: &mut RespCodec, reply: &Value, out: &mut BytesMut) {
 }
 
 async fn reply_and_close<T: AsyncRead + AsyncWrite + Unpin>(
-    framed: &mut Framed<T, RespCodec>,
+    framed: &mut Framed<T, Codec>,
     encoder: &mut RespCodec,
     reply: &Value,
 ) -> Result<(), ExitReason> {
@@ -222,7 +259,7 @@ async fn reply_and_close<T: AsyncRead + AsyncWrite + Unpin>(
 
 /// Sends what is buffered, then lets the connection close.
 async fn close<T: AsyncRead + AsyncWrite + Unpin>(
-    framed: &mut Framed<T, RespCodec>,
+    framed: &mut Framed<T, Codec>,
 ) -> Result<(), ExitReason> {
     match SinkExt::<Value>::close(framed).await {
         Ok(()) => Ok(()),
@@ -231,7 +268,7 @@ async fn close<T: AsyncRead + AsyncWrite + Unpin>(
 }
 
 async fn flush<T: AsyncRead + AsyncWrite + Unpin>(
-    framed: &mut Framed<T, RespCodec>,
+    framed: &mut Framed<T, Codec>,
 ) -> Result<(), RespError> {
     SinkExt::<Value>::flush(framed).await
 }

@@ -2,7 +2,10 @@
 //! `redis-benchmark` talk to.
 //!
 //! Every connection is its own supervised process (the server's stream-owning form) that
-//! owns a `Framed` over its socket with the facade's [`RespCodec`]. Requests are answered
+//! owns a `Framed` over its socket with the facade's [`RespCodec`], which reads each request
+//! as its arguments' positions in the frame ([`RespCodec::decode_request`]): no value is
+//! built per argument, and values a list keeps are copied into shared blocks, not one
+//! allocation each. Requests are answered
 //! in order; all requests that arrived together are answered with one flush. The key space
 //! is a sharded store: each key lives in one of 64 shards with its own lock, held for one
 //! command's work and never across an `.await`, so connections on different cores rarely
@@ -51,6 +54,7 @@
 
 mod commands;
 mod conn;
+mod pack;
 mod store;
 
 use std::net::SocketAddr;

@@ -4,11 +4,16 @@
 //! An attempt task lives while it is wanted: before each attempt (and after each backoff
 //! sleep) it checks, under the lock, that the queue or `min_idle` still needs it, and leaves
 //! otherwise. It holds the pool weakly while it sleeps, so a dropped pool ends it.
+//!
+//! User code ([`Manager::create`], [`Manager::target`]) runs under [`catch_panic`]: a panic
+//! is a failed attempt whose waiter gets [`CheckoutError::CreatePanicked`]. The task's place
+//! in `connecting` is a [`Place`], given back exactly once however the task ends.
 
 use std::sync::{Arc, Weak};
 
 use tokio::time::Instant;
 
+use super::unwind::catch_panic;
 use super::{Core, Phase, Store, WakeList};
 use crate::metrics::CloseReason;
 use crate::{CheckoutError, ConnectCause, ConnectError, Manager};
@@ -22,18 +27,61 @@ enum Next {
     Now,
 }
 
+/// Why an attempt produced no connection.
+enum Failure<E> {
+    /// The manager's error or the connect timeout, and the target it names.
+    Connect {
+        target: String,
+        cause: ConnectCause<E>,
+    },
+    /// `create` (or `target`) panicked, with this message.
+    Panicked(Arc<str>),
+}
+
+/// One attempt task's place in `connecting`. Whoever decrements `connecting` for the task
+/// does it under the pool lock and [`leaves`](Self::leave) in the same breath; if the task
+/// ends any other way (its future dropped by a shutting-down runtime, a panic that escaped),
+/// `Drop` gives the place back. It starts no replacement itself: the next change to the pool
+/// (a checkout, a return, the maintenance tick) does.
+pub(super) struct Place<M: Manager, S: Store<Conn = M::Connection>> {
+    core: Weak<Core<M, S>>,
+    held: bool,
+}
+
+impl<M: Manager, S: Store<Conn = M::Connection>> Place<M, S> {
+    /// Marks the place given back (the caller decremented `connecting` under the lock).
+    fn leave(&mut self) {
+        self.held = false;
+    }
+}
+
+impl<M: Manager, S: Store<Conn = M::Connection>> Drop for Place<M, S> {
+    fn drop(&mut self) {
+        if self.held
+            && let Some(core) = self.core.upgrade()
+        {
+            core.lock().connecting -= 1;
+        }
+    }
+}
+
 impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
     /// Starts `n` attempt tasks (already counted in `connecting`).
     pub(crate) fn spawn_connects(self: &Arc<Self>, n: usize) {
         for _ in 0..n {
-            self.runtime.spawn(attempt_loop(Arc::downgrade(self)));
+            let place = Place {
+                core: Arc::downgrade(self),
+                held: true,
+            };
+            self.runtime.spawn(attempt_loop(place));
         }
     }
 
-    fn next_attempt(&self) -> Next {
+    fn next_attempt(&self, place: &mut Place<M, S>) -> Next {
         let mut st = self.lock();
         if st.wanted(&self.config) < st.connecting {
             st.connecting -= 1;
+            place.leave();
             return Next::Stop;
         }
         match st.connect.retry_at {
@@ -55,14 +103,35 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
         result.map_err(|e| ConnectCause::Failed(Arc::new(e)))
     }
 
+    /// One attempt, with user code's panics caught: the connection, or why there is none.
+    async fn attempt_caught(&self) -> Result<M::Connection, Failure<M::Error>> {
+        let attempt = async {
+            match self.attempt().await {
+                Ok(conn) => Ok(conn),
+                Err(cause) => Err(Failure::Connect {
+                    target: self.manager.target(),
+                    cause,
+                }),
+            }
+        };
+        catch_panic(attempt)
+            .await
+            .unwrap_or_else(|message| Err(Failure::Panicked(message)))
+    }
+
     /// Delivers an attempt's outcome. Returns whether the task is done.
-    fn attempted(self: &Arc<Self>, result: Result<M::Connection, ConnectCause<M::Error>>) -> bool {
+    fn attempted(
+        self: &Arc<Self>,
+        result: Result<M::Connection, Failure<M::Error>>,
+        place: &mut Place<M, S>,
+    ) -> bool {
         match result {
             Ok(conn) => {
                 let conn = self.new_conn(conn, self.clock.refresh());
                 let mut guard = self.lock();
                 let st = &mut *guard;
                 st.connecting -= 1;
+                place.leave();
                 st.connect.failures = 0;
                 st.connect.retry_at = None;
                 st.connect.last_error = None;
@@ -79,42 +148,60 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
                 self.finish(guard, Vec::new());
                 true
             }
-            Err(cause) => self.failed(cause),
+            Err(failure) => self.failed(failure, place),
         }
     }
 
     /// A failed attempt: its error goes to the longest waiter, the next attempt waits out the
     /// backoff. When the backoff gives up, every waiter gets the error and the task ends.
-    fn failed(self: &Arc<Self>, cause: ConnectCause<M::Error>) -> bool {
-        let target = self.manager.target();
+    /// A panic counts as a failure, so a manager that always panics is retried at the
+    /// backoff's pace, never in a tight loop.
+    fn failed(self: &Arc<Self>, failure: Failure<M::Error>, place: &mut Place<M, S>) -> bool {
         let now = self.clock.refresh();
         let mut guard = self.lock();
         let st = &mut *guard;
         st.tally.connect_failures += 1;
         st.connect.failures = st.connect.failures.saturating_add(1);
-        let error = ConnectError::new(self.name.clone(), target, st.connect.failures, cause);
-        st.connect.last_error = Some(error.clone());
+        let error = match failure {
+            Failure::Connect { target, cause } => {
+                let error =
+                    ConnectError::new(self.name.clone(), target, st.connect.failures, cause);
+                st.connect.last_error = Some(error.clone());
+                CheckoutError::Connect(error)
+            }
+            Failure::Panicked(message) => CheckoutError::CreatePanicked {
+                pool: self.name.clone(),
+                message,
+            },
+        };
         let mut wakers = WakeList::default();
         let done = match st.connect.backoff.next_delay(now.into_std()) {
             Ok(delay) => {
                 st.connect.retry_at = Some(now + delay);
-                if let Ok(waker) = st.waiters.serve(Err(CheckoutError::Connect(error.clone()))) {
+                if let Ok(waker) = st.waiters.serve(Err(error.clone())) {
                     wakers.push(waker);
                 }
                 drop(guard);
-                tracing::warn!(pool = %self.name, error = %error, retry_in = ?delay, "connect attempt failed");
+                match &error {
+                    CheckoutError::CreatePanicked { message, .. } => {
+                        tracing::error!(pool = %self.name, panic = %message, retry_in = ?delay, "Manager::create panicked");
+                    }
+                    _ => {
+                        tracing::warn!(pool = %self.name, error = %error, retry_in = ?delay, "connect attempt failed");
+                    }
+                }
                 false
             }
             Err(give_up) => {
                 let mut all = Vec::new();
-                st.waiters
-                    .fail_all(|| CheckoutError::Connect(error.clone()), &mut all);
+                st.waiters.fail_all(|| error.clone(), &mut all);
                 all.into_iter().for_each(|w| wakers.push(Some(w)));
                 st.connect.retry_at = None;
                 st.connect.failures = 0;
                 st.connect.gave_up = true;
                 st.connect.backoff.reset();
                 st.connecting -= 1;
+                place.leave();
                 drop(guard);
                 tracing::error!(pool = %self.name, error = %error, %give_up, "connect attempts gave up; waiters failed");
                 true
@@ -125,20 +212,20 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
     }
 }
 
-async fn attempt_loop<M: Manager, S: Store<Conn = M::Connection>>(core: Weak<Core<M, S>>) {
+async fn attempt_loop<M: Manager, S: Store<Conn = M::Connection>>(mut place: Place<M, S>) {
     loop {
-        let Some(strong) = core.upgrade() else {
+        let Some(core) = place.core.upgrade() else {
             return;
         };
-        match strong.next_attempt() {
+        match core.next_attempt(&mut place) {
             Next::Stop => return,
             Next::After(at) => {
-                drop(strong);
+                drop(core);
                 tokio::time::sleep_until(at).await;
             }
             Next::Now => {
-                let result = strong.attempt().await;
-                if strong.attempted(result) {
+                let result = core.attempt_caught().await;
+                if core.attempted(result, &mut place) {
                     return;
                 }
             }

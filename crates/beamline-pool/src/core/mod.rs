@@ -12,6 +12,7 @@
 
 mod connect;
 mod store;
+mod unwind;
 mod wait;
 
 /// The methods both pool handles share, on their `core` field.
@@ -52,8 +53,10 @@ pub(crate) use handle_methods;
 pub(crate) use store::{Conn, FastTake, Reap, Store, Verdict};
 pub(crate) use wait::Deadline;
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::Waker;
@@ -514,16 +517,33 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
     }
 
     /// A guard drops its lease: the connection is closed if its user panicked or it is
-    /// broken (marked, or by the manager's word), kept otherwise.
+    /// broken (marked, or by the manager's word), kept otherwise. A panic in
+    /// [`Manager::is_broken`] closes it too, and goes on to the guard's owner once the pool's
+    /// books are right.
     pub(crate) fn drop_lease(self: &Arc<Self>, lease: S::Lease, marked_broken: bool) {
         let verdict = if std::thread::panicking() {
             Verdict::Close(CloseReason::Panicked)
-        } else if marked_broken || self.manager.is_broken(S::connection(&lease)) {
+        } else if marked_broken {
             Verdict::Close(CloseReason::Broken)
         } else {
-            Verdict::Keep
+            match self.is_broken(&lease) {
+                Ok(true) => Verdict::Close(CloseReason::Broken),
+                Ok(false) => Verdict::Keep,
+                Err(panic) => {
+                    self.release(lease, Verdict::Close(CloseReason::Broken));
+                    std::panic::resume_unwind(panic);
+                }
+            }
         };
         self.release(lease, verdict);
+    }
+
+    /// [`Manager::is_broken`] on a lease's connection, with a panic caught (the caller closes
+    /// the connection, then resumes it).
+    pub(crate) fn is_broken(&self, lease: &S::Lease) -> Result<bool, Box<dyn Any + Send>> {
+        catch_unwind(AssertUnwindSafe(|| {
+            self.manager.is_broken(S::connection(lease))
+        }))
     }
 
     /// A checkout, start to end: leases until [`Prepare`] accepts one, keeping the checkout's
@@ -532,6 +552,11 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
     where
         S: Prepare<M>,
     {
+        // Under tokio's cooperative budget, as a channel's `recv` is: a task whose checkouts
+        // are always served at once still yields once its budget is spent. (`poll_proceed`
+        // rather than `consume_budget`: half the instructions on this ready path.)
+        std::future::poll_fn(|cx| tokio::task::coop::poll_proceed(cx).map(|r| r.made_progress()))
+            .await;
         let mut deadline = Deadline::new(self.config.checkout_timeout);
         let mut front = false;
         loop {
@@ -588,17 +613,30 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
 
     /// Drops connections closed under the lock (counted in `closing` until now), then starts
     /// the replacements their room allows.
+    ///
+    /// A connection's `Drop` is user code: each runs under `catch_unwind`, so one that panics
+    /// neither stops the others from being dropped nor leaves them counted in `closing` (which
+    /// would shrink the pool for good). The first panic is then resumed, in the task that
+    /// closed the connection; the maintenance task catches it there and goes on.
     fn dispose(self: &Arc<Self>, closed: Vec<S::Closed>) {
         if closed.is_empty() {
             return;
         }
         let count = closed.len();
-        drop(closed);
+        let mut panic = None;
+        for conn in closed {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(conn))) {
+                panic.get_or_insert(payload);
+            }
+        }
         let mut st = self.lock();
         st.closing -= count;
         let start = st.demand(&self.config);
         drop(st);
         self.spawn_connects(start);
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
+        }
     }
 
     /// A new connection's bookkeeping: its jittered expiry and idle clock start now.
@@ -684,12 +722,12 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
         let in_use = st.store.in_use(st.tally.open);
         st.count_closing(&closed);
         drop(guard);
-        wakers.into_iter().for_each(Waker::wake);
-        self.dispose(closed);
         if let Some(maintenance) = self.maintenance.get() {
             maintenance.abort();
         }
         tracing::debug!(pool = %self.name, in_use, "pool closed");
+        wakers.into_iter().for_each(Waker::wake);
+        self.dispose(closed);
     }
 }
 
@@ -712,6 +750,10 @@ impl<M: Manager, S: Store<Conn = M::Connection>> fmt::Debug for Core<M, S> {
 
 /// The maintenance task: every tick, advance the clock, reap, top up. It holds the pool weakly
 /// and ends when the pool is dropped (or is aborted by `close`).
+///
+/// The user code a tick runs (the `Drop` of the connections it closes) may panic: the panic
+/// is logged and the task goes on, so reaping, lifetime expiry and `min_idle` top-up never
+/// stop silently. The books are already right by then (see [`Core::dispose`]).
 async fn maintain<M: Manager, S: Store<Conn = M::Connection>>(
     core: std::sync::Weak<Core<M, S>>,
     tick: Duration,
@@ -723,7 +765,10 @@ async fn maintain<M: Manager, S: Store<Conn = M::Connection>>(
         let Some(core) = core.upgrade() else {
             return;
         };
-        core.maintain();
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| core.maintain())) {
+            let panic = unwind::message(&*payload);
+            tracing::error!(pool = %core.name, %panic, "user code panicked during pool maintenance; maintenance goes on");
+        }
     }
 }
 

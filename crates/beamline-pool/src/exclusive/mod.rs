@@ -36,7 +36,8 @@ type ExclusiveCore<M> = Core<M, Exclusive<<M as Manager>::Connection>>;
 ///   to the longest waiter before anyone else can take it.
 /// - **A checkout ends** with a connection, or an error that says why:
 ///   [`CheckoutError::Connect`] with the manager's own error when the attempt made for it
-///   failed (never a timeout in its place), [`CheckoutError::Timeout`] after the checkout
+///   failed (never a timeout in its place), [`CheckoutError::CreatePanicked`] when
+///   [`Manager::create`] panicked instead, [`CheckoutError::Timeout`] after the checkout
 ///   timeout (carrying the latest connect error if attempts are failing), or
 ///   [`CheckoutError::Closed`].
 /// - **Nothing is lost when a checkout gives up.** A checkout that times out or is dropped
@@ -116,11 +117,13 @@ impl<M: Manager> Pool<M> {
     /// [`CheckPolicy`] says, [checked](Manager::check) before it is returned; one that fails
     /// is closed and the checkout goes on, keeping its place at the head of the queue.
     ///
-    /// Cancel-safe: dropping the future gives up the checkout without losing a connection.
+    /// Cancel-safe: dropping the future gives up the checkout without losing a connection
+    /// (one being recycled or checked at that moment is closed, its place kept).
     ///
     /// # Errors
     /// [`CheckoutError::Connect`] when the connect attempt made while this checkout was the
-    /// longest waiter failed; [`CheckoutError::Timeout`] after the checkout timeout;
+    /// longest waiter failed ([`CheckoutError::CreatePanicked`] when it panicked);
+    /// [`CheckoutError::Timeout`] after the checkout timeout;
     /// [`CheckoutError::Closed`] when the pool is closed.
     pub async fn get(&self) -> Result<PoolGuard<'_, M>, CheckoutError<M::Error>> {
         let conn = self.core.get().await?;
@@ -142,11 +145,12 @@ impl<M: Manager> Pool<M> {
 
 /// Before a connection reaches its caller: [`Manager::recycle`] if it was used, then
 /// [`Manager::check`] as the [`CheckPolicy`] says. Either failing (or running past the
-/// checkout's deadline) closes it.
+/// checkout's deadline) closes it; so does the checkout being dropped, or the callback
+/// panicking, half-way through (see [`Preparing`]).
 impl<M: Manager> Prepare<M> for Exclusive<M::Connection> {
     async fn prepare(
         core: &Arc<ExclusiveCore<M>>,
-        mut leased: Leased<Conn<M::Connection>>,
+        leased: Leased<Conn<M::Connection>>,
         deadline: &mut Deadline,
     ) -> Prepared<Conn<M::Connection>> {
         let manager = &core.manager;
@@ -157,21 +161,69 @@ impl<M: Manager> Prepare<M> for Exclusive<M::Connection> {
                 core.clock.now().saturating_sub(leased.lease.idle_since) >= to_millis(idle)
             }
         };
-        if leased.lease.used {
-            let outcome = Bounded::new(manager.recycle(&mut leased.lease.conn), deadline).await;
+        let mut preparing = Preparing {
+            core,
+            leased: Some(leased),
+            reason: CloseReason::RecycleFailed,
+        };
+        if preparing.conn().used {
+            let outcome = Bounded::new(manager.recycle(&mut preparing.conn().conn), deadline).await;
             if let Some(failed) = failure(core, outcome, CloseReason::RecycleFailed) {
-                core.reject(leased, CloseReason::RecycleFailed);
-                return failed;
+                return preparing.reject(failed);
             }
         }
         if check {
-            let outcome = Bounded::new(manager.check(&mut leased.lease.conn), deadline).await;
+            preparing.reason = CloseReason::CheckFailed;
+            let outcome = Bounded::new(manager.check(&mut preparing.conn().conn), deadline).await;
             if let Some(failed) = failure(core, outcome, CloseReason::CheckFailed) {
-                core.reject(leased, CloseReason::CheckFailed);
-                return failed;
+                return preparing.reject(failed);
             }
         }
-        Prepared::Ready(leased.lease)
+        match preparing.leased.take() {
+            Some(leased) => Prepared::Ready(leased.lease),
+            None => unreachable!("a lease being prepared is held until it is handed on"),
+        }
+    }
+}
+
+/// A lease whose connection is being recycled or checked. If it is dropped still holding the
+/// lease (the checkout was dropped mid-await, or the callback panicked), the connection is
+/// closed for `reason` through the pool's books, as a failed recycle or check would be: its
+/// state is unknown (a half-done reset, a PING whose answer is still on the wire), and its
+/// place in the pool must not be lost.
+struct Preparing<'a, M: Manager> {
+    core: &'a Arc<ExclusiveCore<M>>,
+    leased: Option<Leased<Conn<M::Connection>>>,
+    reason: CloseReason,
+}
+
+impl<M: Manager> Preparing<'_, M> {
+    fn conn(&mut self) -> &mut Conn<M::Connection> {
+        match &mut self.leased {
+            Some(leased) => &mut leased.lease,
+            None => unreachable!("a lease being prepared is held until it is handed on"),
+        }
+    }
+
+    /// Closes the connection (it failed) and ends the attempt with `outcome`.
+    fn reject<C>(mut self, outcome: Prepared<C>) -> Prepared<C> {
+        if let Some(leased) = self.leased.take() {
+            self.core.reject(leased, self.reason);
+        }
+        outcome
+    }
+}
+
+impl<M: Manager> Drop for Preparing<'_, M> {
+    fn drop(&mut self) {
+        if let Some(leased) = self.leased.take() {
+            let reason = if std::thread::panicking() {
+                CloseReason::Panicked
+            } else {
+                self.reason
+            };
+            self.core.reject(leased, reason);
+        }
     }
 }
 

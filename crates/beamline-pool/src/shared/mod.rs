@@ -143,7 +143,8 @@ where
 }
 
 /// A share is ready unless [`Manager::is_broken`] says its connection is broken; then the
-/// connection drains and the checkout goes on.
+/// connection drains and the checkout goes on. If `is_broken` panics, the connection drains
+/// too, and the panic goes on to the caller of `get` once the pool's books are right.
 impl<M: Manager> Prepare<M> for Shared<M::Connection>
 where
     M::Connection: Sync,
@@ -153,11 +154,16 @@ where
         leased: Leased<SharedLease<M::Connection>>,
         _: &'a mut Deadline,
     ) -> impl Future<Output = Prepared<SharedLease<M::Connection>>> + Send + 'a {
-        let prepared = if core.manager.is_broken(&leased.lease.conn) {
-            core.reject(leased, CloseReason::Broken);
-            Prepared::Discarded
-        } else {
-            Prepared::Ready(leased.lease)
+        let prepared = match core.is_broken(&leased.lease) {
+            Ok(false) => Prepared::Ready(leased.lease),
+            Ok(true) => {
+                core.reject(leased, CloseReason::Broken);
+                Prepared::Discarded
+            }
+            Err(panic) => {
+                core.reject(leased, CloseReason::Broken);
+                std::panic::resume_unwind(panic);
+            }
         };
         std::future::ready(prepared)
     }

@@ -33,6 +33,8 @@ pub struct Shared {
     pub attempts: AtomicU64,
     pub checks: AtomicU64,
     pub recycles: AtomicU64,
+    /// The next connection dropped panics in its `Drop` (one-shot).
+    pub panic_on_drop: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -53,6 +55,9 @@ pub struct TestConn {
 impl Drop for TestConn {
     fn drop(&mut self) {
         self.shared.live.fetch_sub(1, Ordering::SeqCst);
+        if self.shared.panic_on_drop.swap(false, Ordering::SeqCst) && !std::thread::panicking() {
+            panic!("test: connection {} panicked in drop", self.id);
+        }
     }
 }
 
@@ -67,6 +72,14 @@ pub struct TestManager {
     pub delay: Mutex<Duration>,
     /// Whether `recycle` fails.
     pub recycle_fails: AtomicBool,
+    /// Connect attempts that panic from now on (before the `fail` ones are counted).
+    pub panics: AtomicUsize,
+    /// How long each `check` takes.
+    pub check_delay: Mutex<Duration>,
+    /// The next `check`, `recycle` or `is_broken` call panics (one-shot each).
+    pub panic_check: AtomicBool,
+    pub panic_recycle: AtomicBool,
+    pub panic_is_broken: AtomicBool,
 }
 
 impl Default for TestManager {
@@ -77,6 +90,11 @@ impl Default for TestManager {
             fail_from: AtomicU64::new(u64::MAX),
             delay: Mutex::default(),
             recycle_fails: AtomicBool::new(false),
+            panics: AtomicUsize::new(0),
+            check_delay: Mutex::default(),
+            panic_check: AtomicBool::new(false),
+            panic_recycle: AtomicBool::new(false),
+            panic_is_broken: AtomicBool::new(false),
         }
     }
 }
@@ -113,6 +131,11 @@ impl Manager for TestManager {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        let panicking = self
+            .panics
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        assert!(!panicking, "test: create panicked (attempt {attempt})");
         let failing = self
             .fail
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
@@ -146,6 +169,14 @@ impl Manager for TestManager {
 
     async fn check(&self, conn: &mut TestConn) -> io::Result<()> {
         self.shared.checks.fetch_add(1, Ordering::SeqCst);
+        let delay = *self.check_delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        assert!(
+            !self.panic_check.swap(false, Ordering::SeqCst),
+            "test: check panicked"
+        );
         if conn.dead.load(Ordering::SeqCst) {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "test: dead"));
         }
@@ -153,11 +184,19 @@ impl Manager for TestManager {
     }
 
     fn is_broken(&self, conn: &TestConn) -> bool {
+        assert!(
+            !self.panic_is_broken.swap(false, Ordering::SeqCst),
+            "test: is_broken panicked"
+        );
         conn.broken.load(Ordering::SeqCst)
     }
 
     async fn recycle(&self, _conn: &mut TestConn) -> io::Result<()> {
         self.shared.recycles.fetch_add(1, Ordering::SeqCst);
+        assert!(
+            !self.panic_recycle.swap(false, Ordering::SeqCst),
+            "test: recycle panicked"
+        );
         if self.recycle_fails.load(Ordering::SeqCst) {
             return Err(io::Error::other("test: recycle failed"));
         }

@@ -442,7 +442,8 @@ impl<M: Send + 'static> Addr<M> {
 
     /// Sends a message, waiting for mailbox space if it is full (backpressure). Waiting senders
     /// are served first come, first served. Cancel-safe: dropping the future before it
-    /// completes sends nothing.
+    /// completes sends nothing. Cooperative: it spends a unit of tokio's task budget, and
+    /// yields first when the budget is spent, as a tokio channel's `send` does.
     ///
     /// # Errors
     /// [`CastError::Exited`] if the process exited (or is being killed) before the message was
@@ -599,7 +600,13 @@ impl<M: Send + 'static> Future for Cast<'_, M> {
     type Output = Result<(), CastError<M>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
+        cooperative(cx, |cx| self.poll_cast(cx))
+    }
+}
+
+impl<M: Send + 'static> Cast<'_, M> {
+    fn poll_cast(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), CastError<M>>> {
+        let this = self;
         if this.waiter.is_none() {
             // Fast path: room, and nobody already waiting ahead of us.
             let Some(message) = this.message.take() else {
@@ -679,7 +686,8 @@ impl<M: Send + 'static> Context<M> {
     }
 
     /// Waits for the next message or notice. Cancel-safe: if the future is dropped (say, in a
-    /// `tokio::select!` whose other branch won), nothing is lost.
+    /// `tokio::select!` whose other branch won), nothing is lost. Cooperative, as
+    /// [`Addr::cast`] is.
     pub fn recv(&mut self) -> Recv<'_, M> {
         Recv { proc: &self.proc }
     }
@@ -818,8 +826,24 @@ impl<M: Send + 'static> Future for Recv<'_, M> {
     type Output = Event<M>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Event<M>> {
-        self.proc.poll_recv(cx).map(Event::from_envelope)
+        cooperative(cx, |cx| self.proc.poll_recv(cx).map(Event::from_envelope))
     }
+}
+
+/// One poll of a mailbox operation under tokio's cooperative budget, as tokio's own channels
+/// do: when the task has spent its budget, `Pending` (the task is woken at once, after the
+/// others had their turn) before touching the mailbox, so a loop whose casts or receives are
+/// always ready still gives its worker back. A ready outcome consumes one unit.
+fn cooperative<T>(
+    cx: &mut TaskContext<'_>,
+    poll: impl FnOnce(&mut TaskContext<'_>) -> Poll<T>,
+) -> Poll<T> {
+    let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+    let polled = poll(cx);
+    if polled.is_ready() {
+        coop.made_progress();
+    }
+    polled
 }
 
 impl<M: Send + 'static> fmt::Debug for Recv<'_, M> {

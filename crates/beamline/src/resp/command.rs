@@ -4,7 +4,7 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::codec::put_decimal;
+use super::encode::{put_bulk, put_decimal};
 
 /// A Redis command (`SET key value`): an array of bulk strings.
 ///
@@ -141,15 +141,6 @@ impl<'a> Iterator for Args<'a> {
         self.rest = self.rest.get(start + len + 2..)?;
         Some(arg)
     }
-}
-
-fn put_bulk(dst: &mut BytesMut, arg: &[u8]) {
-    dst.reserve(arg.len() + 24);
-    dst.put_u8(b'$');
-    put_decimal(dst, arg.len() as i64);
-    dst.put_slice(b"\r\n");
-    dst.put_slice(arg);
-    dst.put_slice(b"\r\n");
 }
 
 fn decimal_len(mut n: u64) -> usize {
