@@ -20,6 +20,8 @@ const UPGRADING: u8 = 1;
 const IO_DROPPED: u8 = 2;
 const KILLED: u8 = 4;
 const TASKS_QUEUED: u8 = 8;
+const HTTP2: u8 = 16;
+const READ_NOTIFIED: u8 = 32;
 
 /// One connection's shared state. Its counters have one writer at a time (everything of a
 /// connection runs in its process's task, upgraded streams aside), so they count with a load
@@ -105,6 +107,15 @@ impl ConnCtx {
         self.flags.load(Relaxed) & flag != 0
     }
 
+    /// The connection speaks HTTP/2 (seen on its first request).
+    pub(crate) fn http2(&self) {
+        self.set(HTTP2);
+    }
+
+    pub(crate) fn is_http2(&self) -> bool {
+        self.has(HTTP2)
+    }
+
     /// A `101 Switching Protocols` is on its way: the socket may outlive the HTTP connection.
     pub(crate) fn upgrading(&self) {
         self.set(UPGRADING);
@@ -112,6 +123,19 @@ impl ConnCtx {
 
     pub(crate) fn is_upgrading(&self) -> bool {
         self.has(UPGRADING)
+    }
+
+    /// Bytes arrived on an upgraded stream, perhaps in another task: wakes the driver (once
+    /// until it runs), so the server's read timeout sees them when they come, not late.
+    pub(crate) fn upgraded_read(&self) {
+        if self.flags.fetch_or(READ_NOTIFIED, Relaxed) & READ_NOTIFIED == 0 {
+            self.owner.wake();
+        }
+    }
+
+    /// The driver ran: the next read on an upgraded stream wakes it again.
+    pub(crate) fn reads_seen(&self) {
+        self.flags.fetch_and(!READ_NOTIFIED, Relaxed);
     }
 
     /// The socket wrapper was dropped (by hyper, or by whoever held the upgraded stream).

@@ -76,9 +76,11 @@ where
         End::HeaderTimeout => Ok(()),
     };
     // An upgraded stream lives on outside hyper: the connection's process waits for it, so
-    // it stays counted, under the server's limits, and killed with the process.
+    // it stays counted, under the server's limits, and killed with the process. Its reads
+    // wake this wait, so the server's read timeout sees them as they come.
     poll_fn(|cx| {
         ctx.owner.register(cx.waker());
+        ctx.reads_seen();
         if ctx.is_io_dropped() {
             Poll::Ready(())
         } else {
@@ -114,7 +116,7 @@ enum End {
 #[derive(Clone, Copy, Debug)]
 enum Phase {
     /// A request head is owed since `since` (the connection's start, or the first byte of a
-    /// later request): the header read timeout.
+    /// later HTTP/1 request): the header read timeout.
     Head { since: Instant },
     /// No request in flight and nothing received since `since` (when `bytes` had been
     /// received): the keep-alive timeout.
@@ -276,7 +278,10 @@ impl<'a, R: Future<Output = ()>> Driver<'a, R> {
             };
         } else if let Phase::Idle { bytes, .. } = self.phase
             && self.ctx.bytes() != bytes
+            && !self.ctx.is_http2()
         {
+            // An HTTP/1 request is arriving. (HTTP/2 peers also send control frames between
+            // requests; an HTTP/2 connection stays idle until a stream opens.)
             self.phase = Phase::Head {
                 since: Instant::now(),
             };

@@ -82,7 +82,11 @@ impl AsyncRead for HttpIo {
         match this.live()?.poll_read(cx, buf) {
             Poll::Pending => this.pending(false, cx),
             Poll::Ready(Ok(())) => {
-                this.ctx.add_bytes(buf.filled().len() - before);
+                let n = buf.filled().len() - before;
+                this.ctx.add_bytes(n);
+                if n > 0 && this.ctx.is_upgrading() {
+                    this.ctx.upgraded_read();
+                }
                 Poll::Ready(Ok(()))
             }
             done => done,

@@ -56,6 +56,9 @@ where
             .is_end_stream()
             .then(|| self.ctx.activity.busy());
         let http1 = req.version() < Version::HTTP_2;
+        if !http1 && self.ctx.requests().0 == 1 {
+            self.ctx.http2();
+        }
         let (method, uri) = (req.method().clone(), req.uri().clone());
         req.extensions_mut().insert(self.ctx.conn.clone());
         RequestFuture {

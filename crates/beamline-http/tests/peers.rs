@@ -125,3 +125,41 @@ async fn wrk_keeps_http1_connections_alive_without_errors() {
     assert!(s.accepted <= 17, "{s:?}");
     assert_eq!(server.stats().requests, handled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_lets_curls_requests_in_flight_finish_and_refuses_new_ones() {
+    let (app, state) = app();
+    let server = std::sync::Arc::new(serve(Server::new().bind(localhost()), app).unwrap());
+    let addr = server.local_addr().unwrap();
+    let mut in_flight = Vec::new();
+    for h2 in [false, true] {
+        let mut cmd = curl();
+        cmd.arg(if h2 { "--http2-prior-knowledge" } else { "--http1.1" })
+            .arg(format!("http://{addr}/wait"));
+        in_flight.push(tokio::spawn(run(cmd)));
+    }
+    until(|| state.waiting.load(Ordering::SeqCst) == 2).await;
+    let draining = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            server
+                .shutdown(std::time::Duration::from_secs(10))
+                .await
+                .unwrap()
+        })
+    };
+    until(|| server.server().state() == beamline_server::ServerState::Draining).await;
+    let mut refused = curl();
+    refused.arg(format!("http://{addr}/"));
+    let out = run(refused).await;
+    assert_eq!(out.status.code(), Some(7), "curl: couldn't connect: {out:?}");
+
+    state.release.notify_waiters();
+    for curl in in_flight {
+        let out = curl.await.unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "released");
+    }
+    let report = draining.await.unwrap();
+    assert_eq!((report.drained, report.aborted), (2, 0), "{report:?}");
+}

@@ -110,22 +110,43 @@ pub fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
+/// The task driving a client connection: it ends when the connection closes.
+pub type Driven = tokio::task::JoinHandle<()>;
+
 /// An HTTP/1.1 client connection (hyper's), driven by a task.
 pub async fn h1(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    h1_driven(addr).await.0
+}
+
+/// An HTTP/1.1 client connection and the task that drives it.
+pub async fn h1_driven(
+    addr: SocketAddr,
+) -> (hyper::client::conn::http1::SendRequest<Full<Bytes>>, Driven) {
     let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
     let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-    tokio::spawn(conn.with_upgrades());
-    send
+    let driven = tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    (send, driven)
 }
 
 /// An HTTP/2 (prior knowledge) client connection (hyper's), driven by a task.
 pub async fn h2(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    h2_driven(addr).await.0
+}
+
+/// An HTTP/2 client connection and the task that drives it.
+pub async fn h2_driven(
+    addr: SocketAddr,
+) -> (hyper::client::conn::http2::SendRequest<Full<Bytes>>, Driven) {
     let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
     let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
         .await
         .unwrap();
-    tokio::spawn(conn);
-    send
+    let driven = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (send, driven)
 }
 
 /// A GET request for `path`.
