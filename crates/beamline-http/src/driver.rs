@@ -295,7 +295,8 @@ trait GracefulShutdown {
     fn graceful_shutdown(self: Pin<&mut Self>);
 }
 
-impl<I, S, E, B> GracefulShutdown for hyper_util::server::conn::auto::UpgradeableConnection<'_, I, S, E>
+impl<I, S, E, B> GracefulShutdown
+    for hyper_util::server::conn::auto::UpgradeableConnection<'_, I, S, E>
 where
     S: hyper::service::HttpService<Incoming, ResBody = B>,
     S::Error: Into<BoxError>,

@@ -51,10 +51,7 @@ where
         // A request received whole waits on the server from now on; one with a body still
         // coming waits on its peer until the service answers (the read timeout keeps running
         // while the body arrives).
-        let busy = req
-            .body()
-            .is_end_stream()
-            .then(|| self.ctx.activity.busy());
+        let busy = req.body().is_end_stream().then(|| self.ctx.activity.busy());
         let http1 = req.version() < Version::HTTP_2;
         if !http1 && self.ctx.requests().0 == 1 {
             self.ctx.http2();

@@ -36,12 +36,20 @@ async fn a_drain_finishes_requests_in_flight_and_refuses_new_connections() {
     for _ in 0..2 {
         let mut send = send2.clone();
         in_flight.push(tokio::spawn(async move {
-            (read(send.send_request(get_req("/wait")).await.unwrap()).await, true)
+            (
+                read(send.send_request(get_req("/wait")).await.unwrap()).await,
+                true,
+            )
         }));
     }
     let (_idle1, idle1_driven) = h1_driven(addr).await;
     let (mut idle2, idle2_driven) = h2_driven(addr).await;
-    assert_eq!(read(idle2.send_request(get_req("/")).await.unwrap()).await.0, StatusCode::OK);
+    assert_eq!(
+        read(idle2.send_request(get_req("/")).await.unwrap())
+            .await
+            .0,
+        StatusCode::OK
+    );
     until(|| state.waiting.load(Ordering::SeqCst) == 4).await;
 
     let started = Instant::now();
@@ -53,19 +61,29 @@ async fn a_drain_finishes_requests_in_flight_and_refuses_new_connections() {
     // Idle connections close at once (HTTP/2 with GOAWAY); new ones are refused.
     idle1_driven.await.unwrap();
     idle2_driven.await.unwrap();
-    assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     state.release.notify_waiters();
     for request in in_flight {
         let ((status, body), closing) = request.await.unwrap();
         assert_eq!((status, body.as_str()), (StatusCode::OK, "released"));
-        assert!(closing, "an HTTP/1 answer during a drain says `connection: close`");
+        assert!(
+            closing,
+            "an HTTP/1 answer during a drain says `connection: close`"
+        );
     }
     let report = draining.await.unwrap();
     assert_eq!((report.drained, report.aborted), (5, 0), "{report:?}");
     // Over as the last request ended (3 s and the waits' 10 ms steps), not at the deadline.
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     let s = server.server().stats();
     assert_eq!((s.accepted, s.closed, s.killed), (5, 5, 0), "{s:?}");
     assert_eq!(server.stats().requests, 5);

@@ -35,7 +35,10 @@ async fn a_panicking_http1_handler_is_a_500_and_closes_only_its_connection() {
     let response = send.send_request(get_req("/panic")).await.unwrap();
     assert_eq!(response.headers()["connection"], "close");
     let (status, body) = read(response).await;
-    assert_eq!((status, body.as_str()), (StatusCode::INTERNAL_SERVER_ERROR, ""));
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "")
+    );
     driven.await.unwrap();
 
     let (status, body) = read(in_flight.await.unwrap().unwrap()).await;
@@ -109,7 +112,9 @@ async fn a_head_over_the_size_limit_is_a_431() {
         .max_header_size(8 * 1024)
         .serve(Server::new().bind(localhost()), app)
         .unwrap();
-    let mut client = TcpStream::connect(server.local_addr().unwrap()).await.unwrap();
+    let mut client = TcpStream::connect(server.local_addr().unwrap())
+        .await
+        .unwrap();
     let big = "a".repeat(10 * 1024);
     let request = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
     let _ = client.write_all(request.as_bytes()).await;

@@ -19,9 +19,10 @@ async fn curl_speaks_http1_h2c_and_https_with_alpn_h2() {
     let (app, state) = app();
     let pki = TestPki::new();
     let server = serve(
-        Server::new()
-            .bind(localhost())
-            .bind_tls(localhost(), pki.server_config_with_alpn(&[b"h2", b"http/1.1"])),
+        Server::new().bind(localhost()).bind_tls(
+            localhost(),
+            pki.server_config_with_alpn(&[b"h2", b"http/1.1"]),
+        ),
         app,
     )
     .unwrap();
@@ -97,7 +98,10 @@ async fn h2load_gets_every_request_answered_over_http2() {
     );
     assert!(text.contains("status codes: 4000 2xx"), "h2load: {text}");
     assert_eq!(state.handled.load(Ordering::Relaxed), 4000);
-    server.shutdown(std::time::Duration::from_secs(5)).await.unwrap();
+    server
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
     let s = server.server().stats();
     assert_eq!((s.accepted, s.closed), (8, 8), "{s:?}");
     assert_eq!(server.stats().requests, 4000);
@@ -118,7 +122,10 @@ async fn wrk_keeps_http1_connections_alive_without_errors() {
     assert!(!text.contains("Socket errors"), "wrk saw errors: {text}");
     let handled = state.handled.load(Ordering::Relaxed);
     assert!(handled > 16, "wrk made {handled} requests: {text}");
-    server.shutdown(std::time::Duration::from_secs(5)).await.unwrap();
+    server
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
     // Keep-alive: the 16 connections carried every request (wrk opens one more first, to
     // check the address).
     let s = server.server().stats();
@@ -134,8 +141,12 @@ async fn a_drain_lets_curls_requests_in_flight_finish_and_refuses_new_ones() {
     let mut in_flight = Vec::new();
     for h2 in [false, true] {
         let mut cmd = curl();
-        cmd.arg(if h2 { "--http2-prior-knowledge" } else { "--http1.1" })
-            .arg(format!("http://{addr}/wait"));
+        cmd.arg(if h2 {
+            "--http2-prior-knowledge"
+        } else {
+            "--http1.1"
+        })
+        .arg(format!("http://{addr}/wait"));
         in_flight.push(tokio::spawn(run(cmd)));
     }
     until(|| state.waiting.load(Ordering::SeqCst) == 2).await;
@@ -152,7 +163,11 @@ async fn a_drain_lets_curls_requests_in_flight_finish_and_refuses_new_ones() {
     let mut refused = curl();
     refused.arg(format!("http://{addr}/"));
     let out = run(refused).await;
-    assert_eq!(out.status.code(), Some(7), "curl: couldn't connect: {out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "curl: couldn't connect: {out:?}"
+    );
 
     state.release.notify_waiters();
     for curl in in_flight {

@@ -74,8 +74,8 @@ async fn a_rapid_reset_burst_ends_in_goaway_and_the_server_serves_on() {
     };
     let mut answer = Vec::new();
     let read = async {
-        let _ = tokio::time::timeout(Duration::from_secs(30), reader.read_to_end(&mut answer))
-            .await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(30), reader.read_to_end(&mut answer)).await;
     };
     tokio::join!(sent, read);
     assert_eq!(

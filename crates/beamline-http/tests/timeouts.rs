@@ -70,7 +70,9 @@ async fn a_connection_that_sends_no_request_is_closed_at_the_header_timeout() {
         .serve(Server::new().bind(localhost()), app)
         .unwrap();
     let started = Instant::now();
-    let mut silent = TcpStream::connect(server.local_addr().unwrap()).await.unwrap();
+    let mut silent = TcpStream::connect(server.local_addr().unwrap())
+        .await
+        .unwrap();
     assert!(read_until_closed(&mut silent).await.is_empty());
     assert_eq!(started.elapsed(), 4 * S);
     assert_eq!(server.stats().header_timeouts, 1);
@@ -96,7 +98,11 @@ async fn an_idle_http1_connection_is_closed_at_the_keep_alive_timeout() {
     // Idle since the last response, 15 s ago.
     assert_eq!(idle_from.elapsed(), 5 * S);
     let stats = server.stats();
-    assert_eq!((stats.idle_closes, stats.header_timeouts), (1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.idle_closes, stats.header_timeouts),
+        (1, 0),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -123,9 +129,7 @@ async fn the_read_timeout_does_not_cut_a_request_waiting_on_a_slow_handler() {
     let server = Http::new()
         .keep_alive_timeout(None)
         .serve(
-            Server::new()
-                .bind(localhost())
-                .read_timeout(Some(10 * S)),
+            Server::new().bind(localhost()).read_timeout(Some(10 * S)),
             app,
         )
         .unwrap();
@@ -151,14 +155,14 @@ async fn the_read_timeout_cuts_a_request_body_that_stops_coming() {
     let server = Http::new()
         .keep_alive_timeout(None)
         .serve(
-            Server::new()
-                .bind(localhost())
-                .read_timeout(Some(10 * S)),
+            Server::new().bind(localhost()).read_timeout(Some(10 * S)),
             app,
         )
         .unwrap();
     let started = Instant::now();
-    let mut client = TcpStream::connect(server.local_addr().unwrap()).await.unwrap();
+    let mut client = TcpStream::connect(server.local_addr().unwrap())
+        .await
+        .unwrap();
     client
         .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
         .await

@@ -24,17 +24,26 @@ const S: Duration = Duration::from_secs(1);
 async fn upgraded(addr: SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
+        .write_all(
+            b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
         .await
         .unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
-        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "closed during the handshake");
+        assert_eq!(
+            stream.read(&mut byte).await.unwrap(),
+            1,
+            "closed during the handshake"
+        );
         head.push(byte[0]);
     }
     let head = String::from_utf8(head).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101 Switching Protocols"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols"),
+        "{head}"
+    );
     stream.write_all(b"ping").await.unwrap();
     let mut echo = [0u8; 4];
     stream.read_exact(&mut echo).await.unwrap();
@@ -74,9 +83,7 @@ async fn an_idle_upgraded_stream_is_closed_at_the_read_timeout() {
     let server = Http::new()
         .keep_alive_timeout(None)
         .serve(
-            Server::new()
-                .bind(localhost())
-                .read_timeout(Some(10 * S)),
+            Server::new().bind(localhost()).read_timeout(Some(10 * S)),
             app,
         )
         .unwrap();

@@ -196,9 +196,8 @@ pub async fn until(mut check: impl FnMut() -> bool) {
 /// A command for the real program `program` (Debian package `package`). A missing program
 /// is a failure whose message says how to install it, never a skip.
 pub fn program(program: &str, package: &str) -> Command {
-    let found = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
     assert!(
         found,
         "{program} not found: run `apt-get install -y {package}` \
