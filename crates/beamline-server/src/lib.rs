@@ -178,8 +178,8 @@ mod stats;
 
 pub use beamline_process::{ExitReason, Info, ProcessId};
 pub use conn::{
-    Activity, Busy, Conn, ConnError, ConnInfo, Connection, Endpoint, Flow, Handler,
-    ShutdownSignal, Stream, TimeoutKind, Transport,
+    Activity, Busy, Conn, ConnError, ConnInfo, Connection, Endpoint, Flow, Handler, ShutdownSignal,
+    Stream, TimeoutKind, Transport,
 };
 pub use error::{ResumeError, ShutdownError, StartError, SuspendError};
 pub use handle::{DrainReport, ServerHandle, ServerState};

@@ -7,12 +7,14 @@
 //! - [`Rng`]: a small seeded generator, so a randomized test replays from its seed.
 //! - [`TestPki`]: a CA made at test time, leaf certificates it signs, and
 //!   rustls client/server configs built on the ring provider.
+//! - [`h2`]: raw HTTP/2 frames for attack tests (the rapid-reset burst, reading `GOAWAY`).
 //!
 //! A missing `redis-server` is a test failure whose message is the command that installs
 //! it: a real-peer test is never skipped silently.
 
 #![forbid(unsafe_code)]
 
+pub mod h2;
 mod redis;
 mod tls;
 
