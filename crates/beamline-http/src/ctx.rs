@@ -68,7 +68,7 @@ impl ConnCtx {
     /// A request was handed to the service.
     pub(crate) fn request_started(&self) {
         let n = Self::bump(&self.started);
-        if n % HttpStats::REQUESTS_STEP == 0 {
+        if n.is_multiple_of(HttpStats::REQUESTS_STEP) {
             self.stats.requests(HttpStats::REQUESTS_STEP);
         }
     }

@@ -84,6 +84,9 @@ impl Drop for InFlight {
     }
 }
 
+// The request waits inline until the service is ready: boxing it would cost an allocation per
+// request, and the future is pinned in place (never moved), so its size costs nothing more.
+#[allow(clippy::large_enum_variant)]
 #[pin_project(project = StateProj, project_replace = StateOwned)]
 enum State<S: Service<Request<Incoming>>> {
     /// Waiting for the service to be ready (tower's `poll_ready` before `call`).
