@@ -93,6 +93,15 @@ fn cpu_ms(pid: u32) -> f64 {
     ticks * 10.0 // USER_HZ is 100 on Linux
 }
 
+/// A CPU time at the 10 ms resolution it is counted in.
+fn cpu_text(ms: f64) -> String {
+    if ms < 10.0 {
+        "under 10 ms".to_owned()
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
 /// 50 connections each send half a request head and go silent; after 12 s, how many the
 /// server closed and when, and how long a normal request took meanwhile.
 async fn slowloris(which: &str) -> String {
@@ -173,8 +182,9 @@ async fn rapid_reset(which: &str) -> String {
         None => "closed without GOAWAY".to_owned(),
     };
     format!(
-        "{ended} after {:.0} ms; handlers run: {handled} of {STREAMS}; CPU {cpu:.0} ms; a new client after: {}",
+        "{ended} after {:.0} ms; handlers run: {handled} of {STREAMS}; CPU {}; a new client after: {}",
         elapsed * 1000.0,
+        cpu_text(cpu),
         after.map_or("no answer".to_owned(), |s| s.to_string())
     )
 }
@@ -288,7 +298,8 @@ fn fd_exhaustion(which: &str) -> String {
     let _ = child.kill();
     let _ = child.wait();
     format!(
-        "CPU over 3 s of exhaustion: {cpu:.0} ms; a new client during it: {}; after the flood closed, served in {}; process {}",
+        "CPU over 3 s of exhaustion: {}; a new client during it: {}; after the flood closed, served in {}; process {}",
+        cpu_text(cpu),
         during.map_or("no answer".to_owned(), |s| s.to_string()),
         recovered.map_or("more than 10 s".to_owned(), |d| format!(
             "{:.0} ms",
