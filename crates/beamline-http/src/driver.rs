@@ -15,18 +15,17 @@ use beamline_server::{Connection, ExitReason};
 use futures::FutureExt;
 use futures::future::CatchUnwind;
 use futures::stream::{FuturesUnordered, StreamExt};
-use http::{Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::time::{Instant, Sleep};
-use tower_service::Service;
 
 use crate::HttpConn;
 use crate::config::Http;
 use crate::ctx::{ConnCtx, Task};
 use crate::exec::LocalExec;
 use crate::io::HttpIo;
+use crate::serve::HttpService;
 use crate::service::{BoxError, ConnService, panic_message};
 use crate::stats::Stats;
 
@@ -39,18 +38,10 @@ pub(crate) struct Shared<S> {
 }
 
 /// Serves one connection: the function [`Http::serve`] gives the server.
-pub(crate) async fn serve_connection<S, B>(
+pub(crate) async fn serve_connection<S: HttpService>(
     conn: Connection,
     shared: Arc<Shared<S>>,
-) -> Result<(), ExitReason>
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+) -> Result<(), ExitReason> {
     // Taken: a drain asks hyper to finish (HTTP/1: the request in flight; HTTP/2: GOAWAY)
     // instead of dropping the connection.
     let shutdown = conn.shutdown_signal();

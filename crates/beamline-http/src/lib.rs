@@ -140,5 +140,5 @@ pub use config::{
 };
 pub use conn::HttpConn;
 pub use error::ServeError;
-pub use serve::{HttpHandle, serve};
+pub use serve::{HttpHandle, HttpService, serve};
 pub use stats::HttpStats;

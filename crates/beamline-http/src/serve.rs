@@ -10,6 +10,36 @@ use http_body::Body;
 use hyper::body::Incoming;
 use tower_service::Service;
 
+/// What [`Http::serve`] serves: a `tower::Service` of `Request<Incoming>` that can be cloned
+/// and sent to each connection's process, whose errors and response bodies hyper can take.
+/// Implemented for every such service — an axum `Router` is one; never implement it by hand.
+pub trait HttpService:
+    Service<
+        Request<Incoming>,
+        Response = Response<Self::ResBody>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+    /// The response body.
+    type ResBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B> HttpService for S
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type ResBody = B;
+}
+
 use crate::config::Http;
 use crate::driver::{Shared, serve_connection};
 use crate::error::ServeError;
@@ -25,15 +55,11 @@ impl Http {
     /// # Errors
     /// [`ServeError::Invalid`] for an HTTP setting, [`ServeError::Server`] when the server
     /// does not start. Nothing is left running.
-    pub fn serve<S, B>(self, server: Server, service: S) -> Result<HttpHandle, ServeError>
-    where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
+    pub fn serve<S: HttpService>(
+        self,
+        server: Server,
+        service: S,
+    ) -> Result<HttpHandle, ServeError> {
         self.validate()?;
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
@@ -51,15 +77,7 @@ impl Http {
 ///
 /// # Errors
 /// As [`Http::serve`].
-pub fn serve<S, B>(server: Server, service: S) -> Result<HttpHandle, ServeError>
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+pub fn serve<S: HttpService>(server: Server, service: S) -> Result<HttpHandle, ServeError> {
     Http::new().serve(server, service)
 }
 

@@ -125,14 +125,7 @@ async fn an_idle_http2_connection_gets_goaway_at_the_keep_alive_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn the_read_timeout_does_not_cut_a_request_waiting_on_a_slow_handler() {
-    let (app, _) = app();
-    let server = Http::new()
-        .keep_alive_timeout(None)
-        .serve(
-            Server::new().bind(localhost()).read_timeout(Some(10 * S)),
-            app,
-        )
-        .unwrap();
+    let server = read_timeout_server(10 * S);
     let addr = server.local_addr().unwrap();
     // HTTP/1 and HTTP/2: the peer sends nothing for 25 s, waiting on the handler.
     let started = Instant::now();
@@ -151,14 +144,7 @@ async fn the_read_timeout_does_not_cut_a_request_waiting_on_a_slow_handler() {
 
 #[tokio::test(start_paused = true)]
 async fn the_read_timeout_cuts_a_request_body_that_stops_coming() {
-    let (app, _) = app();
-    let server = Http::new()
-        .keep_alive_timeout(None)
-        .serve(
-            Server::new().bind(localhost()).read_timeout(Some(10 * S)),
-            app,
-        )
-        .unwrap();
+    let server = read_timeout_server(10 * S);
     let started = Instant::now();
     let mut client = TcpStream::connect(server.local_addr().unwrap())
         .await

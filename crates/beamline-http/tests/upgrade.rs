@@ -11,7 +11,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use beamline_http::{Http, HttpHandle, serve};
+use beamline_http::{HttpHandle, serve};
 use beamline_server::{Overload, Server};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -79,14 +79,7 @@ async fn an_upgraded_stream_stays_a_live_connection_under_the_connection_limit()
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_upgraded_stream_is_closed_at_the_read_timeout() {
-    let (app, _) = app();
-    let server = Http::new()
-        .keep_alive_timeout(None)
-        .serve(
-            Server::new().bind(localhost()).read_timeout(Some(10 * S)),
-            app,
-        )
-        .unwrap();
+    let server = read_timeout_server(10 * S);
     let mut stream = upgraded(server.local_addr().unwrap()).await;
     let idle_from = Instant::now();
     assert!(read_until_closed(&mut stream).await.is_empty());

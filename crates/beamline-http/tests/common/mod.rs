@@ -106,6 +106,21 @@ async fn upgrade(mut req: Request<Body>) -> Response<Body> {
         .unwrap()
 }
 
+/// The test app, with no keep-alive timeout and the server's read timeout at
+/// `read_timeout`: what ends an idle connection is the read timeout.
+pub fn read_timeout_server(read_timeout: Duration) -> beamline_http::HttpHandle {
+    let (app, _) = app();
+    beamline_http::Http::new()
+        .keep_alive_timeout(None)
+        .serve(
+            beamline_server::Server::new()
+                .bind(localhost())
+                .read_timeout(Some(read_timeout)),
+            app,
+        )
+        .unwrap()
+}
+
 pub fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
