@@ -75,7 +75,7 @@ pub(crate) fn router(hits: Arc<Hits>) -> Router {
                 },
             ),
         )
-        .route("/hang", get(|| std::future::pending::<&'static str>()))
+        .route("/hang", get(std::future::pending::<&'static str>))
         .with_state(hits)
 }
 

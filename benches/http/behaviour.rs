@@ -19,7 +19,7 @@ const CHILD_ENV: &str = "BEAMLINE_HTTP_FD_CHILD";
 
 /// A started server of either kind, and how to stop it.
 enum Running {
-    Beamline(beamline_http::HttpHandle),
+    Beamline(Box<beamline_http::HttpHandle>),
     Axum(
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
@@ -29,7 +29,10 @@ enum Running {
 async fn start(which: &str, hits: Arc<Hits>) -> (SocketAddr, Running) {
     if which == BEAMLINE {
         let server = start_beamline(router(hits));
-        (server.local_addr().unwrap(), Running::Beamline(server))
+        (
+            server.local_addr().unwrap(),
+            Running::Beamline(Box::new(server)),
+        )
     } else {
         let (addr, stop, task) = start_axum(router(hits)).await;
         (addr, Running::Axum(stop, task))
