@@ -11,6 +11,19 @@ pub fn listen_addr(default: &str) -> Result<SocketAddr, Box<dyn Error>> {
     parse_listen_addr(default, std::env::args().skip(1))
 }
 
+/// [`listen_addr`], and whether the switch `switch` (a flag without a value, such as
+/// `--tls`) was given.
+pub fn listen_addr_and(default: &str, switch: &str) -> Result<(SocketAddr, bool), Box<dyn Error>> {
+    let mut on = false;
+    let args = std::env::args().skip(1).filter(|a| {
+        let is_switch = a == switch;
+        on |= is_switch;
+        !is_switch
+    });
+    let addr = parse_listen_addr(default, args.collect::<Vec<_>>())?;
+    Ok((addr, on))
+}
+
 fn parse_listen_addr(
     default: &str,
     args: impl IntoIterator<Item = String>,

@@ -10,6 +10,7 @@
 //! - [`chat`]: a line-based chat room where every member is a process and a slow member is
 //!   dropped, never waited for.
 //! - [`cli`]: the listen-address flags and tracing set-up the programs share.
+//! - [`http`]: an axum app served by beamline-http, with the limits a public server sets.
 //! - [`redis_client`]: a FIFO `beamline::Client` doing SET/GET against a real Redis.
 //! - [`demo`]: what `cargo xtask demo` runs: 1,000 `Client`s, the kv server killed and
 //!   restarted under them, reconnects with and without jitter.
@@ -19,6 +20,7 @@
 pub mod chat;
 pub mod cli;
 pub mod demo;
+pub mod http;
 pub mod kv;
 pub mod matrix;
 pub mod redis_client;

@@ -29,7 +29,8 @@
 //!     acting on a [`Conn`]. [`Server::start`] clones your handler per connection.
 //!   - An async function that owns a [`Connection`] (`AsyncRead + AsyncWrite`: read and write
 //!     it directly, wrap it in a `tokio_util::codec::Framed`, or
-//!     [`into_split`](Connection::into_split) it), with a [`ShutdownSignal`] for the drain.
+//!     [`into_split`](Connection::into_split) it), with a [`ShutdownSignal`] for the drain
+//!     and [`Activity`] marks that say "the peer waits on me" (the read timeout pauses).
 //!     [`Server::serve`] runs it per connection.
 //! - [`ConnInfo`]: the connection's id (its process id), peer and local [`Endpoint`],
 //!   [`Transport`], and for TLS the SNI name and the ALPN protocol.
@@ -85,7 +86,7 @@
 //! - **A slow, silent or hostile peer holds nothing for long.** What ends a connection:
 //!   - the TLS handshake timeout (default 5 s): a handshake that does not finish;
 //!   - the read timeout (default 60 s): nothing received for that long (only bytes from the
-//!     peer reset it);
+//!     peer reset it; it does not run during a callback, nor while a [`Busy`] mark lives);
 //!   - the send timeout (default 30 s): a write the peer takes no byte of for that long (it
 //!     stopped reading; a slow reader that keeps taking bytes is never cut off);
 //!   - the read buffer limit (default 1 MiB, callback form): a frame that never ends;
@@ -177,8 +178,8 @@ mod stats;
 
 pub use beamline_process::{ExitReason, Info, ProcessId};
 pub use conn::{
-    Conn, ConnError, ConnInfo, Connection, Endpoint, Flow, Handler, ShutdownSignal, Stream,
-    TimeoutKind, Transport,
+    Activity, Busy, Conn, ConnError, ConnInfo, Connection, Endpoint, Flow, Handler, ShutdownSignal,
+    Stream, TimeoutKind, Transport,
 };
 pub use error::{ResumeError, ShutdownError, StartError, SuspendError};
 pub use handle::{DrainReport, ServerHandle, ServerState};

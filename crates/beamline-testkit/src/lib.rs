@@ -9,6 +9,7 @@
 //!   rustls client/server configs built on the ring provider.
 //! - [`Witness`]: a timer that fires only if the task under test yields (cooperative
 //!   scheduling tests).
+//! - [`h2`]: raw HTTP/2 frames for attack tests (the rapid-reset burst, reading `GOAWAY`).
 //!
 //! A missing `redis-server` is a test failure whose message is the command that installs
 //! it: a real-peer test is never skipped silently.
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod coop;
+pub mod h2;
 mod redis;
 mod tls;
 

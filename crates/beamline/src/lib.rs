@@ -17,6 +17,7 @@
 //! | [`mux`] | `mux` | many requests over one connection, each answer to its own caller (ids or FIFO order) |
 //! | [`pool`] | `pool` | a FIFO-fair connection pool with honest errors, exclusive or shared (multiplexed) checkout |
 //! | [`chaos`] | `chaos` | a fault-injecting TCP proxy for your own tests |
+//! | [`http`] | `http` | hyper and axum served by [`server`]: HTTP/1.1 and HTTP/2, every connection supervised, bounded and drained |
 //! | [`resp`] | `resp` | a bounded, resumable RESP2 codec (typed values, commands, inline commands, server-side requests) |
 //! | [`Client`] | `client` | the composed client: `Pool ─► Reconnect ─► Mux ─► TCP / TLS / Unix`, from one builder |
 //!
@@ -64,7 +65,7 @@
 //!
 //! # Feature flags
 //!
-//! All features are additive. Default: everything but `chaos` and `tower`.
+//! All features are additive. Default: everything but `chaos`, `tower` and `http`.
 //!
 //! - `process` — re-exports [`beamline-process`](process) as [`process`].
 //! - `server` — re-exports [`beamline-server`](server) as [`server`] (turns on `process`).
@@ -80,6 +81,10 @@
 //!   makes tower's version part of your dependency graph and API for a trait most users of
 //!   the client never name; turn it on to stack tower middleware (timeouts, rate limits,
 //!   load shedding) on the client.
+//! - `http` *(off)* — re-exports [`beamline-http`](http) as [`http`] (turns on `server`):
+//!   serve an axum `Router` or any `tower::Service` over HTTP/1.1 and HTTP/2 with the
+//!   server's limits and drain. Off by default because hyper's and http's versions become
+//!   part of your API.
 //!
 //! # Examples
 //!
@@ -378,6 +383,9 @@ pub use client::{
 #[cfg(feature = "chaos")]
 #[doc(inline)]
 pub use beamline_chaos as chaos;
+#[cfg(feature = "http")]
+#[doc(inline)]
+pub use beamline_http as http;
 #[cfg(feature = "mux")]
 #[doc(inline)]
 pub use beamline_mux as mux;

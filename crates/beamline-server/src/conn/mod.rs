@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use beamline_process::ProcessId;
 
-pub use connection::{Connection, ShutdownSignal};
+pub use connection::{Activity, Busy, Connection, ShutdownSignal};
 pub use error::ConnError;
 pub use handler::{Conn, Flow, Handler};
 pub use stream::Stream;
