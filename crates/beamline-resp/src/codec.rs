@@ -11,8 +11,8 @@ use super::request::Request;
 use super::scan::{Scan, Scanner};
 use super::{RespError, Value};
 
-/// The RESP2 codec: a tokio-util [`Decoder`] of [`Value`]s and an [`Encoder`] of
-/// [`Value`]s and [`Command`]s, for both ends of a connection.
+/// The RESP2 codec: a tokio-util [`Decoder`] of [`Value`]s and an [`Encoder`](tokio_util::codec::Encoder) of
+/// [`Value`]s and [`Command`](crate::Command)s, for both ends of a connection.
 ///
 /// A client encodes `Command`s and decodes reply `Value`s; a server decodes request
 /// `Value`s (arrays of bulk strings, or inline commands with
@@ -39,7 +39,7 @@ use super::{RespError, Value};
 ///
 /// # Examples
 /// ```
-/// use beamline::resp::{Command, RespCodec, Value};
+/// use beamline_resp::{Command, RespCodec, Value};
 /// use bytes::BytesMut;
 /// use tokio_util::codec::{Decoder, Encoder};
 ///
@@ -57,7 +57,7 @@ use super::{RespError, Value};
 /// let mut server = RespCodec::new().inline_commands(true);
 /// let mut typed = BytesMut::from(&b"PING\r\n"[..]);
 /// assert_eq!(server.decode(&mut typed)?, Some(Value::Array(vec![Value::bulk("PING")])));
-/// # Ok::<(), beamline::resp::RespError>(())
+/// # Ok::<(), beamline_resp::RespError>(())
 /// ```
 #[derive(Debug)]
 pub struct RespCodec {

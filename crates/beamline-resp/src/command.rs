@@ -15,7 +15,7 @@ use super::encode::{put_bulk, put_decimal};
 ///
 /// # Examples
 /// ```
-/// use beamline::resp::Command;
+/// use beamline_resp::Command;
 ///
 /// let set = Command::new("SET").arg("user:1").arg(b"ada".as_slice()).arg(42.to_string());
 /// assert_eq!(set.len(), 4);
@@ -42,7 +42,7 @@ impl Command {
     /// A command made of `args`, the first being its name.
     ///
     /// ```
-    /// use beamline::resp::Command;
+    /// use beamline_resp::Command;
     /// assert_eq!(Command::from_args(["GET", "k"]), Command::new("GET").arg("k"));
     /// ```
     pub fn from_args<I>(args: I) -> Self

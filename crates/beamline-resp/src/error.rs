@@ -6,7 +6,7 @@ use std::io;
 ///
 /// Decoding errors mean the byte stream is out of step (or hostile): nothing of the
 /// offending frame was returned and the connection should be closed, because no later
-/// frame boundary can be trusted. Every limit ([`RespLimits`](crate::resp::RespLimits)) is
+/// frame boundary can be trusted. Every limit ([`RespLimits`](crate::RespLimits)) is
 /// checked from the headers, **before** anything is allocated or buffered past it.
 ///
 /// Encoding errors leave the destination buffer as it was: nothing of the value was written.
@@ -46,7 +46,7 @@ pub enum RespError {
         offset: usize,
     },
     /// A simple string, an error, an inline command or a header line is longer than
-    /// [`RespLimits::max_line_len`](crate::resp::RespLimits::max_line_len) (or a number
+    /// [`RespLimits::max_line_len`](crate::RespLimits::max_line_len) (or a number
     /// line longer than any `i64`).
     #[error("line longer than {max} bytes")]
     LineTooLong {
@@ -54,7 +54,7 @@ pub enum RespError {
         max: usize,
     },
     /// A bulk string's declared length is over
-    /// [`RespLimits::max_bulk_len`](crate::resp::RespLimits::max_bulk_len).
+    /// [`RespLimits::max_bulk_len`](crate::RespLimits::max_bulk_len).
     #[error("bulk string of {len} bytes exceeds the limit of {max}")]
     BulkTooLong {
         /// The declared length.
@@ -63,14 +63,14 @@ pub enum RespError {
         max: usize,
     },
     /// Arrays nest deeper than
-    /// [`RespLimits::max_depth`](crate::resp::RespLimits::max_depth).
+    /// [`RespLimits::max_depth`](crate::RespLimits::max_depth).
     #[error("arrays nested deeper than {max}")]
     TooDeep {
         /// The limit.
         max: usize,
     },
     /// One frame needs more than
-    /// [`RespLimits::max_frame_len`](crate::resp::RespLimits::max_frame_len) bytes.
+    /// [`RespLimits::max_frame_len`](crate::RespLimits::max_frame_len) bytes.
     #[error("frame of at least {len} bytes exceeds the limit of {max}")]
     FrameTooLarge {
         /// How many bytes the frame is known to need.

@@ -4,7 +4,9 @@
 //! and decodes reply [`Value`]s; a server decodes requests (including inline commands typed
 //! into `nc`), as `Value`s or, cheaper, as [`Request`]s whose [`Arguments`] are positions in
 //! the frame ([`RespCodec::decode_request`]), and encodes replies. RESP carries no request
-//! ids, so a client multiplexes it by order: `Client::builder(addr).fifo(RespCodec::new())`.
+//! ids, so a client multiplexes it by order: `Client::builder(addr).fifo(RespCodec::new())`
+//! (or `.resp()`) with the composed client of the `beamline` crate, which re-exports this
+//! crate as `beamline::resp`.
 //!
 //! # Guarantees
 //! - Every limit of [`RespLimits`] (frame length, bulk length, array depth, line length)
@@ -17,7 +19,7 @@
 //!
 //! # Examples
 //! ```
-//! use beamline::resp::{Command, RespCodec, Value};
+//! use beamline_resp::{Command, RespCodec, Value};
 //! use bytes::BytesMut;
 //! use tokio_util::codec::{Decoder, Encoder};
 //!
@@ -30,8 +32,11 @@
 //! codec.encode(Value::Integer(1), &mut output)?;
 //! assert_eq!(&output[..], b":1\r\n");
 //! # let _ = Command::new("PING");
-//! # Ok::<(), beamline::resp::RespError>(())
+//! # Ok::<(), beamline_resp::RespError>(())
 //! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod codec;
 mod command;

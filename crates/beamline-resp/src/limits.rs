@@ -18,7 +18,7 @@ pub const MAX_FRAME_LEN: usize = u32::MAX as usize;
 ///
 /// # Examples
 /// ```
-/// use beamline::resp::{RespCodec, RespLimits};
+/// use beamline_resp::{RespCodec, RespLimits};
 ///
 /// // A server that takes small commands only.
 /// let limits = RespLimits::new().max_frame_len(1 << 20).max_bulk_len(64 * 1024).max_depth(2);

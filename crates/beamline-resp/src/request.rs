@@ -46,7 +46,7 @@ impl Request {
 ///
 /// # Examples
 /// ```
-/// use beamline::resp::{RespCodec, Request};
+/// use beamline_resp::{RespCodec, Request};
 /// use bytes::BytesMut;
 ///
 /// let mut codec = RespCodec::new().inline_commands(true);
@@ -57,7 +57,7 @@ impl Request {
 /// assert_eq!(set.iter().collect::<Vec<_>>(), [&b"SET"[..], b"k", b"hi"]);
 /// let Some(Request::Command(get)) = codec.decode_request(&mut input)? else { panic!() };
 /// assert_eq!(get.get(1), Some(&b"k"[..]));
-/// # Ok::<(), beamline::resp::RespError>(())
+/// # Ok::<(), beamline_resp::RespError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Arguments {

@@ -2,9 +2,8 @@
 //! through any split of the byte stream, a frame split at any point (or at every point)
 //! decodes as the whole does, commands arrive as the arguments they were built from, and no
 //! input makes the decoder panic.
-#![cfg(feature = "resp")]
 
-use beamline::resp::{Command, Request, RespCodec, RespLimits, Value};
+use beamline_resp::{Command, Request, RespCodec, RespLimits, Value};
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use tokio_util::codec::{Decoder, Encoder};

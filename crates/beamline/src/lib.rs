@@ -75,7 +75,7 @@
 //! - `client` — the composed [`Client`] (turns on `reconnect`, `mux` and `pool`).
 //! - `tls` — TLS for the [`Client`] through tokio-rustls on the ring provider; re-exports
 //!   [`rustls`] and [`tokio_rustls`] so your configs match.
-//! - `resp` — the [`resp`] module.
+//! - `resp` — re-exports [`beamline-resp`](resp) as [`resp`].
 //! - `chaos` *(off)* — re-exports [`beamline-chaos`](chaos) as [`chaos`]: a test tool.
 //! - `tower` *(off)* — [`Client`] implements `tower::Service`. Off by default because it
 //!   makes tower's version part of your dependency graph and API for a trait most users of
@@ -369,9 +369,6 @@
 
 #[cfg(feature = "client")]
 mod client;
-#[cfg(feature = "resp")]
-pub mod resp;
-
 #[cfg(feature = "tower")]
 pub use client::ResponseFuture;
 #[cfg(feature = "client")]
@@ -398,6 +395,9 @@ pub use beamline_process as process;
 #[cfg(feature = "reconnect")]
 #[doc(inline)]
 pub use beamline_reconnect as reconnect;
+#[cfg(feature = "resp")]
+#[doc(inline)]
+pub use beamline_resp as resp;
 #[cfg(feature = "server")]
 #[doc(inline)]
 pub use beamline_server as server;

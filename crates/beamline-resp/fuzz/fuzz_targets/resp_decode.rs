@@ -1,4 +1,4 @@
-//! Fuzz target: the facade's RESP2 decoder (`beamline::resp::RespCodec`) on arbitrary bytes.
+//! Fuzz target: beamline-resp's RESP2 decoder (`beamline_resp::RespCodec`) on arbitrary bytes.
 //!
 //! The first input byte is a control byte: its low 6 bits pick how the rest is cut into
 //! reads (1 to 64 bytes each, like a socket delivering it in pieces, or longer so that an
@@ -23,7 +23,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use beamline::resp::{Request, RespCodec, RespError, RespLimits, Value};
+use beamline_resp::{Request, RespCodec, RespError, RespLimits, Value};
 use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -307,7 +307,7 @@ fn main() {
                         let args: Vec<Vec<u8>> = (0..=generator.below(4))
                             .map(|_| generator.bytes(12))
                             .collect();
-                        let _ = codec.encode(beamline::resp::Command::from_args(&args), &mut wire);
+                        let _ = codec.encode(beamline_resp::Command::from_args(&args), &mut wire);
                     }
                 }
                 stream.extend_from_slice(&wire);
