@@ -72,7 +72,8 @@
 //! - `reconnect` — re-exports [`beamline-reconnect`](reconnect) as [`reconnect`].
 //! - `mux` — re-exports [`beamline-mux`](mux) as [`mux`].
 //! - `pool` — re-exports [`beamline-pool`](pool) as [`pool`].
-//! - `client` — the composed [`Client`] (turns on `reconnect`, `mux` and `pool`).
+//! - `client` — the composed [`Client`], the `beamline-client` crate's items re-exported
+//!   at the root (turns on `reconnect`, `mux` and `pool`).
 //! - `tls` — TLS for the [`Client`] through tokio-rustls on the ring provider; re-exports
 //!   [`rustls`] and [`tokio_rustls`] so your configs match.
 //! - `resp` — re-exports [`beamline-resp`](resp) as [`resp`].
@@ -367,12 +368,12 @@
     allow(rustdoc::broken_intra_doc_links)
 )]
 
-#[cfg(feature = "client")]
-mod client;
 #[cfg(feature = "tower")]
-pub use client::ResponseFuture;
+#[doc(inline)]
+pub use beamline_client::ResponseFuture;
 #[cfg(feature = "client")]
-pub use client::{
+#[doc(inline)]
+pub use beamline_client::{
     BuildError, Client, ClientBuilder, ClientError, ClientManager, MuxConnection, Pooling, Stack,
     Target, TransportError,
 };
@@ -380,6 +381,9 @@ pub use client::{
 #[cfg(feature = "chaos")]
 #[doc(inline)]
 pub use beamline_chaos as chaos;
+#[cfg(feature = "tls")]
+#[doc(no_inline)]
+pub use beamline_client::{rustls, tokio_rustls};
 #[cfg(feature = "http")]
 #[doc(inline)]
 pub use beamline_http as http;
@@ -401,6 +405,3 @@ pub use beamline_resp as resp;
 #[cfg(feature = "server")]
 #[doc(inline)]
 pub use beamline_server as server;
-#[cfg(feature = "tls")]
-#[doc(no_inline)]
-pub use {rustls, tokio_rustls};

@@ -41,8 +41,8 @@ use super::{BuildError, Client, Stack, Target, TransportError};
 /// # Examples
 /// ```no_run
 /// use std::time::Duration;
-/// use beamline::reconnect::{BackoffConfig, OfflinePolicy};
-/// use beamline::Client;
+/// use beamline_reconnect::{BackoffConfig, OfflinePolicy};
+/// use beamline_client::Client;
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = Client::builder("127.0.0.1:6379")

@@ -1,5 +1,49 @@
 //! The composed client: `Pool ─► Reconnect ─► Mux driver ─► Framed<TCP | TLS | Unix>`,
 //! built by one builder.
+//!
+//! ```text
+//! Client ─► Pool (optional) ─► Reconnect (backoff, offline policy) ─► MuxConnection ─► Mux driver (ids | FIFO) ─► TCP | TLS | Unix
+//! ```
+//!
+//! [`Client::builder`] chooses the transport ([`Target`], [`ClientBuilder::tls`]), how
+//! requests are identified (beamline's wire format with ids, your own
+//! [`Tagged`](beamline_mux::Tagged) protocol, or FIFO order for protocols without ids such
+//! as Redis), the reconnect [`BackoffConfig`](beamline_reconnect::BackoffConfig), the
+//! [`OfflinePolicy`](beamline_reconnect::OfflinePolicy) and the [`Pooling`]. Every layer is
+//! public ([`MuxConnection`] is the seam between the multiplexed connection and the
+//! reconnecting one), so the same stack can be assembled by hand.
+//!
+//! The `beamline` facade re-exports this crate's items at its root (`beamline::Client`),
+//! beside the layers (`beamline::reconnect`, `beamline::pool`, ...). Used alone, this crate
+//! names them by their own crates (`beamline_reconnect::OfflinePolicy`,
+//! `beamline_pool::PoolConfig`).
+//!
+//! # Guarantees
+//! See [`Client`]: every call ends in its own answer or a typed [`ClientError`] that says
+//! whether the request may have been delivered; nothing is replayed unless the caller said
+//! it is idempotent; reconnects are bounded and jittered; limits everywhere.
+//!
+//! # Feature flags
+//! - `tls` *(default)* — TLS through tokio-rustls on the ring provider; re-exports
+//!   [`rustls`] and [`tokio_rustls`] so your configs match.
+//! - `resp` *(default)* — [`ClientBuilder::resp`], with [`beamline-resp`](resp)
+//!   re-exported as [`resp`].
+//! - `tower` *(off)* — [`Client`] implements `tower::Service`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+// The guide links to the items of every feature; docs.rs builds with all of them.
+#![cfg_attr(
+    not(all(feature = "tls", feature = "resp", feature = "tower")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
+
+#[cfg(feature = "resp")]
+#[doc(no_inline)]
+pub use beamline_resp as resp;
+#[cfg(feature = "tls")]
+#[doc(no_inline)]
+pub use {rustls, tokio_rustls};
 
 mod builder;
 mod connection;
@@ -59,8 +103,8 @@ use bytes::Bytes;
 ///
 /// # Examples
 /// ```no_run
-/// use beamline::Client;
-/// use beamline::resp::{Command, Value};
+/// use beamline_client::Client;
+/// use beamline_client::resp::{Command, Value};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let redis = Client::builder("127.0.0.1:6379").resp().connect().await?;
