@@ -51,10 +51,14 @@
 //!   bounded queue until a deadline, and go out in queue order when a connection is back.
 //! - **Limits everywhere**: in-flight requests per connection, the offline queue, the pool's
 //!   size and checkout timeout, RESP frame, bulk and depth limits checked before allocating.
-//! - **Under the defaults every call ends**, and in FIFO mode a reply that never comes fails
-//!   its connection after the abandon timeout ([`ClientBuilder::abandon_timeout`]: twice
-//!   the request timeout, or 30 s) instead of wedging every later reply; the connection is
-//!   replaced like any lost one.
+//! - **Under the defaults every call ends**: the request timeout is 30 s
+//!   ([`DEFAULT_REQUEST_TIMEOUT`]) unless you turn it off explicitly
+//!   ([`ClientBuilder::no_timeout`]), so a server that never answers costs a caller 30 s and
+//!   a [`ClientError::Timeout`], never a hang; the offline queue has its deadline and a
+//!   pool's checkout its timeout (30 s). In FIFO mode a reply that never comes fails its
+//!   connection after the abandon timeout ([`ClientBuilder::abandon_timeout`]: twice the
+//!   request timeout, or 30 s without one) instead of wedging every later reply; the
+//!   connection is replaced like any lost one.
 //! - **The client's tasks never die silently**: a panic in code they run (your codec's
 //!   `clone`, a connector) closes the client with
 //!   [`CloseReason::Panicked`](reconnect::CloseReason::Panicked), which every later
@@ -371,8 +375,8 @@ pub mod resp;
 pub use client::ResponseFuture;
 #[cfg(feature = "client")]
 pub use client::{
-    BuildError, Client, ClientBuilder, ClientError, ClientManager, MuxConnection, Pooling, Stack,
-    Target, TransportError,
+    BuildError, Client, ClientBuilder, ClientError, ClientManager, DEFAULT_REQUEST_TIMEOUT,
+    MuxConnection, Pooling, Stack, Target, TransportError,
 };
 
 #[cfg(feature = "chaos")]
