@@ -9,6 +9,8 @@
 //!   rustls client/server configs built on the ring provider.
 //! - [`Witness`]: a timer that fires only if the task under test yields (cooperative
 //!   scheduling tests).
+//! - [`assert_printed_once`]: an error's chain, as a reporter prints it, names each cause
+//!   once.
 //!
 //! A missing `redis-server` is a test failure whose message is the command that installs
 //! it: a real-peer test is never skipped silently.
@@ -16,10 +18,12 @@
 #![forbid(unsafe_code)]
 
 mod coop;
+mod errors;
 mod redis;
 mod tls;
 
 pub use coop::{WITNESS_DELAY, Witness};
+pub use errors::{assert_printed_once, error_chain};
 pub use redis::RedisServer;
 pub use tls::TestPki;
 

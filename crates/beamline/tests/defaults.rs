@@ -41,7 +41,10 @@ async fn ends_at_the_default_timeout<T: std::fmt::Debug>(
         .await
         .expect("the call never ended under the default settings");
     let err = ended.unwrap_err();
-    assert!(matches!(err, ClientError::Timeout { sent: true, .. }), "{err}");
+    assert!(
+        matches!(err, ClientError::Timeout { sent: true, .. }),
+        "{err}"
+    );
     let elapsed = started.elapsed();
     assert!(
         elapsed >= DEFAULT_REQUEST_TIMEOUT

@@ -260,7 +260,10 @@ mod tests {
     #[test]
     fn string_takes_simple_and_bulk_utf8() {
         assert_eq!(String::try_from(Value::bulk("ada")), Ok("ada".to_owned()));
-        assert_eq!(String::try_from(Value::simple("PONG")), Ok("PONG".to_owned()));
+        assert_eq!(
+            String::try_from(Value::simple("PONG")),
+            Ok("PONG".to_owned())
+        );
         assert!(matches!(
             String::try_from(Value::bulk(vec![0xff])),
             Err(FromValueError::NotUtf8 { .. })
@@ -313,10 +316,18 @@ mod tests {
 
     #[test]
     fn unit_takes_anything_but_an_error() {
-        for ok in [Value::ok(), Value::Integer(0), Value::Null, Value::Array(vec![])] {
+        for ok in [
+            Value::ok(),
+            Value::Integer(0),
+            Value::Null,
+            Value::Array(vec![]),
+        ] {
             assert_eq!(<()>::try_from(ok), Ok(()));
         }
-        assert!(is_server(<()>::try_from(err("NOAUTH Authentication required")), "NOAUTH"));
+        assert!(is_server(
+            <()>::try_from(err("NOAUTH Authentication required")),
+            "NOAUTH"
+        ));
     }
 
     #[test]
