@@ -11,6 +11,8 @@
 //!   dropped, never waited for.
 //! - [`cli`]: the listen-address flags and tracing set-up the programs share.
 //! - [`redis_client`]: a FIFO `beamline::Client` doing SET/GET against a real Redis.
+//! - [`tagged`]: your own protocol with request ids, end to end: a server of
+//!   `Server::serve` + `serve_tagged`, a client of `ClientBuilder::tagged`.
 //! - [`demo`]: what `cargo xtask demo` runs: 1,000 `Client`s, the kv server killed and
 //!   restarted under them, reconnects with and without jitter.
 //! - [`matrix`]: the integration matrix's cells that `cargo xtask test` runs, each a
@@ -22,3 +24,4 @@ pub mod demo;
 pub mod kv;
 pub mod matrix;
 pub mod redis_client;
+pub mod tagged;

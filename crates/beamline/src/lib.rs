@@ -232,6 +232,71 @@
 //! # }
 //! ```
 //!
+//! **Your own protocol with request ids** (the `Tagged` path): a server of
+//! [`Server::serve`](server::Server::serve) + [`serve_tagged`](mux::serve_tagged) and a
+//! client of [`ClientBuilder::tagged`], over lines `<id> <text>`. The messages are
+//! [`Envelope`](mux::Envelope)s, so nobody writes an id: the client's driver tags each
+//! request, `serve_tagged` copies the tag onto the answer, and a handler's `Err` becomes the
+//! protocol's own error answer. `examples/tagged.rs` is the whole program.
+//!
+//! ```
+//! # #[cfg(all(feature = "client", feature = "server"))]
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use beamline::Client;
+//! use beamline::mux::{Envelope, ServerConfig, serve_tagged};
+//! use beamline::server::{ExitReason, Server};
+//! # use bytes::{BufMut, BytesMut};
+//! # use tokio_util::codec::{Decoder, Encoder, LinesCodec};
+//! # /// `<id> <text>\n` both ways.
+//! # #[derive(Clone, Default)]
+//! # struct Lines(LinesCodec);
+//! # impl Decoder for Lines {
+//! #     type Item = Envelope<String>;
+//! #     type Error = std::io::Error;
+//! #     fn decode(&mut self, src: &mut BytesMut) -> std::io::Result<Option<Envelope<String>>> {
+//! #         let Some(line) = self.0.decode(src).map_err(std::io::Error::other)? else { return Ok(None) };
+//! #         let (id, text) = line.split_once(' ').unwrap_or((&line, ""));
+//! #         let id = id.parse().map_err(std::io::Error::other)?;
+//! #         Ok(Some(Envelope::with_tag(id, text.to_owned())))
+//! #     }
+//! # }
+//! # impl Encoder<Envelope<String>> for Lines {
+//! #     type Error = std::io::Error;
+//! #     fn encode(&mut self, m: Envelope<String>, dst: &mut BytesMut) -> std::io::Result<()> {
+//! #         dst.put_slice(format!("{} {}\n", m.tag(), m.body()).as_bytes());
+//! #         Ok(())
+//! #     }
+//! # }
+//!
+//! /// What the server refuses, answered as an `ERR` line.
+//! struct Refused;
+//! impl From<Refused> for Envelope<String> {
+//!     fn from(_: Refused) -> Self { Envelope::new("ERR".to_owned()) }
+//! }
+//!
+//! async fn upper(request: Envelope<String>) -> Result<Envelope<String>, Refused> {
+//!     let text = request.into_body();
+//!     text.strip_prefix("UPPER ").map(|t| Envelope::new(t.to_uppercase())).ok_or(Refused)
+//! }
+//!
+//! // Lines is your codec (Encoder<Envelope<String>> + Decoder<Item = Envelope<String>>).
+//! let server = Server::new().bind("127.0.0.1:0".parse()?).serve(|conn| async move {
+//!     serve_tagged(conn, Lines::default(), &ServerConfig::new(), upper).await?;
+//!     Ok::<(), ExitReason>(())
+//! })?;
+//! let client = Client::builder(server.local_addr().expect("TCP"))
+//!     .tagged(Lines::default())
+//!     .connect()
+//!     .await?;
+//! let (a, b) = tokio::join!(
+//!     client.call(Envelope::new("UPPER ada".to_owned())),
+//!     client.call(Envelope::new("LOWER ada".to_owned())),
+//! );
+//! assert_eq!((a?.into_body(), b?.into_body()), ("ADA".to_owned(), "ERR".to_owned()));
+//! # Ok(()) }
+//! # #[cfg(not(all(feature = "client", feature = "server")))] fn main() {}
+//! ```
+//!
 //! **Failures you can branch on**: was the request sent?
 //!
 //! ```no_run
