@@ -202,6 +202,10 @@
 //! // Reads are idempotent: replayed once on the next connection if this one is lost.
 //! let v = redis.call_idempotent(Command::new("GET").arg("k")).await?;
 //! assert_eq!(v, Value::bulk("v"));
+//! // A reply converts into what it should be; an `-ERR` reply is an `Err`, never data.
+//! let n: i64 = redis.call(Command::new("INCRBY").arg("n").arg(5)).await?.try_into()?;
+//! let missing: Option<String> = redis.call(Command::new("GET").arg("nope")).await?.try_into()?;
+//! # let _ = (n, missing);
 //! # Ok(())
 //! # }
 //! ```
