@@ -142,10 +142,17 @@ pub(crate) struct Guard {
     detail: Option<Box<str>>,
     id: u64,
     peer: Endpoint,
-    /// Why it failed, for the hook: the handler's error, a panic, a failed handshake.
+    /// The user's hook and what it is told; boxed, so a server without one carries a
+    /// pointer per connection.
+    hook: Option<Box<Hooked>>,
+}
+
+/// What a connection keeps for [`Server::on_connection_error`](crate::Server::on_connection_error).
+struct Hooked {
+    hook: ConnHook,
+    info: ConnInfo,
+    /// Why it failed: the handler's error, a panic, a failed handshake, a kill.
     exit: Option<ExitReason>,
-    /// The user's hook and what it is told (only kept when there is a hook).
-    hook: Option<(ConnHook, ConnInfo)>,
 }
 
 impl Guard {
@@ -160,9 +167,11 @@ impl Guard {
         self.detail = Some(detail);
     }
 
-    /// Records why the connection failed, for the hook.
-    pub(crate) fn failed(&mut self, reason: ExitReason) {
-        self.exit = Some(reason);
+    /// Records why the connection failed, for the hook (if there is one).
+    pub(crate) fn failed(&mut self, reason: impl FnOnce() -> ExitReason) {
+        if let Some(hooked) = &mut self.hook {
+            hooked.exit = Some(reason());
+        }
     }
 
     /// What the hook is told, if the connection failed: its handler's or function's error,
@@ -188,7 +197,7 @@ impl Guard {
             Ok(())
         } else {
             self.end(Outcome::Killed, Close::Killed);
-            self.failed(reason.clone());
+            self.failed(|| reason.clone());
             Err(reason)
         }
     }
@@ -214,11 +223,11 @@ impl Drop for Guard {
             }
             _ => tracing::debug!(conn_id = id, %peer, %reason, error, "connection closed"),
         }
-        if let Some((hook, info)) = &self.hook
-            && let Some(failure) = Guard::failure(self.outcome, stats.stopping(), &mut self.exit)
+        if let Some(hooked) = &mut self.hook
+            && let Some(failure) = Guard::failure(self.outcome, stats.stopping(), &mut hooked.exit)
         {
             // User code in a drop: a panic in it is logged, never unwound from here.
-            let called = catch_unwind(AssertUnwindSafe(|| hook(info, &failure)));
+            let called = catch_unwind(AssertUnwindSafe(|| (hooked.hook)(&hooked.info, &failure)));
             if let Err(payload) = called {
                 let panic = panic_message(&*payload);
                 tracing::error!(conn_id = id, %panic, "the on_connection_error hook panicked");
@@ -263,7 +272,11 @@ pub(crate) fn child_spec<S: Service>(
                 local: local.clone(),
                 tls: None,
             };
-            (hook.clone(), info)
+            Box::new(Hooked {
+                hook: hook.clone(),
+                info,
+                exit: None,
+            })
         });
         let guard = Guard {
             state: state.clone(),
@@ -273,7 +286,6 @@ pub(crate) fn child_spec<S: Service>(
             detail: None,
             id,
             peer: peer.clone(),
-            exit: None,
             hook,
         };
         let setup = Setup {
@@ -319,8 +331,8 @@ impl Setup {
             Io::Tls(_) => Transport::Tls,
             Io::Unix(_) => Transport::Unix,
         };
-        if let Some((_, info)) = &mut self.guard.hook {
-            info.tls.clone_from(&tls);
+        if let Some(hooked) = &mut self.guard.hook {
+            hooked.info.tls.clone_from(&tls);
         }
         let info = ConnInfo {
             id: ctx.id(),
@@ -339,7 +351,7 @@ impl Setup {
                 let message = panic_message(&*payload);
                 self.guard.end(Outcome::Panicked, Close::Panic);
                 self.guard.detail(message.as_ref().into());
-                self.guard.failed(ExitReason::Panicked(message));
+                self.guard.failed(|| ExitReason::Panicked(message));
                 None
             }
         };
@@ -403,7 +415,7 @@ impl<F: Future<Output = End>> Future for Supervised<F> {
             Ok(End::Failed(close, reason)) => {
                 guard.end(Outcome::Errored, close);
                 guard.detail(reason.to_string().into());
-                guard.failed(reason.clone());
+                guard.failed(|| reason.clone());
                 Err(reason)
             }
             Ok(End::Expired) => {
@@ -415,7 +427,7 @@ impl<F: Future<Output = End>> Future for Supervised<F> {
                 let message = panic_message(&*payload);
                 guard.end(Outcome::Panicked, Close::Panic);
                 guard.detail(message.as_ref().into());
-                guard.failed(ExitReason::Panicked(message.clone()));
+                guard.failed(|| ExitReason::Panicked(message.clone()));
                 Err(ExitReason::Panicked(message))
             }
         })

@@ -151,7 +151,9 @@ mod tests {
         assert_eq!(text(isize::MIN), isize::MIN.to_string());
         assert_eq!(text(i128::MIN), i128::MIN.to_string());
         assert_eq!(text(u128::MAX), u128::MAX.to_string());
-        assert_eq!(text(&&42_u32), "42");
+        let n = 42_u32;
+        let by_ref: &&u32 = &&n;
+        assert_eq!(text(by_ref), "42");
     }
 
     #[test]
@@ -168,7 +170,7 @@ mod tests {
         assert_eq!(text(String::from("k")), "k");
         assert_eq!(Bytes::copy_from_slice(&blob).with_arg(<[u8]>::to_vec), blob);
         assert_eq!(blob.with_arg(<[u8]>::to_vec), blob);
-        assert_eq!((&blob[..]).with_arg(<[u8]>::to_vec), blob);
+        assert_eq!(blob[..].with_arg(<[u8]>::to_vec), blob);
         assert_eq!(text(Arc::<str>::from("a")), "a");
         assert_eq!(text(Cow::Borrowed("c")), "c");
         assert_eq!(text(Box::<[u8]>::from(&b"b"[..])), "b");
