@@ -17,7 +17,7 @@ use super::encode::{put_bulk, put_decimal};
 ///
 /// A `Command` is not a `Bytes`: a client speaking beamline's wire format
 /// (`Client<Bytes, Bytes>`) does not take one, so forgetting
-/// [`ClientBuilder::resp`](crate::ClientBuilder::resp) is a compile error rather than a
+/// `ClientBuilder::resp` (of the `beamline` facade) is a compile error rather than a
 /// Redis request sent in the wrong framing. [`encode`](Self::encode) gives the wire form
 /// when you do want the bytes.
 ///
@@ -106,8 +106,8 @@ impl Command {
 
     /// The command's wire form: a RESP array of bulk strings, as
     /// [`RespCodec`](super::RespCodec) writes it. For sending it over a transport of your
-    /// own; a [`Client`](crate::Client) built with
-    /// [`resp`](crate::ClientBuilder::resp) takes the `Command` itself.
+    /// own; the `beamline` facade's `Client` built with `resp()` takes the `Command`
+    /// itself.
     ///
     /// ```
     /// use beamline::resp::Command;
