@@ -11,8 +11,9 @@ use bytes::{Bytes, BytesMut};
 ///
 /// Implemented for `str`, `String`, `[u8]`, `[u8; N]`, `Vec<u8>`, [`Bytes`], [`BytesMut`],
 /// every integer type, `f32` and `f64`, and references, `Box`es, `Rc`s, `Arc`s and `Cow`s
-/// of those. Implement it on your own key type to pass it as it is. Integers are formatted
-/// on the stack, so `.arg(42)` allocates nothing but the command's own buffer.
+/// of those. Implement it on your own key type to pass it as it is. Integers up to 64 bits
+/// are formatted on the stack, so `.arg(42)` allocates nothing but the command's own
+/// buffer.
 ///
 /// # Examples
 /// ```
@@ -58,28 +59,23 @@ macro_rules! integer {
         impl ToArg for $t {
             #[allow(clippy::unnecessary_cast)]
             fn with_arg<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-                // Every integer type up to 64 bits (usize and isize included) fits in i128.
+                // Every integer type up to 64 bits (usize and isize included) fits in i128,
+                // and its magnitude in u64.
                 let n = *self as i128;
-                let mut buf = [0u8; 40];
-                f(decimal(n < 0, n.unsigned_abs(), &mut buf))
+                let mut buf = [0u8; DECIMAL_LEN];
+                f(decimal(n < 0, n.unsigned_abs() as u64, &mut buf))
             }
         }
     )*};
 }
 
-integer!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, usize);
+integer!(i8, i16, i32, i64, isize, u8, u16, u32, u64, usize);
 
-impl ToArg for u128 {
-    fn with_arg<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-        let mut buf = [0u8; 40];
-        f(decimal(false, *self, &mut buf))
-    }
-}
-
-macro_rules! float {
+macro_rules! display {
     ($($t:ty),*) => {$(
-        /// Rust's shortest round-trip decimal form (`1.5`, `inf`, `-inf`), which Redis's
-        /// float arguments (`ZADD`, `INCRBYFLOAT`) parse.
+        /// In decimal: 128-bit integers through `Display`; Rust's shortest round-trip form
+        /// for floats (`1.5`, `inf`, `-inf`), which Redis's float arguments (`ZADD`,
+        /// `INCRBYFLOAT`) parse.
         impl ToArg for $t {
             fn with_arg<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
                 f(self.to_string().as_bytes())
@@ -88,7 +84,7 @@ macro_rules! float {
     )*};
 }
 
-float!(f32, f64);
+display!(i128, u128, f32, f64);
 
 macro_rules! forward {
     ($($wrapper:ident),*) => {$(
@@ -114,8 +110,11 @@ impl<T: ToArg + ToOwned + ?Sized> ToArg for Cow<'_, T> {
     }
 }
 
+/// The longest decimal an `i64` or a `u64` takes: 20 digits, or a `-` and 19.
+pub(super) const DECIMAL_LEN: usize = 20;
+
 /// `magnitude` in decimal, with a `-` in front when `negative`, at the end of `buf`.
-fn decimal(negative: bool, mut magnitude: u128, buf: &mut [u8; 40]) -> &[u8] {
+pub(super) fn decimal(negative: bool, mut magnitude: u64, buf: &mut [u8; DECIMAL_LEN]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
