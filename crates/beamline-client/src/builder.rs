@@ -19,6 +19,9 @@ use super::connection::{Connector, Dialer, Framer};
 use super::pool::{ClientManager, Pooling};
 use super::{BuildError, Client, Stack, Target, TransportError};
 
+/// The request timeout a [`ClientBuilder`] starts with: 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Builds a [`Client`]: where to connect, how requests are identified, how to reconnect,
 /// what to do while offline.
 ///
@@ -31,12 +34,19 @@ use super::{BuildError, Client, Stack, Target, TransportError};
 /// | transport | TCP with `TCP_NODELAY`; [`tls`](Self::tls) for TLS, [`Target::unix`] for a Unix socket |
 /// | identification | request ids (beamline's wire format) |
 /// | in flight per connection | 256 ([`max_in_flight`](Self::max_in_flight)); callers beyond wait their turn |
-/// | request timeout | none ([`timeout`](Self::timeout)) |
-/// | FIFO abandon timeout | twice the request timeout, or 30 s ([`abandon_timeout`](Self::abandon_timeout)) |
+/// | request timeout | 30 s ([`timeout`](Self::timeout); [`no_timeout`](Self::no_timeout) turns it off) |
+/// | FIFO abandon timeout | twice the request timeout (60 s), or 30 s without one ([`abandon_timeout`](Self::abandon_timeout)) |
 /// | reconnect | 100 ms doubling to 30 s, full jitter; connect timeout 10 s ([`backoff`](Self::backoff), [`reconnect`](Self::reconnect)) |
 /// | offline policy | fail fast ([`offline`](Self::offline)) |
 /// | first connect | awaited by [`connect`](Self::connect), its error returned |
 /// | pool | none: one multiplexed connection ([`pool`](Self::pool)) |
+///
+/// The request timeout is on by default because it is what keeps the client's first
+/// promise — every call ends in its answer or a typed error — against a server that never
+/// answers (a wrong protocol, a stuck peer): such a call ends with
+/// [`ClientError::Timeout`](crate::ClientError::Timeout) after 30 s instead of waiting for
+/// ever. Turning it off ([`no_timeout`](Self::no_timeout)) is explicit, for calls that
+/// block on purpose (`BLPOP k 0`) and are bounded some other way.
 ///
 /// # Examples
 /// ```no_run
@@ -118,7 +128,7 @@ impl ClientBuilder<Bytes, Bytes> {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_abandoned: DEFAULT_MAX_ABANDONED,
             quarantine: DEFAULT_QUARANTINE,
-            timeout: None,
+            timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             abandon_timeout: None,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             reconnect: ReconnectConfig::new(OfflinePolicy::FailFast).sync_connect(true),
@@ -277,14 +287,26 @@ where
     }
 
     /// Every request's deadline once it reaches a connection: waiting for an in-flight
-    /// slot, being written, and its answer. Passing it fails the call with
-    /// [`ClientError::Timeout`](crate::ClientError::Timeout), saying whether it was sent; the
-    /// connection stays up. Time spent in the offline queue is bounded by the queue's own
-    /// deadline instead. For one deadline over everything, use tower's `Timeout` (feature
-    /// `tower`).
+    /// slot, being written, and its answer (default 30 s, [`DEFAULT_REQUEST_TIMEOUT`]). Passing it
+    /// fails the call with [`ClientError::Timeout`](crate::ClientError::Timeout), saying
+    /// whether it was sent; the connection stays up. Time spent in the offline queue is
+    /// bounded by the queue's own deadline instead. For one deadline over everything, use
+    /// tower's `Timeout` (feature `tower`).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// No request timeout: a call waits for its answer as long as the connection lives.
+    /// Only for requests that block on purpose (`BLPOP k 0`, a long poll), bounded some
+    /// other way: dropping the call's future, tower's `Timeout`, or a health check
+    /// ([`ReconnectConfig`]) that fails a connection whose peer stopped answering. Without
+    /// one of these, a server that never answers holds the call for ever. In FIFO mode the
+    /// [`abandon_timeout`](Self::abandon_timeout) still defaults to 30 s.
+    #[must_use]
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = None;
         self
     }
 
@@ -295,7 +317,7 @@ where
     /// request on it ending [`NotSent`](crate::ClientError::NotSent) or
     /// [`ConnectionLost`](crate::ClientError::ConnectionLost), and the reconnecting layer
     /// (or the pool) replaces it. Default: twice the request [`timeout`](Self::timeout), or
-    /// 30 s without one. Counted from the moment the request was abandoned; ignored by the
+    /// 30 s after [`no_timeout`](Self::no_timeout). Counted from the moment the request was abandoned; ignored by the
     /// id-carrying protocols. See
     /// [`MuxConfig::abandon_timeout`](beamline_mux::MuxConfig::abandon_timeout).
     #[must_use]

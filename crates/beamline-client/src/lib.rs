@@ -53,7 +53,7 @@ mod pool;
 mod service;
 mod transport;
 
-pub use builder::ClientBuilder;
+pub use builder::{ClientBuilder, DEFAULT_REQUEST_TIMEOUT};
 pub use connection::MuxConnection;
 pub use error::{BuildError, ClientError, TransportError};
 pub use pool::{ClientManager, Pooling};

@@ -31,6 +31,12 @@
 //! - **Observability.** `tracing` events: process start and exit (`trace`, abnormal exits at
 //!   `debug`), supervised child start (`debug`), child exit (`warn` when abnormal), restart
 //!   (`info`), escalation (`error`). Fields: `pid`, `supervisor`, `child`, `reason`.
+//!   Only a `tracing` subscriber (`tracing_subscriber::fmt().init()`, ...) prints these;
+//!   without one a process's panic or error is printed nowhere. It is never lost, though:
+//!   the exit reason (a panic's message included) is what its callers get
+//!   ([`CallError::Exited`]), what its links and monitors receive ([`Event::Exit`],
+//!   [`Event::Down`]) and what [`Addr::exit_reason`] and [`Addr::exited`] return; watch a
+//!   process you care about through one of them.
 //!
 //! # Guarantees
 //!

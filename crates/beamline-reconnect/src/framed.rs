@@ -111,7 +111,7 @@ pub enum FramedError {
     },
     /// The codec could not encode this request. Nothing was written and the connection
     /// is still up; retrying the same request will fail the same way.
-    #[error("request could not be encoded: {source}")]
+    #[error("request could not be encoded")]
     Encode {
         /// The codec's error.
         source: Arc<dyn StdError + Send + Sync>,

@@ -43,7 +43,12 @@
 //! # Events
 //!
 //! Every step of a server's and a connection's life is one `tracing` event, with stable
-//! messages and field names:
+//! messages and field names. Only a `tracing` subscriber (`tracing_subscriber::fmt().init()`,
+//! ...) prints them: without one, a handler's error or panic closes its connection and is
+//! printed nowhere. What stays visible without a subscriber: the counters of
+//! [`ServerHandle::stats`] (`errored`, `panicked`, `killed`, `handshake_failures`...) and
+//! [`Server::on_connection_error`], a hook called with the connection and the reason of each
+//! failed connection.
 //!
 //! | message | level | fields |
 //! |---|---|---|

@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::acceptor::spawn_acceptors;
-use crate::conn::run::{ConnConfig, FnService, HandlerService, Service, Shared};
-use crate::conn::{Connection, Handler};
+use crate::conn::run::{ConnConfig, ConnHook, FnService, HandlerService, Service, Shared};
+use crate::conn::{ConnInfo, Connection, Handler};
 use crate::error::StartError;
 use crate::handle::ServerHandle;
 use crate::limits::{DEFAULT_IP_PREFIX_V6, Limits, Overload};
@@ -55,6 +55,7 @@ pub const DEFAULT_MAX_READ_BUFFER: usize = 1 << 20;
 /// | [`lifetime`](Self::lifetime) | none |
 /// | [`read_buffer`](Self::read_buffer) | 8 KiB |
 /// | [`max_read_buffer`](Self::max_read_buffer) | 1 MiB |
+/// | [`on_connection_error`](Self::on_connection_error) | none (failures are `tracing` events only) |
 ///
 /// # Examples
 /// ```no_run
@@ -85,6 +86,7 @@ pub struct Server {
     per_ip: Option<u32>,
     prefix_v6: u8,
     conn: ConnConfig,
+    on_error: Option<ConnHook>,
 }
 
 impl Default for Server {
@@ -110,6 +112,7 @@ impl Default for Server {
                 read_buffer: 8 * 1024,
                 max_read_buffer: DEFAULT_MAX_READ_BUFFER,
             },
+            on_error: None,
         }
     }
 }
@@ -275,6 +278,39 @@ impl Server {
         self
     }
 
+    /// Calls `hook` once for each connection that failed, as it ends, with what is known
+    /// about it and why: the handler's or function's `Err(reason)` (a linked process's
+    /// failure included), a panic ([`ExitReason::Panicked`]), a failed or timed-out TLS
+    /// handshake ([`ExitReason::Error`] with the handshake's `io::Error`), or a kill
+    /// ([`ExitReason::Killed`]: the lifetime passing during a callback, a drain's deadline,
+    /// another process). Not called for connections that end normally, for a peer's fault
+    /// that [`Handler::on_error`] accepted (a reset, a send timeout), nor for the
+    /// connections killed by dropping the [`ServerHandle`].
+    ///
+    /// These failures are also `tracing` events (see the crate docs), which only a
+    /// subscriber makes visible; the hook works without one, for a counter, a metric or a
+    /// line on stderr. It runs in the connection's process as it ends, before the
+    /// connection is counted in [`ServerStats`](crate::ServerStats): keep it short and
+    /// non-blocking. A panic in it is caught and logged.
+    ///
+    /// ```no_run
+    /// use beamline_server::Server;
+    ///
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::new()
+    ///     .bind("127.0.0.1:7000".parse()?)
+    ///     .on_connection_error(|info, reason| eprintln!("connection from {} failed: {reason}", info.peer()))
+    ///     .serve(|conn| async move { drop(conn); Ok(()) })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_connection_error(
+        mut self,
+        hook: impl Fn(&ConnInfo, &ExitReason) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_error = Some(Arc::new(hook));
+        self
+    }
+
     /// Starts the server with a callback [`Handler`], cloned for each connection.
     ///
     /// # Errors
@@ -291,6 +327,17 @@ impl Server {
     /// Starts the server with an async function that owns each [`Connection`] (reads and
     /// writes it directly: a `Framed` loop, `tokio::io::copy`, ...). It runs as the
     /// connection's process; returning `Ok(())` closes the connection, `Err(reason)` fails it.
+    ///
+    /// What ends a connection besides the function:
+    /// - **The drain rule.** On a graceful [`shutdown`](ServerHandle::shutdown), a function
+    ///   that took its [`shutdown_signal`](Connection::shutdown_signal) is told through it
+    ///   and has until the drain's deadline to finish (then it is killed). A function that
+    ///   never took the signal is dropped at once, closing its connection, whatever it was
+    ///   doing: a request half handled is lost. Take the signal to finish what you started.
+    /// - **The read timeout, 60 s by default** ([`read_timeout`](Self::read_timeout)): a
+    ///   connection that receives nothing for that long is closed (the function dropped),
+    ///   even while the function is busy writing or waiting on something else.
+    /// - The send timeout and the lifetime, as for every connection.
     ///
     /// # Errors
     /// As [`start`](Self::start).
@@ -375,6 +422,7 @@ impl Server {
                 ),
                 stats: stats.clone(),
                 sup: sup.clone(),
+                on_error: self.on_error,
             }),
             count,
             options: self.socket,
@@ -404,6 +452,7 @@ impl fmt::Debug for Server {
             .field("per_ip", &self.per_ip)
             .field("prefix_v6", &self.prefix_v6)
             .field("conn", &self.conn)
+            .field("on_connection_error", &self.on_error.is_some())
             .finish()
     }
 }

@@ -10,6 +10,8 @@
 //! - [`Witness`]: a timer that fires only if the task under test yields (cooperative
 //!   scheduling tests).
 //! - [`h2`]: raw HTTP/2 frames for attack tests (the rapid-reset burst, reading `GOAWAY`).
+//! - [`assert_printed_once`]: an error's chain, as a reporter prints it, names each cause
+//!   once.
 //!
 //! A missing `redis-server` is a test failure whose message is the command that installs
 //! it: a real-peer test is never skipped silently.
@@ -17,11 +19,13 @@
 #![forbid(unsafe_code)]
 
 mod coop;
+mod errors;
 pub mod h2;
 mod redis;
 mod tls;
 
 pub use coop::{WITNESS_DELAY, Witness};
+pub use errors::{assert_printed_once, error_chain};
 pub use redis::RedisServer;
 pub use tls::TestPki;
 

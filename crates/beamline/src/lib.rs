@@ -52,10 +52,14 @@
 //!   bounded queue until a deadline, and go out in queue order when a connection is back.
 //! - **Limits everywhere**: in-flight requests per connection, the offline queue, the pool's
 //!   size and checkout timeout, RESP frame, bulk and depth limits checked before allocating.
-//! - **Under the defaults every call ends**, and in FIFO mode a reply that never comes fails
-//!   its connection after the abandon timeout ([`ClientBuilder::abandon_timeout`]: twice
-//!   the request timeout, or 30 s) instead of wedging every later reply; the connection is
-//!   replaced like any lost one.
+//! - **Under the defaults every call ends**: the request timeout is 30 s
+//!   ([`DEFAULT_REQUEST_TIMEOUT`]) unless you turn it off explicitly
+//!   ([`ClientBuilder::no_timeout`]), so a server that never answers costs a caller 30 s and
+//!   a [`ClientError::Timeout`], never a hang; the offline queue has its deadline and a
+//!   pool's checkout its timeout (30 s). In FIFO mode a reply that never comes fails its
+//!   connection after the abandon timeout ([`ClientBuilder::abandon_timeout`]: twice the
+//!   request timeout, or 30 s without one) instead of wedging every later reply; the
+//!   connection is replaced like any lost one.
 //! - **The client's tasks never die silently**: a panic in code they run (your codec's
 //!   `clone`, a connector) closes the client with
 //!   [`CloseReason::Panicked`](reconnect::CloseReason::Panicked), which every later
@@ -204,6 +208,10 @@
 //! // Reads are idempotent: replayed once on the next connection if this one is lost.
 //! let v = redis.call_idempotent(Command::new("GET").arg("k")).await?;
 //! assert_eq!(v, Value::bulk("v"));
+//! // A reply converts into what it should be; an `-ERR` reply is an `Err`, never data.
+//! let n: i64 = redis.call(Command::new("INCRBY").arg("n").arg(5)).await?.try_into()?;
+//! let missing: Option<String> = redis.call(Command::new("GET").arg("nope")).await?.try_into()?;
+//! # let _ = (n, missing);
 //! # Ok(())
 //! # }
 //! ```
@@ -232,6 +240,71 @@
 //! }
 //! # Ok(())
 //! # }
+//! ```
+//!
+//! **Your own protocol with request ids** (the `Tagged` path): a server of
+//! [`Server::serve`](server::Server::serve) + [`serve_tagged`](mux::serve_tagged) and a
+//! client of [`ClientBuilder::tagged`], over lines `<id> <text>`. The messages are
+//! [`Envelope`](mux::Envelope)s, so nobody writes an id: the client's driver tags each
+//! request, `serve_tagged` copies the tag onto the answer, and a handler's `Err` becomes the
+//! protocol's own error answer. `examples/tagged.rs` is the whole program.
+//!
+//! ```
+//! # #[cfg(all(feature = "client", feature = "server"))]
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use beamline::Client;
+//! use beamline::mux::{Envelope, ServerConfig, serve_tagged};
+//! use beamline::server::{ExitReason, Server};
+//! # use bytes::{BufMut, BytesMut};
+//! # use tokio_util::codec::{Decoder, Encoder, LinesCodec};
+//! # /// `<id> <text>\n` both ways.
+//! # #[derive(Clone, Default)]
+//! # struct Lines(LinesCodec);
+//! # impl Decoder for Lines {
+//! #     type Item = Envelope<String>;
+//! #     type Error = std::io::Error;
+//! #     fn decode(&mut self, src: &mut BytesMut) -> std::io::Result<Option<Envelope<String>>> {
+//! #         let Some(line) = self.0.decode(src).map_err(std::io::Error::other)? else { return Ok(None) };
+//! #         let (id, text) = line.split_once(' ').unwrap_or((&line, ""));
+//! #         let id = id.parse().map_err(std::io::Error::other)?;
+//! #         Ok(Some(Envelope::with_tag(id, text.to_owned())))
+//! #     }
+//! # }
+//! # impl Encoder<Envelope<String>> for Lines {
+//! #     type Error = std::io::Error;
+//! #     fn encode(&mut self, m: Envelope<String>, dst: &mut BytesMut) -> std::io::Result<()> {
+//! #         dst.put_slice(format!("{} {}\n", m.tag(), m.body()).as_bytes());
+//! #         Ok(())
+//! #     }
+//! # }
+//!
+//! /// What the server refuses, answered as an `ERR` line.
+//! struct Refused;
+//! impl From<Refused> for Envelope<String> {
+//!     fn from(_: Refused) -> Self { Envelope::new("ERR".to_owned()) }
+//! }
+//!
+//! async fn upper(request: Envelope<String>) -> Result<Envelope<String>, Refused> {
+//!     let text = request.into_body();
+//!     text.strip_prefix("UPPER ").map(|t| Envelope::new(t.to_uppercase())).ok_or(Refused)
+//! }
+//!
+//! // Lines is your codec (Encoder<Envelope<String>> + Decoder<Item = Envelope<String>>).
+//! let server = Server::new().bind("127.0.0.1:0".parse()?).serve(|conn| async move {
+//!     serve_tagged(conn, Lines::default(), &ServerConfig::new(), upper).await?;
+//!     Ok::<(), ExitReason>(())
+//! })?;
+//! let client = Client::builder(server.local_addr().expect("TCP"))
+//!     .tagged(Lines::default())
+//!     .connect()
+//!     .await?;
+//! let (a, b) = tokio::join!(
+//!     client.call(Envelope::new("UPPER ada".to_owned())),
+//!     client.call(Envelope::new("LOWER ada".to_owned())),
+//! );
+//! assert_eq!((a?.into_body(), b?.into_body()), ("ADA".to_owned(), "ERR".to_owned()));
+//! # Ok(()) }
+//! # #[cfg(not(all(feature = "client", feature = "server")))] fn main() {}
 //! ```
 //!
 //! **Failures you can branch on**: was the request sent?
@@ -374,8 +447,8 @@ pub use beamline_client::ResponseFuture;
 #[cfg(feature = "client")]
 #[doc(inline)]
 pub use beamline_client::{
-    BuildError, Client, ClientBuilder, ClientError, ClientManager, MuxConnection, Pooling, Stack,
-    Target, TransportError,
+    BuildError, Client, ClientBuilder, ClientError, ClientManager, DEFAULT_REQUEST_TIMEOUT,
+    MuxConnection, Pooling, Stack, Target, TransportError,
 };
 
 #[cfg(feature = "chaos")]

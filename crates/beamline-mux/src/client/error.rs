@@ -50,7 +50,7 @@ pub enum MuxError {
         max: usize,
     },
     /// The user codec could not encode the request; nothing was sent.
-    #[error("could not encode the request to {peer}: {source}")]
+    #[error("could not encode the request to {peer}")]
     Encode {
         /// The connection.
         peer: Arc<str>,

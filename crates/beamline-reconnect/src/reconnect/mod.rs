@@ -550,7 +550,7 @@ impl<C: Connection> Reconnect<C> {
                     tracing::debug!(
                         name = %self.shared().name,
                         replay = replays,
-                        error = %error,
+                        error = &error as &(dyn std::error::Error + 'static),
                         "reconnect: replaying an idempotent request",
                     );
                     last_lost = Some(error);

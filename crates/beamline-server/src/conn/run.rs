@@ -49,6 +49,9 @@ pub(crate) struct Accepted {
     pub(crate) admission: Admission,
 }
 
+/// What [`Server::on_connection_error`](crate::Server::on_connection_error) calls.
+pub(crate) type ConnHook = Arc<dyn Fn(&ConnInfo, &ExitReason) + Send + Sync>;
+
 /// Everything the acceptors and connection processes of one server share.
 pub(crate) struct Shared<S> {
     pub(crate) service: S,
@@ -56,6 +59,7 @@ pub(crate) struct Shared<S> {
     pub(crate) limits: Limits,
     pub(crate) stats: Arc<Stats>,
     pub(crate) sup: DynamicSupervisor,
+    pub(crate) on_error: Option<ConnHook>,
 }
 
 /// Why a connection ended: the `reason` of its "connection closed" event.
@@ -138,6 +142,17 @@ pub(crate) struct Guard {
     detail: Option<Box<str>>,
     id: u64,
     peer: Endpoint,
+    /// The user's hook and what it is told; boxed, so a server without one carries a
+    /// pointer per connection.
+    hook: Option<Box<Hooked>>,
+}
+
+/// What a connection keeps for [`Server::on_connection_error`](crate::Server::on_connection_error).
+struct Hooked {
+    hook: ConnHook,
+    info: ConnInfo,
+    /// Why it failed: the handler's error, a panic, a failed handshake, a kill.
+    exit: Option<ExitReason>,
 }
 
 impl Guard {
@@ -152,6 +167,28 @@ impl Guard {
         self.detail = Some(detail);
     }
 
+    /// Records why the connection failed, for the hook (if there is one).
+    pub(crate) fn failed(&mut self, reason: impl FnOnce() -> ExitReason) {
+        if let Some(hooked) = &mut self.hook {
+            hooked.exit = Some(reason());
+        }
+    }
+
+    /// What the hook is told, if the connection failed: its handler's or function's error,
+    /// a panic, a failed handshake, or a kill (not the one of a dropped server handle).
+    fn failure(
+        outcome: Outcome,
+        stopping: Stopping,
+        exit: &mut Option<ExitReason>,
+    ) -> Option<ExitReason> {
+        match (outcome, stopping) {
+            (Outcome::Killed, Stopping::Dropped) => None,
+            (Outcome::Killed, _) => Some(exit.take().unwrap_or(ExitReason::Killed)),
+            (Outcome::Errored | Outcome::Panicked | Outcome::HandshakeFailed, _) => exit.take(),
+            _ => None,
+        }
+    }
+
     /// The supervisor ended this connection: gracefully (a drain that reached it before it
     /// was set up) or abruptly (killed).
     pub(crate) fn stopped(&mut self, reason: ExitReason) -> Result<(), ExitReason> {
@@ -160,6 +197,7 @@ impl Guard {
             Ok(())
         } else {
             self.end(Outcome::Killed, Close::Killed);
+            self.failed(|| reason.clone());
             Err(reason)
         }
     }
@@ -184,6 +222,16 @@ impl Drop for Guard {
                 tracing::warn!(conn_id = id, %peer, %reason, error, "connection closed");
             }
             _ => tracing::debug!(conn_id = id, %peer, %reason, error, "connection closed"),
+        }
+        if let Some(hooked) = &mut self.hook
+            && let Some(failure) = Guard::failure(self.outcome, stats.stopping(), &mut hooked.exit)
+        {
+            // User code in a drop: a panic in it is logged, never unwound from here.
+            let called = catch_unwind(AssertUnwindSafe(|| (hooked.hook)(&hooked.info, &failure)));
+            if let Err(payload) = called {
+                let panic = panic_message(&*payload);
+                tracing::error!(conn_id = id, %panic, "the on_connection_error hook panicked");
+            }
         }
         // Counted last: a shutdown waiting for the count then finds the event logged.
         self.state.flush_bytes();
@@ -216,6 +264,20 @@ pub(crate) fn child_spec<S: Service>(
             AcceptedIo::Unix(_) => Transport::Unix,
         };
         tracing::debug!(conn_id = id, %peer, %transport, "connection started");
+        let hook = shared.on_error.as_ref().map(|hook| {
+            let info = ConnInfo {
+                id: ctx.id(),
+                transport,
+                peer: peer.clone(),
+                local: local.clone(),
+                tls: None,
+            };
+            Box::new(Hooked {
+                hook: hook.clone(),
+                info,
+                exit: None,
+            })
+        });
         let guard = Guard {
             state: state.clone(),
             _admission: admission,
@@ -224,6 +286,7 @@ pub(crate) fn child_spec<S: Service>(
             detail: None,
             id,
             peer: peer.clone(),
+            hook,
         };
         let setup = Setup {
             peer,
@@ -268,6 +331,9 @@ impl Setup {
             Io::Tls(_) => Transport::Tls,
             Io::Unix(_) => Transport::Unix,
         };
+        if let Some(hooked) = &mut self.guard.hook {
+            hooked.info.tls.clone_from(&tls);
+        }
         let info = ConnInfo {
             id: ctx.id(),
             transport,
@@ -282,8 +348,10 @@ impl Setup {
         let inner = match built {
             Ok(inner) => Some(inner),
             Err(payload) => {
+                let message = panic_message(&*payload);
                 self.guard.end(Outcome::Panicked, Close::Panic);
-                self.guard.detail(panic_message(&*payload).as_ref().into());
+                self.guard.detail(message.as_ref().into());
+                self.guard.failed(|| ExitReason::Panicked(message));
                 None
             }
         };
@@ -347,6 +415,7 @@ impl<F: Future<Output = End>> Future for Supervised<F> {
             Ok(End::Failed(close, reason)) => {
                 guard.end(Outcome::Errored, close);
                 guard.detail(reason.to_string().into());
+                guard.failed(|| reason.clone());
                 Err(reason)
             }
             Ok(End::Expired) => {
@@ -358,6 +427,7 @@ impl<F: Future<Output = End>> Future for Supervised<F> {
                 let message = panic_message(&*payload);
                 guard.end(Outcome::Panicked, Close::Panic);
                 guard.detail(message.as_ref().into());
+                guard.failed(|| ExitReason::Panicked(message.clone()));
                 Err(ExitReason::Panicked(message))
             }
         })

@@ -110,12 +110,17 @@ pub(crate) async fn tls_body<S: Service>(
                 .guard
                 .end(Outcome::HandshakeFailed, Close::HandshakeFailed);
             setup.guard.detail(error.to_string().into());
+            setup.guard.failed(|| ExitReason::error(error));
             Ok(())
         }
         Err(Handshake::TimedOut) => {
             setup
                 .guard
                 .end(Outcome::HandshakeFailed, Close::HandshakeTimeout);
+            setup.guard.failed(|| {
+                let why = format!("TLS handshake timed out after {timeout:?}");
+                ExitReason::error(io::Error::new(io::ErrorKind::TimedOut, why))
+            });
             Ok(())
         }
         Err(Handshake::Stopped(reason)) => setup.guard.stopped(reason),
