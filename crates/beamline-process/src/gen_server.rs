@@ -21,6 +21,9 @@ use crate::process::{Addr, Context, Event, Info, spawn};
 /// Guarantees, as in OTP:
 /// - `init` runs before any message is handled; messages sent meanwhile wait in the mailbox.
 ///   An `Err` from `init` ends the process with that reason (`terminate` is not called).
+/// - `init` returning `Ok` acknowledges the start ([`Context::started`]): a supervisor that
+///   starts the server as an [`acknowledged`](crate::ChildSpec::acknowledged) child starts
+///   its next child only then, and an `init` that fails fails the supervisor's start.
 /// - An `Err(reason)` from `handle` or `handle_info` ends the process with `reason`, after
 ///   `terminate(reason)`.
 /// - A panic inside a callback is caught: `terminate` runs with
@@ -62,10 +65,11 @@ pub trait GenServer: Send + Sized + 'static {
     /// What the mailbox holds. Requests that want an answer carry a [`Reply`](crate::Reply).
     type Message: Send + 'static;
 
-    /// Runs once, before any message. Set up state, trap exits, link or monitor here.
+    /// Runs once, before any message. Set up state, trap exits, link or monitor, register a
+    /// name here; its `Ok` acknowledges the process's start to a supervisor waiting for it.
     ///
     /// # Errors
-    /// An `Err` ends the process with that reason.
+    /// An `Err` ends the process with that reason (and fails an acknowledged start).
     fn init(
         &mut self,
         ctx: &mut Context<Self::Message>,
@@ -128,7 +132,7 @@ pub async fn serve<S: GenServer>(
     mut server: S,
 ) -> Result<(), ExitReason> {
     match CatchPanic(server.init(&mut ctx)).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => ctx.started(),
         Ok(Err(reason)) | Err(reason) => return Err(reason),
     }
     let reason = loop {

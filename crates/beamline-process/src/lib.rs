@@ -137,6 +137,6 @@ pub use registry::{RegisterError, Registry};
 pub use supervisor::{
     Child, ChildCounts, ChildId, ChildInfo, ChildKind, ChildLookupError, ChildSpec,
     DynamicSupervisor, DynamicSupervisorConfig, DynamicSupervisorMsg, Intensity, Restart,
-    RestartIntensityExceeded, Shutdown, ShutdownReport, StartChildError, StartError, Strategy,
-    Supervisor, SupervisorExited, SupervisorMsg, SupervisorSpec, TerminateChildError,
+    RestartIntensityExceeded, Shutdown, ShutdownReport, StartChildError, StartError, StartTimeout,
+    Strategy, Supervisor, SupervisorExited, SupervisorMsg, SupervisorSpec, TerminateChildError,
 };

@@ -107,7 +107,7 @@ async fn max_children_refuses_with_a_typed_error_and_returns_the_spec() {
             a.kill();
             a.exited().await;
             sup.count_children().await.unwrap();
-            sup.start_child(spec).unwrap();
+            sup.start_child(*spec).unwrap();
         }
         other => panic!("expected MaxChildren, got {other:?}"),
     }
