@@ -124,6 +124,7 @@ mod exit;
 mod gen_server;
 mod process;
 mod registry;
+mod resource;
 mod supervisor;
 
 pub use error::{CallError, CastError, TryCastError};
@@ -134,6 +135,7 @@ pub use process::{
     Reply, SpawnConfig, Timeout, spawn, spawn_with,
 };
 pub use registry::{RegisterError, Registry};
+pub use resource::{Current, Resource};
 pub use supervisor::{
     Child, ChildCounts, ChildId, ChildInfo, ChildKind, ChildLookupError, ChildSpec,
     DynamicSupervisor, DynamicSupervisorConfig, DynamicSupervisorMsg, Intensity, Restart,
