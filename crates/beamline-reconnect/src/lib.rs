@@ -123,6 +123,8 @@ mod reconnect;
 pub use backoff::{Backoff, BackoffConfig, BackoffConfigError, GiveUp, Jitter, SplitMix64};
 pub use connection::{Connect, Connection};
 pub use framed::{DEFAULT_MAX_IN_FLIGHT, FramedCloseCause, FramedConnection, FramedError};
+#[cfg(feature = "process")]
+pub use reconnect::SupervisedReconnect;
 pub use reconnect::{
     CloseReason, ConnectError, DEFAULT_BACKOFF, HealthCheck, LossCause, OfflinePolicy, Reconnect,
     ReconnectConfig, ReconnectConfigError, ReconnectError, StartError, State,

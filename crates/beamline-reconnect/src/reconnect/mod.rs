@@ -5,11 +5,15 @@ mod config;
 mod driver;
 mod error;
 mod handover;
+#[cfg(feature = "process")]
+mod supervised;
 
 pub use config::{
     DEFAULT_BACKOFF, HealthCheck, OfflinePolicy, ReconnectConfig, ReconnectConfigError,
 };
 pub use error::{CloseReason, ConnectError, LossCause, ReconnectError, StartError};
+#[cfg(feature = "process")]
+pub use supervised::SupervisedReconnect;
 
 use std::collections::VecDeque;
 use std::fmt;
