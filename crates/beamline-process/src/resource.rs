@@ -42,6 +42,19 @@ enum Incarnation<T> {
     Down(ExitReason),
 }
 
+impl<T: Clone> Incarnation<T> {
+    /// The value, if its process still runs. An incarnation whose exit is published (or
+    /// whose kill was asked for) counts as gone at once, even before its body is dropped
+    /// and withdraws the value, which happens a moment later, possibly on another thread.
+    fn running(&self) -> Result<(&Pid, &T), ExitReason> {
+        match self {
+            Incarnation::Up { pid, value } if pid.is_alive() => Ok((pid, value)),
+            Incarnation::Up { pid, .. } => Err(pid.exit_reason().unwrap_or(ExitReason::Killed)),
+            Incarnation::Down(reason) => Err(reason.clone()),
+        }
+    }
+}
+
 /// A handle to the resource of a supervised child ([`ChildSpec::resource`]) that stays valid
 /// across restarts: each incarnation publishes its value here once started, and withdraws it
 /// as it exits. Cheap to clone; every clone sees the same child.
@@ -49,9 +62,9 @@ enum Incarnation<T> {
 /// Between two incarnations (after a crash, while the supervisor restarts the child, or for
 /// good once the supervisor gave up) there is no value: [`get`](Self::get) fails at once with
 /// the last incarnation's exit reason, [`wait`](Self::wait) waits for the next one. A value
-/// is never handed out after its incarnation exited, except to a caller that took it just
-/// before: such a caller then gets the resource's own "ended" errors, never another
-/// incarnation's answers.
+/// is never handed out once its incarnation's exit is published (or its kill asked for),
+/// except to a caller that took it just before: such a caller then gets the resource's own
+/// "ended" errors, never another incarnation's answers.
 pub struct Current<T> {
     published: Arc<watch::Sender<Incarnation<T>>>,
 }
@@ -85,18 +98,19 @@ impl<T: Clone + Send + Sync + 'static> Current<T> {
     /// Why there is none: the last incarnation's exit reason (or the reason its start
     /// failed), [`ExitReason::NoProc`] before the first start.
     pub fn get(&self) -> Result<T, ExitReason> {
-        match &*self.published.borrow() {
-            Incarnation::Up { value, .. } => Ok(value.clone()),
-            Incarnation::Down(reason) => Err(reason.clone()),
-        }
+        self.published
+            .borrow()
+            .running()
+            .map(|(_, value)| value.clone())
     }
 
     /// The running incarnation's pid, to link to or monitor it; `None` between incarnations.
     pub fn pid(&self) -> Option<Pid> {
-        match &*self.published.borrow() {
-            Incarnation::Up { pid, .. } => Some(pid.clone()),
-            Incarnation::Down(_) => None,
-        }
+        self.published
+            .borrow()
+            .running()
+            .ok()
+            .map(|(pid, _)| pid.clone())
     }
 
     /// The running incarnation's value, waiting at most `timeout` for one to start.
@@ -105,12 +119,9 @@ impl<T: Clone + Send + Sync + 'static> Current<T> {
     /// As [`get`](Self::get), once `timeout` has passed with no incarnation running.
     pub async fn wait(&self, timeout: Duration) -> Result<T, ExitReason> {
         let mut published = self.published.subscribe();
-        let up = published.wait_for(|inc| matches!(inc, Incarnation::Up { .. }));
+        let up = published.wait_for(|inc| inc.running().is_ok());
         match tokio::time::timeout(timeout, up).await {
-            Ok(Ok(inc)) => match &*inc {
-                Incarnation::Up { value, .. } => Ok(value.clone()),
-                Incarnation::Down(reason) => Err(reason.clone()),
-            },
+            Ok(Ok(inc)) => inc.running().map(|(_, value)| value.clone()),
             // (The sender lives as long as this handle: `wait_for` cannot fail.)
             Ok(Err(_)) | Err(_) => self.get(),
         }
@@ -138,11 +149,11 @@ impl<T: Clone + Send + Sync + 'static> Current<T> {
     }
 }
 
-impl<T> fmt::Debug for Current<T> {
+impl<T: Clone> fmt::Debug for Current<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &*self.published.borrow() {
-            Incarnation::Up { pid, .. } => f.debug_struct("Current").field("up", pid).finish(),
-            Incarnation::Down(reason) => f.debug_struct("Current").field("down", reason).finish(),
+        match self.published.borrow().running() {
+            Ok((pid, _)) => f.debug_struct("Current").field("up", pid).finish(),
+            Err(reason) => f.debug_struct("Current").field("down", &reason).finish(),
         }
     }
 }

@@ -369,6 +369,8 @@ pub mod resp;
 
 #[cfg(feature = "tower")]
 pub use client::ResponseFuture;
+#[cfg(all(feature = "client", feature = "process"))]
+pub use client::Supervised;
 #[cfg(feature = "client")]
 pub use client::{
     BuildError, Client, ClientBuilder, ClientError, ClientManager, MuxConnection, Pooling, Stack,

@@ -23,7 +23,8 @@ use super::{
 };
 use crate::exit::ExitReason;
 use crate::process::{
-    Addr, Context, Event, ExitHook, Pid, ProcessId, Reply, Watcher, next_key, spawn,
+    Addr, Context, Event, ExitHook, Pid, ProcessId, Reply, SpawnConfig, Watcher, next_key,
+    spawn_with,
 };
 
 /// A request to a dynamic supervisor process (opaque: use the [`DynamicSupervisor`] methods).
@@ -207,7 +208,11 @@ impl DynamicSupervisor {
     pub fn start(config: DynamicSupervisorConfig) -> Self {
         let sup = Self::new(config);
         let shared = sup.shared.clone();
-        let addr = spawn(move |ctx| run(ctx, shared));
+        // Trapping from the first instant: a child started right away may die (and signal
+        // through its link) before this body has ever run.
+        let addr = spawn_with(SpawnConfig::new().trap_exit(true), move |ctx| {
+            run(ctx, shared)
+        });
         sup.attach(&addr);
         sup
     }
@@ -225,6 +230,7 @@ impl DynamicSupervisor {
             run(ctx, shared.clone())
         })
         .kind(ChildKind::Supervisor)
+        .trap_exit(true)
     }
 
     /// Makes `addr` the running incarnation (once; the body repeats it harmlessly), and

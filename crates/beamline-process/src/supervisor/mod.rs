@@ -170,6 +170,7 @@ impl SupervisorSpec {
         self.validate()?;
         Ok(ChildSpec::permanent(id, move |ctx| run(ctx, self.clone()))
             .kind(ChildKind::Supervisor)
+            .trap_exit(true)
             .acknowledged(Timeout::Infinity))
     }
 }
@@ -274,7 +275,8 @@ impl Supervisor {
     /// Outside a tokio runtime.
     pub async fn start(spec: SupervisorSpec) -> Result<Self, StartError> {
         spec.validate()?;
-        let proc = Process::new(DEFAULT_CAPACITY, false);
+        // Trapping exits from the first instant, as its body then asks anyway.
+        let proc = Process::new(DEFAULT_CAPACITY, true);
         let (ack, starting) = Starting::handshake(proc.pid(), Timeout::Infinity, None);
         start(proc.clone(), None, Some(ack), move |ctx| run(ctx, spec));
         if let Err(reason) = starting.acknowledged().await

@@ -7,6 +7,8 @@ mod error;
 mod pool;
 #[cfg(feature = "tower")]
 mod service;
+#[cfg(feature = "process")]
+mod supervised;
 mod transport;
 
 pub use builder::ClientBuilder;
@@ -15,8 +17,11 @@ pub use error::{BuildError, ClientError, TransportError};
 pub use pool::{ClientManager, Pooling};
 #[cfg(feature = "tower")]
 pub use service::ResponseFuture;
+#[cfg(feature = "process")]
+pub use supervised::Supervised;
 pub use transport::Target;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -56,6 +61,9 @@ use bytes::Bytes;
 ///   [`ClientError::Closed`], in-flight requests end as their connection reports them. A
 ///   panic in code the client's background task runs closes it the same way, with
 ///   [`CloseReason::Panicked`] as the reason.
+/// - **It can be a supervised process** (feature `process`, [`Client::child_spec`]): it
+///   then exits with a typed reason when it gives up, is restarted by its supervisor within
+///   the restart intensity, and this handle follows it across restarts.
 ///
 /// # Examples
 /// ```no_run
@@ -88,6 +96,10 @@ pub enum Stack<Req: Send + 'static, Resp: Send + 'static> {
     Exclusive(Pool<ClientManager<Req, Resp>>),
     /// A shared pool of reconnecting, multiplexed connections ([`Pooling::Shared`]).
     Shared(SharedPool<ClientManager<Req, Resp>>),
+    /// A client run by a supervisor ([`Client::child_spec`]): the layers of whichever
+    /// incarnation is running ([`Supervised::current`]).
+    #[cfg(feature = "process")]
+    Supervised(Supervised<Req, Resp>),
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> Clone for Stack<Req, Resp> {
@@ -96,6 +108,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> Clone for Stack<Req, Resp> {
             Stack::Single(reconnect) => Stack::Single(reconnect.clone()),
             Stack::Exclusive(pool) => Stack::Exclusive(pool.clone()),
             Stack::Shared(pool) => Stack::Shared(pool.clone()),
+            #[cfg(feature = "process")]
+            Stack::Supervised(supervised) => Stack::Supervised(supervised.clone()),
         }
     }
 }
@@ -106,6 +120,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> fmt::Debug for Stack<Req, Resp> 
             Stack::Single(reconnect) => f.debug_tuple("Single").field(reconnect).finish(),
             Stack::Exclusive(pool) => f.debug_tuple("Exclusive").field(pool).finish(),
             Stack::Shared(pool) => f.debug_tuple("Shared").field(pool).finish(),
+            #[cfg(feature = "process")]
+            Stack::Supervised(supervised) => f.debug_tuple("Supervised").field(supervised).finish(),
         }
     }
 }
@@ -153,7 +169,8 @@ where
     /// request's own failure (`Timeout`, `Remote`, `Cancelled`, `Request`), or `Closed`.
     /// [`ClientError::was_sent`] says whether a retry is safe.
     pub async fn call(&self, request: Req) -> Result<Resp, ClientError> {
-        let conn = self.checkout().await?;
+        let stack = self.layers().await?;
+        let conn = checkout(&self.name, &stack).await?;
         conn.call(request).await.map_err(ClientError::from)
     }
 
@@ -169,22 +186,39 @@ where
     where
         Req: Clone,
     {
-        let conn = self.checkout().await?;
+        let stack = self.layers().await?;
+        let conn = checkout(&self.name, &stack).await?;
         conn.call_idempotent(request)
             .await
             .map_err(ClientError::from)
     }
 
-    /// The reconnecting connection a call goes to: the only one, or one checked out of the
-    /// pool (given back when the returned guard drops).
-    async fn checkout(&self) -> Result<Checkout<'_, Req, Resp>, ClientError> {
-        let checkout = |e| ClientError::checkout(&self.name, e);
-        Ok(match &self.stack {
-            Stack::Single(reconnect) => Checkout::Single(reconnect),
-            Stack::Exclusive(pool) => Checkout::Exclusive(pool.get().await.map_err(checkout)?),
-            Stack::Shared(pool) => Checkout::Shared(pool.get().await.map_err(checkout)?),
-        })
+    /// The layers a call goes through: this client's own, or a supervised client's running
+    /// incarnation's (between incarnations, its offline policy decides).
+    async fn layers(&self) -> Result<Cow<'_, Stack<Req, Resp>>, ClientError> {
+        match &self.stack {
+            #[cfg(feature = "process")]
+            Stack::Supervised(supervised) => Ok(Cow::Owned(supervised.stack(&self.name).await?)),
+            stack => Ok(Cow::Borrowed(stack)),
+        }
     }
+}
+
+/// The reconnecting connection a call goes to: the only one, or one checked out of the pool
+/// (given back when the returned guard drops).
+async fn checkout<'a, Req: Send + 'static, Resp: Send + 'static>(
+    name: &Arc<str>,
+    stack: &'a Stack<Req, Resp>,
+) -> Result<Checkout<'a, Req, Resp>, ClientError> {
+    let checkout = |e| ClientError::checkout(name, e);
+    Ok(match stack {
+        Stack::Single(reconnect) => Checkout::Single(reconnect),
+        Stack::Exclusive(pool) => Checkout::Exclusive(pool.get().await.map_err(checkout)?),
+        Stack::Shared(pool) => Checkout::Shared(pool.get().await.map_err(checkout)?),
+        // An incarnation's layers are never themselves supervised.
+        #[cfg(feature = "process")]
+        Stack::Supervised(_) => return Err(ClientError::Disconnected { name: name.clone() }),
+    })
 }
 
 /// A reconnecting connection held for one call.
@@ -216,25 +250,34 @@ impl<Req: Send + 'static, Resp: Send + 'static> Client<Req, Resp> {
     /// [`ClientError::Closed`], in-flight requests end as their connection reports them
     /// (`NotSent` or `ConnectionLost`), connections shut down. Every clone is closed.
     /// Idempotent.
+    ///
+    /// A supervised client ([`child_spec`](Self::child_spec)) belongs to its supervisor:
+    /// this closes its running incarnation, whose process exits normally and is restarted.
     pub fn close(&self) {
         match &self.stack {
             Stack::Single(reconnect) => reconnect.close(),
             Stack::Exclusive(pool) => pool.close(),
             Stack::Shared(pool) => pool.close(),
+            #[cfg(feature = "process")]
+            Stack::Supervised(supervised) => supervised.close(),
         }
     }
 
     /// Whether the client is closed for good (by [`close`](Self::close), or because the
-    /// reconnect backoff gave up). A client that is only reconnecting is not closed.
+    /// reconnect backoff gave up). A client that is only reconnecting is not closed; a
+    /// supervised one is closed while no incarnation runs.
     pub fn is_closed(&self) -> bool {
         match &self.stack {
             Stack::Single(reconnect) => reconnect.is_closed(),
             Stack::Exclusive(pool) => pool.is_closed(),
             Stack::Shared(pool) => pool.is_closed(),
+            #[cfg(feature = "process")]
+            Stack::Supervised(supervised) => !supervised.is_running(),
         }
     }
 
-    /// Why the client closed, once it has.
+    /// Why the client closed, once it has (for a supervised client, why its last
+    /// incarnation ended, while none runs).
     pub fn close_reason(&self) -> Option<CloseReason> {
         match &self.stack {
             Stack::Single(reconnect) => match reconnect.state() {
@@ -243,6 +286,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> Client<Req, Resp> {
             },
             Stack::Exclusive(pool) => pool.is_closed().then_some(CloseReason::Requested),
             Stack::Shared(pool) => pool.is_closed().then_some(CloseReason::Requested),
+            #[cfg(feature = "process")]
+            Stack::Supervised(supervised) => supervised.close_reason(),
         }
     }
 
