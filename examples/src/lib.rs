@@ -10,7 +10,8 @@
 //! - [`chat`]: a line-based chat room where every member is a process and a slow member is
 //!   dropped, never waited for.
 //! - [`cli`]: the listen-address flags and tracing set-up the programs share.
-//! - [`redis_client`]: a FIFO `beamline::Client` doing SET/GET against a real Redis.
+//! - [`redis_client`]: Redis clients in a supervision tree (as an Elixir app starts Redix),
+//!   callers doing SET/GET through them against a real Redis.
 //! - [`demo`]: what `cargo xtask demo` runs: 1,000 `Client`s, the kv server killed and
 //!   restarted under them, reconnects with and without jitter.
 //! - [`matrix`]: the integration matrix's cells that `cargo xtask test` runs, each a
