@@ -126,6 +126,7 @@ mod process;
 mod registry;
 mod resource;
 mod supervisor;
+mod unwind;
 
 pub use error::{CallError, CastError, TryCastError};
 pub use exit::ExitReason;
@@ -142,3 +143,4 @@ pub use supervisor::{
     RestartIntensityExceeded, Shutdown, ShutdownReport, StartChildError, StartError, StartTimeout,
     Strategy, Supervisor, SupervisorExited, SupervisorMsg, SupervisorSpec, TerminateChildError,
 };
+pub use unwind::{CatchPanic, catch_panic};

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use crate::Connection;
 use driver::Driver;
+pub(crate) use handover::catch_panic;
 use handover::{Handover, poll_once};
 
 /// Where a [`Reconnect`] is, as published on [`Reconnect::state_changes`].
