@@ -4,7 +4,9 @@
 //! - `client/64-callers-1-connection`: 64 concurrent callers, each doing 50 SET/GET pairs
 //!   (6,400 commands per iteration, every reply checked), through one `beamline::Client`
 //!   in FIFO mode over one connection, and through one redis-rs `MultiplexedConnection`
-//!   (its pipelined, multiplexed client).
+//!   (its pipelined, multiplexed client). `beamline-fifo-supervised` is the same client run
+//!   as a supervised process (`Client::child_spec` under a `Supervisor`): each call first
+//!   reads the running incarnation from its handle, and that must cost nothing measurable.
 //! - `client/64-callers-pooled`: the same workload through a `beamline::Client` over a
 //!   shared pool of 4 connections taking 16 requests each, beside the same redis-rs
 //!   connection.
@@ -16,6 +18,7 @@ mod redis_pair;
 use std::time::Duration;
 
 use beamline::Client;
+use beamline::process::{Strategy, Supervisor, SupervisorSpec};
 use beamline::resp::{Command, Value};
 use beamline_benches::runtime;
 use beamline_testkit::RedisServer;
@@ -66,6 +69,13 @@ fn clients(c: &mut Criterion) {
         .block_on(Client::builder(redis.addr()).resp().connect())
         .unwrap();
     let pooled = redis_pair::beamline_pooled(&rt, &redis);
+    // The same one-connection client, as a supervised process.
+    let (spec, supervised) = Client::child_spec("redis", Client::builder(redis.addr()).resp());
+    let _tree = rt
+        .block_on(Supervisor::start(
+            SupervisorSpec::new(Strategy::OneForOne).child(spec),
+        ))
+        .unwrap();
 
     for (group, id, beamline) in [
         ("client/64-callers-1-connection", "beamline-fifo", &one),
@@ -80,6 +90,11 @@ fn clients(c: &mut Criterion) {
         group.bench_function(id, |b| {
             b.to_async(&rt).iter(|| beamline_workload(beamline));
         });
+        if id == "beamline-fifo" {
+            group.bench_function("beamline-fifo-supervised", |b| {
+                b.to_async(&rt).iter(|| beamline_workload(&supervised));
+            });
+        }
         group.bench_function("redis-rs-multiplexed", |b| {
             b.to_async(&rt).iter(|| redis_rs_workload(&redis_rs));
         });

@@ -10,7 +10,10 @@
 //! - `process/spawn`: a process's whole short life: spawn, one message telling it to stop,
 //!   wait for its exit; vs kameo's spawn, `stop_gracefully`, `wait_for_shutdown`.
 //! - `process/supervised-child`: a DynamicSupervisor child that starts and exits (the shape
-//!   of a short connection), vs a bare `tokio::spawn` (no supervision at all).
+//!   of a short connection), vs a bare `tokio::spawn` (no supervision at all);
+//!   `beamline-acknowledged` starts each child with the start handshake
+//!   (`start_child_acknowledged`: the child acknowledges, then exits), one after the other,
+//!   as OTP's synchronous `start_child` does.
 //! - `process/restart`: restart latency, from a child's panic to its replacement answering a
 //!   call through its stable handle, vs a hand-rolled tokio respawn loop.
 //!
@@ -430,12 +433,54 @@ fn restart(c: &mut Criterion) {
     let _ = std::panic::take_hook();
 }
 
+/// `process/supervised-child`, handshake variant: each child is started with
+/// `start_child_acknowledged` and acknowledges at once, then exits; the next starts once the
+/// previous acknowledged (OTP's synchronous start), [`CHILDREN`] per iteration.
+fn supervised_child_acknowledged(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("process/supervised-child");
+    g.throughput(Throughput::Elements(CHILDREN));
+    let sup = rt.block_on(async { DynamicSupervisor::start(DynamicSupervisorConfig::new()) });
+    g.bench_function("beamline-acknowledged", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let sup = sup.clone();
+            async move {
+                let driver = tokio::spawn(async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let mut children = Vec::with_capacity(CHILDREN as usize);
+                        for _ in 0..CHILDREN {
+                            let spec = ChildSpec::<()>::temporary("conn", |ctx| async move {
+                                ctx.started();
+                                Ok(())
+                            })
+                            .acknowledged(Timeout::Infinity);
+                            let child = sup.start_child_acknowledged(spec).await;
+                            children.push(child.expect("the child acknowledged"));
+                        }
+                        for child in children {
+                            child.exited().await;
+                        }
+                        sup.count_children().await.expect("supervisor alive");
+                    }
+                    start.elapsed()
+                });
+                driver.await.expect("driver")
+            }
+        });
+    });
+    g.finish();
+    rt.block_on(async {
+        let _ = sup.shutdown(Duration::from_secs(1)).await;
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .sample_size(30);
-    targets = cast, call, spawn_cost, supervised_child, restart
+    targets = cast, call, spawn_cost, supervised_child, supervised_child_acknowledged, restart
 }
 criterion_main!(benches);

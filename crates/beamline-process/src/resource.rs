@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::exit::ExitReason;
-use crate::process::{Context, Pid, ProcessId, Timeout};
+use crate::process::{Context, Pid, ProcessId, Timeout, Watcher, next_key};
 use crate::supervisor::{ChildId, ChildSpec};
 
 /// Something a process owns for its whole life and that can end by itself, such as a client
@@ -43,13 +43,10 @@ enum Incarnation<T> {
 }
 
 impl<T: Clone> Incarnation<T> {
-    /// The value, if its process still runs. An incarnation whose exit is published (or
-    /// whose kill was asked for) counts as gone at once, even before its body is dropped
-    /// and withdraws the value, which happens a moment later, possibly on another thread.
+    /// The value, if an incarnation has published one.
     fn running(&self) -> Result<(&Pid, &T), ExitReason> {
         match self {
-            Incarnation::Up { pid, value } if pid.is_alive() => Ok((pid, value)),
-            Incarnation::Up { pid, .. } => Err(pid.exit_reason().unwrap_or(ExitReason::Killed)),
+            Incarnation::Up { pid, value } => Ok((pid, value)),
             Incarnation::Down(reason) => Err(reason.clone()),
         }
     }
@@ -62,9 +59,11 @@ impl<T: Clone> Incarnation<T> {
 /// Between two incarnations (after a crash, while the supervisor restarts the child, or for
 /// good once the supervisor gave up) there is no value: [`get`](Self::get) fails at once with
 /// the last incarnation's exit reason, [`wait`](Self::wait) waits for the next one. A value
-/// is never handed out once its incarnation's exit is published (or its kill asked for),
-/// except to a caller that took it just before: such a caller then gets the resource's own
-/// "ended" errors, never another incarnation's answers.
+/// is withdrawn in its process's exit path, before the exit is fully published (before
+/// [`Pid::exited`] resolves), whatever ends the process: it is never handed out after that,
+/// except to a caller that took it just before, who then gets the resource's own "ended"
+/// errors, never another incarnation's answers. Reading it takes a read lock and a clone of
+/// the value: keep `T` one `Arc`.
 pub struct Current<T> {
     published: Arc<watch::Sender<Incarnation<T>>>,
 }
@@ -159,19 +158,14 @@ impl<T: Clone> fmt::Debug for Current<T> {
 }
 
 /// The value an incarnation published, held for its life: however the process ends (its body
-/// returns, panics, or its task is killed and dropped), the value is ended and withdrawn.
+/// returns, panics, or its task is killed and dropped), the value is ended.
 struct Held<T: Resource> {
-    current: Current<T>,
-    pid: Pid,
     value: T,
 }
 
 impl<T: Resource> Drop for Held<T> {
     fn drop(&mut self) {
         self.value.end();
-        // The body is dropped after its exit is published, so the reason is known here.
-        let reason = self.pid.exit_reason().unwrap_or(ExitReason::Killed);
-        self.current.retire(self.pid.id(), &reason);
     }
 }
 
@@ -189,17 +183,21 @@ async fn own<T: Resource>(
             return Err(reason);
         }
     };
-    let held = Held {
-        current: current.clone(),
-        pid: ctx.pid(),
-        value,
-    };
-    current.publish(held.pid.clone(), held.value.clone());
+    let held = Held { value };
+    let pid = ctx.pid();
+    current.publish(pid.clone(), held.value.clone());
+    // Withdrawn in the exit path, however the process ends (a kill included), before anyone
+    // waiting for the exit is woken.
+    let withdraw = current.clone();
+    let hook = Watcher::Hook(Box::new(move |pid: &Pid, reason: &ExitReason| {
+        withdraw.retire(pid.id(), reason);
+    }));
+    // (Our own process is running: the hook is always added.)
+    let _ = pid.0.add_watcher(next_key(), hook);
     ctx.started();
     let reason = held.value.ended().await;
-    // Withdrawn before the exit is published, so nobody is handed a value whose process the
-    // supervisor already saw exit.
-    current.retire(held.pid.id(), &reason);
+    // Ended by itself: withdrawn at once, before the exit is even begun.
+    current.retire(pid.id(), &reason);
     match reason {
         ExitReason::Normal => Ok(()),
         reason => Err(reason),

@@ -21,7 +21,6 @@ pub use service::ResponseFuture;
 pub use supervised::Supervised;
 pub use transport::Target;
 
-use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -195,11 +194,32 @@ where
 
     /// The layers a call goes through: this client's own, or a supervised client's running
     /// incarnation's (between incarnations, its offline policy decides).
-    async fn layers(&self) -> Result<Cow<'_, Stack<Req, Resp>>, ClientError> {
+    async fn layers(&self) -> Result<CallLayers<'_, Req, Resp>, ClientError> {
         match &self.stack {
             #[cfg(feature = "process")]
-            Stack::Supervised(supervised) => Ok(Cow::Owned(supervised.stack(&self.name).await?)),
-            stack => Ok(Cow::Borrowed(stack)),
+            Stack::Supervised(supervised) => Ok(CallLayers::Incarnation(
+                supervised.incarnation(&self.name).await?,
+            )),
+            stack => Ok(CallLayers::Own(stack)),
+        }
+    }
+}
+
+/// The layers one call goes through, held for the call.
+enum CallLayers<'a, Req: Send + 'static, Resp: Send + 'static> {
+    Own(&'a Stack<Req, Resp>),
+    #[cfg(feature = "process")]
+    Incarnation(supervised::Incarnation<Req, Resp>),
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Deref for CallLayers<'_, Req, Resp> {
+    type Target = Stack<Req, Resp>;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            CallLayers::Own(stack) => stack,
+            #[cfg(feature = "process")]
+            CallLayers::Incarnation(incarnation) => incarnation.stack(),
         }
     }
 }

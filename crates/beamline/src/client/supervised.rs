@@ -12,31 +12,36 @@ use tokio::sync::Notify;
 
 use super::{Client, ClientBuilder, ClientError, Stack};
 
-/// The layers of one incarnation of a supervised client, and the signal that a pooled one
-/// was closed (a single connection's close is its own state).
-struct Incarnation<Req: Send + 'static, Resp: Send + 'static> {
+/// One incarnation of a supervised client: its layers, and the signal that a pooled one was
+/// closed (a single connection's close is its own state). One `Arc`, so each call's read of
+/// the running incarnation is one reference count, shared by nothing else.
+pub(crate) struct Incarnation<Req: Send + 'static, Resp: Send + 'static>(Arc<Layers<Req, Resp>>);
+
+struct Layers<Req: Send + 'static, Resp: Send + 'static> {
     stack: Stack<Req, Resp>,
-    closed: Arc<Notify>,
+    closed: Notify,
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> Clone for Incarnation<Req, Resp> {
     fn clone(&self) -> Self {
-        Incarnation {
-            stack: self.stack.clone(),
-            closed: self.closed.clone(),
-        }
+        Incarnation(self.0.clone())
     }
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> Incarnation<Req, Resp> {
+    /// The incarnation's layers.
+    pub(crate) fn stack(&self) -> &Stack<Req, Resp> {
+        &self.0.stack
+    }
+
     fn close(&self) {
-        match &self.stack {
+        match &self.0.stack {
             Stack::Single(reconnect) => reconnect.close(),
             Stack::Exclusive(pool) => pool.close(),
             Stack::Shared(pool) => pool.close(),
             Stack::Supervised(_) => {}
         }
-        self.closed.notify_one();
+        self.0.closed.notify_one();
     }
 }
 
@@ -48,10 +53,10 @@ impl<Req: Send + 'static, Resp: Send + 'static> Resource for Incarnation<Req, Re
     fn ended(&self) -> impl Future<Output = ExitReason> + Send {
         let this = self.clone();
         async move {
-            match &this.stack {
+            match this.stack() {
                 Stack::Single(reconnect) => reconnect.ended().await,
                 _ => {
-                    this.closed.notified().await;
+                    this.0.closed.notified().await;
                     ExitReason::Normal
                 }
             }
@@ -91,7 +96,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> fmt::Debug for Supervised<Req, R
 impl<Req: Send + 'static, Resp: Send + 'static> Supervised<Req, Resp> {
     /// The running incarnation's layers; `None` between incarnations.
     pub fn current(&self) -> Option<Stack<Req, Resp>> {
-        self.current.get().ok().map(|inc| inc.stack)
+        self.current.get().ok().map(|inc| inc.stack().clone())
     }
 
     /// The running incarnation's process, to link to or monitor; `None` between
@@ -100,10 +105,13 @@ impl<Req: Send + 'static, Resp: Send + 'static> Supervised<Req, Resp> {
         self.current.pid()
     }
 
-    /// The running incarnation's layers for one call; between incarnations, the offline
-    /// policy: fail at once, or wait for the next one up to the queue's deadline.
-    pub(crate) async fn stack(&self, name: &Arc<str>) -> Result<Stack<Req, Resp>, ClientError> {
-        let incarnation = match self.offline {
+    /// The running incarnation, held for one call; between incarnations, the offline policy:
+    /// fail at once, or wait for the next one up to the queue's deadline.
+    pub(crate) async fn incarnation(
+        &self,
+        name: &Arc<str>,
+    ) -> Result<Incarnation<Req, Resp>, ClientError> {
+        Ok(match self.offline {
             OfflinePolicy::Queue { deadline, .. } => {
                 self.current
                     .wait(deadline)
@@ -117,8 +125,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Supervised<Req, Resp> {
                 .current
                 .get()
                 .map_err(|_| ClientError::Disconnected { name: name.clone() })?,
-        };
-        Ok(incarnation.stack)
+        })
     }
 
     pub(crate) fn close(&self) {
@@ -169,10 +176,10 @@ where
             let build = self.clone().build();
             async move {
                 let stack = build.await.map_err(ExitReason::error)?;
-                Ok(Incarnation {
+                Ok(Incarnation(Arc::new(Layers {
                     stack,
-                    closed: Arc::new(Notify::new()),
-                })
+                    closed: Notify::new(),
+                })))
             }
         });
         (spec, client)
