@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use beamline_benches::runtime;
 use beamline_process::{
-    Addr, ChildSpec, DynamicSupervisor, DynamicSupervisorConfig, Event, Intensity, Reply, Strategy,
-    Supervisor, SupervisorSpec, Timeout, spawn,
+    Addr, ChildSpec, Context, DynamicSupervisor, DynamicSupervisorConfig, Event, Intensity, Reply,
+    Strategy, Supervisor, SupervisorSpec, Timeout, spawn,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kameo::actor::{ActorRef, Spawn};
@@ -255,38 +255,49 @@ fn spawn_cost(c: &mut Criterion) {
 
 // ---- process/supervised-child ---------------------------------------------------------------
 
+/// `iters` batches of [`CHILDREN`] children that start and exit under `sup`. With
+/// `acknowledged`, each child acknowledges its start and is started with the handshake
+/// (`start_child_acknowledged`), so the next one starts only once it has.
+async fn supervised_children(sup: DynamicSupervisor, iters: u64, acknowledged: bool) -> Duration {
+    let driver = tokio::spawn(async move {
+        let start = Instant::now();
+        for _ in 0..iters {
+            let mut children: Vec<Addr<()>> = Vec::with_capacity(CHILDREN as usize);
+            for _ in 0..CHILDREN {
+                let child = if acknowledged {
+                    let spec = ChildSpec::temporary("conn", |ctx: Context<()>| async move {
+                        ctx.started();
+                        Ok(())
+                    });
+                    let spec = spec.acknowledged(Timeout::Infinity);
+                    sup.start_child_acknowledged(spec).await
+                } else {
+                    sup.start_child(ChildSpec::temporary("conn", |_ctx| async { Ok(()) }))
+                };
+                children.push(child.expect("the child started"));
+            }
+            for child in children {
+                child.exited().await;
+            }
+            // The supervisor has forgotten them all once it answers.
+            sup.count_children().await.expect("supervisor alive");
+        }
+        start.elapsed()
+    });
+    driver.await.expect("driver")
+}
+
 fn supervised_child(c: &mut Criterion) {
     let rt = runtime();
     let mut g = c.benchmark_group("process/supervised-child");
     g.throughput(Throughput::Elements(CHILDREN));
     let sup = rt.block_on(async { DynamicSupervisor::start(DynamicSupervisorConfig::new()) });
-    g.bench_function("beamline", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let sup = sup.clone();
-            async move {
-                let driver = tokio::spawn(async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let children: Vec<Addr<()>> = (0..CHILDREN)
-                            .map(|_| {
-                                sup.start_child(ChildSpec::temporary("conn", |_ctx| async {
-                                    Ok(())
-                                }))
-                                .expect("room for the child")
-                            })
-                            .collect();
-                        for child in children {
-                            child.exited().await;
-                        }
-                        // The supervisor has forgotten them all once it answers.
-                        sup.count_children().await.expect("supervisor alive");
-                    }
-                    start.elapsed()
-                });
-                driver.await.expect("driver")
-            }
+    for (function, acknowledged) in [("beamline", false), ("beamline-acknowledged", true)] {
+        g.bench_function(function, |b| {
+            b.to_async(&rt)
+                .iter_custom(|iters| supervised_children(sup.clone(), iters, acknowledged));
         });
-    });
+    }
     g.bench_function("tokio-spawn", |b| {
         b.to_async(&rt).iter_custom(|iters| async move {
             let driver = tokio::spawn(async move {
@@ -433,54 +444,12 @@ fn restart(c: &mut Criterion) {
     let _ = std::panic::take_hook();
 }
 
-/// `process/supervised-child`, handshake variant: each child is started with
-/// `start_child_acknowledged` and acknowledges at once, then exits; the next starts once the
-/// previous acknowledged (OTP's synchronous start), [`CHILDREN`] per iteration.
-fn supervised_child_acknowledged(c: &mut Criterion) {
-    let rt = runtime();
-    let mut g = c.benchmark_group("process/supervised-child");
-    g.throughput(Throughput::Elements(CHILDREN));
-    let sup = rt.block_on(async { DynamicSupervisor::start(DynamicSupervisorConfig::new()) });
-    g.bench_function("beamline-acknowledged", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let sup = sup.clone();
-            async move {
-                let driver = tokio::spawn(async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let mut children = Vec::with_capacity(CHILDREN as usize);
-                        for _ in 0..CHILDREN {
-                            let spec = ChildSpec::<()>::temporary("conn", |ctx| async move {
-                                ctx.started();
-                                Ok(())
-                            })
-                            .acknowledged(Timeout::Infinity);
-                            let child = sup.start_child_acknowledged(spec).await;
-                            children.push(child.expect("the child acknowledged"));
-                        }
-                        for child in children {
-                            child.exited().await;
-                        }
-                        sup.count_children().await.expect("supervisor alive");
-                    }
-                    start.elapsed()
-                });
-                driver.await.expect("driver")
-            }
-        });
-    });
-    g.finish();
-    rt.block_on(async {
-        let _ = sup.shutdown(Duration::from_secs(1)).await;
-    });
-}
-
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .sample_size(30);
-    targets = cast, call, spawn_cost, supervised_child, supervised_child_acknowledged, restart
+    targets = cast, call, spawn_cost, supervised_child, restart
 }
 criterion_main!(benches);

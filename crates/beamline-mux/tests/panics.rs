@@ -5,39 +5,16 @@
 #![allow(clippy::unwrap_used)]
 
 use beamline_mux::{Client, ClientConfig, ConnectionError, MuxError};
-use bytes::BytesMut;
+use beamline_testkit::ExplosiveLines;
 use futures::{SinkExt, StreamExt};
-use tokio_util::codec::{Decoder, Encoder, Framed, LinesCodec, LinesCodecError};
-
-/// Lines, except that a reply reading `boom` makes the decoder panic.
-struct Explosive(LinesCodec);
-
-impl Encoder<String> for Explosive {
-    type Error = LinesCodecError;
-
-    fn encode(&mut self, line: String, dst: &mut BytesMut) -> Result<(), LinesCodecError> {
-        self.0.encode(line, dst)
-    }
-}
-
-impl Decoder for Explosive {
-    type Item = String;
-    type Error = LinesCodecError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<String>, LinesCodecError> {
-        match self.0.decode(src)? {
-            Some(line) if line == "boom" => panic!("codec exploded on {line}"),
-            other => Ok(other),
-        }
-    }
-}
+use tokio_util::codec::{Framed, LinesCodec};
 
 #[tokio::test]
 async fn a_codec_panic_ends_the_connection_typed_and_stays_in_the_driver() {
     beamline_testkit::quiet_panics(|message| message.starts_with("codec exploded"));
     let (client_io, server_io) = tokio::io::duplex(64 * 1024);
     let config = ClientConfig::new().peer("explosive");
-    let (client, driver) = Client::fifo(client_io, Explosive(LinesCodec::new()), &config).unwrap();
+    let (client, driver) = Client::fifo(client_io, ExplosiveLines::default(), &config).unwrap();
     let driver = tokio::spawn(driver);
     let mut server = Framed::new(server_io, LinesCodec::new());
 

@@ -4,39 +4,16 @@
 #![allow(clippy::unwrap_used)]
 
 use beamline_reconnect::{Connection, FramedCloseCause, FramedConnection, FramedError};
-use bytes::BytesMut;
+use beamline_testkit::ExplosiveLines;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio_util::codec::{Decoder, Encoder, Framed, LinesCodec, LinesCodecError};
-
-/// Lines, except that a response reading `boom` makes the decoder panic.
-struct Explosive(LinesCodec);
-
-impl Encoder<String> for Explosive {
-    type Error = LinesCodecError;
-
-    fn encode(&mut self, line: String, dst: &mut BytesMut) -> Result<(), LinesCodecError> {
-        self.0.encode(line, dst)
-    }
-}
-
-impl Decoder for Explosive {
-    type Item = String;
-    type Error = LinesCodecError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<String>, LinesCodecError> {
-        match self.0.decode(src)? {
-            Some(line) if line == "boom" => panic!("codec exploded on {line}"),
-            other => Ok(other),
-        }
-    }
-}
+use tokio_util::codec::Framed;
 
 #[tokio::test]
 async fn a_codec_panic_closes_the_connection_with_its_message() {
     beamline_testkit::quiet_panics(|message| message.starts_with("codec exploded"));
     let (client_io, server_io) = tokio::io::duplex(64 * 1024);
     let conn: FramedConnection<String, String> =
-        FramedConnection::new(Framed::new(client_io, Explosive(LinesCodec::new())));
+        FramedConnection::new(Framed::new(client_io, ExplosiveLines::default()));
     let call = tokio::spawn({
         let conn = conn.clone();
         async move { conn.call("hello".to_string()).await }

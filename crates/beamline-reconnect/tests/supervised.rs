@@ -10,8 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use beamline_process::{
-    Context, Event, ExitReason, Intensity, Pid, RestartIntensityExceeded, Strategy, Supervisor,
-    SupervisorSpec, spawn,
+    ExitReason, Intensity, RestartIntensityExceeded, Strategy, Supervisor, SupervisorSpec,
 };
 use beamline_reconnect::{
     CloseReason, OfflinePolicy, Reconnect, ReconnectConfig, ReconnectError, SupervisedReconnect,
@@ -44,19 +43,6 @@ async fn supervised(
     (sup, conn)
 }
 
-/// The reason `pid` exits with, as a monitor sees it.
-async fn down_reason(pid: Pid) -> ExitReason {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    spawn(move |mut ctx: Context<()>| async move {
-        ctx.monitor(&pid);
-        if let Event::Down { reason, .. } = ctx.recv().await {
-            let _ = tx.send(reason);
-        }
-        Ok(())
-    });
-    within(rx).await.unwrap()
-}
-
 /// Waits until the handle reaches a connected incarnation.
 async fn connected(conn: &SupervisedReconnect<MockConn>) {
     within(async {
@@ -80,10 +66,8 @@ async fn a_lost_peer_ends_the_process_with_disconnected_and_the_supervisor_resta
     assert_eq!(conn.call("a".into()).await.unwrap(), "ok:a");
 
     let pid = conn.pid().unwrap();
-    let down = tokio::spawn(down_reason(pid.clone()));
-    tokio::task::yield_now().await;
     server.kill_current();
-    let reason = down.await.unwrap();
+    let reason = within(pid.exited()).await;
     match reason.downcast_error::<CloseReason>() {
         Some(CloseReason::Disconnected { .. }) => {}
         other => panic!("expected Disconnected, got {other:?} ({reason})"),
@@ -158,11 +142,9 @@ async fn a_panic_in_the_driver_is_the_process_exit_reason() {
     common::quiet_panics();
     connected(&conn).await;
     let pid = conn.pid().unwrap();
-    let down = tokio::spawn(down_reason(pid));
-    tokio::task::yield_now().await;
     server.panic_connects.store(true, Ordering::SeqCst);
     server.kill_current();
-    match down.await.unwrap() {
+    match within(pid.exited()).await {
         ExitReason::Panicked(message) => assert!(message.contains("connector exploded")),
         other => panic!("expected Panicked, got {other}"),
     }

@@ -6,6 +6,8 @@
 //! - [`open_fds`]: how many file descriptors this process holds, to prove nothing leaked.
 //! - [`Rng`]: a small seeded generator, so a randomized test replays from its seed.
 //! - [`quiet_panics`]: a panic hook that keeps a test's deliberate panics out of its output.
+//! - [`ExplosiveLines`]: a line codec whose decoder panics on `boom`, for the tests of what a
+//!   panic in user code a connection's driver runs becomes.
 //! - [`TestPki`]: a CA made at test time, leaf certificates it signs, and
 //!   rustls client/server configs built on the ring provider.
 //!
@@ -14,9 +16,11 @@
 
 #![forbid(unsafe_code)]
 
+mod codec;
 mod redis;
 mod tls;
 
+pub use codec::ExplosiveLines;
 pub use redis::RedisServer;
 pub use tls::TestPki;
 

@@ -111,16 +111,21 @@ fn watch_exit(pid: Pid) -> (Pid, tokio::sync::oneshot::Receiver<ExitReason>) {
     (linked.pid(), rx)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_supervised_client_and_its_worker_ride_out_a_redis_restart() {
-    let mut redis = RedisServer::start();
-    let (client_spec, client) = Client::child_spec("redis", builder(&redis, false));
+/// The application under test: a supervisor (with `intensity`) of a client of `redis` and a
+/// worker using it, once the worker has had a first reply.
+struct App {
+    sup: Supervisor,
+    client: Redis,
+    outcomes: UnboundedReceiver<Result<u64, ClientError>>,
+    seen: Vec<Result<u64, ClientError>>,
+}
+
+async fn app(redis: &RedisServer, sync_connect: bool, intensity: Intensity) -> App {
+    let (client_spec, client) = Client::child_spec("redis", builder(redis, sync_connect));
     let (report, mut outcomes) = unbounded_channel();
-    // Room for a few restarts: one for the loss, and one more each time a restart connects
-    // to the dying server in the instant before its listening socket goes.
     let sup = Supervisor::start(
         SupervisorSpec::new(Strategy::OneForOne)
-            .intensity(Intensity::new(10, Duration::from_secs(5)))
+            .intensity(intensity)
             .child(client_spec)
             .child(worker(client.clone(), report)),
     )
@@ -128,6 +133,25 @@ async fn a_supervised_client_and_its_worker_ride_out_a_redis_restart() {
     .unwrap();
     let mut seen = Vec::new();
     next_outcome(&mut outcomes, Result::is_ok, &mut seen).await;
+    App {
+        sup,
+        client,
+        outcomes,
+        seen,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervised_client_and_its_worker_ride_out_a_redis_restart() {
+    let mut redis = RedisServer::start();
+    // Room for a few restarts: one for the loss, and one more each time a restart connects
+    // to the dying server in the instant before its listening socket goes.
+    let App {
+        sup,
+        client,
+        mut outcomes,
+        mut seen,
+    } = app(&redis, false, Intensity::new(10, Duration::from_secs(5))).await;
 
     // Redis dies: the client's process exits with the typed reason, which a linked process
     // and a monitor both see.
@@ -193,18 +217,8 @@ async fn a_supervised_client_and_its_worker_ride_out_a_redis_restart() {
 async fn a_redis_that_stays_down_makes_the_client_supervisor_escalate() {
     let mut redis = RedisServer::start();
     // With sync_connect every restart tries to connect at once, and fails: one more crash.
-    let (client_spec, client) = Client::child_spec("redis", builder(&redis, true));
-    let (report, mut outcomes) = unbounded_channel();
-    let sup = Supervisor::start(
-        SupervisorSpec::new(Strategy::OneForOne)
-            .intensity(Intensity::new(2, Duration::from_secs(60)))
-            .child(client_spec)
-            .child(worker(client.clone(), report)),
-    )
-    .await
-    .unwrap();
-    let mut seen = Vec::new();
-    next_outcome(&mut outcomes, Result::is_ok, &mut seen).await;
+    let App { sup, client, .. } =
+        app(&redis, true, Intensity::new(2, Duration::from_secs(60))).await;
     let (_, sup_down) = watch_exit(sup.pid());
     redis.stop();
     let reason = tokio::time::timeout(LIMIT, sup_down)

@@ -89,25 +89,7 @@ pub(crate) struct TlsSettings {
 /// supervised client builds each incarnation from a clone.
 impl<Req, Resp> Clone for ClientBuilder<Req, Resp> {
     fn clone(&self) -> Self {
-        ClientBuilder {
-            target: self.target.clone(),
-            name: self.name.clone(),
-            nodelay: self.nodelay,
-            framer: self.framer.clone(),
-            mode: self.mode,
-            #[cfg(feature = "tls")]
-            tls: self.tls.clone(),
-            #[cfg(feature = "tls")]
-            tls_server_name: self.tls_server_name.clone(),
-            max_in_flight: self.max_in_flight,
-            max_abandoned: self.max_abandoned,
-            quarantine: self.quarantine,
-            timeout: self.timeout,
-            abandon_timeout: self.abandon_timeout,
-            max_frame_len: self.max_frame_len,
-            reconnect: self.reconnect.clone(),
-            pooling: self.pooling.clone(),
-        }
+        self.with_framer_of(self.framer.clone(), self.mode)
     }
 }
 
@@ -125,6 +107,32 @@ impl<Req, Resp> fmt::Debug for ClientBuilder<Req, Resp> {
             .field("reconnect", &self.reconnect)
             .field("pooling", &self.pooling)
             .finish_non_exhaustive()
+    }
+}
+
+impl<Req, Resp> ClientBuilder<Req, Resp> {
+    /// The same settings with another protocol (`framer`, `mode`): how the protocol methods
+    /// switch types, and how a clone is made.
+    fn with_framer_of<Q, R>(&self, framer: Arc<Framer<Q, R>>, mode: Mode) -> ClientBuilder<Q, R> {
+        ClientBuilder {
+            target: self.target.clone(),
+            name: self.name.clone(),
+            nodelay: self.nodelay,
+            framer,
+            mode,
+            #[cfg(feature = "tls")]
+            tls: self.tls.clone(),
+            #[cfg(feature = "tls")]
+            tls_server_name: self.tls_server_name.clone(),
+            max_in_flight: self.max_in_flight,
+            max_abandoned: self.max_abandoned,
+            quarantine: self.quarantine,
+            timeout: self.timeout,
+            abandon_timeout: self.abandon_timeout,
+            max_frame_len: self.max_frame_len,
+            reconnect: self.reconnect.clone(),
+            pooling: self.pooling.clone(),
+        }
     }
 }
 
@@ -159,25 +167,7 @@ where
     Resp: Send + 'static,
 {
     fn with_framer<Q, R>(self, framer: Arc<Framer<Q, R>>, mode: Mode) -> ClientBuilder<Q, R> {
-        ClientBuilder {
-            target: self.target,
-            name: self.name,
-            nodelay: self.nodelay,
-            framer,
-            mode,
-            #[cfg(feature = "tls")]
-            tls: self.tls,
-            #[cfg(feature = "tls")]
-            tls_server_name: self.tls_server_name,
-            max_in_flight: self.max_in_flight,
-            max_abandoned: self.max_abandoned,
-            quarantine: self.quarantine,
-            timeout: self.timeout,
-            abandon_timeout: self.abandon_timeout,
-            max_frame_len: self.max_frame_len,
-            reconnect: self.reconnect,
-            pooling: self.pooling,
-        }
+        self.with_framer_of(framer, mode)
     }
 
     /// Beamline's own wire format ([`beamline_mux::frame`]): `Bytes` requests and answers,
