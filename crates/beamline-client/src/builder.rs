@@ -84,7 +84,7 @@ pub struct ClientBuilder<Req, Resp> {
     timeout: Option<Duration>,
     abandon_timeout: Option<Duration>,
     max_frame_len: usize,
-    reconnect: ReconnectConfig,
+    pub(super) reconnect: ReconnectConfig,
     pooling: Pooling,
 }
 
@@ -93,6 +93,14 @@ pub struct ClientBuilder<Req, Resp> {
 pub(crate) struct TlsSettings {
     pub(crate) connector: tokio_rustls::TlsConnector,
     pub(crate) server_name: rustls::pki_types::ServerName<'static>,
+}
+
+/// Clones share the protocol's framer (and TLS config); everything else is copied. A
+/// supervised client builds each incarnation from a clone.
+impl<Req, Resp> Clone for ClientBuilder<Req, Resp> {
+    fn clone(&self) -> Self {
+        self.with_framer_of(self.framer.clone(), self.mode)
+    }
 }
 
 impl<Req, Resp> fmt::Debug for ClientBuilder<Req, Resp> {
@@ -109,6 +117,32 @@ impl<Req, Resp> fmt::Debug for ClientBuilder<Req, Resp> {
             .field("reconnect", &self.reconnect)
             .field("pooling", &self.pooling)
             .finish_non_exhaustive()
+    }
+}
+
+impl<Req, Resp> ClientBuilder<Req, Resp> {
+    /// The same settings with another protocol (`framer`, `mode`): how the protocol methods
+    /// switch types, and how a clone is made.
+    fn with_framer_of<Q, R>(&self, framer: Arc<Framer<Q, R>>, mode: Mode) -> ClientBuilder<Q, R> {
+        ClientBuilder {
+            target: self.target.clone(),
+            name: self.name.clone(),
+            nodelay: self.nodelay,
+            framer,
+            mode,
+            #[cfg(feature = "tls")]
+            tls: self.tls.clone(),
+            #[cfg(feature = "tls")]
+            tls_server_name: self.tls_server_name.clone(),
+            max_in_flight: self.max_in_flight,
+            max_abandoned: self.max_abandoned,
+            quarantine: self.quarantine,
+            timeout: self.timeout,
+            abandon_timeout: self.abandon_timeout,
+            max_frame_len: self.max_frame_len,
+            reconnect: self.reconnect.clone(),
+            pooling: self.pooling.clone(),
+        }
     }
 }
 
@@ -143,25 +177,7 @@ where
     Resp: Send + 'static,
 {
     fn with_framer<Q, R>(self, framer: Arc<Framer<Q, R>>, mode: Mode) -> ClientBuilder<Q, R> {
-        ClientBuilder {
-            target: self.target,
-            name: self.name,
-            nodelay: self.nodelay,
-            framer,
-            mode,
-            #[cfg(feature = "tls")]
-            tls: self.tls,
-            #[cfg(feature = "tls")]
-            tls_server_name: self.tls_server_name,
-            max_in_flight: self.max_in_flight,
-            max_abandoned: self.max_abandoned,
-            quarantine: self.quarantine,
-            timeout: self.timeout,
-            abandon_timeout: self.abandon_timeout,
-            max_frame_len: self.max_frame_len,
-            reconnect: self.reconnect,
-            pooling: self.pooling,
-        }
+        self.with_framer_of(framer, mode)
     }
 
     /// Beamline's own wire format ([`beamline_mux::frame`]): `Bytes` requests and answers,
@@ -397,6 +413,23 @@ where
     /// # Panics
     /// Outside a tokio runtime (the client spawns its tasks on the current one).
     pub async fn connect(self) -> Result<Client<Req, Resp>, BuildError> {
+        let name = self.client_name();
+        Ok(Client {
+            name,
+            stack: self.build().await?,
+        })
+    }
+
+    /// What the client is called: the name set, or the target.
+    pub(crate) fn client_name(&self) -> Arc<str> {
+        match &self.name {
+            Some(name) => Arc::from(name.as_str()),
+            None => Arc::from(self.target.to_string()),
+        }
+    }
+
+    /// Checks the settings and builds the layers (see [`connect`](Self::connect)).
+    pub(crate) async fn build(self) -> Result<Stack<Req, Resp>, BuildError> {
         let mut limits = Limits::with_mode(self.mode)
             .max_in_flight(self.max_in_flight)
             .max_abandoned(self.max_abandoned)
@@ -413,10 +446,7 @@ where
             .into());
         }
         let target_name: Arc<str> = Arc::from(self.target.to_string());
-        let name: Arc<str> = match self.name {
-            Some(name) => Arc::from(name),
-            None => target_name.clone(),
-        };
+        let name = self.client_name();
         let mut mux = MuxConfig::new()
             .peer(name.clone())
             .max_in_flight(self.max_in_flight)
@@ -468,7 +498,7 @@ where
                 )
             }
         };
-        Ok(Client { name, stack })
+        Ok(stack)
     }
 }
 

@@ -7,6 +7,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use beamline_process::catch_panic;
 use tokio::task::JoinHandle;
 
 use crate::conn::run::{Accepted, Service, Shared, spawn_connection};
@@ -130,10 +131,24 @@ pub(crate) fn spawn_acceptors<S: Service>(
             let Some(listener) = group.listeners.get(n % group.listeners.len().max(1)) else {
                 continue;
             };
-            tasks.push(runtime.spawn(accept_loop(listener.clone(), shared.clone(), n)));
+            tasks.push(runtime.spawn(acceptor(listener.clone(), shared.clone(), n)));
         }
     }
     tasks
+}
+
+/// One acceptor's task: [`accept_loop`], started again if it ever panics. No user code runs
+/// there (a connection's start runs in its own process), so a panic is a bug in beamline:
+/// it is logged at `error` with its message and the loop restarts after the exhaustion
+/// back-off, instead of the listener silently losing an acceptor.
+async fn acceptor<S: Service>(listener: Arc<Listener>, shared: Arc<Shared<S>>, acceptor: usize) {
+    loop {
+        let run = accept_loop(listener.clone(), shared.clone(), acceptor);
+        if let Err(reason) = catch_panic(run).await {
+            tracing::error!(acceptor, %reason, "acceptor panicked; restarting it");
+            tokio::time::sleep(EXHAUSTION_BACKOFF).await;
+        }
+    }
 }
 
 /// One acceptor: reserve a place (under `Pause`), accept, admit, hand off. Never returns; it

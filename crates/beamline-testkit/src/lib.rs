@@ -5,6 +5,9 @@
 //! - [`free_port`]: a loopback port nothing listens on right now.
 //! - [`open_fds`]: how many file descriptors this process holds, to prove nothing leaked.
 //! - [`Rng`]: a small seeded generator, so a randomized test replays from its seed.
+//! - [`quiet_panics`]: a panic hook that keeps a test's deliberate panics out of its output.
+//! - [`ExplosiveLines`]: a line codec whose decoder panics on `boom`, for the tests of what a
+//!   panic in user code a connection's driver runs becomes.
 //! - [`TestPki`]: a CA made at test time, leaf certificates it signs, and
 //!   rustls client/server configs built on the ring provider.
 //! - [`Witness`]: a timer that fires only if the task under test yields (cooperative
@@ -18,12 +21,14 @@
 
 #![forbid(unsafe_code)]
 
+mod codec;
 mod coop;
 mod errors;
 pub mod h2;
 mod redis;
 mod tls;
 
+pub use codec::ExplosiveLines;
 pub use coop::{WITNESS_DELAY, Witness};
 pub use errors::{assert_printed_once, error_chain};
 pub use redis::RedisServer;
@@ -56,6 +61,27 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .unwrap_or_else(|e| panic!("cannot read /proc/self/fd: {e}"))
         .count()
+}
+
+/// Installs, once per test binary, a panic hook that keeps deliberate panics (those whose
+/// message `is_deliberate` recognizes) out of the test output; every other panic, a real
+/// failure, still prints. Later calls keep the first hook.
+pub fn quiet_panics(is_deliberate: fn(&str) -> bool) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or_default();
+            if !is_deliberate(message) {
+                default(info);
+            }
+        }));
+    });
 }
 
 /// A small deterministic generator (xorshift64) for randomized tests: the same seed gives

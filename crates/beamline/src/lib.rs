@@ -66,12 +66,19 @@
 //!   [`ClientError::Closed`] carries.
 //! - **A pool that cannot connect says why**: a checkout fails with the connect attempt's
 //!   own error ([`ClientError::transport_error`]), not a bare timeout.
+//! - **A client can be a supervised process** (features `client` and `process`):
+//!   [`Client::child_spec`] puts it in a supervision tree, as an Elixir application starts
+//!   Redix. It exits with a typed reason its links and monitors see when it gives up
+//!   (`ExitReason::Error` holding the `CloseReason`, or `Panicked`), its supervisor restarts it
+//!   within its restart intensity, and the handle follows: calls between incarnations follow
+//!   the offline policy, never hang, never reach another incarnation's connection.
 //!
 //! # Feature flags
 //!
 //! All features are additive. Default: everything but `chaos`, `tower` and `http`.
 //!
-//! - `process` — re-exports [`beamline-process`](process) as [`process`].
+//! - `process` — re-exports [`beamline-process`](process) as [`process`]; with `client`,
+//!   [`Client::child_spec`] (a client as a supervised process).
 //! - `server` — re-exports [`beamline-server`](server) as [`server`] (turns on `process`).
 //! - `reconnect` — re-exports [`beamline-reconnect`](reconnect) as [`reconnect`].
 //! - `mux` — re-exports [`beamline-mux`](mux) as [`mux`].
@@ -444,6 +451,9 @@
 #[cfg(feature = "tower")]
 #[doc(inline)]
 pub use beamline_client::ResponseFuture;
+#[cfg(all(feature = "client", feature = "process"))]
+#[doc(inline)]
+pub use beamline_client::Supervised;
 #[cfg(feature = "client")]
 #[doc(inline)]
 pub use beamline_client::{

@@ -236,6 +236,20 @@ pub enum CloseReason {
     Stopped,
 }
 
+/// A `CloseReason` is the error a supervised connection exits with when it gave up (see
+/// `CloseReason::exit_reason`, feature `process`); its source is the last connect error.
+impl StdError for CloseReason {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            CloseReason::GaveUp {
+                last_error: Some(e),
+                ..
+            } => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
