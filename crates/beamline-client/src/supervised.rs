@@ -226,12 +226,13 @@ where
     ///
     /// # Examples
     /// ```no_run
-    /// use beamline::Client;
-    /// use beamline::process::{Strategy, Supervisor, SupervisorSpec};
-    /// use beamline::reconnect::{OfflinePolicy, ReconnectConfig};
-    /// use beamline::resp::Command;
-    ///
+    /// # #[cfg(feature = "resp")]
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use beamline_client::Client;
+    /// use beamline_process::{Strategy, Supervisor, SupervisorSpec};
+    /// use beamline_reconnect::{OfflinePolicy, ReconnectConfig};
+    /// use beamline_resp::Command;
+    ///
     /// let builder = Client::builder("127.0.0.1:6379")
     ///     .resp()
     ///     .reconnect(ReconnectConfig::new(OfflinePolicy::FailFast).exit_on_disconnection(true));

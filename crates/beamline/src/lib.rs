@@ -223,6 +223,20 @@
 //! # }
 //! ```
 //!
+//! Forgetting `.resp()` is a compile error, not a request that hangs against a real Redis:
+//! a client of beamline's own wire format takes `Bytes`, and a [`resp::Command`] is not
+//! one, not even through the `.into()` a compiler hint would suggest.
+//!
+//! ```compile_fail,E0277
+//! use beamline::Client;
+//! use beamline::resp::Command;
+//! use bytes::Bytes;
+//!
+//! async fn forgot_resp(client: Client<Bytes, Bytes>) {
+//!     let _ = client.call(Command::new("GET").arg("k").into()).await;
+//! }
+//! ```
+//!
 //! **A pool** of multiplexed connections: up to 4, each taking 64 calls at once, the
 //! least-loaded first; a call waits at most 1 s for one.
 //!
