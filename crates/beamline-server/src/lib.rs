@@ -172,6 +172,7 @@ mod error;
 mod handle;
 mod limits;
 mod listen;
+pub mod proxy;
 mod server;
 mod stats;
 
@@ -184,6 +185,7 @@ pub use error::{ResumeError, ShutdownError, StartError, SuspendError};
 pub use handle::{DrainReport, ServerHandle, ServerState};
 pub use limits::Overload;
 pub use listen::ListenAddr;
+pub use proxy::{Cidr, CidrError, ProxyError, ProxyHeader, ProxyProtocol, ProxyVersion};
 pub use server::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_READ_BUFFER,
     DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, Server,

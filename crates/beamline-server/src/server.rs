@@ -20,6 +20,7 @@ use crate::error::StartError;
 use crate::handle::ServerHandle;
 use crate::limits::{DEFAULT_IP_PREFIX_V6, Limits, Overload};
 use crate::listen::{self, Bound, ListenAddr, ListenSpec, SocketOptions};
+use crate::proxy::{Cidr, ProxyProtocol};
 use crate::stats::Stats;
 
 /// The default [`max_connections`](Server::max_connections).
@@ -55,6 +56,8 @@ pub const DEFAULT_MAX_READ_BUFFER: usize = 1 << 20;
 /// | [`lifetime`](Self::lifetime) | none |
 /// | [`read_buffer`](Self::read_buffer) | 8 KiB |
 /// | [`max_read_buffer`](Self::max_read_buffer) | 1 MiB |
+/// | [`proxy_protocol`](Self::proxy_protocol) | [`ProxyProtocol::Off`] on every listener |
+/// | [`proxy_protocol_from`](Self::proxy_protocol_from) | any source (for `Required`) |
 ///
 /// # Examples
 /// ```no_run
@@ -85,6 +88,13 @@ pub struct Server {
     per_ip: Option<u32>,
     prefix_v6: u8,
     conn: ConnConfig,
+    /// The sources trusted to send PROXY headers; empty: any.
+    proxy_from: Vec<Cidr>,
+    /// The listeners the last `bind*` / `listen_fds` call added: what `proxy_protocol`
+    /// applies to.
+    last_added: std::ops::Range<usize>,
+    /// A `proxy_protocol` call with no listener before it, reported at start.
+    proxy_misplaced: bool,
 }
 
 impl Default for Server {
@@ -110,6 +120,9 @@ impl Default for Server {
                 read_buffer: 8 * 1024,
                 max_read_buffer: DEFAULT_MAX_READ_BUFFER,
             },
+            proxy_from: Vec::new(),
+            last_added: 0..0,
+            proxy_misplaced: false,
         }
     }
 }
@@ -122,11 +135,13 @@ impl Server {
 
     /// Listens for plain TCP on `addr` (port 0: the OS picks one; read it back from
     /// [`ServerHandle::local_addrs`]). May be called several times.
-    pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.listen.push(ListenSpec {
-            addr: ListenAddr::Tcp(addr),
-            tls: None,
-        });
+    pub fn bind(self, addr: SocketAddr) -> Self {
+        self.add(ListenSpec::new(ListenAddr::Tcp(addr), None))
+    }
+
+    pub(crate) fn add(mut self, spec: ListenSpec) -> Self {
+        self.listen.push(spec);
+        self.last_added = self.listen.len() - 1..self.listen.len();
         self
     }
 
@@ -134,21 +149,65 @@ impl Server {
     /// `rustls::ServerConfig::builder_with_provider`; set `alpn_protocols` there to offer
     /// ALPN). The handshake runs in the connection's own process, under
     /// [`handshake_timeout`](Self::handshake_timeout).
-    pub fn bind_tls(mut self, addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> Self {
-        self.listen.push(ListenSpec {
-            addr: ListenAddr::Tls(addr),
-            tls: Some(TlsAcceptor::from(config)),
-        });
-        self
+    pub fn bind_tls(self, addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> Self {
+        let tls = Some(TlsAcceptor::from(config));
+        self.add(ListenSpec::new(ListenAddr::Tls(addr), tls))
     }
 
     /// Listens on a Unix domain socket at `path`, which must not exist; it is removed when
     /// the listener closes (suspend, shutdown, or dropping the handle).
-    pub fn bind_unix(mut self, path: impl Into<PathBuf>) -> Self {
-        self.listen.push(ListenSpec {
-            addr: ListenAddr::Unix(path.into()),
-            tls: None,
-        });
+    pub fn bind_unix(self, path: impl Into<PathBuf>) -> Self {
+        self.add(ListenSpec::new(ListenAddr::Unix(path.into()), None))
+    }
+
+    /// Whether the listener(s) added by the call just before — one address for
+    /// [`bind`](Self::bind), [`bind_tls`](Self::bind_tls) or [`bind_unix`](Self::bind_unix),
+    /// every adopted socket for [`listen_fds`](Self::listen_fds) — read a PROXY protocol
+    /// header (v1 or v2) before anything else. Default [`ProxyProtocol::Off`].
+    ///
+    /// The header is read in the connection's own process under the
+    /// [`handshake_timeout`](Self::handshake_timeout), peeked so that nothing after it is
+    /// consumed (for TLS, before the handshake). The client address it carries becomes the
+    /// connection's [`peer`](crate::ConnInfo::peer): the per-IP cap counts it and the
+    /// tracing events show it; the balancer's address is [`via`](crate::ConnInfo::via). A
+    /// missing, malformed, late or untrusted header under `Required` closes the connection
+    /// (see [`ProxyError`](crate::ProxyError)).
+    ///
+    /// ```no_run
+    /// use beamline_server::{ProxyProtocol, Server};
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::new()
+    ///     .bind("0.0.0.0:6380".parse()?)
+    ///     .proxy_protocol(ProxyProtocol::Required) // for 0.0.0.0:6380
+    ///     .proxy_protocol_from(["10.0.0.0/8".parse()?])
+    ///     .bind("127.0.0.1:6381".parse()?) // direct clients, no header
+    ///     .serve(|conn| async move {
+    ///         println!("{} via {:?}", conn.peer(), conn.info().via());
+    ///         Ok(())
+    ///     })?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Called before any listener was added, it is reported by `start` as
+    /// [`StartError::Invalid`].
+    pub fn proxy_protocol(mut self, mode: ProxyProtocol) -> Self {
+        if self.last_added.is_empty() {
+            self.proxy_misplaced = true;
+        }
+        for spec in &mut self.listen[self.last_added.clone()] {
+            spec.proxy = mode;
+        }
+        self
+    }
+
+    /// The only sources that may send PROXY headers: a connection on a PROXY listener from
+    /// any other address is refused ([`ProxyError::Untrusted`](crate::ProxyError::Untrusted))
+    /// under `Required`, and under `Optional` refused if it sends a header, served as it
+    /// is if not. Required with [`ProxyProtocol::Optional`] (anyone could claim any
+    /// address otherwise). Default: any source, for `Required` listeners only the balancer
+    /// should reach.
+    pub fn proxy_protocol_from(mut self, sources: impl IntoIterator<Item = Cidr>) -> Self {
+        self.proxy_from.extend(sources);
         self
     }
 
@@ -340,6 +399,22 @@ impl Server {
         if self.conn.max_read_buffer == 0 {
             return invalid("max_read_buffer", "must be at least 1 byte");
         }
+        if self.proxy_misplaced {
+            return invalid(
+                "proxy_protocol",
+                "applies to the listener added just before it; none was",
+            );
+        }
+        let optional = self
+            .listen
+            .iter()
+            .any(|s| s.proxy == ProxyProtocol::Optional);
+        if optional && self.proxy_from.is_empty() {
+            return invalid(
+                "proxy_protocol",
+                "Optional needs proxy_protocol_from: otherwise any client could claim any address",
+            );
+        }
         Ok(())
     }
 
@@ -375,6 +450,7 @@ impl Server {
                 ),
                 stats: stats.clone(),
                 sup: sup.clone(),
+                proxy_from: self.proxy_from.into_boxed_slice(),
             }),
             count,
             options: self.socket,
@@ -404,6 +480,7 @@ impl fmt::Debug for Server {
             .field("per_ip", &self.per_ip)
             .field("prefix_v6", &self.prefix_v6)
             .field("conn", &self.conn)
+            .field("proxy_from", &self.proxy_from)
             .finish()
     }
 }
