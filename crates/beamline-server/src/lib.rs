@@ -163,19 +163,21 @@
 //! # Ok(()) }
 //! ```
 
-#![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod acceptor;
+mod activation;
 mod conn;
 mod error;
 mod handle;
 mod limits;
 mod listen;
+mod notify;
 pub mod proxy;
 mod server;
 mod stats;
 
+pub use activation::{ActivationError, ListenFds};
 pub use beamline_process::{ExitReason, Info, ProcessId};
 pub use conn::{
     Conn, ConnError, ConnInfo, Connection, Endpoint, Flow, Handler, ShutdownSignal, Stream,
@@ -185,6 +187,7 @@ pub use error::{ResumeError, ShutdownError, StartError, SuspendError};
 pub use handle::{DrainReport, ServerHandle, ServerState};
 pub use limits::Overload;
 pub use listen::ListenAddr;
+pub use notify::{Notifier, NotifyError};
 pub use proxy::{Cidr, CidrError, ProxyError, ProxyHeader, ProxyProtocol, ProxyVersion};
 pub use server::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_READ_BUFFER,

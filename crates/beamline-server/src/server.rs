@@ -80,7 +80,7 @@ pub const DEFAULT_MAX_READ_BUFFER: usize = 1 << 20;
 /// ```
 #[derive(Clone)]
 pub struct Server {
-    listen: Vec<ListenSpec>,
+    pub(crate) listen: Vec<ListenSpec>,
     acceptors: Option<usize>,
     socket: SocketOptions,
     max_connections: usize,
@@ -92,9 +92,11 @@ pub struct Server {
     proxy_from: Vec<Cidr>,
     /// The listeners the last `bind*` / `listen_fds` call added: what `proxy_protocol`
     /// applies to.
-    last_added: std::ops::Range<usize>,
+    pub(crate) last_added: Vec<usize>,
     /// A `proxy_protocol` call with no listener before it, reported at start.
     proxy_misplaced: bool,
+    /// A socket handed over as TLS that no `bind_tls` stands for, reported at start.
+    pub(crate) inherited_error: Option<ListenAddr>,
 }
 
 impl Default for Server {
@@ -121,8 +123,9 @@ impl Default for Server {
                 max_read_buffer: DEFAULT_MAX_READ_BUFFER,
             },
             proxy_from: Vec::new(),
-            last_added: 0..0,
+            last_added: Vec::new(),
             proxy_misplaced: false,
+            inherited_error: None,
         }
     }
 }
@@ -141,7 +144,7 @@ impl Server {
 
     pub(crate) fn add(mut self, spec: ListenSpec) -> Self {
         self.listen.push(spec);
-        self.last_added = self.listen.len() - 1..self.listen.len();
+        self.last_added = vec![self.listen.len() - 1];
         self
     }
 
@@ -194,8 +197,10 @@ impl Server {
         if self.last_added.is_empty() {
             self.proxy_misplaced = true;
         }
-        for spec in &mut self.listen[self.last_added.clone()] {
-            spec.proxy = mode;
+        for &index in &self.last_added {
+            if let Some(spec) = self.listen.get_mut(index) {
+                spec.proxy = mode;
+            }
         }
         self
     }
@@ -398,6 +403,12 @@ impl Server {
         }
         if self.conn.max_read_buffer == 0 {
             return invalid("max_read_buffer", "must be at least 1 byte");
+        }
+        if let Some(addr) = &self.inherited_error {
+            return Err(StartError::Inherited {
+                addr: addr.clone(),
+                reason: "handed over as TLS, and no bind_tls of this address gives its config",
+            });
         }
         if self.proxy_misplaced {
             return invalid(
