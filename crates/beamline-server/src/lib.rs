@@ -176,6 +176,7 @@ mod notify;
 pub mod proxy;
 mod server;
 mod stats;
+pub mod upgrade;
 
 pub use activation::{ActivationError, ListenFds};
 pub use beamline_process::{ExitReason, Info, ProcessId};
@@ -194,3 +195,4 @@ pub use server::{
     DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, Server,
 };
 pub use stats::ServerStats;
+pub use upgrade::{Predecessor, Successor, UpgradeError, UpgradeListener};

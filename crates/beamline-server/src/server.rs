@@ -468,15 +468,14 @@ impl Server {
             runtime,
         };
         let tasks = pool.spawn(&bound);
-        let specs: Vec<ListenSpec> = bound.into_iter().map(|b| b.spec).collect();
         tracing::info!(
-            addrs = ?specs.iter().map(|s| &s.addr).collect::<Vec<_>>(),
+            addrs = ?bound.iter().map(|b| &b.spec.addr).collect::<Vec<_>>(),
             acceptors = count,
             max_connections = self.max_connections,
             overload = ?self.overload,
             "server started"
         );
-        Ok(ServerHandle::new(tasks, specs, Box::new(pool), stats, sup))
+        Ok(ServerHandle::new(tasks, bound, Box::new(pool), stats, sup))
     }
 }
 
