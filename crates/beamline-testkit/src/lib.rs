@@ -2,20 +2,24 @@
 //!
 //! - [`RedisServer`]: a real `redis-server` on a free loopback port, killed on drop, that
 //!   can be stopped and restarted on the same port to test reconnects.
+//! - [`Haproxy`]: a real HAProxy in TCP mode in front of a server under test, one frontend
+//!   per `server` line option (`send-proxy`, `send-proxy-v2`), killed on drop.
 //! - [`free_port`]: a loopback port nothing listens on right now.
 //! - [`open_fds`]: how many file descriptors this process holds, to prove nothing leaked.
 //! - [`Rng`]: a small seeded generator, so a randomized test replays from its seed.
 //! - [`TestPki`]: a CA made at test time, leaf certificates it signs, and
 //!   rustls client/server configs built on the ring provider.
 //!
-//! A missing `redis-server` is a test failure whose message is the command that installs
-//! it: a real-peer test is never skipped silently.
+//! A missing `redis-server` or `haproxy` is a test failure whose message is the command
+//! that installs it: a real-peer test is never skipped silently.
 
 #![forbid(unsafe_code)]
 
+mod haproxy;
 mod redis;
 mod tls;
 
+pub use haproxy::Haproxy;
 pub use redis::RedisServer;
 pub use tls::TestPki;
 
@@ -46,6 +50,13 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .unwrap_or_else(|e| panic!("cannot read /proc/self/fd: {e}"))
         .count()
+}
+
+/// A number no other call in this process returns: for private file names.
+pub(crate) fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A small deterministic generator (xorshift64) for randomized tests: the same seed gives
