@@ -1,6 +1,7 @@
 //! Real prerequisites, checked up front.
 //!
-//! Tests run against real peers (redis-server, redis-cli, redis-benchmark, openssl). A
+//! Tests run against real peers (redis-server, redis-cli, redis-benchmark, openssl,
+//! haproxy, systemd-socket-activate). A
 //! missing peer is never a silent skip: when it is missing xtask installs it if it can
 //! (root, with apt-get), and otherwise stops with the exact command to run.
 
@@ -37,6 +38,16 @@ pub(crate) const SYSTEM: &[Prereq] = &[
         program: "openssl",
         package: "openssl",
         needed_for: "TLS tests that cross-check certificates with a real TLS peer",
+    },
+    Prereq {
+        program: "haproxy",
+        package: "haproxy",
+        needed_for: "the kv example behind a real balancer sending PROXY protocol headers",
+    },
+    Prereq {
+        program: "systemd-socket-activate",
+        package: "systemd",
+        needed_for: "socket activation: the server and the echo example on inherited sockets",
     },
 ];
 
@@ -189,7 +200,16 @@ mod tests {
     fn missing_lists_only_absent_programs() {
         let absent = missing(SYSTEM, |p| p == "openssl");
         let names: Vec<_> = absent.iter().map(|p| p.program).collect();
-        assert_eq!(names, ["redis-server", "redis-cli", "redis-benchmark"]);
+        assert_eq!(
+            names,
+            [
+                "redis-server",
+                "redis-cli",
+                "redis-benchmark",
+                "haproxy",
+                "systemd-socket-activate"
+            ]
+        );
     }
 
     #[test]
@@ -197,7 +217,7 @@ mod tests {
         let absent = missing(SYSTEM, |_| false);
         assert_eq!(
             packages(&absent),
-            ["redis-server", "redis-tools", "openssl"]
+            ["redis-server", "redis-tools", "openssl", "haproxy", "systemd"]
         );
     }
 
