@@ -217,7 +217,13 @@ mod tests {
         let absent = missing(SYSTEM, |_| false);
         assert_eq!(
             packages(&absent),
-            ["redis-server", "redis-tools", "openssl", "haproxy", "systemd"]
+            [
+                "redis-server",
+                "redis-tools",
+                "openssl",
+                "haproxy",
+                "systemd"
+            ]
         );
     }
 
