@@ -120,6 +120,8 @@ impl ListenFds {
                     for listener in listeners {
                         let _ = listener.socket.into_raw_fd();
                     }
+                    // Nothing is owned any more: a later call may take them.
+                    TAKEN.store(false, SeqCst);
                     return Err(error);
                 }
             }
