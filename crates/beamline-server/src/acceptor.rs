@@ -166,7 +166,10 @@ async fn accept_loop<S: Service>(listener: Arc<Listener>, shared: Arc<Shared<S>>
                     tracing::info!(acceptor, errors, "accepting again after accept errors");
                 }
                 shared.stats.accepted();
-                let ip = peer.ip().map(|addr| addr.ip());
+                // Behind a PROXY header, the client's address is known only once the
+                // connection's process has read it: the per-IP cap is applied there.
+                let proxy = listener.proxy();
+                let ip = peer.ip().map(|addr| addr.ip()).filter(|_| !proxy.is_on());
                 match shared.limits.admit(reserved.take(), ip) {
                     Ok(admission) => spawn_connection(
                         &shared,
@@ -175,6 +178,7 @@ async fn accept_loop<S: Service>(listener: Arc<Listener>, shared: Arc<Shared<S>>
                             peer,
                             local,
                             admission,
+                            proxy,
                         },
                     ),
                     Err(refusal) => {

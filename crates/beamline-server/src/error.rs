@@ -33,6 +33,15 @@ pub enum StartError {
         /// The OS error.
         source: io::Error,
     },
+    /// A socket handed to this process ([`Server::listen_fds`](crate::Server::listen_fds))
+    /// cannot be served as given.
+    #[error("cannot serve the socket handed over for {addr}: {reason}")]
+    Inherited {
+        /// Its address.
+        addr: ListenAddr,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 /// Why [`ServerHandle::suspend`](crate::ServerHandle::suspend) did nothing.

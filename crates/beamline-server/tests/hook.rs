@@ -106,3 +106,35 @@ async fn a_panicking_hook_is_caught_and_the_server_goes_on() {
     stats_until(&server, |s| s.closed == 1).await;
     assert_balanced(&server.stats());
 }
+
+/// Behind a balancer the hook is told the client the PROXY header named (and the balancer
+/// as `via`), the same peer the handler and the events see.
+#[tokio::test]
+async fn behind_a_balancer_the_hook_sees_the_client_the_header_named() {
+    use beamline_server::{ProxyHeader, ProxyProtocol, ProxyVersion};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let server = Server::new()
+        .bind(localhost())
+        .proxy_protocol(ProxyProtocol::Required)
+        .on_connection_error(move |info, _| {
+            let via = info.via().map(ToString::to_string);
+            log.lock().unwrap().push((info.peer().to_string(), via));
+        })
+        .serve(fragile)
+        .unwrap();
+    let mut header = Vec::new();
+    ProxyHeader::new(
+        ProxyVersion::V2,
+        "192.0.2.7:4242".parse().unwrap(),
+        "10.0.0.1:6380".parse().unwrap(),
+    )
+    .encode(&mut header);
+    let (_failing, balancer) = send(&server, &[&header[..], b"fail"].concat()).await;
+    stats_until(&server, |s| s.errored == 1).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [("192.0.2.7:4242".to_owned(), Some(balancer.to_string()))]
+    );
+}

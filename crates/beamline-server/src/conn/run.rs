@@ -16,9 +16,11 @@ use pin_project::pin_project;
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsAcceptor;
 
+use super::proxied::proxied_body;
 use super::tls::tls_body;
-use super::{ConnInfo, ConnState, Endpoint, Io, Stream, TlsInfo, Transport};
+use super::{ConnInfo, ConnState, Endpoint, Io, ProxyInfo, Stream, TlsInfo, Transport};
 use crate::limits::{Admission, Limits};
+use crate::proxy::{Cidr, ProxyProtocol};
 use crate::stats::{Outcome, Stats, Stopping};
 
 pub(crate) use super::service::{FnService, HandlerService, Service};
@@ -47,6 +49,8 @@ pub(crate) struct Accepted {
     pub(crate) peer: Endpoint,
     pub(crate) local: Endpoint,
     pub(crate) admission: Admission,
+    /// Whether the connection starts with a PROXY header (its listener's setting).
+    pub(crate) proxy: ProxyProtocol,
 }
 
 /// What [`Server::on_connection_error`](crate::Server::on_connection_error) calls.
@@ -60,6 +64,8 @@ pub(crate) struct Shared<S> {
     pub(crate) stats: Arc<Stats>,
     pub(crate) sup: DynamicSupervisor,
     pub(crate) on_error: Option<ConnHook>,
+    /// The sources trusted to send PROXY headers; empty: any.
+    pub(crate) proxy_from: Box<[Cidr]>,
 }
 
 /// Why a connection ended: the `reason` of its "connection closed" event.
@@ -87,6 +93,12 @@ pub(crate) enum Close {
     HandshakeFailed,
     /// The TLS handshake did not finish in time.
     HandshakeTimeout,
+    /// The PROXY header was refused (a [`ProxyError`](crate::ProxyError)).
+    ProxyFailed,
+    /// No whole PROXY header within the handshake timeout.
+    ProxyTimeout,
+    /// Over the per-IP cap, by the address its PROXY header carried.
+    PerIp,
     /// Killed: at a drain's deadline, by a dropped handle, or by another process.
     Killed,
 }
@@ -106,6 +118,9 @@ impl Close {
             Self::Panic => "panic",
             Self::HandshakeFailed => "handshake_failed",
             Self::HandshakeTimeout => "handshake_timeout",
+            Self::ProxyFailed => "proxy_header_failed",
+            Self::ProxyTimeout => "proxy_header_timeout",
+            Self::PerIp => "per_ip",
             Self::Killed => match stopping {
                 Stopping::Draining => "drain_deadline",
                 Stopping::Dropped => "server_dropped",
@@ -135,13 +150,16 @@ pub(crate) enum End {
 /// Its drop emits the connection's one "connection closed" event.
 pub(crate) struct Guard {
     state: Arc<ConnState>,
-    _admission: Admission,
+    /// Its places under the limits, freed when it drops.
+    pub(crate) admission: Admission,
     outcome: Outcome,
     close: Close,
     /// The error or panic message, for the event.
     detail: Option<Box<str>>,
     id: u64,
-    peer: Endpoint,
+    pub(crate) peer: Endpoint,
+    /// The balancer's address, when a PROXY header named the peer.
+    pub(crate) via: Option<Box<Endpoint>>,
     /// The user's hook and what it is told; boxed, so a server without one carries a
     /// pointer per connection.
     hook: Option<Box<Hooked>>,
@@ -156,6 +174,11 @@ struct Hooked {
 }
 
 impl Guard {
+    /// The connection's id (its process id), as in its events.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Records how the connection ended.
     pub(crate) fn end(&mut self, outcome: Outcome, close: Close) {
         self.outcome = outcome;
@@ -214,14 +237,15 @@ impl Drop for Guard {
         let reason = close.name(stats.stopping());
         let (id, peer) = (self.id, &self.peer);
         let error = self.detail.as_deref().map(tracing::field::display);
+        let via = self.via.as_deref().map(tracing::field::display);
         match (close, stats.stopping()) {
             (Close::Panic, _) => {
-                tracing::error!(conn_id = id, %peer, %reason, error, "connection closed");
+                tracing::error!(conn_id = id, %peer, via, %reason, error, "connection closed");
             }
             (Close::Error, _) | (Close::Killed, Stopping::No | Stopping::Draining) => {
-                tracing::warn!(conn_id = id, %peer, %reason, error, "connection closed");
+                tracing::warn!(conn_id = id, %peer, via, %reason, error, "connection closed");
             }
-            _ => tracing::debug!(conn_id = id, %peer, %reason, error, "connection closed"),
+            _ => tracing::debug!(conn_id = id, %peer, via, %reason, error, "connection closed"),
         }
         if let Some(hooked) = &mut self.hook
             && let Some(failure) = Guard::failure(self.outcome, stats.stopping(), &mut hooked.exit)
@@ -256,6 +280,7 @@ pub(crate) fn child_spec<S: Service>(
             peer,
             local,
             admission,
+            proxy,
         } = accepted;
         let id = ctx.id().as_u64();
         let transport = match io {
@@ -271,6 +296,7 @@ pub(crate) fn child_spec<S: Service>(
                 peer: peer.clone(),
                 local: local.clone(),
                 tls: None,
+                proxy: None,
             };
             Box::new(Hooked {
                 hook: hook.clone(),
@@ -280,20 +306,26 @@ pub(crate) fn child_spec<S: Service>(
         });
         let guard = Guard {
             state: state.clone(),
-            _admission: admission,
+            admission,
             outcome: Outcome::Killed,
             close: Close::Killed,
             detail: None,
             id,
             peer: peer.clone(),
             hook,
+            via: None,
         };
         let setup = Setup {
             peer,
             local,
             state,
             guard,
+            proxy: None,
         };
+        if proxy.is_on() {
+            // Boxed, like a TLS handshake: the header is read before anything else.
+            return Body::Handshaking(Box::pin(proxied_body(ctx, io, proxy, setup, shared)));
+        }
         match io {
             AcceptedIo::Tcp(tcp) => Body::Ready(setup.serve(ctx, Io::Tcp(tcp), None, &shared)),
             AcceptedIo::Unix(unix) => Body::Ready(setup.serve(ctx, Io::Unix(unix), None, &shared)),
@@ -309,10 +341,12 @@ pub(crate) fn child_spec<S: Service>(
 
 /// What a connection has between `accept()` and the start of its handler.
 pub(crate) struct Setup {
-    peer: Endpoint,
+    pub(crate) peer: Endpoint,
     local: Endpoint,
     state: Arc<ConnState>,
     pub(crate) guard: Guard,
+    /// What a PROXY header said, and the balancer's address.
+    pub(crate) proxy: Option<Box<ProxyInfo>>,
 }
 
 impl Setup {
@@ -333,6 +367,9 @@ impl Setup {
         };
         if let Some(hooked) = &mut self.guard.hook {
             hooked.info.tls.clone_from(&tls);
+            // Behind a balancer, the hook is told the client a PROXY header named.
+            hooked.info.peer.clone_from(&self.peer);
+            hooked.info.proxy.clone_from(&self.proxy);
         }
         let info = ConnInfo {
             id: ctx.id(),
@@ -340,6 +377,7 @@ impl Setup {
             peer: self.peer,
             local: self.local,
             tls,
+            proxy: self.proxy,
         };
         let stream = Stream::new(io, self.state, shared.config.send_timeout);
         let built = catch_unwind(AssertUnwindSafe(|| {
