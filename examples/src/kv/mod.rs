@@ -36,7 +36,9 @@
 //!   every [`sweep_interval`](KvConfig::sweep_interval) frees expired keys nobody reads,
 //!   a bounded number per shard at a time.
 //! - **Graceful stop**: [`KvServer::shutdown`] stops accepting, lets every connection finish
-//!   the batch it is answering, then closes it (within the drain deadline).
+//!   the batch it is answering, then closes it when it has been quiet for 100 ms (a request
+//!   already on its way is answered, not met with a closed socket), or after 1 s at its
+//!   first pause (within the drain deadline).
 //!
 //! # Example
 //!
