@@ -86,12 +86,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod action;
 mod fault;
 mod jitter;
 mod proxy;
 mod schedule;
 mod shaper;
 
+pub use action::Action;
 pub use fault::{Direction, Fault, FaultKind, PartitionMode};
 pub use proxy::{Proxy, ProxyBuilder, ProxyStats, ReopenError};
-pub use schedule::{Action, Schedule, ScheduleError, Step};
+pub use schedule::{Schedule, ScheduleError, Step};

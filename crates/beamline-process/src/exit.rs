@@ -63,14 +63,7 @@ impl ExitReason {
 
     /// Turns a caught panic payload into a reason, keeping the message when it is a string.
     pub(crate) fn from_panic(payload: &(dyn Any + Send)) -> Self {
-        let message: Arc<str> = if let Some(s) = payload.downcast_ref::<&'static str>() {
-            Arc::from(*s)
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            Arc::from(s.as_str())
-        } else {
-            Arc::from("panic with a non-string payload")
-        };
-        Self::Panicked(message)
+        Self::Panicked(crate::unwind::panic_message(payload))
     }
 }
 

@@ -173,4 +173,4 @@ pub use supervisor::{
     RestartIntensityExceeded, Shutdown, ShutdownReport, StartChildError, StartError, StartTimeout,
     Strategy, Supervisor, SupervisorExited, SupervisorMsg, SupervisorSpec, TerminateChildError,
 };
-pub use unwind::{CatchPanic, catch_panic};
+pub use unwind::{CatchPanic, catch_panic, panic_message};

@@ -3,23 +3,21 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use beamline_process::{DynamicSupervisor, DynamicSupervisorConfig, ExitReason};
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::acceptor::spawn_acceptors;
+use crate::acceptor::{AcceptorPool, Acceptors};
 use crate::conn::run::{ConnConfig, ConnHook, FnService, HandlerService, Service, Shared};
 use crate::conn::{ConnInfo, Connection, Handler};
 use crate::error::StartError;
 use crate::handle::ServerHandle;
 use crate::limits::{DEFAULT_IP_PREFIX_V6, Limits, Overload};
-use crate::listen::{self, Bound, ListenAddr, ListenSpec, SocketOptions};
+use crate::listen::{self, ListenAddr, ListenSpec, SocketOptions};
 use crate::proxy::{Cidr, ProxyProtocol};
 use crate::stats::Stats;
 
@@ -541,31 +539,6 @@ impl fmt::Debug for Server {
             .field("on_connection_error", &self.on_error.is_some())
             .field("proxy_from", &self.proxy_from)
             .finish()
-    }
-}
-
-/// What the handle needs from the (generic) acceptor pool to reopen listeners after a
-/// suspend.
-pub(crate) trait Acceptors: Send + Sync {
-    fn bind(&self, spec: &ListenSpec) -> io::Result<Bound>;
-    fn spawn(&self, bound: &[Bound]) -> Vec<JoinHandle<()>>;
-}
-
-struct AcceptorPool<S> {
-    shared: Arc<Shared<S>>,
-    count: usize,
-    options: SocketOptions,
-    runtime: tokio::runtime::Handle,
-}
-
-impl<S: Service> Acceptors for AcceptorPool<S> {
-    fn bind(&self, spec: &ListenSpec) -> io::Result<Bound> {
-        let _entered = self.runtime.enter();
-        listen::bind(spec, self.count, self.options, &self.shared.stats)
-    }
-
-    fn spawn(&self, bound: &[Bound]) -> Vec<JoinHandle<()>> {
-        spawn_acceptors(&self.shared, bound, self.count, &self.runtime)
     }
 }
 
