@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::task::Waker;
 
-use beamline_reconnect::Backoff;
+use beamline_backoff::Backoff;
 use tokio::time::Instant;
 
 use super::{Core, Deadline, Store, Verdict};
