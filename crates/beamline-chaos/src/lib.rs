@@ -20,7 +20,8 @@
 //! - [`Schedule`]: "at t, apply F; at t + d, clear it" as data, run against a proxy and
 //!   awaited beside the test's own traffic.
 //! - The `beamline-chaos` binary: the same proxy from a shell, with faults as flags and
-//!   commands on stdin (`beamline-chaos --help`).
+//!   commands on stdin (`beamline-chaos --help`). It needs the `cli` feature (clap):
+//!   `cargo install beamline-chaos --features cli`; the library itself depends on tokio only.
 //!
 //! # Guarantees
 //! - **Faults look like the real thing.** A reset is an RST (`SO_LINGER` 0), seen as
