@@ -159,7 +159,7 @@ mod supervisor;
 mod unwind;
 
 pub use error::{CallError, CastError, TryCastError};
-pub use exit::ExitReason;
+pub use exit::{ExitReason, panic_message};
 pub use gen_server::{GenServer, serve};
 pub use process::{
     Addr, Cast, Context, DEFAULT_CAPACITY, Event, Exited, Info, MonitorRef, Pid, ProcessId, Recv,
@@ -173,4 +173,4 @@ pub use supervisor::{
     RestartIntensityExceeded, Shutdown, ShutdownReport, StartChildError, StartError, StartTimeout,
     Strategy, Supervisor, SupervisorExited, SupervisorMsg, SupervisorSpec, TerminateChildError,
 };
-pub use unwind::{CatchPanic, catch_panic, panic_message};
+pub use unwind::{CatchPanic, catch_panic};

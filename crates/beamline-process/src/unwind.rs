@@ -1,11 +1,9 @@
 //! [`catch_panic`]: a future's panics as typed exit reasons, for the plain tasks and callbacks
-//! that are not processes; [`panic_message`]: the one way a panic payload becomes text.
+//! that are not processes.
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project::pin_project;
@@ -33,27 +31,6 @@ use crate::exit::ExitReason;
 /// ```
 pub fn catch_panic<F: Future>(future: F) -> CatchPanic<F> {
     CatchPanic(future)
-}
-
-/// The message of a caught panic payload: the text when the panic carried a string (a
-/// `&'static str` or a `String`, as `panic!` makes), otherwise a fixed placeholder. Never fails.
-///
-/// [`ExitReason::Panicked`] carries this message; libraries that catch panics themselves (a
-/// server's connection callbacks) use it so that every panic reads the same.
-///
-/// # Examples
-/// ```
-/// assert_eq!(&*beamline_process::panic_message(&"boom"), "boom");
-/// assert_eq!(&*beamline_process::panic_message(&7_u8), "panic with a non-string payload");
-/// ```
-pub fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        Arc::from(*s)
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        Arc::from(s.as_str())
-    } else {
-        Arc::from("panic with a non-string payload")
-    }
 }
 
 /// The future of [`catch_panic`].

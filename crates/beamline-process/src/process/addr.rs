@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::context::cooperative;
 use super::core::Rejected;
 use super::core::{Core, Process};
 use super::deadline::Deadline;
@@ -281,4 +280,20 @@ impl<M: Send + 'static> fmt::Debug for Cast<'_, M> {
             .field("waiting", &self.waiter.is_some())
             .finish()
     }
+}
+
+/// One poll of a mailbox operation under tokio's cooperative budget, as tokio's own channels
+/// do: when the task has spent its budget, `Pending` (the task is woken at once, after the
+/// others had their turn) before touching the mailbox, so a loop whose casts or receives are
+/// always ready still gives its worker back. A ready outcome consumes one unit.
+pub(super) fn cooperative<T>(
+    cx: &mut TaskContext<'_>,
+    poll: impl FnOnce(&mut TaskContext<'_>) -> Poll<T>,
+) -> Poll<T> {
+    let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+    let polled = poll(cx);
+    if polled.is_ready() {
+        coop.made_progress();
+    }
+    polled
 }

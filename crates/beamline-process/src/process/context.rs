@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
+use super::addr::cooperative;
 use super::core::{Core, Process, Watcher, next_key};
 use super::task::start;
 use super::{Addr, Event, MonitorRef, Pid, ProcessId, SpawnConfig};
@@ -202,22 +203,6 @@ impl<M: Send + 'static> Future for Recv<'_, M> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Event<M>> {
         cooperative(cx, |cx| self.proc.poll_recv(cx).map(Event::from_envelope))
     }
-}
-
-/// One poll of a mailbox operation under tokio's cooperative budget, as tokio's own channels
-/// do: when the task has spent its budget, `Pending` (the task is woken at once, after the
-/// others had their turn) before touching the mailbox, so a loop whose casts or receives are
-/// always ready still gives its worker back. A ready outcome consumes one unit.
-pub(super) fn cooperative<T>(
-    cx: &mut TaskContext<'_>,
-    poll: impl FnOnce(&mut TaskContext<'_>) -> Poll<T>,
-) -> Poll<T> {
-    let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
-    let polled = poll(cx);
-    if polled.is_ready() {
-        coop.made_progress();
-    }
-    polled
 }
 
 impl<M: Send + 'static> fmt::Debug for Recv<'_, M> {
