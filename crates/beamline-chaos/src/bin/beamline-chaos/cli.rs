@@ -12,6 +12,11 @@ use beamline_chaos::{Action, Direction, Fault, FaultKind, PartitionMode};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, ArgMatches, Args, CommandFactory, Parser};
 
+use self::values::{
+    Expected, addr_value, direction_value, duration_value, parse_addr, parse_direction,
+    parse_partition_mode, partition_value, rate_value, seed_value, size_value, slice_value,
+};
+
 /// What `--help` shows after the generated option list.
 const AFTER_HELP: &str = "\
 Each fault applies to the direction named by the last --direction before it (both by
@@ -357,18 +362,6 @@ const FLAGS: [&str; 14] = [
     "--close-after",
 ];
 
-/// What a value parser expected, carried through clap's error back to [`CliError::BadValue`].
-#[derive(Debug)]
-struct Expected(&'static str);
-
-impl fmt::Display for Expected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "expected {}", self.0)
-    }
-}
-
-impl std::error::Error for Expected {}
-
 /// clap's error as ours, naming the flag and the value as the hand-written parser did.
 fn from_clap(error: &clap::Error) -> CliError {
     let context = |kind| match error.get(kind) {
@@ -516,96 +509,6 @@ impl FaultFlags {
     }
 }
 
-/// The value parsers clap calls: the parsers below, their expectation kept for the error.
-fn addr_value(v: &str) -> Result<SocketAddr, Expected> {
-    parse_addr(v).map_err(Expected)
-}
-
-fn seed_value(v: &str) -> Result<u64, Expected> {
-    parse_seed(v).map_err(Expected)
-}
-
-fn direction_value(v: &str) -> Result<Direction, Expected> {
-    parse_direction(v).map_err(Expected)
-}
-
-fn partition_value(v: &str) -> Result<PartitionMode, Expected> {
-    parse_partition_mode(v).map_err(Expected)
-}
-
-fn duration_value(v: &str) -> Result<Duration, Expected> {
-    parse_duration(v).map_err(Expected)
-}
-
-fn size_value(v: &str) -> Result<u64, Expected> {
-    parse_size(v).map_err(Expected)
-}
-
-fn rate_value(v: &str) -> Result<NonZeroU64, Expected> {
-    NonZeroU64::new(parse_size(v).map_err(Expected)?).ok_or(Expected("a rate above 0"))
-}
-
-fn slice_value(v: &str) -> Result<NonZeroUsize, Expected> {
-    let n = usize::try_from(parse_size(v).map_err(Expected)?)
-        .map_err(|_| Expected("a smaller size"))?;
-    NonZeroUsize::new(n).ok_or(Expected("a size above 0"))
-}
-
-fn parse_addr(v: &str) -> Result<SocketAddr, &'static str> {
-    v.parse()
-        .map_err(|_| "an IP:port address such as 127.0.0.1:6379")
-}
-
-fn parse_seed(v: &str) -> Result<u64, &'static str> {
-    v.parse().map_err(|_| "an unsigned 64-bit integer")
-}
-
-fn parse_direction(v: &str) -> Result<Direction, &'static str> {
-    match v {
-        "up" | "upstream" => Ok(Direction::Upstream),
-        "down" | "downstream" => Ok(Direction::Downstream),
-        "both" => Ok(Direction::Both),
-        _ => Err("up, down or both"),
-    }
-}
-
-fn parse_partition_mode(v: &str) -> Result<PartitionMode, &'static str> {
-    match v {
-        "blackhole" => Ok(PartitionMode::Blackhole),
-        "refuse" => Ok(PartitionMode::Refuse),
-        _ => Err("blackhole or refuse"),
-    }
-}
-
-/// `250us`, `50ms`, `2s`, `1m`.
-fn parse_duration(v: &str) -> Result<Duration, &'static str> {
-    const EXPECTED: &str = "a whole number with a unit: us, ms, s or m (e.g. 50ms)";
-    let split = v.find(|c: char| !c.is_ascii_digit()).ok_or(EXPECTED)?;
-    let (digits, unit) = v.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| EXPECTED)?;
-    match unit {
-        "us" => Ok(Duration::from_micros(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs).ok_or(EXPECTED),
-        _ => Err(EXPECTED),
-    }
-}
-
-/// `4096`, `64k` (KiB), `2m` (MiB).
-fn parse_size(v: &str) -> Result<u64, &'static str> {
-    const EXPECTED: &str = "a whole number of bytes, optionally with k or m (e.g. 4096, 64k)";
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (digits, unit) = v.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| EXPECTED)?;
-    let scale: u64 = match unit {
-        "" => 1,
-        "k" | "K" => 1 << 10,
-        "m" | "M" => 1 << 20,
-        _ => return Err(EXPECTED),
-    };
-    n.checked_mul(scale).ok_or(EXPECTED)
-}
-
 #[cfg(test)]
 mod tests;
+mod values;

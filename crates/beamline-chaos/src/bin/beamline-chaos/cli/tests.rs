@@ -1,3 +1,4 @@
+use super::values::{parse_duration, parse_size};
 use super::*;
 
 fn ms(n: u64) -> Duration {
