@@ -1,0 +1,23 @@
+//! One client over many servers (guide written below).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod budget;
+mod core;
+mod endpoint;
+mod health;
+mod load;
+
+pub use budget::{BudgetConfig, BudgetConfigError, RetryBudget};
+pub use core::{
+    Balancer, BalancerConfig, BalancerConfigError, BalancerStats, EndpointId, EndpointState,
+    EndpointStats, NoRetry, Pick, Removed,
+};
+pub use endpoint::{Endpoint, EndpointError, Failure, Readiness};
+pub use health::{
+    ejection_allowed,
+    Admission, Health, HealthConfig, HealthConfigError, HealthSet, HealthState, Outcome, Ticket,
+    Transition,
+};
+pub use load::PeakEwma;
