@@ -3,8 +3,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+#[cfg(feature = "client")]
+mod balanced;
 mod budget;
 mod core;
+#[cfg(feature = "client")]
+pub mod discover;
 mod endpoint;
 mod health;
 mod load;
@@ -21,3 +25,9 @@ pub use health::{
     Transition,
 };
 pub use load::PeakEwma;
+#[cfg(feature = "client")]
+pub use balanced::{
+    BalanceError, Balanced, BalancedBuilder, BalancedStats, MakeEndpoint, StartError,
+};
+#[cfg(feature = "client")]
+pub use discover::{Change, Discovery, Dns, Resolution, Resolver, SystemResolver};

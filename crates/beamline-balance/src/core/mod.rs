@@ -372,10 +372,16 @@ impl<T: fmt::Debug> Balancer<T> {
             if let Some(transition) = entry.health.poll(now) {
                 health::log(&entry.value, transition);
             }
-            if entry.health.admission() == health::Admission::Refused {
+            let admission = entry.health.admission();
+            if admission == health::Admission::Refused {
                 continue;
             }
             match readiness(&entry.value) {
+                // A ready endpoint back from an ejection gets its one probe at once,
+                // whatever its estimate: the probe, not the decay, decides its return.
+                Readiness::Ready if admission == health::Admission::Probe => {
+                    return Some(id.index);
+                }
                 Readiness::Ready => self.ready.push(id.index),
                 Readiness::Connecting => self.connecting.push(id.index),
                 Readiness::Unavailable => {}
