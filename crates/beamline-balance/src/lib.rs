@@ -13,21 +13,20 @@ mod endpoint;
 mod health;
 mod load;
 
+#[cfg(feature = "client")]
+pub use balanced::{
+    BalanceError, Balanced, BalancedBuilder, BalancedStats, MakeEndpoint, StartError,
+};
 pub use budget::{BudgetConfig, BudgetConfigError, RetryBudget};
 pub use core::{
     Balancer, BalancerConfig, BalancerConfigError, BalancerStats, EndpointId, EndpointState,
     EndpointStats, NoRetry, Pick, Removed,
 };
-pub use endpoint::{Endpoint, EndpointError, Failure, Readiness};
-pub use health::{
-    ejection_allowed,
-    Admission, Health, HealthConfig, HealthConfigError, HealthSet, HealthState, Outcome, Ticket,
-    Transition,
-};
-pub use load::PeakEwma;
-#[cfg(feature = "client")]
-pub use balanced::{
-    BalanceError, Balanced, BalancedBuilder, BalancedStats, MakeEndpoint, StartError,
-};
 #[cfg(feature = "client")]
 pub use discover::{Change, Discovery, Dns, Resolution, Resolver, SystemResolver};
+pub use endpoint::{Endpoint, EndpointError, Failure, Readiness};
+pub use health::{
+    Admission, Health, HealthConfig, HealthConfigError, HealthSet, HealthState, Outcome, Ticket,
+    Transition, ejection_allowed,
+};
+pub use load::PeakEwma;

@@ -367,6 +367,8 @@
     allow(rustdoc::broken_intra_doc_links)
 )]
 
+#[cfg(feature = "balance")]
+mod balanced;
 #[cfg(feature = "client")]
 mod client;
 #[cfg(feature = "tower")]
@@ -377,6 +379,9 @@ pub use client::{
     Target, TransportError,
 };
 
+#[cfg(feature = "balance")]
+#[doc(inline)]
+pub use beamline_balance as balance;
 #[cfg(feature = "chaos")]
 #[doc(inline)]
 pub use beamline_chaos as chaos;

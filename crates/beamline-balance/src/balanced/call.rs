@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Balanced, BalanceError, Member, Shared, now, readiness};
+use super::{BalanceError, Balanced, Member, Shared, now, readiness};
 use crate::core::{EndpointId, Pick};
 use crate::endpoint::{Endpoint, EndpointError, Failure};
 use crate::health::Outcome;

@@ -73,7 +73,9 @@ impl<E> fmt::Debug for Member<E> {
 
 impl<E: Endpoint> Member<E> {
     pub(crate) fn readiness(&self) -> Readiness {
-        self.client.get().map_or(Readiness::Unavailable, E::readiness)
+        self.client
+            .get()
+            .map_or(Readiness::Unavailable, E::readiness)
     }
 
     /// Closes its client, if it has one.

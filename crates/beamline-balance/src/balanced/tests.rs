@@ -104,7 +104,12 @@ impl Fleet {
     fn with(addrs: impl IntoIterator<Item = SocketAddr>, latency: Duration) -> Fleet {
         let fleet = Fleet::default();
         for a in addrs {
-            fleet.behaviour(a).latency.lock().map(|mut l| *l = latency).unwrap();
+            fleet
+                .behaviour(a)
+                .latency
+                .lock()
+                .map(|mut l| *l = latency)
+                .unwrap();
         }
         fleet
     }
@@ -189,7 +194,10 @@ async fn p2c_under_paused_time_replays_from_its_seed_and_starves_the_slow_endpoi
     assert_eq!(first, run(7).await, "the same seed, the same choices");
     assert_ne!(first, run(8).await);
     let slow = first.get(&addr(4)).copied().unwrap_or(0);
-    assert!(slow * 100 <= 4000, "20x slower, yet {slow} of 4000: {first:?}");
+    assert!(
+        slow * 100 <= 4000,
+        "20x slower, yet {slow} of 4000: {first:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -203,7 +211,10 @@ async fn an_endpoint_whose_client_is_made_late_takes_requests_at_once() {
     assert_eq!(before.get(&addrs[2]), None, "not made yet: {before:?}");
     tokio::time::sleep(MS * 500).await;
     let after = load(&client, 300, 8).await;
-    assert!(after[&addrs[2]] > 50, "made: a full share at once: {after:?}");
+    assert!(
+        after[&addrs[2]] > 50,
+        "made: a full share at once: {after:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -217,7 +228,10 @@ async fn a_call_with_no_endpoint_waits_within_its_deadline_then_fails_typed() {
         .unwrap();
     let started = Instant::now();
     let err = client.call(1).await.unwrap_err();
-    assert!(matches!(err, BalanceError::NoEndpoint { known: 0, .. }), "{err}");
+    assert!(
+        matches!(err, BalanceError::NoEndpoint { known: 0, .. }),
+        "{err}"
+    );
     assert!(!err.was_sent());
     assert_eq!(started.elapsed(), MS * 300);
     // An endpoint discovered while a call waits serves it.
@@ -263,7 +277,11 @@ async fn a_removed_endpoint_takes_no_new_request_drains_and_is_closed() {
     assert!(fleet.behaviour(addr(1)).closed.load(Ordering::SeqCst));
     let after = load(&client, 200, 8).await;
     assert_eq!(after.get(&addr(1)), None, "{after:?}");
-    assert_eq!(fleet.calls(addr(1)), on_removed, "no new request reached it");
+    assert_eq!(
+        fleet.calls(addr(1)),
+        on_removed,
+        "no new request reached it"
+    );
     assert!(client.stats().endpoint(addr(1)).is_none());
 }
 
@@ -280,7 +298,11 @@ async fn retries_go_to_another_endpoint_within_the_budget() {
         .unwrap();
     tokio::time::sleep(MS).await;
     let answered = load(&client, 500, 4).await;
-    assert_eq!(answered.get(&addrs[0]), None, "every failure was retried elsewhere");
+    assert_eq!(
+        answered.get(&addrs[0]),
+        None,
+        "every failure was retried elsewhere"
+    );
     assert_eq!(answered.values().sum::<u32>(), 500);
     let stats = client.stats();
     assert_eq!(stats.totals.retries as usize, fleet.calls(addrs[0]));
@@ -293,7 +315,10 @@ async fn a_lost_connection_is_retried_only_for_an_idempotent_call() {
     let addrs: Vec<SocketAddr> = (0..2).map(addr).collect();
     let fleet = Fleet::with(addrs.clone(), MS);
     *fleet.behaviour(addrs[0]).fails.lock().unwrap() = Some(Failure::ConnectionLost);
-    fleet.behaviour(addrs[1]).connecting.store(true, Ordering::SeqCst);
+    fleet
+        .behaviour(addrs[1])
+        .connecting
+        .store(true, Ordering::SeqCst);
     let client = Balanced::builder(addrs.clone(), fleet.maker())
         .health(HealthConfig::new().consecutive_failures(1000))
         .start()
@@ -309,7 +334,11 @@ async fn a_lost_connection_is_retried_only_for_an_idempotent_call() {
         let (by, echo) = client.call_idempotent(i).await.expect("retried");
         assert_eq!((by, echo), (addrs[1], i));
     }
-    assert_eq!(fleet.calls(addrs[1]), 20, "only the idempotent calls were retried");
+    assert_eq!(
+        fleet.calls(addrs[1]),
+        20,
+        "only the idempotent calls were retried"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -336,14 +365,20 @@ async fn in_a_total_outage_attempts_stay_within_one_plus_the_budget() {
     let attempts: usize = addrs.iter().map(|a| fleet.calls(*a)).sum();
     let allowed = f64::from(requests) + budget.allowance(u64::from(requests));
     assert_eq!(failed, requests);
-    assert!(attempts as f64 <= allowed, "{attempts} attempts for {requests} requests");
+    assert!(
+        attempts as f64 <= allowed,
+        "{attempts} attempts for {requests} requests"
+    );
     assert_eq!(client.stats().totals.attempts as usize, attempts);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_deadline_ends_a_call_on_a_silent_endpoint_as_maybe_sent() {
     let fleet = Fleet::with([addr(0)], MS);
-    fleet.behaviour(addr(0)).silent.store(true, Ordering::SeqCst);
+    fleet
+        .behaviour(addr(0))
+        .silent
+        .store(true, Ordering::SeqCst);
     let client = Balanced::builder(vec![addr(0)], fleet.maker())
         .timeout(MS * 250)
         .start()
@@ -352,12 +387,22 @@ async fn the_deadline_ends_a_call_on_a_silent_endpoint_as_maybe_sent() {
     let started = Instant::now();
     let err = client.call(1).await.unwrap_err();
     assert!(
-        matches!(err, BalanceError::Timeout { attempts: 1, sent: true, .. }),
+        matches!(
+            err,
+            BalanceError::Timeout {
+                attempts: 1,
+                sent: true,
+                ..
+            }
+        ),
         "{err}"
     );
     assert_eq!(started.elapsed(), MS * 250);
     // The dropped attempt was completed as cancelled: nothing is left in flight.
-    assert_eq!(client.stats().endpoint(addr(0)).map(|s| s.in_flight), Some(0));
+    assert_eq!(
+        client.stats().endpoint(addr(0)).map(|s| s.in_flight),
+        Some(0)
+    );
 }
 
 /// A resolver whose answer the test changes, recording when it was asked.
@@ -409,7 +454,11 @@ async fn dns_changes_are_followed_and_the_minimum_ttl_holds() {
     assert_eq!(active(&client), [addr(0), addr(1)]);
     *resolver.answer.lock().unwrap() = Ok(vec![addr(1), addr(2), addr(3)]);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(active(&client), [addr(0), addr(1)], "the 1 s TTL is below the 5 s minimum");
+    assert_eq!(
+        active(&client),
+        [addr(0), addr(1)],
+        "the 1 s TTL is below the 5 s minimum"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(active(&client), [addr(1), addr(2), addr(3)]);
     // A failed answer keeps the set; the next good one applies.
@@ -441,7 +490,11 @@ async fn clients_are_replaced_after_their_jittered_max_age() {
     let first = fleet.made.lock().unwrap().len();
     assert_eq!(first, 4);
     tokio::time::sleep(age / 2 - MS * 10).await;
-    assert_eq!(fleet.made.lock().unwrap().len(), 4, "none before half the age");
+    assert_eq!(
+        fleet.made.lock().unwrap().len(),
+        4,
+        "none before half the age"
+    );
     tokio::time::sleep(age / 2 + MS * 20).await;
     let made = fleet.made.lock().unwrap().clone();
     assert_eq!(made.len(), 8, "each replaced once: {made:?}");
@@ -457,6 +510,8 @@ async fn clients_are_replaced_after_their_jittered_max_age() {
 }
 
 /// An mpsc receiver as a stream.
-fn tokio_stream<T: Send + 'static>(rx: mpsc::UnboundedReceiver<T>) -> impl futures::Stream<Item = T> + Send {
+fn tokio_stream<T: Send + 'static>(
+    rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|t| (t, rx)) }).boxed()
 }

@@ -10,7 +10,7 @@ use crate::health::{HealthConfig, HealthConfigError};
 /// | setting | default |
 /// |---|---|
 /// | [`decay`](Self::decay) | 10 s: the PeakEWMA's `τ` |
-/// | [`default_rtt`](Self::default_rtt) | 10 ms: the first endpoint's estimate, and the least a failure counts as |
+/// | [`default_rtt`](Self::default_rtt) | 1 ms: the first endpoint's estimate (low on purpose: a slower answer raises an estimate at once, a faster one lowers it only over the decay), and the least a failure counts as |
 /// | [`health`](Self::health) | [`HealthConfig`]'s defaults: 5 failures, 30 s × n, at most half ejected |
 /// | [`budget`](Self::budget) | [`BudgetConfig`]'s defaults: 20% plus 10/s over 10 s |
 /// | [`seed`](Self::seed) | drawn from the OS: set one to replay the choices |
@@ -27,7 +27,7 @@ impl Default for BalancerConfig {
     fn default() -> Self {
         BalancerConfig {
             decay: Duration::from_secs(10),
-            default_rtt: Duration::from_millis(10),
+            default_rtt: Duration::from_millis(1),
             health: HealthConfig::default(),
             budget: BudgetConfig::default(),
             seed: None,
@@ -49,9 +49,10 @@ impl BalancerConfig {
         self
     }
 
-    /// The round-trip estimate of an endpoint added when no other has one (later ones start
-    /// at the mean of the others', so they neither flood nor starve), and the least a
-    /// failure counts as in the estimate.
+    /// The round-trip estimate of an endpoint added when no healthy one has an estimate
+    /// (later ones start at the lowest healthy estimate), and the least a failure counts as.
+    /// Keep it low: an answer slower than the estimate raises it at once, while a faster
+    /// one lowers it only over the [`decay`](Self::decay).
     #[must_use]
     pub fn default_rtt(mut self, rtt: Duration) -> Self {
         self.default_rtt = rtt;

@@ -149,20 +149,12 @@ impl<T: fmt::Debug> Balancer<T> {
         &self.config
     }
 
-    /// Adds an endpoint, healthy, its round-trip estimate the mean of the others' (or the
-    /// default when it is the first).
+    /// Adds an endpoint, healthy, its round-trip estimate the lowest of the healthy ones'
+    /// (or the default when there is none): it neither starves, waiting for an estimate that
+    /// only comes down over the decay, nor floods (the in-flight factor bounds it, and its
+    /// first slow answer raises its estimate at once).
     pub fn insert(&mut self, value: T, now: Instant) -> EndpointId {
-        let estimates: Vec<f64> = self
-            .entries()
-            .filter(|(_, e)| !e.draining)
-            .map(|(_, e)| e.rtt.estimate_ns(now))
-            .collect();
-        let initial = if estimates.is_empty() {
-            self.config.default_rtt
-        } else {
-            let mean = estimates.iter().sum::<f64>() / estimates.len() as f64;
-            Duration::from_nanos(mean.round() as u64)
-        };
+        let initial = self.fresh_estimate(now);
         let entry = Entry {
             value,
             draining: false,
@@ -189,6 +181,16 @@ impl<T: fmt::Debug> Balancer<T> {
             index,
             generation: slot.generation,
         }
+    }
+
+    /// The estimate a fresh endpoint starts from: the lowest of the healthy endpoints'
+    /// estimates now, or the default.
+    fn fresh_estimate(&self, now: Instant) -> Duration {
+        self.entries()
+            .filter(|(_, e)| !e.draining && e.health.state() == health::HealthState::Healthy)
+            .map(|(_, e)| e.rtt.estimate(now))
+            .min()
+            .unwrap_or(self.config.default_rtt)
     }
 
     /// Removes an endpoint: from now on it takes no new request. `None` if `id` is not in
@@ -230,11 +232,7 @@ impl<T: fmt::Debug> Balancer<T> {
     /// Picks the endpoint for a new request (its first attempt), which also earns the retry
     /// budget its deposit. `None` when no endpoint can take it now. `readiness` is asked
     /// about the candidates at this moment.
-    pub fn pick(
-        &mut self,
-        now: Instant,
-        readiness: impl Fn(&T) -> Readiness,
-    ) -> Option<Pick> {
+    pub fn pick(&mut self, now: Instant, readiness: impl Fn(&T) -> Readiness) -> Option<Pick> {
         let index = self.choose(now, &[], readiness)?;
         let pick = self.start(index, now)?;
         self.budget.deposit(now);
@@ -291,7 +289,9 @@ impl<T: fmt::Debug> Balancer<T> {
         entry.in_flight = entry.in_flight.saturating_sub(1);
         let elapsed = now.saturating_duration_since(pick.started);
         match outcome {
-            Outcome::Success | Outcome::Failed(Failure::Rejected) => entry.rtt.observe(elapsed, now),
+            Outcome::Success | Outcome::Failed(Failure::Rejected) => {
+                entry.rtt.observe(elapsed, now)
+            }
             Outcome::Failed(_) => {
                 entry.failures += 1;
                 entry.rtt.penalize(elapsed, default_rtt, now);
@@ -304,12 +304,26 @@ impl<T: fmt::Debug> Balancer<T> {
                 .finish(pick.ticket, outcome, may_eject, config, now);
             if let Some(transition) = transition {
                 health::log(&entry.value, transition);
-                if matches!(transition, Transition::Ejected { .. }) {
-                    entry.ejections += 1;
-                    self.stats.ejections += 1;
+                match transition {
+                    Transition::Ejected { .. } => {
+                        entry.ejections += 1;
+                        self.stats.ejections += 1;
+                    }
+                    Transition::Healthy => {
+                        // Back from an ejection: its failures' penalties are history; it
+                        // starts over like a new endpoint.
+                        let (fresh, decay) = (self.fresh_estimate(now), self.config.decay);
+                        if let Some(entry) = self.entry_mut(pick.id) {
+                            entry.rtt = PeakEwma::new(fresh, decay, now);
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
+        let Some(entry) = self.entry_mut(pick.id) else {
+            return None;
+        };
         if entry.draining && entry.in_flight == 0 {
             return self.take(pick.id);
         }
@@ -487,4 +501,3 @@ impl<T: fmt::Debug> Balancer<T> {
 fn below(rng: &mut SplitMix64, n: u64) -> u64 {
     ((u128::from(rng.next()) * u128::from(n)) >> 64) as u64
 }
-

@@ -18,7 +18,11 @@ fn ready(_: &&str) -> Readiness {
 }
 
 /// Inserts `names` at `now`, returning their ids by name.
-fn fill(b: &mut Balancer<&'static str>, names: &[&'static str], now: Instant) -> HashMap<&'static str, EndpointId> {
+fn fill(
+    b: &mut Balancer<&'static str>,
+    names: &[&'static str],
+    now: Instant,
+) -> HashMap<&'static str, EndpointId> {
     names.iter().map(|n| (*n, b.insert(n, now))).collect()
 }
 
@@ -30,7 +34,13 @@ fn p2c_samples_two_with_the_seeded_generator_and_takes_the_lower_load() {
     let ids = fill(&mut b, &names, t0);
     // Give each endpoint a distinct round-trip estimate: a is the fastest.
     for (i, name) in names.iter().enumerate() {
-        let pick = b.retry(t0, &[], |t| if t == name { Readiness::Ready } else { Readiness::Unavailable });
+        let pick = b.retry(t0, &[], |t| {
+            if t == name {
+                Readiness::Ready
+            } else {
+                Readiness::Unavailable
+            }
+        });
         let pick = pick.expect("the one candidate");
         assert_eq!(pick.id(), ids[name]);
         b.complete(pick, Outcome::Success, t0 + MS * (i as u32 + 1));
@@ -87,7 +97,12 @@ fn the_same_seed_and_inputs_give_the_same_picks() {
 
 /// Simulates `requests` requests, `concurrency` in flight at a time, each taking its
 /// endpoint's round trip; returns how many each endpoint got.
-fn simulate(b: &mut Balancer<&'static str>, rtts: &HashMap<&str, Duration>, requests: usize, concurrency: usize) -> HashMap<&'static str, usize> {
+fn simulate(
+    b: &mut Balancer<&'static str>,
+    rtts: &HashMap<&str, Duration>,
+    requests: usize,
+    concurrency: usize,
+) -> HashMap<&'static str, usize> {
     let t0 = Instant::now();
     let mut now = t0;
     let mut open: Vec<(Instant, Pick)> = Vec::new();
@@ -120,7 +135,10 @@ fn an_endpoint_twenty_times_slower_gets_a_small_share() {
         .collect();
     let counts = simulate(&mut b, &rtts, 20_000, 32);
     let slow = counts.get("slow").copied().unwrap_or(0);
-    assert!(slow * 100 < 20_000, "the slow endpoint got {slow} of 20000: {counts:?}");
+    assert!(
+        slow * 100 < 20_000,
+        "the slow endpoint got {slow} of 20000: {counts:?}"
+    );
     for n in ["a", "b", "c", "d"] {
         assert!(counts[n] > 4_000, "{counts:?}");
     }
@@ -187,7 +205,11 @@ fn a_removed_endpoint_takes_no_new_request_and_drains() {
         b.complete(pick, Outcome::Success, t0);
     }
     let retry = b.retry(t0, &[ids["a"], ids["c"]], ready);
-    assert_eq!(retry, Err(NoRetry::NoEndpoint), "not even a retry goes to it");
+    assert_eq!(
+        retry,
+        Err(NoRetry::NoEndpoint),
+        "not even a retry goes to it"
+    );
     // Its in-flight requests end; the last hands it back.
     let mut returned = Vec::new();
     for pick in held {
@@ -250,17 +272,28 @@ fn the_budget_refuses_retries_past_its_share() {
     }
     assert_eq!(retries, 20);
     let stats = b.stats(t0);
-    assert_eq!((stats.requests, stats.retries, stats.retries_refused), (100, 20, 80));
+    assert_eq!(
+        (stats.requests, stats.retries, stats.retries_refused),
+        (100, 20, 80)
+    );
     assert_eq!(stats.attempts, 120);
 }
 
 #[test]
 fn an_ejected_endpoint_gets_nothing_until_its_one_probe_succeeds() {
     let t0 = Instant::now();
-    let health = HealthConfig::new().consecutive_failures(2).base_ejection(MS * 1000);
+    let health = HealthConfig::new()
+        .consecutive_failures(2)
+        .base_ejection(MS * 1000);
     let mut b = Balancer::new(BalancerConfig::new().seed(2).health(health), t0).unwrap();
     let ids = fill(&mut b, &["a", "b", "c", "bad"], t0);
-    let only_bad = |t: &&str| if *t == "bad" { Readiness::Ready } else { Readiness::Unavailable };
+    let only_bad = |t: &&str| {
+        if *t == "bad" {
+            Readiness::Ready
+        } else {
+            Readiness::Unavailable
+        }
+    };
     // `n` requests from `from`, every one to "bad" failing; returns how many went there.
     let run = |b: &mut Balancer<&'static str>, from: Instant, n: u32| {
         let mut to_bad = 0;
@@ -303,24 +336,53 @@ fn an_ejected_endpoint_gets_nothing_until_its_one_probe_succeeds() {
 }
 
 #[test]
-fn a_new_endpoint_starts_at_the_mean_estimate_of_the_others() {
+fn a_new_or_recovered_endpoint_starts_at_the_lowest_healthy_estimate() {
     let t0 = Instant::now();
-    let mut b = Balancer::new(BalancerConfig::new().seed(4).default_rtt(MS * 7), t0).unwrap();
+    let health = HealthConfig::new()
+        .consecutive_failures(1)
+        .base_ejection(MS * 100);
+    let config = BalancerConfig::new()
+        .seed(4)
+        .default_rtt(MS * 7)
+        .health(health);
+    let mut b = Balancer::new(config, t0).unwrap();
     let a = b.insert("a", t0);
-    let first = b.endpoints(t0, ready)[0].2.rtt;
-    assert_eq!(first, MS * 7);
-    let only_a = |t: &&str| if *t == "a" { Readiness::Ready } else { Readiness::Unavailable };
-    let _b = b.insert("b", t0);
-    let pick = b.pick(t0, only_a).expect("a");
-    assert_eq!(pick.id(), a);
-    b.complete(pick, Outcome::Success, t0 + MS * 21);
-    let later = t0 + MS * 21;
-    let c = b.insert("c", later);
-    let stats = b.endpoints(later, ready);
-    let rtt_of = |id| stats.iter().find(|(i, _, _)| *i == id).map(|(_, _, s)| s.rtt);
-    let mean = (MS * 21 + MS * 7).as_nanos() / 2;
-    let c_rtt = rtt_of(c).expect("c").as_nanos();
-    assert!(c_rtt.abs_diff(mean) < 20_000, "{c_rtt} vs {mean}");
+    let rtt_of = |b: &Balancer<&'static str>, id, now| {
+        b.endpoints(now, ready)
+            .into_iter()
+            .find(|(i, _, _)| *i == id)
+            .map(|(_, _, s)| s.rtt)
+            .expect("in the table")
+    };
+    assert_eq!(rtt_of(&b, a, t0), MS * 7, "the first: the default");
+    let only = |name: &'static str| {
+        move |t: &&str| {
+            if *t == name {
+                Readiness::Ready
+            } else {
+                Readiness::Unavailable
+            }
+        }
+    };
+    let slow = b.insert("slow", t0);
+    let pick = b.pick(t0, only("slow")).expect("slow");
+    b.complete(pick, Outcome::Success, t0 + MS * 30);
+    let now = t0 + MS * 30;
+    let c = b.insert("c", now);
+    assert_eq!(
+        rtt_of(&b, c, now),
+        rtt_of(&b, a, now),
+        "the lowest, not the slow one's"
+    );
+    assert!(rtt_of(&b, slow, now) >= MS * 29);
+    // "a" fails and is ejected: its penalty is forgotten once its probe succeeds.
+    let pick = b.pick(now, only("a")).expect("a");
+    b.complete(pick, Outcome::Failed(Failure::Unreachable), now + MS * 500);
+    let back = now + MS * 700;
+    let probe = b.pick(back, only("a")).expect("the probe");
+    assert!(probe.is_probe());
+    b.complete(probe, Outcome::Success, back);
+    assert_eq!(rtt_of(&b, a, back), rtt_of(&b, c, back));
 }
 
 #[derive(Debug, Clone)]
@@ -345,6 +407,8 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
     /// Whatever happens: no pick goes to a removed endpoint, in-flight counts match the
     /// picks not yet completed, a draining endpoint comes back exactly once, and retries
     /// stay within the budget's allowance.

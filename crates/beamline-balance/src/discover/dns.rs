@@ -201,7 +201,10 @@ enum Answer {
 }
 
 /// The changes that turn `current` into `fresh`: removals first, then insertions.
-pub(crate) fn difference(current: &BTreeSet<SocketAddr>, fresh: &BTreeSet<SocketAddr>) -> Vec<Change> {
+pub(crate) fn difference(
+    current: &BTreeSet<SocketAddr>,
+    fresh: &BTreeSet<SocketAddr>,
+) -> Vec<Change> {
     let removed = current.difference(fresh).copied().map(Change::Remove);
     let added = fresh.difference(current).copied().map(Change::Insert);
     removed.chain(added).collect()

@@ -42,7 +42,12 @@ fn consecutive_failures_eject_for_the_base_then_probing_starts() {
             ejections: 1
         })
     );
-    assert_eq!(h.state(), HealthState::Ejected { until: t0 + SEC * 10 });
+    assert_eq!(
+        h.state(),
+        HealthState::Ejected {
+            until: t0 + SEC * 10
+        }
+    );
     assert_eq!(h.admission(), Admission::Refused);
     assert_eq!(h.poll(t0 + SEC * 9), None);
     assert_eq!(h.poll(t0 + SEC * 10), Some(Transition::Probing));
@@ -105,7 +110,10 @@ fn a_cancelled_probe_frees_the_probe_slot() {
     fail_n(&mut h, 3, t0);
     h.poll(t0 + SEC * 10);
     let probe = h.start().expect("probe");
-    assert_eq!(h.finish(probe, Outcome::Cancelled, true, &config(), t0), None);
+    assert_eq!(
+        h.finish(probe, Outcome::Cancelled, true, &config(), t0),
+        None
+    );
     assert_eq!(h.admission(), Admission::Probe);
 }
 
@@ -146,7 +154,10 @@ fn an_outcome_from_before_a_transition_changes_nothing() {
     fail_n(&mut h, 3, t0);
     h.poll(t0 + SEC * 10);
     // The old request succeeds while the endpoint is probing: not a probe's success.
-    assert_eq!(h.finish(old, Outcome::Success, true, &config(), t0 + SEC * 10), None);
+    assert_eq!(
+        h.finish(old, Outcome::Success, true, &config(), t0 + SEC * 10),
+        None
+    );
     assert_eq!(h.state(), HealthState::Probing);
 }
 
@@ -155,7 +166,10 @@ fn at_most_the_share_is_ejected_and_the_rest_keep_their_load() {
     assert!(ejection_allowed(0, 5, 0.5));
     assert!(ejection_allowed(1, 5, 0.5));
     assert!(!ejection_allowed(2, 5, 0.5));
-    assert!(!ejection_allowed(0, 1, 0.5), "the only endpoint is never ejected at 50%");
+    assert!(
+        !ejection_allowed(0, 1, 0.5),
+        "the only endpoint is never ejected at 50%"
+    );
     assert!(!ejection_allowed(0, 10, 0.0));
     let t0 = Instant::now();
     let mut set = HealthSet::new(config()).unwrap();
@@ -170,8 +184,14 @@ fn at_most_the_share_is_ejected_and_the_rest_keep_their_load() {
         fail(&mut set, node);
         fail(&mut set, node);
     }
-    assert!(matches!(fail(&mut set, 0), Some(Transition::Ejected { .. })));
-    assert!(matches!(fail(&mut set, 1), Some(Transition::Ejected { .. })));
+    assert!(matches!(
+        fail(&mut set, 0),
+        Some(Transition::Ejected { .. })
+    ));
+    assert!(matches!(
+        fail(&mut set, 1),
+        Some(Transition::Ejected { .. })
+    ));
     assert_eq!(fail(&mut set, 2), Some(Transition::EjectionSkipped));
     assert_eq!(set.ejected(), 2);
     assert_eq!(set.state(&2), Some(HealthState::Healthy));
@@ -213,6 +233,8 @@ fn outcome() -> impl Strategy<Value = Outcome> {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
     /// Whatever the outcomes and their timing: an ejected endpoint admits nothing, a probing
     /// one at most one request at a time, and no ejection is longer than the cap.
     #[test]
