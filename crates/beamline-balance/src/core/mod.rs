@@ -321,9 +321,7 @@ impl<T: fmt::Debug> Balancer<T> {
                 }
             }
         }
-        let Some(entry) = self.entry_mut(pick.id) else {
-            return None;
-        };
+        let entry = self.entry_mut(pick.id)?;
         if entry.draining && entry.in_flight == 0 {
             return self.take(pick.id);
         }
