@@ -475,6 +475,15 @@ async fn dns_changes_are_followed_and_the_minimum_ttl_holds() {
     }
 }
 
+#[test]
+fn connections_have_no_max_age_by_default() {
+    let builder = Balanced::builder(vec![addr(0)], Fleet::default().maker());
+    assert!(
+        format!("{builder:?}").contains("max_age: None"),
+        "{builder:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn clients_are_replaced_after_their_jittered_max_age() {
     let addrs: Vec<SocketAddr> = (0..4).map(addr).collect();

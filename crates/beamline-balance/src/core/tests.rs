@@ -395,6 +395,22 @@ enum Op {
     Advance(u64),
 }
 
+#[test]
+fn the_defaults_are_the_production_anchors_figures() {
+    // linkerd's PeakEWMA decay, Envoy's ejection (5 in a row, 30 s x n, at most a share),
+    // Finagle's budget (20% plus 10/s over 10 s).
+    let c = BalancerConfig::new();
+    assert_eq!(c.decay, Duration::from_secs(10));
+    assert_eq!(c.health.consecutive_failures, 5);
+    assert_eq!(c.health.base_ejection, Duration::from_secs(30));
+    assert_eq!(c.health.max_ejected_share, 0.5);
+    let finagle = BudgetConfig::new()
+        .ratio(0.2)
+        .min_per_sec(10)
+        .window(Duration::from_secs(10));
+    assert_eq!(c.budget, finagle);
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         1 => Just(Op::Insert),

@@ -32,16 +32,18 @@ impl Seen {
 }
 
 /// A beamline-server answering beamline's wire format with each request's own bytes after
-/// `delay`, on a fixed address it can be killed on and restarted on.
+/// `delay` (or, `rejecting`, a typed error carrying them), on a fixed address it can be
+/// killed on and restarted on.
 pub struct Backend {
     handle: Option<ServerHandle>,
     addr: SocketAddr,
     delay: Duration,
+    rejecting: bool,
     pub seen: Arc<Seen>,
 }
 
 impl Backend {
-    fn serve(addr: SocketAddr, seen: &Arc<Seen>, delay: Duration) -> ServerHandle {
+    fn serve(addr: SocketAddr, seen: &Arc<Seen>, delay: Duration, rejecting: bool) -> ServerHandle {
         let seen = Arc::clone(seen);
         Server::new()
             .bind(addr)
@@ -53,7 +55,7 @@ impl Backend {
                         seen.payloads.lock().unwrap().push(request.clone());
                         async move {
                             tokio::time::sleep(delay).await;
-                            Ok::<_, Bytes>(request)
+                            if rejecting { Err(request) } else { Ok(request) }
                         }
                     };
                     serve_wire(conn, &ServerConfig::new(), answer)
@@ -65,15 +67,27 @@ impl Backend {
     }
 
     pub fn start(delay: Duration) -> Backend {
+        Backend::start_answering(delay, false)
+    }
+
+    /// A server whose every answer is a typed error (`ClientError::Remote` at the client).
+    pub fn start_answering(delay: Duration, rejecting: bool) -> Backend {
         let seen = Arc::new(Seen::default());
-        let handle = Backend::serve(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), &seen, delay);
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let handle = Backend::serve(any, &seen, delay, rejecting);
         let addr = handle.local_addr().unwrap();
         Backend {
             handle: Some(handle),
             addr,
             delay,
+            rejecting,
             seen,
         }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Kills it: the listener closes and every connection is killed at once.
@@ -83,7 +97,12 @@ impl Backend {
 
     /// A new server on the same address, counting into the same `seen`.
     pub fn restart(&mut self) {
-        self.handle = Some(Backend::serve(self.addr, &self.seen, self.delay));
+        self.handle = Some(Backend::serve(
+            self.addr,
+            &self.seen,
+            self.delay,
+            self.rejecting,
+        ));
     }
 }
 
