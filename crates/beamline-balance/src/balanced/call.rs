@@ -235,6 +235,18 @@ fn no_endpoint<E: Endpoint>(shared: &Shared<E>) -> BalanceError<E::Error> {
     }
 }
 
+/// A first attempt's endpoint, if one can take it now.
+fn try_pick<E: Endpoint>(shared: &Shared<E>) -> Option<(Pick, Arc<Member<E>>)> {
+    let mut table = shared.table();
+    let now = now();
+    let pick = table.core.pick(now, readiness)?;
+    if let Some(member) = table.core.get(pick.id()).cloned() {
+        return Some((pick, member));
+    }
+    let _ = table.core.complete(pick, Outcome::Cancelled, now);
+    None
+}
+
 /// The first attempt's endpoint: picked at once if any can take it, otherwise waited for
 /// (woken by discovery and by clients being made, looking again every [`LOOK_AGAIN`])
 /// until the deadline; at once [`BalanceError::NoEndpoint`] without one.
@@ -248,18 +260,17 @@ async fn first_pick<E: Endpoint>(
                 name: shared.name.clone(),
             });
         }
+        // The common case picks at once, without registering as a waiter (a lock of its
+        // own, taken twice, on every call).
+        if let Some(picked) = try_pick(shared) {
+            return Ok(picked);
+        }
         let changed = shared.changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        {
-            let mut table = shared.table();
-            let now = now();
-            if let Some(pick) = table.core.pick(now, readiness) {
-                if let Some(member) = table.core.get(pick.id()).cloned() {
-                    return Ok((pick, member));
-                }
-                let _ = table.core.complete(pick, Outcome::Cancelled, now);
-            }
+        // A change between the first look and `enable` would be missed: look again.
+        if let Some(picked) = try_pick(shared) {
+            return Ok(picked);
         }
         let gave_up = match deadline {
             None => true,
