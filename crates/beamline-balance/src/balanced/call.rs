@@ -23,11 +23,14 @@ struct Progress {
     sent: bool,
 }
 
-/// A request in flight on one endpoint: completed exactly once, as `Cancelled` if the call
-/// is dropped (its deadline passed, or its caller gave up) before it ends.
+/// A request in flight on one endpoint: completed exactly once. Dropped before it ends: a
+/// [`Failure::Timeout`] of the endpoint if the call's deadline has passed (a silent endpoint
+/// must look slow and be ejected, not be picked again as if nothing happened), otherwise
+/// `Cancelled` (its caller gave up: nothing is known about the endpoint).
 struct InFlight<'a, E: Endpoint> {
     shared: &'a Shared<E>,
     pick: Option<Pick>,
+    deadline: Option<Instant>,
 }
 
 impl<E: Endpoint> InFlight<'_, E> {
@@ -41,7 +44,11 @@ impl<E: Endpoint> InFlight<'_, E> {
 impl<E: Endpoint> Drop for InFlight<'_, E> {
     fn drop(&mut self) {
         if let Some(pick) = self.pick.take() {
-            finish(self.shared, pick, Outcome::Cancelled);
+            let outcome = match self.deadline {
+                Some(deadline) if Instant::now() >= deadline => Outcome::Failed(Failure::Timeout),
+                _ => Outcome::Cancelled,
+            };
+            finish(self.shared, pick, outcome);
         }
     }
 }
@@ -145,6 +152,7 @@ where
         let in_flight = InFlight {
             shared,
             pick: Some(pick),
+            deadline,
         };
         let Some(client) = member.client.get() else {
             // Readiness said it had a client, and a made client is never taken back.

@@ -164,7 +164,8 @@ fn close<E: Endpoint>(shared: &Shared<E>, driver: &tokio::task::AbortHandle) {
 ///   with its own answer or a typed [`BalanceError`] that says whether it may have been
 ///   delivered.
 /// - **A sick endpoint is ejected and probed back**: consecutive failures that count
-///   (connect errors, lost connections, timeouts; not a typed error the server answered)
+///   (connect errors, lost connections, timeouts, the call's deadline passing while the
+///   attempt was on it; not a typed error the server answered)
 ///   eject it for `base × n`; it then takes one request at a time until its probe succeeds;
 ///   never more than the configured share is ejected at once.
 /// - **Retries stay within the budget and never go back**: a request that was not sent, or

@@ -398,11 +398,54 @@ async fn the_deadline_ends_a_call_on_a_silent_endpoint_as_maybe_sent() {
         "{err}"
     );
     assert_eq!(started.elapsed(), MS * 250);
-    // The dropped attempt was completed as cancelled: nothing is left in flight.
-    assert_eq!(
-        client.stats().endpoint(addr(0)).map(|s| s.in_flight),
-        Some(0)
+    // The dropped attempt was completed as a timeout of the endpoint: nothing is left in
+    // flight, and it counts against the endpoint.
+    let stats = client.stats();
+    let endpoint = stats.endpoint(addr(0)).unwrap();
+    assert_eq!((endpoint.in_flight, endpoint.failures), (0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_that_misses_deadlines_is_ejected_and_slowed() {
+    // A silent endpoint (no error, no answer) under a client with no timeout of its own:
+    // only the balancer's deadline tells, and it must count as the endpoint's timeout.
+    let addrs: Vec<SocketAddr> = (0..3).map(addr).collect();
+    let fleet = Fleet::with(addrs.clone(), MS);
+    fleet
+        .behaviour(addrs[0])
+        .silent
+        .store(true, Ordering::SeqCst);
+    let client = Balanced::builder(addrs.clone(), fleet.maker())
+        .seed(9)
+        .timeout(MS * 100)
+        .health(HealthConfig::new().consecutive_failures(1))
+        .start()
+        .unwrap();
+    tokio::time::sleep(MS).await;
+    let mut timeouts = 0;
+    for i in 0..200 {
+        if client.call(i).await.is_err() {
+            timeouts += 1;
+        }
+    }
+    let stats = client.stats();
+    let silent = stats.endpoint(addrs[0]).unwrap();
+    assert!(
+        matches!(silent.state, crate::EndpointState::Ejected { .. }),
+        "{stats:?}"
     );
+    assert_eq!(
+        timeouts, 1,
+        "ejected at its first missed deadline: {stats:?}"
+    );
+    assert_eq!(silent.failures, 1);
+    assert!(
+        silent.rtt >= MS * 90,
+        "seen about as slow as its deadline (decayed since): {stats:?}"
+    );
+    // Ejected: the next call goes elsewhere and is answered at once.
+    let early = tokio::time::timeout(MS * 10, client.call(1000)).await;
+    assert!(early.is_ok(), "the ejected endpoint is not picked");
 }
 
 /// A resolver whose answer the test changes, recording when it was asked.
