@@ -36,6 +36,14 @@ async fn in_a_total_outage_attempts_stay_within_one_plus_the_budget_per_request(
         node.proxy.refuse_new(true).unwrap();
         node.proxy.reset_all();
     }
+    // A request written before its connection read the reset may have been delivered:
+    // the outage is counted from when every client has seen it.
+    wait_for(&client, "every endpoint's client saw the outage", |s| {
+        s.endpoints
+            .iter()
+            .all(|(_, e)| e.state != beamline::balance::EndpointState::Healthy)
+    })
+    .await;
     let before = client.stats().totals;
     let stop = Instant::now() + Duration::from_millis(1500);
     let mut requests = 0u64;
