@@ -7,60 +7,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+use beamline_testkit::TraceCapture;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use beamline_balance::{
     Balanced, BudgetConfig, Endpoint, EndpointError, EndpointState, Failure, HealthConfig,
 };
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
-
-/// Records each event as `level message field=value …`.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<String>>>);
-
-struct Fields(String);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!(" {}={:?}", field.name(), value));
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut fields = Fields(event.metadata().level().to_string());
-        event.record(&mut fields);
-        self.0.lock().unwrap().push(fields.0);
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-impl Capture {
-    /// The events that mention every one of `words`.
-    fn with(&self, words: &[&str]) -> Vec<String> {
-        let events = self.0.lock().unwrap();
-        events
-            .iter()
-            .filter(|e| words.iter().all(|w| e.contains(w)))
-            .cloned()
-            .collect()
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("refused")]
 struct Refused;
@@ -98,7 +53,7 @@ impl Endpoint for Fake {
 
 #[tokio::test(start_paused = true)]
 async fn ejection_probing_recovery_and_retries_are_traced() {
-    let capture = Capture::default();
+    let capture = TraceCapture::default();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let addrs: Vec<SocketAddr> = (0..4)
         .map(|n| SocketAddr::from(([127, 0, 0, 1], 7100 + n)))
@@ -139,7 +94,7 @@ async fn ejection_probing_recovery_and_retries_are_traced() {
         assert!(n < 1000, "never ejected: {:?}", client.stats());
     }
     let ejected = capture.with(&["WARN", "endpoint ejected", &sick.to_string()]);
-    assert_eq!(ejected.len(), 1, "{:?}", capture.0.lock().unwrap());
+    assert_eq!(ejected.len(), 1, "{:?}", capture.events());
     assert!(
         ejected[0].contains("duration=1s") && ejected[0].contains("ejections=1"),
         "{ejected:?}"
@@ -161,12 +116,9 @@ async fn ejection_probing_recovery_and_retries_are_traced() {
         assert!(n < 5000, "never back: {:?}", client.stats());
     }
     let order: Vec<String> = capture
-        .0
-        .lock()
-        .unwrap()
-        .iter()
+        .events()
+        .into_iter()
         .filter(|e| e.contains(&sick.to_string()) && !e.contains("balancer="))
-        .cloned()
         .collect();
     assert_eq!(order.len(), 3, "the health events, in order: {order:?}");
     assert!(order[0].contains("endpoint ejected"), "{order:?}");
@@ -177,7 +129,7 @@ async fn ejection_probing_recovery_and_retries_are_traced() {
 
 #[tokio::test(start_paused = true)]
 async fn a_retry_the_budget_refuses_is_traced() {
-    let capture = Capture::default();
+    let capture = TraceCapture::default();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let addrs: Vec<SocketAddr> = (0..2)
         .map(|n| SocketAddr::from(([127, 0, 0, 1], 7200 + n)))
@@ -197,7 +149,7 @@ async fn a_retry_the_budget_refuses_is_traced() {
     tokio::time::sleep(Duration::from_millis(1)).await;
     client.call(1).await.unwrap_err();
     let refused = capture.with(&["not retried", "balancer=broke"]);
-    assert_eq!(refused.len(), 1, "{:?}", capture.0.lock().unwrap());
+    assert_eq!(refused.len(), 1, "{:?}", capture.events());
     assert_eq!(client.stats().totals.retries_refused, 1);
     client.close();
 }

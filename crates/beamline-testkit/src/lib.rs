@@ -9,6 +9,7 @@
 //!   rustls client/server configs built on the ring provider.
 //! - [`Witness`]: a timer that fires only if the task under test yields (cooperative
 //!   scheduling tests).
+//! - [`TraceCapture`]: a `tracing` subscriber that records every event as text.
 //! - [`h2`]: raw HTTP/2 frames for attack tests (the rapid-reset burst, reading `GOAWAY`).
 //!
 //! A missing `redis-server` is a test failure whose message is the command that installs
@@ -20,10 +21,12 @@ mod coop;
 pub mod h2;
 mod redis;
 mod tls;
+mod trace;
 
 pub use coop::{WITNESS_DELAY, Witness};
 pub use redis::RedisServer;
 pub use tls::TestPki;
+pub use trace::TraceCapture;
 
 use std::net::{Ipv4Addr, TcpListener};
 
