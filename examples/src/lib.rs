@@ -11,7 +11,10 @@
 //!   dropped, never waited for.
 //! - [`cli`]: the listen-address flags and tracing set-up the programs share.
 //! - [`http`]: an axum app served by beamline-http, with the limits a public server sets.
-//! - [`redis_client`]: a FIFO `beamline::Client` doing SET/GET against a real Redis.
+//! - [`redis_client`]: Redis clients in a supervision tree (as an Elixir app starts Redix),
+//!   callers doing SET/GET through them against a real Redis.
+//! - [`tagged`]: your own protocol with request ids, end to end: a server of
+//!   `Server::serve` + `serve_tagged`, a client of `ClientBuilder::tagged`.
 //! - [`demo`]: what `cargo xtask demo` runs: 1,000 `Client`s, the kv server killed and
 //!   restarted under them, reconnects with and without jitter.
 //! - [`matrix`]: the integration matrix's cells that `cargo xtask test` runs, each a
@@ -24,3 +27,4 @@ pub mod http;
 pub mod kv;
 pub mod matrix;
 pub mod redis_client;
+pub mod tagged;

@@ -1,7 +1,7 @@
 //! Real prerequisites, checked up front.
 //!
 //! Tests run against real peers (redis-server, redis-cli, redis-benchmark, openssl, curl,
-//! h2load, wrk). A
+//! h2load, wrk, haproxy, systemd-socket-activate). A
 //! missing peer is never a silent skip: when it is missing xtask installs it if it can
 //! (root, with apt-get), and otherwise stops with the exact command to run.
 
@@ -53,6 +53,16 @@ pub(crate) const SYSTEM: &[Prereq] = &[
         program: "wrk",
         package: "wrk",
         needed_for: "beamline-http under HTTP/1.1 keep-alive load (tests and benches/http.rs)",
+    },
+    Prereq {
+        program: "haproxy",
+        package: "haproxy",
+        needed_for: "the kv example behind a real balancer sending PROXY protocol headers",
+    },
+    Prereq {
+        program: "systemd-socket-activate",
+        package: "systemd",
+        needed_for: "socket activation: the server and the echo example on inherited sockets",
     },
 ];
 
@@ -219,7 +229,9 @@ mod tests {
                 "openssl",
                 "curl",
                 "nghttp2-client",
-                "wrk"
+                "wrk",
+                "haproxy",
+                "systemd"
             ]
         );
     }

@@ -4,6 +4,7 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::ToArg;
 use super::encode::{put_bulk, put_decimal};
 
 /// A Redis command (`SET key value`): an array of bulk strings.
@@ -12,15 +13,22 @@ use super::encode::{put_bulk, put_decimal};
 /// copy into the connection's write buffer and building it is one growing allocation,
 /// whatever the number of arguments. Any bytes are a valid argument, so encoding a command
 /// never fails; a command the server does not know is answered with an error reply.
+/// Arguments are anything [`ToArg`]: strings, byte strings, integers and floats.
+///
+/// A `Command` is not a `Bytes`: a client speaking beamline's wire format
+/// (`Client<Bytes, Bytes>`) does not take one, so forgetting
+/// `ClientBuilder::resp` (of the `beamline` facade) is a compile error rather than a
+/// Redis request sent in the wrong framing. [`encode`](Self::encode) gives the wire form
+/// when you do want the bytes.
 ///
 /// # Examples
 /// ```
 /// use beamline_resp::Command;
 ///
-/// let set = Command::new("SET").arg("user:1").arg(b"ada".as_slice()).arg(42.to_string());
-/// assert_eq!(set.len(), 4);
+/// let set = Command::new("SET").arg("user:1").arg(b"ada").arg(42).arg(1.5);
+/// assert_eq!(set.len(), 5);
 /// let args: Vec<&[u8]> = set.args().collect();
-/// assert_eq!(args, [b"SET".as_slice(), b"user:1", b"ada", b"42"]);
+/// assert_eq!(args, [b"SET".as_slice(), b"user:1", b"ada", b"42", b"1.5"]);
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Command {
@@ -32,11 +40,12 @@ pub struct Command {
 
 impl Command {
     /// A command named `name` (`GET`, `SET`, ...), without arguments yet.
-    pub fn new(name: impl AsRef<[u8]>) -> Self {
-        let name = name.as_ref();
-        let mut data = BytesMut::with_capacity(64.max(name.len() + 16));
-        put_bulk(&mut data, name);
-        Command { argc: 1, data }
+    pub fn new(name: impl ToArg) -> Self {
+        name.with_arg(|name| {
+            let mut data = BytesMut::with_capacity(64.max(name.len() + 16));
+            put_bulk(&mut data, name);
+            Command { argc: 1, data }
+        })
     }
 
     /// A command made of `args`, the first being its name.
@@ -48,27 +57,29 @@ impl Command {
     pub fn from_args<I>(args: I) -> Self
     where
         I: IntoIterator,
-        I::Item: AsRef<[u8]>,
+        I::Item: ToArg,
     {
-        let mut data = BytesMut::with_capacity(64);
-        let mut argc = 0;
+        let mut command = Command {
+            argc: 0,
+            data: BytesMut::with_capacity(64),
+        };
         for arg in args {
-            put_bulk(&mut data, arg.as_ref());
-            argc += 1;
+            command.push(arg);
         }
-        Command { argc, data }
+        command
     }
 
-    /// Appends one argument (copied into the command's buffer).
+    /// Appends one argument (copied into the command's buffer; an integer is written in
+    /// decimal).
     #[must_use]
-    pub fn arg(mut self, arg: impl AsRef<[u8]>) -> Self {
+    pub fn arg(mut self, arg: impl ToArg) -> Self {
         self.push(arg);
         self
     }
 
     /// Appends one argument in place.
-    pub fn push(&mut self, arg: impl AsRef<[u8]>) {
-        put_bulk(&mut self.data, arg.as_ref());
+    pub fn push(&mut self, arg: impl ToArg) {
+        arg.with_arg(|bytes| put_bulk(&mut self.data, bytes));
         self.argc += 1;
     }
 
@@ -93,6 +104,21 @@ impl Command {
         1 + decimal_len(self.argc as u64) + 2 + self.data.len()
     }
 
+    /// The command's wire form: a RESP array of bulk strings, as
+    /// [`RespCodec`](super::RespCodec) writes it. For sending it over a transport of your
+    /// own; the `beamline` facade's `Client` built with `resp()` takes the `Command`
+    /// itself.
+    ///
+    /// ```
+    /// use beamline_resp::Command;
+    /// assert_eq!(&Command::new("GET").arg("k").encode()[..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    /// ```
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.encoded_len());
+        self.encode_into(&mut out);
+        out.freeze()
+    }
+
     /// Writes the command, RESP-encoded, to `dst`.
     pub(crate) fn encode_into(&self, dst: &mut BytesMut) {
         dst.reserve(self.encoded_len());
@@ -108,15 +134,6 @@ impl fmt::Debug for Command {
         f.debug_list()
             .entries(self.args().map(|a| String::from_utf8_lossy(a).into_owned()))
             .finish()
-    }
-}
-
-impl From<Command> for Bytes {
-    /// The command's wire form.
-    fn from(command: Command) -> Bytes {
-        let mut out = BytesMut::with_capacity(command.encoded_len());
-        command.encode_into(&mut out);
-        out.freeze()
     }
 }
 
@@ -159,7 +176,7 @@ mod tests {
     #[test]
     fn encodes_as_an_array_of_bulk_strings() {
         let cmd = Command::new("SET").arg("k").arg("");
-        let wire = Bytes::from(cmd.clone());
+        let wire = cmd.encode();
         assert_eq!(&wire[..], b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n");
         assert_eq!(cmd.encoded_len(), wire.len());
     }
@@ -178,7 +195,15 @@ mod tests {
     #[test]
     fn encoded_len_counts_large_argument_counts() {
         let cmd = Command::from_args((0..1234).map(|i| i.to_string()));
-        assert_eq!(cmd.encoded_len(), Bytes::from(cmd).len());
+        assert_eq!(cmd.encoded_len(), cmd.encode().len());
+    }
+
+    #[test]
+    fn numbers_are_arguments_in_decimal() {
+        let cmd = Command::new("INCRBY").arg("n").arg(-5).arg(7_u64).arg(0.5);
+        let args: Vec<&[u8]> = cmd.args().collect();
+        assert_eq!(args, [b"INCRBY".as_slice(), b"n", b"-5", b"7", b"0.5"]);
+        assert_eq!(Command::from_args([1, 2]), Command::new(1).arg(2));
     }
 
     #[test]

@@ -3,26 +3,13 @@
 use bytes::{BufMut, BytesMut};
 use tokio_util::codec::Encoder;
 
+use super::arg::{DECIMAL_LEN, decimal};
 use super::{Command, RespCodec, RespError, Value};
 
 /// Writes `n` in decimal.
 pub(crate) fn put_decimal(dst: &mut BytesMut, n: i64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut m = n.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (m % 10) as u8;
-        m /= 10;
-        if m == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    dst.put_slice(&buf[i..]);
+    let mut buf = [0u8; DECIMAL_LEN];
+    dst.put_slice(decimal(n < 0, n.unsigned_abs(), &mut buf));
 }
 
 /// Writes `data` as a bulk string: `$<len>\r\n<data>\r\n`.

@@ -14,7 +14,7 @@ use std::io;
 #[non_exhaustive]
 pub enum RespError {
     /// Reading or writing the transport failed (what `Framed` reports through the codec).
-    #[error("i/o error: {0}")]
+    #[error("i/o error")]
     Io(#[from] io::Error),
     /// A frame starts with a byte that is not a RESP2 type (`+ - : $ *`), and inline
     /// commands are off (or the byte is inside an array).

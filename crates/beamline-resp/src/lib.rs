@@ -38,8 +38,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod arg;
 mod codec;
 mod command;
+mod convert;
 mod decode;
 mod encode;
 mod error;
@@ -49,8 +51,10 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
+pub use arg::ToArg;
 pub use codec::RespCodec;
 pub use command::{Args, Command};
+pub use convert::{FromValueError, ServerError};
 pub use error::RespError;
 pub use limits::{
     DEFAULT_MAX_BULK_LEN, DEFAULT_MAX_DEPTH, DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_LINE_LEN,
@@ -64,8 +68,32 @@ use bytes::Bytes;
 ///
 /// Strings are [`Bytes`]: binary-safe, and when decoded, slices of the frame they came in
 /// (no copy). Only simple strings and errors have a rule a value can break (no `\r` or
-/// `\n`); encoding such a value fails with [`RespError::InvalidSimple`] and writes nothing. Redis distinguishes a null bulk string (`$-1`, the answer to `GET` of a
+/// `\n`); encoding such a value fails with [`RespError::InvalidSimple`] and writes nothing.
+/// Redis distinguishes a null bulk string (`$-1`, the answer to `GET` of a
 /// missing key) from a null array (`*-1`, a timed-out `BLPOP`); so does this type.
+///
+/// # Reading a reply
+/// A Redis error reply (`-ERR ...`, `-WRONGTYPE ...`) is a `Value` like any other: the
+/// request was delivered and answered, so a client returns it as `Ok(Value::Error(..))`.
+/// So that it is never read as data, [`as_bytes`](Self::as_bytes) and
+/// [`as_str`](Self::as_str) return `None` for it, [`into_result`](Self::into_result) turns
+/// it into a typed [`ServerError`], and every `TryFrom<Value>` (`String`, `Vec<u8>`,
+/// `Bytes`, `i64`, `bool`, `()`, `Option<_>` of those) fails with
+/// [`FromValueError::Server`] on it.
+///
+/// ```
+/// use beamline_resp::{FromValueError, Value};
+///
+/// let hit: Option<String> = Value::bulk("ada").try_into()?;
+/// assert_eq!(hit.as_deref(), Some("ada"));
+/// let miss: Option<String> = Value::Null.try_into()?;
+/// assert_eq!(miss, None);
+/// let n: i64 = Value::Integer(3).try_into()?;
+/// assert_eq!(n, 3);
+/// let wrong = String::try_from(Value::error("WRONGTYPE Operation against a key"));
+/// assert!(matches!(wrong, Err(FromValueError::Server(e)) if e.code() == Some("WRONGTYPE")));
+/// # Ok::<(), FromValueError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Value {
     /// `+OK`: a short status line. Cannot contain `\r` or `\n`.
@@ -106,15 +134,17 @@ impl Value {
         Value::Bulk(data.into())
     }
 
-    /// The bytes of a simple string, an error or a bulk string.
+    /// The bytes of a simple string or a bulk string. `None` for anything else, an error
+    /// reply included: `v.as_str() == Some("OK")` is never true of `-OK`. An error's text
+    /// is in [`into_result`](Self::into_result)'s [`ServerError`].
     pub fn as_bytes(&self) -> Option<&[u8]> {
         match self {
-            Value::Simple(b) | Value::Error(b) | Value::Bulk(b) => Some(b),
+            Value::Simple(b) | Value::Bulk(b) => Some(b),
             _ => None,
         }
     }
 
-    /// [`as_bytes`](Self::as_bytes), when they are UTF-8.
+    /// [`as_bytes`](Self::as_bytes), when they are UTF-8 (so `None` for an error reply too).
     pub fn as_str(&self) -> Option<&str> {
         self.as_bytes().and_then(|b| std::str::from_utf8(b).ok())
     }

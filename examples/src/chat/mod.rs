@@ -100,10 +100,10 @@ impl ChatConfig {
 #[non_exhaustive]
 pub enum ChatStartError {
     /// The room's supervisor refused its spec.
-    #[error("the chat room could not start: {0}")]
+    #[error("the chat room could not start")]
     Room(#[from] beamline::process::StartError),
     /// The server could not start (the address is taken, no tokio runtime, ...).
-    #[error("the chat server could not start: {0}")]
+    #[error("the chat server could not start")]
     Server(#[from] beamline::server::StartError),
 }
 
@@ -124,7 +124,7 @@ pub struct ChatServer {
 /// # Errors
 /// [`ChatStartError`]: the server could not bind or start. Nothing is left running.
 pub async fn start(config: ChatConfig) -> Result<ChatServer, ChatStartError> {
-    let mut room = ChildSpec::permanent("room", room::run);
+    let room = ChildSpec::permanent("room", room::run);
     let handle = room.handle();
     let supervisor =
         Supervisor::start(SupervisorSpec::new(Strategy::OneForOne).child(room)).await?;

@@ -5,12 +5,14 @@ use std::future::Future;
 use std::io;
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use beamline::resp::{Arguments, Request, RespCodec, RespError, Value};
 use beamline::server::{Connection, ExitReason};
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder, Framed};
 
 /// A connection's codec: requests in ([`RespCodec::decode_request`]: a command is its
@@ -45,6 +47,13 @@ const READ_CAPACITY: usize = 16 * 1024;
 /// values never piles up in memory: the socket's backpressure reaches the reader.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 
+/// Draining, a connection closes once no request has come for this long.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
+/// Draining, a connection that never pauses that long is closed at its first moment with
+/// nothing to answer once the drain has lasted this long.
+const DRAIN_LINGER: Duration = Duration::from_secs(1);
+
 /// What every connection of one kv server shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -55,7 +64,8 @@ pub(crate) struct Shared {
 }
 
 /// Serves one connection until the peer closes it, sends QUIT or bad input, or the server
-/// drains (the batch in progress is answered first).
+/// drains: then it closes once no request has come for `DRAIN_QUIET` (100 ms), or, after
+/// `DRAIN_LINGER` (1 s), at its first moment with nothing to answer.
 pub(crate) async fn serve(conn: Connection, shared: Arc<Shared>) -> Result<(), ExitReason> {
     let id = conn.id().as_u64();
     let shutdown = conn.shutdown_signal();
@@ -81,11 +91,33 @@ where
     // Replies are encoded straight into the write buffer by a second codec (encoding keeps
     // no state), so a batch costs one flush rather than one `Sink::send` per reply.
     let mut encoder = RespCodec::new();
+    // When the drain began: from then on the connection closes at a quiet moment.
+    let mut draining: Option<Instant> = None;
     loop {
-        let first = tokio::select! {
-            biased;
-            () = &mut drain => return Ok(()),
-            next = framed.next() => next,
+        let first = match draining {
+            None => tokio::select! {
+                biased;
+                () = &mut drain => {
+                    draining = Some(Instant::now());
+                    continue;
+                }
+                next = framed.next() => next,
+            },
+            // A request may be on its way (a client that has just connected, or one between
+            // two requests): RESP has no way to say "closing", and a client meeting a closed
+            // socket reports an error. So close only after a quiet spell, or, once the drain
+            // has lingered, at the first moment nothing is buffered.
+            Some(since) => {
+                let quiet = if since.elapsed() >= DRAIN_LINGER {
+                    Duration::ZERO
+                } else {
+                    DRAIN_QUIET
+                };
+                match tokio::time::timeout(quiet, framed.next()).await {
+                    Ok(next) => next,
+                    Err(_) => return Ok(()),
+                }
+            }
         };
         let mut clock = Clock::new();
         let mut next = first;
@@ -482,6 +514,60 @@ mod tests {
         let (output, ended) = converse(b"PING\r\n*2\r\n$3\r\nGET").await;
         assert_eq!(output, b"+PONG\r\n");
         assert!(ended.is_ok());
+    }
+
+    /// A drain closes a connection only after a quiet spell: a request already on its way
+    /// (a client that just connected, or one between two requests) is answered, not met
+    /// with a closed socket, which clients such as redis-benchmark report as an error.
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_answers_a_request_already_on_its_way_then_closes_when_quiet() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1024);
+        let shared = shared(&KvConfig::new());
+        let serving =
+            tokio::spawn(
+                async move { serve_stream(server, 1, std::future::ready(()), &shared).await },
+            );
+        tokio::time::sleep(DRAIN_QUIET / 2).await;
+        client.write_all(b"PING\r\n").await.unwrap();
+        let mut reply = [0u8; 7];
+        client.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"+PONG\r\n");
+        // Then quiet: closed one quiet spell after the last answer.
+        let began = tokio::time::Instant::now();
+        assert_eq!(client.read(&mut reply).await.unwrap(), 0);
+        assert_eq!(began.elapsed(), DRAIN_QUIET);
+        assert!(serving.await.unwrap().is_ok());
+    }
+
+    /// A client that never pauses is not kept for ever by a drain: after `DRAIN_LINGER`
+    /// it is closed at its first pause, the batch in progress answered.
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_connection_is_closed_at_its_first_pause_after_the_linger() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1024);
+        let shared = shared(&KvConfig::new());
+        let serving =
+            tokio::spawn(
+                async move { serve_stream(server, 1, std::future::ready(()), &shared).await },
+            );
+        let began = tokio::time::Instant::now();
+        let mut reply = [0u8; 7];
+        let mut answered = 0;
+        loop {
+            tokio::time::sleep(DRAIN_QUIET / 4).await;
+            if client.write_all(b"PING\r\n").await.is_err() {
+                break;
+            }
+            match client.read_exact(&mut reply).await {
+                Ok(_) => answered += 1,
+                Err(_) => break,
+            }
+            assert!(began.elapsed() < DRAIN_LINGER * 2, "still open");
+        }
+        assert!(answered >= 1, "{answered}");
+        assert!(began.elapsed() >= DRAIN_LINGER, "{:?}", began.elapsed());
+        assert!(serving.await.unwrap().is_ok());
     }
 
     #[tokio::test]

@@ -7,14 +7,15 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use super::start::{OnAck, Starting};
 use crate::error::{CallError, CastError, TryCastError};
 use crate::exit::ExitReason;
 use crate::process::{
-    Addr, Context, Core, ExitHook, Pid, Process, Reply, SpawnConfig, Watcher, next_key, start,
-    try_link_new,
+    Addr, Context, Core, ExitHook, Pid, Process, Reply, SpawnConfig, StartAck, Timeout, Watcher,
+    next_key, start, try_link_new,
 };
 
 /// A child's name inside its supervisor. It survives restarts (the process id does not).
@@ -104,10 +105,11 @@ pub enum ChildKind {
     Supervisor,
 }
 
-/// Spawns a new incarnation of a child into a prepared process record, with its parent.
-pub(crate) type RepeatStart<M> = Arc<dyn Fn(Arc<Process<M>>, Pid) + Send + Sync>;
+/// Spawns a new incarnation of a child into a prepared process record, with its parent and
+/// its start handshake.
+pub(crate) type RepeatStart<M> = Arc<dyn Fn(Arc<Process<M>>, Pid, Option<StartAck>) + Send + Sync>;
 /// Spawns the one and only incarnation of a temporary child.
-pub(crate) type OnceStart<M> = Box<dyn FnOnce(Arc<Process<M>>, Pid) + Send>;
+pub(crate) type OnceStart<M> = Box<dyn FnOnce(Arc<Process<M>>, Pid, Option<StartAck>) + Send>;
 
 pub(crate) enum StartFn<M> {
     Repeat(RepeatStart<M>),
@@ -150,8 +152,12 @@ pub struct ChildSpec<M> {
     shutdown_set: bool,
     pub(crate) kind: ChildKind,
     pub(crate) config: SpawnConfig,
+    /// `Some`: the child acknowledges its start, and its supervisor waits this long for it.
+    pub(crate) start_timeout: Option<Timeout>,
     pub(crate) start: StartFn<M>,
-    pub(crate) slot: Option<Arc<Slot<M>>>,
+    /// The stable handle's slot, made by the first [`handle`](Self::handle) (or when the
+    /// spec is given to a supervisor): a spec nobody holds a handle to costs no allocation.
+    pub(crate) slot: OnceLock<Arc<Slot<M>>>,
 }
 
 impl<M: Send + 'static> ChildSpec<M> {
@@ -163,8 +169,9 @@ impl<M: Send + 'static> ChildSpec<M> {
             shutdown_set: false,
             kind: ChildKind::Worker,
             config: SpawnConfig::default(),
+            start_timeout: None,
             start,
-            slot: None,
+            slot: OnceLock::new(),
         }
     }
 
@@ -174,7 +181,7 @@ impl<M: Send + 'static> ChildSpec<M> {
         Fut: Future<Output = Result<(), ExitReason>> + Send + 'static,
     {
         let run: RepeatStart<M> =
-            Arc::new(move |proc, parent| start(proc, Some(parent), &start_fn));
+            Arc::new(move |proc, parent, ack| start(proc, Some(parent), ack, &start_fn));
         Self::new(id, restart, StartFn::Repeat(run))
     }
 
@@ -203,8 +210,24 @@ impl<M: Send + 'static> ChildSpec<M> {
         S: FnOnce(Context<M>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), ExitReason>> + Send + 'static,
     {
-        let run: OnceStart<M> = Box::new(move |proc, parent| start(proc, Some(parent), start_fn));
+        let run: OnceStart<M> =
+            Box::new(move |proc, parent, ack| start(proc, Some(parent), ack, start_fn));
         Self::new(id.into(), Restart::Temporary, StartFn::Once(run))
+    }
+
+    /// A permanent child running a [`GenServer`](crate::GenServer): `make` builds the
+    /// server's state for each incarnation, and [`serve`](crate::serve) runs it. Its start
+    /// is [`acknowledged`](Self::acknowledged) as OTP's `gen_server:start_link` is: the
+    /// supervisor starts the next child only once `init` has returned `Ok`, and an `init`
+    /// that fails (or is still running after 5 s) fails the start. Chain
+    /// [`acknowledged(t)`](Self::acknowledged) to wait another time.
+    pub fn gen_server<S, F>(id: impl Into<ChildId>, make: F) -> Self
+    where
+        S: crate::GenServer<Message = M>,
+        F: Fn() -> S + Send + Sync + 'static,
+    {
+        Self::permanent(id, move |ctx| crate::serve(ctx, make()))
+            .acknowledged(Duration::from_secs(5))
     }
 
     /// How the supervisor stops this child. Default: [`Shutdown::WORKER_DEFAULT`] for workers,
@@ -242,6 +265,26 @@ impl<M: Send + 'static> ChildSpec<M> {
         self
     }
 
+    /// Makes the start of this child a handshake (OTP's synchronous start): the supervisor
+    /// waits, at most `timeout`, for the child to acknowledge with
+    /// [`Context::started`](crate::Context::started) ([`serve`](crate::serve) does it when
+    /// the [`GenServer`](crate::GenServer)'s `init` returns) before it starts the next child,
+    /// and a [`Supervisor`](crate::Supervisor)'s own start returns only after every child has
+    /// started. A child that exits before acknowledging, or is still silent at the timeout
+    /// (it is then killed), fails its start: [`StartError::Child`](crate::StartError::Child)
+    /// for a supervisor's first start (the children started before it are stopped, in
+    /// reverse order), another exit of the child for a restart (counted against the restart
+    /// intensity), [`StartChildError::Failed`](crate::StartChildError::Failed) for
+    /// [`DynamicSupervisor::start_child_acknowledged`](crate::DynamicSupervisor::start_child_acknowledged).
+    ///
+    /// Without it (the default) a child counts as started once it is spawned, and nothing
+    /// orders its setup before its later siblings'. While a supervisor waits it serves no
+    /// request, so a child must not call its own supervisor before acknowledging.
+    pub fn acknowledged(mut self, timeout: impl Into<Timeout>) -> Self {
+        self.start_timeout = Some(timeout.into());
+        self
+    }
+
     /// The child's id.
     pub fn id(&self) -> &ChildId {
         &self.id
@@ -255,9 +298,9 @@ impl<M: Send + 'static> ChildSpec<M> {
     /// A stable handle to this child: it always reaches the current incarnation, across
     /// restarts. Before the child first starts, sends through it fail with
     /// [`ExitReason::NoProc`].
-    pub fn handle(&mut self) -> Child<M> {
+    pub fn handle(&self) -> Child<M> {
         Child {
-            slot: self.slot.get_or_insert_with(Slot::unstarted).clone(),
+            slot: self.slot.get_or_init(Slot::unstarted).clone(),
         }
     }
 
@@ -272,10 +315,11 @@ impl<M: Send + 'static> ChildSpec<M> {
             restart: self.restart,
             shutdown: self.shutdown,
             kind: self.kind,
+            start_timeout: self.start_timeout,
             starter: Arc::new(TypedStarter {
                 config: self.config,
                 start: TypedStart::Repeat(run.clone()),
-                slot: self.slot.clone(),
+                slot: self.slot.get().cloned(),
             }),
         })
     }
@@ -291,13 +335,14 @@ impl<M: Send + 'static> ChildSpec<M> {
                 StartFn::Repeat(run) => TypedStart::Repeat(run),
                 StartFn::Once(run) => TypedStart::Once(Mutex::new(Some(run))),
             },
-            slot: Some(self.slot.unwrap_or_else(Slot::unstarted)),
+            slot: Some(self.slot.into_inner().unwrap_or_else(Slot::unstarted)),
         });
         ErasedChild {
             id: self.id,
             restart: self.restart,
             shutdown: self.shutdown,
             kind: self.kind,
+            start_timeout: self.start_timeout,
             starter,
         }
     }
@@ -310,6 +355,7 @@ impl<M> fmt::Debug for ChildSpec<M> {
             .field("restart", &self.restart)
             .field("shutdown", &self.shutdown)
             .field("kind", &self.kind)
+            .field("start_timeout", &self.start_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -321,7 +367,47 @@ pub(crate) struct ErasedChild {
     pub(crate) restart: Restart,
     pub(crate) shutdown: Shutdown,
     pub(crate) kind: ChildKind,
+    pub(crate) start_timeout: Option<Timeout>,
     pub(crate) starter: Arc<dyn Starter>,
+}
+
+impl ErasedChild {
+    /// Starts a new incarnation linked to `parent` and returns it with its handshake (to
+    /// wait on with [`Starting::acknowledged`]); `None` if this is a one-shot start already
+    /// used.
+    pub(crate) fn start(&self, parent: &Pid, link: LinkTo) -> Option<Starting> {
+        Some(
+            self.starter
+                .prepare(parent, link)?
+                .run(self.start_timeout, None),
+        )
+    }
+}
+
+/// A new incarnation, linked but not running yet: its pid is known (a supervisor records it
+/// before any of the child's code runs), and [`run`](Self::run) starts it.
+pub(crate) struct Prepared {
+    pub(crate) pid: Pid,
+    run: Box<dyn FnOnce(Option<StartAck>) + Send>,
+}
+
+impl Prepared {
+    /// Runs the child's start. With a start timeout the child gets an ack (which runs
+    /// `on_ack` first when the child acknowledges) and the returned [`Starting`] waits for it;
+    /// without one it counts as started now.
+    pub(crate) fn run(self, timeout: Option<Timeout>, on_ack: Option<OnAck>) -> Starting {
+        match timeout {
+            Some(timeout) => {
+                let (ack, starting) = Starting::handshake(self.pid, timeout, on_ack);
+                (self.run)(Some(ack));
+                starting
+            }
+            None => {
+                (self.run)(None);
+                Starting::spawned(self.pid)
+            }
+        }
+    }
 }
 
 /// How a new child is tied to its supervisor.
@@ -340,8 +426,9 @@ pub(crate) enum LinkTo {
 
 /// Starts incarnations of one child.
 pub(crate) trait Starter: Send + Sync {
-    /// A new incarnation linked to `parent`; `None` if this is a one-shot start already used.
-    fn start(&self, parent: &Pid, link: LinkTo) -> Option<Pid>;
+    /// A new incarnation linked to `parent`, not running yet; `None` if this is a one-shot
+    /// start already used.
+    fn prepare(&self, parent: &Pid, link: LinkTo) -> Option<Prepared>;
 
     /// The child's stable handle slot (an `Arc<Slot<M>>`), for a typed lookup by id.
     fn slot(&self) -> Option<Arc<dyn Any + Send + Sync>>;
@@ -359,7 +446,7 @@ struct TypedStarter<M> {
 }
 
 impl<M: Send + 'static> Starter for TypedStarter<M> {
-    fn start(&self, parent: &Pid, link: LinkTo) -> Option<Pid> {
+    fn prepare(&self, parent: &Pid, link: LinkTo) -> Option<Prepared> {
         let start_fn = match &self.start {
             TypedStart::Repeat(run) => StartFn::Repeat(run.clone()),
             TypedStart::Once(cell) => {
@@ -368,8 +455,15 @@ impl<M: Send + 'static> Starter for TypedStarter<M> {
         };
         // The parent is the supervisor calling us, running: linking cannot fail.
         let proc = prepare_linked(self.config, parent, link).ok()?;
-        let addr = run_start(start_fn, proc, parent, self.slot.as_ref());
-        Some(addr.pid())
+        let pid = proc.pid();
+        let parent = parent.clone();
+        let slot = self.slot.clone();
+        Some(Prepared {
+            pid,
+            run: Box::new(move |ack| {
+                run_start(start_fn, proc, &parent, slot.as_ref(), ack);
+            }),
+        })
     }
 
     fn slot(&self) -> Option<Arc<dyn Any + Send + Sync>> {
@@ -406,50 +500,72 @@ pub(crate) fn prepare_linked<M: Send + 'static>(
     Ok(proc)
 }
 
-/// Points the stable handle at `proc` and runs its start (the body is built and spawned).
+/// Points the stable handle at `proc` and runs its start (the body is built and spawned),
+/// handing it `ack` for its start handshake.
 pub(crate) fn run_start<M: Send + 'static>(
     start_fn: StartFn<M>,
     proc: Arc<Process<M>>,
     parent: &Pid,
     slot: Option<&Arc<Slot<M>>>,
+    ack: Option<StartAck>,
 ) -> Addr<M> {
     let addr = Addr { proc: proc.clone() };
     if let Some(slot) = slot {
-        slot.set(addr.clone());
+        slot.set(addr.clone(), parent);
     }
     match start_fn {
-        StartFn::Repeat(run) => run(proc, parent.clone()),
-        StartFn::Once(run) => run(proc, parent.clone()),
+        StartFn::Repeat(run) => run(proc, parent.clone(), ack),
+        StartFn::Once(run) => run(proc, parent.clone(), ack),
     }
     addr
 }
 
-/// Where a [`Child`] handle finds the current incarnation.
+/// Where a [`Child`] handle finds the current incarnation, and the supervisor that started
+/// it.
 pub(crate) struct Slot<M> {
-    current: Mutex<Addr<M>>,
+    current: Mutex<Current<M>>,
+}
+
+struct Current<M> {
+    addr: Addr<M>,
+    /// `None` before the first start, and for a handle fixed on one process.
+    supervisor: Option<Pid>,
 }
 
 impl<M: Send + 'static> Slot<M> {
     /// A slot whose child has not started: sends through it fail with `NoProc`.
     fn unstarted() -> Arc<Self> {
         Arc::new(Self {
-            current: Mutex::new(Addr {
-                proc: Process::dead(ExitReason::NoProc),
+            current: Mutex::new(Current {
+                addr: Addr {
+                    proc: Process::dead(ExitReason::NoProc),
+                },
+                supervisor: None,
             }),
         })
     }
 }
 
 impl<M> Slot<M> {
-    fn set(&self, addr: Addr<M>) {
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = addr;
+    fn set(&self, addr: Addr<M>, supervisor: &Pid) {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        current.addr = addr;
+        if current.supervisor.as_ref().map(Pid::id) != Some(supervisor.id()) {
+            current.supervisor = Some(supervisor.clone());
+        }
     }
 
     fn get(&self) -> Addr<M> {
         self.current
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .addr
             .clone()
+    }
+
+    fn get_with_supervisor(&self) -> (Addr<M>, Option<Pid>) {
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        (current.addr.clone(), current.supervisor.clone())
     }
 }
 
@@ -485,7 +601,10 @@ impl<M: Send + 'static> Child<M> {
     pub(crate) fn fixed(addr: Addr<M>) -> Self {
         Self {
             slot: Arc::new(Slot {
-                current: Mutex::new(addr),
+                current: Mutex::new(Current {
+                    addr,
+                    supervisor: None,
+                }),
             }),
         }
     }
@@ -519,12 +638,33 @@ impl<M: Send + 'static> Child<M> {
     /// [`Addr::call`] to the current incarnation.
     ///
     /// # Errors
-    /// As [`Addr::call`].
-    pub async fn call<R, F>(&self, make: F, timeout: Duration) -> Result<R, CallError>
+    /// As [`Addr::call`], and an exit is told apart by what can follow it:
+    /// - [`CallError::Exited`]: the incarnation called exited, and the supervisor that
+    ///   started it still runs: a permanent child (or a transient one that failed) is being
+    ///   restarted, and a later call may reach the next incarnation.
+    /// - [`CallError::SupervisorStopped`]: the incarnation exited and its supervisor has
+    ///   exited too (shut down, or gave up after too many restarts): no incarnation will
+    ///   follow through this handle.
+    ///
+    /// Which of the two is a snapshot taken when the call fails: a supervisor that is
+    /// deciding to give up at that moment still counts as running.
+    pub async fn call<R, F>(&self, make: F, timeout: impl Into<Timeout>) -> Result<R, CallError>
     where
         F: FnOnce(Reply<R>) -> M,
     {
-        self.current().call(make, timeout).await
+        let (addr, supervisor) = self.slot.get_with_supervisor();
+        match (addr.call(make, timeout).await, supervisor) {
+            (Err(CallError::Exited { pid, reason }), Some(supervisor))
+                if !supervisor.is_alive() =>
+            {
+                Err(CallError::SupervisorStopped {
+                    pid,
+                    reason,
+                    supervisor: supervisor.id(),
+                })
+            }
+            (result, _) => result,
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The composed [`Client`] as one endpoint of a [`Balanced`](beamline_balance::Balanced)
-//! client (feature `balance`): the two seam traits of `beamline-balance`, implemented for
-//! the facade's types, so a balanced client over many servers is
+//! client (feature `balance`, the facade's `balance`): the two seam traits of
+//! `beamline-balance`, implemented for this crate's types, so a balanced client over many servers is
 //! `Balanced::builder(discovery, |addr| Client::builder(addr).connect())`.
 
 use std::future::Future;
@@ -40,7 +40,8 @@ impl EndpointError for ClientError {
 /// One server's `Client` under a balancer. Readiness: a single connection is ready while
 /// connected and connecting while it reconnects (its offline policy decides what a request
 /// sent then meets); a pool is ready while open (it connects on demand, bounded by its
-/// checkout timeout). Closed for good is unavailable.
+/// checkout timeout); a supervised client is what its running incarnation is, and
+/// connecting while its supervisor restarts it. Closed for good is unavailable.
 impl<Req, Resp> Endpoint for Client<Req, Resp>
 where
     Req: Send + 'static,
@@ -58,16 +59,24 @@ where
         if self.is_closed() {
             return Readiness::Unavailable;
         }
-        match self.stack() {
-            Stack::Single(reconnect) => match reconnect.state() {
-                State::Connected => Readiness::Ready,
-                _ => Readiness::Connecting,
-            },
-            Stack::Exclusive(_) | Stack::Shared(_) => Readiness::Ready,
-        }
+        readiness(self.stack())
     }
 
     fn close(&self) {
         Client::close(self);
+    }
+}
+
+fn readiness<Req: Send + 'static, Resp: Send + 'static>(stack: &Stack<Req, Resp>) -> Readiness {
+    match stack {
+        Stack::Single(reconnect) => match reconnect.state() {
+            State::Connected => Readiness::Ready,
+            _ => Readiness::Connecting,
+        },
+        Stack::Exclusive(_) | Stack::Shared(_) => Readiness::Ready,
+        #[cfg(feature = "process")]
+        Stack::Supervised(supervised) => supervised
+            .current()
+            .map_or(Readiness::Connecting, |stack| readiness(&stack)),
     }
 }

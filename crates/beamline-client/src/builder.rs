@@ -19,6 +19,9 @@ use super::connection::{Connector, Dialer, Framer};
 use super::pool::{ClientManager, Pooling};
 use super::{BuildError, Client, Stack, Target, TransportError};
 
+/// The request timeout a [`ClientBuilder`] starts with: 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Builds a [`Client`]: where to connect, how requests are identified, how to reconnect,
 /// what to do while offline.
 ///
@@ -31,18 +34,25 @@ use super::{BuildError, Client, Stack, Target, TransportError};
 /// | transport | TCP with `TCP_NODELAY`; [`tls`](Self::tls) for TLS, [`Target::unix`] for a Unix socket |
 /// | identification | request ids (beamline's wire format) |
 /// | in flight per connection | 256 ([`max_in_flight`](Self::max_in_flight)); callers beyond wait their turn |
-/// | request timeout | none ([`timeout`](Self::timeout)) |
-/// | FIFO abandon timeout | twice the request timeout, or 30 s ([`abandon_timeout`](Self::abandon_timeout)) |
+/// | request timeout | 30 s ([`timeout`](Self::timeout); [`no_timeout`](Self::no_timeout) turns it off) |
+/// | FIFO abandon timeout | twice the request timeout (60 s), or 30 s without one ([`abandon_timeout`](Self::abandon_timeout)) |
 /// | reconnect | 100 ms doubling to 30 s, full jitter; connect timeout 10 s ([`backoff`](Self::backoff), [`reconnect`](Self::reconnect)) |
 /// | offline policy | fail fast ([`offline`](Self::offline)) |
 /// | first connect | awaited by [`connect`](Self::connect), its error returned |
 /// | pool | none: one multiplexed connection ([`pool`](Self::pool)) |
 ///
+/// The request timeout is on by default because it is what keeps the client's first
+/// promise — every call ends in its answer or a typed error — against a server that never
+/// answers (a wrong protocol, a stuck peer): such a call ends with
+/// [`ClientError::Timeout`](crate::ClientError::Timeout) after 30 s instead of waiting for
+/// ever. Turning it off ([`no_timeout`](Self::no_timeout)) is explicit, for calls that
+/// block on purpose (`BLPOP k 0`) and are bounded some other way.
+///
 /// # Examples
 /// ```no_run
 /// use std::time::Duration;
-/// use beamline::reconnect::{BackoffConfig, OfflinePolicy};
-/// use beamline::Client;
+/// use beamline_reconnect::{BackoffConfig, OfflinePolicy};
+/// use beamline_client::Client;
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = Client::builder("127.0.0.1:6379")
@@ -74,7 +84,7 @@ pub struct ClientBuilder<Req, Resp> {
     timeout: Option<Duration>,
     abandon_timeout: Option<Duration>,
     max_frame_len: usize,
-    reconnect: ReconnectConfig,
+    pub(super) reconnect: ReconnectConfig,
     pooling: Pooling,
 }
 
@@ -83,6 +93,14 @@ pub struct ClientBuilder<Req, Resp> {
 pub(crate) struct TlsSettings {
     pub(crate) connector: tokio_rustls::TlsConnector,
     pub(crate) server_name: rustls::pki_types::ServerName<'static>,
+}
+
+/// Clones share the protocol's framer (and TLS config); everything else is copied. A
+/// supervised client builds each incarnation from a clone.
+impl<Req, Resp> Clone for ClientBuilder<Req, Resp> {
+    fn clone(&self) -> Self {
+        self.with_framer_of(self.framer.clone(), self.mode)
+    }
 }
 
 impl<Req, Resp> fmt::Debug for ClientBuilder<Req, Resp> {
@@ -102,6 +120,32 @@ impl<Req, Resp> fmt::Debug for ClientBuilder<Req, Resp> {
     }
 }
 
+impl<Req, Resp> ClientBuilder<Req, Resp> {
+    /// The same settings with another protocol (`framer`, `mode`): how the protocol methods
+    /// switch types, and how a clone is made.
+    fn with_framer_of<Q, R>(&self, framer: Arc<Framer<Q, R>>, mode: Mode) -> ClientBuilder<Q, R> {
+        ClientBuilder {
+            target: self.target.clone(),
+            name: self.name.clone(),
+            nodelay: self.nodelay,
+            framer,
+            mode,
+            #[cfg(feature = "tls")]
+            tls: self.tls.clone(),
+            #[cfg(feature = "tls")]
+            tls_server_name: self.tls_server_name.clone(),
+            max_in_flight: self.max_in_flight,
+            max_abandoned: self.max_abandoned,
+            quarantine: self.quarantine,
+            timeout: self.timeout,
+            abandon_timeout: self.abandon_timeout,
+            max_frame_len: self.max_frame_len,
+            reconnect: self.reconnect.clone(),
+            pooling: self.pooling.clone(),
+        }
+    }
+}
+
 impl ClientBuilder<Bytes, Bytes> {
     pub(crate) fn new(target: Target) -> Self {
         let framer: Arc<Framer<Bytes, Bytes>> = Arc::new(MuxClient::wire);
@@ -118,7 +162,7 @@ impl ClientBuilder<Bytes, Bytes> {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_abandoned: DEFAULT_MAX_ABANDONED,
             quarantine: DEFAULT_QUARANTINE,
-            timeout: None,
+            timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             abandon_timeout: None,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             reconnect: ReconnectConfig::new(OfflinePolicy::FailFast).sync_connect(true),
@@ -133,25 +177,7 @@ where
     Resp: Send + 'static,
 {
     fn with_framer<Q, R>(self, framer: Arc<Framer<Q, R>>, mode: Mode) -> ClientBuilder<Q, R> {
-        ClientBuilder {
-            target: self.target,
-            name: self.name,
-            nodelay: self.nodelay,
-            framer,
-            mode,
-            #[cfg(feature = "tls")]
-            tls: self.tls,
-            #[cfg(feature = "tls")]
-            tls_server_name: self.tls_server_name,
-            max_in_flight: self.max_in_flight,
-            max_abandoned: self.max_abandoned,
-            quarantine: self.quarantine,
-            timeout: self.timeout,
-            abandon_timeout: self.abandon_timeout,
-            max_frame_len: self.max_frame_len,
-            reconnect: self.reconnect,
-            pooling: self.pooling,
-        }
+        self.with_framer_of(framer, mode)
     }
 
     /// Beamline's own wire format ([`beamline_mux::frame`]): `Bytes` requests and answers,
@@ -277,14 +303,26 @@ where
     }
 
     /// Every request's deadline once it reaches a connection: waiting for an in-flight
-    /// slot, being written, and its answer. Passing it fails the call with
-    /// [`ClientError::Timeout`](crate::ClientError::Timeout), saying whether it was sent; the
-    /// connection stays up. Time spent in the offline queue is bounded by the queue's own
-    /// deadline instead. For one deadline over everything, use tower's `Timeout` (feature
-    /// `tower`).
+    /// slot, being written, and its answer (default 30 s, [`DEFAULT_REQUEST_TIMEOUT`]). Passing it
+    /// fails the call with [`ClientError::Timeout`](crate::ClientError::Timeout), saying
+    /// whether it was sent; the connection stays up. Time spent in the offline queue is
+    /// bounded by the queue's own deadline instead. For one deadline over everything, use
+    /// tower's `Timeout` (feature `tower`).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// No request timeout: a call waits for its answer as long as the connection lives.
+    /// Only for requests that block on purpose (`BLPOP k 0`, a long poll), bounded some
+    /// other way: dropping the call's future, tower's `Timeout`, or a health check
+    /// ([`ReconnectConfig`]) that fails a connection whose peer stopped answering. Without
+    /// one of these, a server that never answers holds the call for ever. In FIFO mode the
+    /// [`abandon_timeout`](Self::abandon_timeout) still defaults to 30 s.
+    #[must_use]
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = None;
         self
     }
 
@@ -295,7 +333,7 @@ where
     /// request on it ending [`NotSent`](crate::ClientError::NotSent) or
     /// [`ConnectionLost`](crate::ClientError::ConnectionLost), and the reconnecting layer
     /// (or the pool) replaces it. Default: twice the request [`timeout`](Self::timeout), or
-    /// 30 s without one. Counted from the moment the request was abandoned; ignored by the
+    /// 30 s after [`no_timeout`](Self::no_timeout). Counted from the moment the request was abandoned; ignored by the
     /// id-carrying protocols. See
     /// [`MuxConfig::abandon_timeout`](beamline_mux::MuxConfig::abandon_timeout).
     #[must_use]
@@ -375,6 +413,23 @@ where
     /// # Panics
     /// Outside a tokio runtime (the client spawns its tasks on the current one).
     pub async fn connect(self) -> Result<Client<Req, Resp>, BuildError> {
+        let name = self.client_name();
+        Ok(Client {
+            name,
+            stack: self.build().await?,
+        })
+    }
+
+    /// What the client is called: the name set, or the target.
+    pub(crate) fn client_name(&self) -> Arc<str> {
+        match &self.name {
+            Some(name) => Arc::from(name.as_str()),
+            None => Arc::from(self.target.to_string()),
+        }
+    }
+
+    /// Checks the settings and builds the layers (see [`connect`](Self::connect)).
+    pub(crate) async fn build(self) -> Result<Stack<Req, Resp>, BuildError> {
         let mut limits = Limits::with_mode(self.mode)
             .max_in_flight(self.max_in_flight)
             .max_abandoned(self.max_abandoned)
@@ -391,10 +446,7 @@ where
             .into());
         }
         let target_name: Arc<str> = Arc::from(self.target.to_string());
-        let name: Arc<str> = match self.name {
-            Some(name) => Arc::from(name),
-            None => target_name.clone(),
-        };
+        let name = self.client_name();
         let mut mux = MuxConfig::new()
             .peer(name.clone())
             .max_in_flight(self.max_in_flight)
@@ -446,7 +498,7 @@ where
                 )
             }
         };
-        Ok(Client { name, stack })
+        Ok(stack)
     }
 }
 

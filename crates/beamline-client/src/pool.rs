@@ -19,8 +19,8 @@ use super::connection::{Dialer, MuxConnection};
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// use beamline::Pooling;
-/// use beamline::pool::PoolConfig;
+/// use beamline_client::Pooling;
+/// use beamline_pool::PoolConfig;
 ///
 /// // Up to 4 connections; a call waits at most 1 s for one.
 /// let pooling = Pooling::Shared(PoolConfig::new(4).checkout_timeout(Some(Duration::from_secs(1))));

@@ -28,7 +28,7 @@ use super::TransportError;
 ///
 /// # Examples
 /// ```
-/// use beamline::Target;
+/// use beamline_client::Target;
 ///
 /// let tcp: Target = "127.0.0.1:6379".into();
 /// assert_eq!(tcp.to_string(), "127.0.0.1:6379");

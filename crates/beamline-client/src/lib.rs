@@ -1,20 +1,70 @@
 //! The composed client: `Pool ─► Reconnect ─► Mux driver ─► Framed<TCP | TLS | Unix>`,
 //! built by one builder.
+//!
+//! ```text
+//! Client ─► Pool (optional) ─► Reconnect (backoff, offline policy) ─► MuxConnection ─► Mux driver (ids | FIFO) ─► TCP | TLS | Unix
+//! ```
+//!
+//! [`Client::builder`] chooses the transport ([`Target`], [`ClientBuilder::tls`]), how
+//! requests are identified (beamline's wire format with ids, your own
+//! [`Tagged`](beamline_mux::Tagged) protocol, or FIFO order for protocols without ids such
+//! as Redis), the reconnect [`BackoffConfig`](beamline_reconnect::BackoffConfig), the
+//! [`OfflinePolicy`](beamline_reconnect::OfflinePolicy) and the [`Pooling`]. Every layer is
+//! public ([`MuxConnection`] is the seam between the multiplexed connection and the
+//! reconnecting one), so the same stack can be assembled by hand.
+//!
+//! The `beamline` facade re-exports this crate's items at its root (`beamline::Client`),
+//! beside the layers (`beamline::reconnect`, `beamline::pool`, ...). Used alone, this crate
+//! names them by their own crates (`beamline_reconnect::OfflinePolicy`,
+//! `beamline_pool::PoolConfig`).
+//!
+//! # Guarantees
+//! See [`Client`]: every call ends in its own answer or a typed [`ClientError`] that says
+//! whether the request may have been delivered; nothing is replayed unless the caller said
+//! it is idempotent; reconnects are bounded and jittered; limits everywhere.
+//!
+//! # Feature flags
+//! - `tls` *(default)* — TLS through tokio-rustls on the ring provider; re-exports
+//!   [`rustls`] and [`tokio_rustls`] so your configs match.
+//! - `resp` *(default)* — [`ClientBuilder::resp`], with [`beamline-resp`](resp)
+//!   re-exported as [`resp`].
+//! - `tower` *(off)* — [`Client`] implements `tower::Service`.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+// The guide links to the items of every feature; docs.rs builds with all of them.
+#![cfg_attr(
+    not(all(feature = "tls", feature = "resp", feature = "tower")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
+
+#[cfg(feature = "resp")]
+#[doc(no_inline)]
+pub use beamline_resp as resp;
+#[cfg(feature = "tls")]
+#[doc(no_inline)]
+pub use {rustls, tokio_rustls};
+
+#[cfg(feature = "balance")]
+mod balanced;
 mod builder;
 mod connection;
 mod error;
 mod pool;
 #[cfg(feature = "tower")]
 mod service;
+#[cfg(feature = "process")]
+mod supervised;
 mod transport;
 
-pub use builder::ClientBuilder;
+pub use builder::{ClientBuilder, DEFAULT_REQUEST_TIMEOUT};
 pub use connection::MuxConnection;
 pub use error::{BuildError, ClientError, TransportError};
 pub use pool::{ClientManager, Pooling};
 #[cfg(feature = "tower")]
 pub use service::ResponseFuture;
+#[cfg(feature = "process")]
+pub use supervised::Supervised;
 pub use transport::Target;
 
 use std::fmt;
@@ -56,11 +106,14 @@ use bytes::Bytes;
 ///   [`ClientError::Closed`], in-flight requests end as their connection reports them. A
 ///   panic in code the client's background task runs closes it the same way, with
 ///   [`CloseReason::Panicked`] as the reason.
+/// - **It can be a supervised process** (feature `process`, [`Client::child_spec`]): it
+///   then exits with a typed reason when it gives up, is restarted by its supervisor within
+///   the restart intensity, and this handle follows it across restarts.
 ///
 /// # Examples
 /// ```no_run
-/// use beamline::Client;
-/// use beamline::resp::{Command, Value};
+/// use beamline_client::Client;
+/// use beamline_client::resp::{Command, Value};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let redis = Client::builder("127.0.0.1:6379").resp().connect().await?;
@@ -88,6 +141,10 @@ pub enum Stack<Req: Send + 'static, Resp: Send + 'static> {
     Exclusive(Pool<ClientManager<Req, Resp>>),
     /// A shared pool of reconnecting, multiplexed connections ([`Pooling::Shared`]).
     Shared(SharedPool<ClientManager<Req, Resp>>),
+    /// A client run by a supervisor ([`Client::child_spec`]): the layers of whichever
+    /// incarnation is running ([`Supervised::current`]).
+    #[cfg(feature = "process")]
+    Supervised(Supervised<Req, Resp>),
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> Clone for Stack<Req, Resp> {
@@ -96,6 +153,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> Clone for Stack<Req, Resp> {
             Stack::Single(reconnect) => Stack::Single(reconnect.clone()),
             Stack::Exclusive(pool) => Stack::Exclusive(pool.clone()),
             Stack::Shared(pool) => Stack::Shared(pool.clone()),
+            #[cfg(feature = "process")]
+            Stack::Supervised(supervised) => Stack::Supervised(supervised.clone()),
         }
     }
 }
@@ -106,6 +165,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> fmt::Debug for Stack<Req, Resp> 
             Stack::Single(reconnect) => f.debug_tuple("Single").field(reconnect).finish(),
             Stack::Exclusive(pool) => f.debug_tuple("Exclusive").field(pool).finish(),
             Stack::Shared(pool) => f.debug_tuple("Shared").field(pool).finish(),
+            #[cfg(feature = "process")]
+            Stack::Supervised(supervised) => f.debug_tuple("Supervised").field(supervised).finish(),
         }
     }
 }
@@ -153,7 +214,8 @@ where
     /// request's own failure (`Timeout`, `Remote`, `Cancelled`, `Request`), or `Closed`.
     /// [`ClientError::was_sent`] says whether a retry is safe.
     pub async fn call(&self, request: Req) -> Result<Resp, ClientError> {
-        let conn = self.checkout().await?;
+        let stack = self.layers().await?;
+        let conn = checkout(&self.name, &stack).await?;
         conn.call(request).await.map_err(ClientError::from)
     }
 
@@ -169,22 +231,60 @@ where
     where
         Req: Clone,
     {
-        let conn = self.checkout().await?;
+        let stack = self.layers().await?;
+        let conn = checkout(&self.name, &stack).await?;
         conn.call_idempotent(request)
             .await
             .map_err(ClientError::from)
     }
 
-    /// The reconnecting connection a call goes to: the only one, or one checked out of the
-    /// pool (given back when the returned guard drops).
-    async fn checkout(&self) -> Result<Checkout<'_, Req, Resp>, ClientError> {
-        let checkout = |e| ClientError::checkout(&self.name, e);
-        Ok(match &self.stack {
-            Stack::Single(reconnect) => Checkout::Single(reconnect),
-            Stack::Exclusive(pool) => Checkout::Exclusive(pool.get().await.map_err(checkout)?),
-            Stack::Shared(pool) => Checkout::Shared(pool.get().await.map_err(checkout)?),
-        })
+    /// The layers a call goes through: this client's own, or a supervised client's running
+    /// incarnation's (between incarnations, its offline policy decides).
+    async fn layers(&self) -> Result<CallLayers<'_, Req, Resp>, ClientError> {
+        match &self.stack {
+            #[cfg(feature = "process")]
+            Stack::Supervised(supervised) => Ok(CallLayers::Incarnation(
+                supervised.incarnation(&self.name).await?,
+            )),
+            stack => Ok(CallLayers::Own(stack)),
+        }
     }
+}
+
+/// The layers one call goes through, held for the call.
+enum CallLayers<'a, Req: Send + 'static, Resp: Send + 'static> {
+    Own(&'a Stack<Req, Resp>),
+    #[cfg(feature = "process")]
+    Incarnation(supervised::Incarnation<Req, Resp>),
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Deref for CallLayers<'_, Req, Resp> {
+    type Target = Stack<Req, Resp>;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            CallLayers::Own(stack) => stack,
+            #[cfg(feature = "process")]
+            CallLayers::Incarnation(incarnation) => incarnation.stack(),
+        }
+    }
+}
+
+/// The reconnecting connection a call goes to: the only one, or one checked out of the pool
+/// (given back when the returned guard drops).
+async fn checkout<'a, Req: Send + 'static, Resp: Send + 'static>(
+    name: &Arc<str>,
+    stack: &'a Stack<Req, Resp>,
+) -> Result<Checkout<'a, Req, Resp>, ClientError> {
+    let checkout = |e| ClientError::checkout(name, e);
+    Ok(match stack {
+        Stack::Single(reconnect) => Checkout::Single(reconnect),
+        Stack::Exclusive(pool) => Checkout::Exclusive(pool.get().await.map_err(checkout)?),
+        Stack::Shared(pool) => Checkout::Shared(pool.get().await.map_err(checkout)?),
+        // An incarnation's layers are never themselves supervised.
+        #[cfg(feature = "process")]
+        Stack::Supervised(_) => return Err(ClientError::Disconnected { name: name.clone() }),
+    })
 }
 
 /// A reconnecting connection held for one call.
@@ -216,25 +316,34 @@ impl<Req: Send + 'static, Resp: Send + 'static> Client<Req, Resp> {
     /// [`ClientError::Closed`], in-flight requests end as their connection reports them
     /// (`NotSent` or `ConnectionLost`), connections shut down. Every clone is closed.
     /// Idempotent.
+    ///
+    /// A supervised client ([`child_spec`](Self::child_spec)) belongs to its supervisor:
+    /// this closes its running incarnation, whose process exits normally and is restarted.
     pub fn close(&self) {
         match &self.stack {
             Stack::Single(reconnect) => reconnect.close(),
             Stack::Exclusive(pool) => pool.close(),
             Stack::Shared(pool) => pool.close(),
+            #[cfg(feature = "process")]
+            Stack::Supervised(supervised) => supervised.close(),
         }
     }
 
     /// Whether the client is closed for good (by [`close`](Self::close), or because the
-    /// reconnect backoff gave up). A client that is only reconnecting is not closed.
+    /// reconnect backoff gave up). A client that is only reconnecting is not closed; a
+    /// supervised one is closed while no incarnation runs.
     pub fn is_closed(&self) -> bool {
         match &self.stack {
             Stack::Single(reconnect) => reconnect.is_closed(),
             Stack::Exclusive(pool) => pool.is_closed(),
             Stack::Shared(pool) => pool.is_closed(),
+            #[cfg(feature = "process")]
+            Stack::Supervised(supervised) => !supervised.is_running(),
         }
     }
 
-    /// Why the client closed, once it has.
+    /// Why the client closed, once it has (for a supervised client, why its last
+    /// incarnation ended, while none runs).
     pub fn close_reason(&self) -> Option<CloseReason> {
         match &self.stack {
             Stack::Single(reconnect) => match reconnect.state() {
@@ -243,6 +352,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> Client<Req, Resp> {
             },
             Stack::Exclusive(pool) => pool.is_closed().then_some(CloseReason::Requested),
             Stack::Shared(pool) => pool.is_closed().then_some(CloseReason::Requested),
+            #[cfg(feature = "process")]
+            Stack::Supervised(supervised) => supervised.close_reason(),
         }
     }
 

@@ -57,7 +57,7 @@ pub enum ClientError {
     },
     /// The connection died before any byte of the request was written. Not sent: safe to
     /// retry.
-    #[error("{name}: the connection was lost before the request was written (not sent): {source}")]
+    #[error("{name}: the connection was lost before the request was written (not sent)")]
     NotSent {
         /// The client's name.
         name: Arc<str>,
@@ -68,7 +68,7 @@ pub enum ClientError {
     /// may have been delivered: retry only if it is idempotent
     /// ([`Client::call_idempotent`](crate::Client::call_idempotent) does that for you).
     #[error(
-        "{name}: the connection was lost after the request was written; it may have been delivered: {source}"
+        "{name}: the connection was lost after the request was written; it may have been delivered"
     )]
     ConnectionLost {
         /// The client's name.
@@ -102,7 +102,7 @@ pub enum ClientError {
     },
     /// The connection refused this request and stayed up: it could not be encoded, or it is
     /// over the frame limit. [`MuxError::was_sent`] on the source says whether it was sent.
-    #[error("{name}: the request failed: {source}")]
+    #[error("{name}: the request failed")]
     Request {
         /// The client's name.
         name: Arc<str>,
@@ -114,7 +114,7 @@ pub enum ClientError {
     /// none came free within the checkout timeout ([`CheckoutError::Timeout`], with the
     /// latest connect error if connecting is failing). Not sent.
     /// [`transport_error`](Self::transport_error) digs the connect error out.
-    #[error("{name}: no pooled connection: {source}")]
+    #[error("{name}: no pooled connection")]
     Checkout {
         /// The client's name.
         name: Arc<str>,
@@ -274,7 +274,7 @@ fn lost_unknown(e: &ReconnectError<MuxError>) -> MuxError {
 #[non_exhaustive]
 pub enum TransportError {
     /// Connecting the socket failed (refused, unreachable, name not resolved).
-    #[error("{target}: connect failed: {source}")]
+    #[error("{target}: connect failed")]
     Connect {
         /// Where it tried to connect.
         target: Arc<str>,
@@ -283,7 +283,7 @@ pub enum TransportError {
     },
     /// The TLS handshake failed (the certificate was not trusted, the name did not match,
     /// the peer does not speak TLS). The rustls error is the I/O error's inner error.
-    #[error("{target}: TLS handshake failed: {source}")]
+    #[error("{target}: TLS handshake failed")]
     Tls {
         /// Where it tried to connect.
         target: Arc<str>,
@@ -300,7 +300,7 @@ pub enum TransportError {
     },
     /// The multiplexer refused its settings. A client built by
     /// [`ClientBuilder`](crate::ClientBuilder) validates them first, so it never sees this.
-    #[error("{target}: {source}")]
+    #[error("{target}: the multiplexer refused its settings")]
     Mux {
         /// Where it connected.
         target: Arc<str>,
@@ -376,15 +376,15 @@ impl TransportError {
 pub enum BuildError {
     /// The multiplexing settings cannot work (`max_in_flight` of 0, or more than the
     /// protocol's ids). Nothing was attempted.
-    #[error("invalid client setting: {0}")]
+    #[error("invalid client setting")]
     Mux(#[from] beamline_mux::ConfigError),
     /// The reconnect or offline settings cannot work. Nothing was attempted.
-    #[error("invalid client setting: {0}")]
+    #[error("invalid client setting")]
     Reconnect(#[from] beamline_reconnect::ReconnectConfigError),
     /// The pool did not start: its settings cannot work, or it was started outside a tokio
     /// runtime. (A pool's failed first connection is [`BuildError::Connect`].)
-    #[error("the client's pool did not start: {0}")]
-    Pool(beamline_pool::StartError<TransportError>),
+    #[error("the client's pool did not start")]
+    Pool(#[source] beamline_pool::StartError<TransportError>),
     /// TLS was asked for but the target has no host that is a valid server name (a Unix
     /// socket, or a malformed host): give one with
     /// [`ClientBuilder::tls_server_name`](crate::ClientBuilder::tls_server_name).
@@ -395,7 +395,7 @@ pub enum BuildError {
     },
     /// The first connection attempt failed (with `sync_connect`, the default): the error
     /// says where and why. Nothing keeps running.
-    #[error("{name}: first connect failed: {source}")]
+    #[error("{name}: first connect failed")]
     Connect {
         /// The client's name.
         name: Arc<str>,
