@@ -45,6 +45,8 @@ pub use beamline_resp as resp;
 #[doc(no_inline)]
 pub use {rustls, tokio_rustls};
 
+#[cfg(feature = "balance")]
+mod balanced;
 mod builder;
 mod connection;
 mod error;

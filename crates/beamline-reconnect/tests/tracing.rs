@@ -13,55 +13,12 @@ use std::time::Duration;
 use beamline_reconnect::{
     BackoffConfig, FramedConnection, Jitter, OfflinePolicy, Reconnect, ReconnectConfig,
 };
+use beamline_testkit::TraceCapture;
 use tokio::io::DuplexStream;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
-
-/// Records each event's fields as `name=value ` text.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<String>>>);
-
-struct Fields(String);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!("{}={:?} ", field.name(), value));
-    }
-
-    /// An error with its sources, as tracing-subscriber's `fmt` prints it.
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.push_str(&format!("{}={value}", field.name()));
-        let mut source = value.source();
-        while let Some(cause) = source {
-            self.0.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        self.0.push(' ');
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut fields = Fields(String::new());
-        event.record(&mut fields);
-        self.0.lock().unwrap().push(fields.0);
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
 
 #[tokio::test(start_paused = true)]
 async fn state_changes_are_traced_with_attempt_delay_and_error() {
-    let capture = Capture::default();
+    let capture = TraceCapture::default();
     let _guard = tracing::subscriber::set_default(capture.clone());
     // Refused once, then a connection over an in-memory pipe.
     let tries = Arc::new(AtomicU32::new(0));
@@ -99,7 +56,7 @@ async fn state_changes_are_traced_with_attempt_delay_and_error() {
     .unwrap()
     .unwrap();
     drop(states);
-    let events = capture.0.lock().unwrap().clone();
+    let events = capture.events();
     let backing_off = events
         .iter()
         .find(|e| e.contains("backing off"))
@@ -122,9 +79,7 @@ async fn state_changes_are_traced_with_attempt_delay_and_error() {
     conn.close();
     assert!(
         capture
-            .0
-            .lock()
-            .unwrap()
+            .events()
             .iter()
             .any(|e| e.contains("reconnect: closed") && e.contains("close was requested")),
     );

@@ -16,6 +16,7 @@
 //!   rustls client/server configs built on the ring provider.
 //! - [`Witness`]: a timer that fires only if the task under test yields (cooperative
 //!   scheduling tests).
+//! - [`TraceCapture`]: a `tracing` subscriber that records every event as text.
 //! - [`h2`]: raw HTTP/2 frames for attack tests (the rapid-reset burst, reading `GOAWAY`).
 //! - [`assert_printed_once`]: an error's chain, as a reporter prints it, names each cause
 //!   once.
@@ -32,6 +33,7 @@ pub mod h2;
 mod haproxy;
 mod redis;
 mod tls;
+mod trace;
 
 pub use codec::ExplosiveLines;
 pub use coop::{WITNESS_DELAY, Witness};
@@ -39,6 +41,7 @@ pub use errors::{assert_printed_once, error_chain};
 pub use haproxy::Haproxy;
 pub use redis::RedisServer;
 pub use tls::TestPki;
+pub use trace::TraceCapture;
 
 use std::net::{Ipv4Addr, TcpListener};
 

@@ -475,6 +475,9 @@ pub use beamline_client::{
     MuxConnection, Pooling, Stack, Target, TransportError,
 };
 
+#[cfg(feature = "balance")]
+#[doc(inline)]
+pub use beamline_balance as balance;
 #[cfg(feature = "chaos")]
 #[doc(inline)]
 pub use beamline_chaos as chaos;

@@ -41,10 +41,15 @@
 //! - **Nothing leaks**: after the client, proxy and server are shut down, the runtime has no
 //!   live task, and the process holds as many file descriptors as before the runtime began.
 //!
+//! The `balanced/*` cells (`balanced/slow-endpoint`, `balanced/reset-endpoint`,
+//! `balanced/endpoint-removed`) put one balanced client over five servers behind five
+//! proxies; see [`balanced`].
+//!
 //! The cell prints its progress, then one `MATRIX-RESULT {json}` line (see [`CellReport`])
 //! and exits 0 only if every invariant held. Seeds come from the cell's name, so a run
 //! replays: the proxy's jitter, the reconnect backoff's jitter and every payload.
 
+pub mod balanced;
 mod cell;
 mod fault;
 mod load;
@@ -76,6 +81,9 @@ pub fn main(args: impl IntoIterator<Item = String>) -> ExitCode {
             for cell in Cell::all() {
                 println!("{cell}");
             }
+            for cell in balanced::CELLS {
+                println!("{cell}");
+            }
             ExitCode::SUCCESS
         }
         ["--run", name] => run_named(name, None),
@@ -88,15 +96,19 @@ pub fn main(args: impl IntoIterator<Item = String>) -> ExitCode {
 }
 
 fn run_named(name: &str, seed: Option<u64>) -> ExitCode {
-    let cell: Cell = match name.parse() {
-        Ok(cell) => cell,
-        Err(e) => return usage(&e.to_string()),
+    let report = if let Some(fault) = balanced::BalancedFault::of(name) {
+        balanced::run_balanced(fault, seed.unwrap_or_else(|| fault.seed()))
+    } else {
+        let cell: Cell = match name.parse() {
+            Ok(cell) => cell,
+            Err(e) => return usage(&e.to_string()),
+        };
+        run_cell(
+            cell,
+            seed.unwrap_or_else(|| cell.seed()),
+            &Timeline::for_fault(cell.fault),
+        )
     };
-    let report = run_cell(
-        cell,
-        seed.unwrap_or_else(|| cell.seed()),
-        &Timeline::for_fault(cell.fault),
-    );
     for failure in &report.failures {
         println!("FAILED: {failure}");
     }

@@ -37,7 +37,7 @@ const POOL_SIZE: usize = 4;
 /// Requests in flight per connection in a shared pool: 16 callers need all four.
 const SHARED_IN_FLIGHT: usize = 4;
 /// How long the tear-down may take to end every task.
-const TEARDOWN_LIMIT: Duration = Duration::from_secs(5);
+pub(crate) const TEARDOWN_LIMIT: Duration = Duration::from_secs(5);
 /// The most broken invariants a report lists one by one.
 const MAX_LISTED: usize = 20;
 
@@ -115,6 +115,16 @@ pub(crate) fn deadline(shape: Shape) -> Duration {
 /// descriptors before the runtime starts and after it is gone, and the runtime's live
 /// tasks after everything was shut down: both must come back to where they started.
 pub fn run_cell(cell: Cell, seed: u64, timeline: &Timeline) -> CellReport {
+    run_isolated(cell.to_string(), seed, || drive(cell, seed, timeline))
+}
+
+/// Runs a cell's `drive` in a runtime of its own, then checks that nothing leaked (file
+/// descriptors, tasks) and builds the report: what every cell family shares.
+pub(crate) fn run_isolated<F, Fut>(name: String, seed: u64, drive: F) -> CellReport
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(Log, Vec<String>), String>>,
+{
     let wall = std::time::Instant::now();
     // tokio opens a process-wide signal pipe the first time any runtime with I/O starts,
     // and keeps it for good: start one first, so the count sees only what the cell opens.
@@ -125,7 +135,7 @@ pub fn run_cell(cell: Cell, seed: u64, timeline: &Timeline) -> CellReport {
     let mut log = Log::default();
     match runtime() {
         Ok(runtime) => {
-            match runtime.block_on(drive(cell, seed, timeline)) {
+            match runtime.block_on(drive()) {
                 Ok((seen, broken)) => {
                     log = seen;
                     failures.extend(broken);
@@ -158,7 +168,7 @@ pub fn run_cell(cell: Cell, seed: u64, timeline: &Timeline) -> CellReport {
     let mut latencies: Vec<Duration> = log.samples.iter().map(|s| s.latency).collect();
     latencies.sort_unstable();
     CellReport {
-        cell: cell.to_string(),
+        cell: name,
         seed,
         passed: failures.is_empty(),
         requests: log.requests,
@@ -369,7 +379,11 @@ async fn connect(
 }
 
 /// Waits for every caller and merges its log; a caller that panicked is a failure.
-async fn join_into(handles: Vec<JoinHandle<Log>>, log: &mut Log, failures: &mut Vec<String>) {
+pub(crate) async fn join_into(
+    handles: Vec<JoinHandle<Log>>,
+    log: &mut Log,
+    failures: &mut Vec<String>,
+) {
     for handle in handles {
         match handle.await {
             Ok(caller) => log.merge(caller),
@@ -381,7 +395,7 @@ async fn join_into(handles: Vec<JoinHandle<Log>>, log: &mut Log, failures: &mut 
 /// The runtime's live tasks once they have had `limit` to end (0 as soon as they have).
 /// Connection tasks end asynchronously after their sockets close, so this watches the
 /// count fall rather than reading it once.
-async fn tasks_left(limit: Duration) -> usize {
+pub(crate) async fn tasks_left(limit: Duration) -> usize {
     let metrics = Handle::current().metrics();
     let give_up = Instant::now() + limit;
     loop {
