@@ -46,7 +46,7 @@ mod tests;
 
 pub use codec::RespCodec;
 pub use command::{Args, Command};
-pub use error::RespError;
+pub use error::{RequestError, RespError};
 pub use limits::{
     DEFAULT_MAX_BULK_LEN, DEFAULT_MAX_DEPTH, DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_LINE_LEN,
     MAX_FRAME_LEN, RespLimits,
