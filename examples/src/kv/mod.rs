@@ -52,9 +52,17 @@
 //! # Ok(()) }
 //! ```
 
+mod blocking;
 mod commands;
 mod conn;
+mod float;
+mod glob;
 mod pack;
+mod pubsub;
+mod rand;
+mod session;
+mod settings;
+mod shared;
 mod store;
 
 use std::net::SocketAddr;
@@ -65,8 +73,9 @@ use beamline::resp::{RespCodec, RespLimits};
 use beamline::server::{DrainReport, Server, ServerHandle, ShutdownError, StartError};
 use tokio::task::JoinHandle;
 
-use self::conn::Shared;
-use self::store::Store;
+use self::settings::Settings;
+use self::shared::Shared;
+use self::store::{Store, unix_ms};
 
 /// The address `kv` listens on by default: Redis's port plus one, so it can run beside a
 /// real Redis.
@@ -82,6 +91,7 @@ pub struct KvConfig {
     max_request_len: usize,
     sweep_interval: Duration,
     idle_timeout: Option<Duration>,
+    pubsub_output_limit: usize,
 }
 
 impl Default for KvConfig {
@@ -93,6 +103,7 @@ impl Default for KvConfig {
             max_request_len: 128 * 1024 * 1024,
             sweep_interval: Duration::from_millis(100),
             idle_timeout: None,
+            pubsub_output_limit: pubsub::DEFAULT_OUTPUT_LIMIT,
         }
     }
 }
@@ -151,22 +162,56 @@ impl KvConfig {
         self
     }
 
-    /// What `CONFIG GET` reports (redis-benchmark asks for `save` and `appendonly` on
-    /// start, to warn about persistence).
-    fn config_table(&self) -> commands::ConfigTable {
-        vec![
-            ("save", String::new()),
-            ("appendonly", "no".to_owned()),
-            ("databases", "1".to_owned()),
+    /// How far a subscriber may fall behind (bytes published to it that its socket has not
+    /// taken) before it is disconnected: Redis's `client-output-buffer-limit pubsub` hard
+    /// limit, 32 MiB by default (0: no limit). CONFIG SET changes it at run time.
+    #[must_use]
+    pub fn pubsub_output_limit(mut self, bytes: usize) -> Self {
+        self.pubsub_output_limit = bytes;
+        self
+    }
+
+    /// What CONFIG GET reports about this server's own settings (the rest are Redis's
+    /// defaults, see `settings`).
+    fn settings(&self) -> Settings {
+        Settings::new(&[
             ("maxclients", self.max_connections.to_string()),
             ("proto-max-bulk-len", self.max_bulk_len.to_string()),
+            (
+                "client-query-buffer-limit",
+                self.max_request_len.to_string(),
+            ),
             (
                 "timeout",
                 self.idle_timeout.map_or(0, |t| t.as_secs()).to_string(),
             ),
             ("port", self.addr.port().to_string()),
             ("bind", self.addr.ip().to_string()),
-        ]
+            (
+                "client-output-buffer-limit",
+                format!(
+                    "normal 0 0 0 slave 268435456 67108864 60 pubsub {} 8388608 60",
+                    self.pubsub_output_limit
+                ),
+            ),
+        ])
+    }
+
+    /// The state every connection shares.
+    fn shared(&self, store: Arc<Store>) -> Shared {
+        let limits = RespLimits::new()
+            .max_bulk_len(self.max_bulk_len)
+            .max_frame_len(self.max_request_len)
+            // A request is one flat array of bulk strings.
+            .max_depth(1);
+        Shared::new(
+            store,
+            RespCodec::with_limits(limits).inline_commands(true),
+            self.max_bulk_len,
+            self.max_request_len,
+            self.settings(),
+            self.pubsub_output_limit,
+        )
     }
 }
 
@@ -189,16 +234,7 @@ pub struct KvServer {
 /// or there is no tokio runtime. Nothing is left running.
 pub fn start(config: KvConfig) -> Result<KvServer, StartError> {
     let store = Arc::new(Store::new());
-    let limits = RespLimits::new()
-        .max_bulk_len(config.max_bulk_len)
-        .max_frame_len(config.max_request_len)
-        // A request is one flat array of bulk strings.
-        .max_depth(1);
-    let shared = Arc::new(Shared {
-        store: store.clone(),
-        codec: RespCodec::with_limits(limits).inline_commands(true),
-        config: config.config_table(),
-    });
+    let shared = Arc::new(config.shared(store.clone()));
     let server = Server::new()
         .bind(config.addr)
         .max_connections(config.max_connections)
@@ -221,7 +257,7 @@ async fn sweep(store: Arc<Store>, interval: Duration) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let now = ticks.tick().await;
-        let removed = store.sweep(now);
+        let removed = store.sweep(unix_ms(now));
         if removed > 0 {
             tracing::trace!(removed, "expired keys swept");
         }
@@ -267,32 +303,25 @@ impl Drop for KvServer {
 mod tests {
     use tokio::time::Instant;
 
-    use super::store::{Clock, SetOptions};
+    use bytes::Bytes;
+
+    use super::store::Data;
     use super::*;
 
     #[tokio::test(start_paused = true)]
     async fn the_periodic_sweep_frees_expired_keys_nobody_reads() {
         let store = Arc::new(Store::new());
-        let t0 = Instant::now();
-        for (i, ttl) in [(0, 150), (1, 150), (2, 350)] {
-            let options = SetOptions {
-                expire_at: Some(t0 + Duration::from_millis(ttl)),
-                ..SetOptions::default()
-            };
-            let key = format!("k{i}");
-            store
-                .set(key.as_bytes(), b"v", options, false, &mut Clock::at(t0))
-                .unwrap();
+        let t0 = unix_ms(Instant::now());
+        for (key, ttl) in [
+            ("k0", Some(150)),
+            ("k1", Some(150)),
+            ("k2", Some(350)),
+            ("forever", None),
+        ] {
+            let mut db = store.lock(std::iter::once(key.as_bytes()));
+            db.set(key.as_bytes(), Data::Str(Bytes::from_static(b"v")));
+            db.set_deadline(key.as_bytes(), ttl.map(|ms| t0 + ms));
         }
-        store
-            .set(
-                b"forever",
-                b"v",
-                SetOptions::default(),
-                false,
-                &mut Clock::at(t0),
-            )
-            .unwrap();
         let sweeper = tokio::spawn(sweep(store.clone(), Duration::from_millis(100)));
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert_eq!(store.len(), 4, "nothing expired yet");
