@@ -4,7 +4,10 @@
 //! - `client/64-callers-1-connection`: 64 concurrent callers, each doing 50 SET/GET pairs
 //!   (6,400 commands per iteration, every reply checked), through one connection:
 //!   `beamline::Client` in FIFO mode, one redis-rs `MultiplexedConnection` (its pipelined,
-//!   multiplexed client), one fred `Client` (auto-pipelined).
+//!   multiplexed client), one fred `Client` (auto-pipelined). `beamline-fifo-supervised` is
+//!   the same beamline client run as a supervised process (`Client::child_spec` under a
+//!   `Supervisor`): each call first reads the running incarnation from its handle, and that
+//!   must cost nothing measurable beside `beamline-fifo`.
 //! - `client/64-callers-pooled`: the same workload over 4 connections: a `beamline::Client`
 //!   over a shared pool of 4 connections taking 16 requests each, 4 redis-rs
 //!   `MultiplexedConnection`s taken in turn, a fred `Pool` of 4.
@@ -54,15 +57,23 @@ fn clients(c: &mut Criterion) {
     for (group, kinds) in [
         (
             "client/64-callers-1-connection",
-            [Kind::Beamline, Kind::RedisRs, Kind::Fred],
+            vec![
+                Kind::Beamline,
+                Kind::BeamlineSupervised,
+                Kind::RedisRs,
+                Kind::Fred,
+            ],
         ),
         (
             "client/64-callers-pooled",
-            [Kind::BeamlinePooled, Kind::RedisRsPooled, Kind::FredPooled],
+            vec![Kind::BeamlinePooled, Kind::RedisRsPooled, Kind::FredPooled],
         ),
     ] {
-        let functions = kinds.map(Kind::function);
-        let connected = kinds.map(|kind| Clients::connect(&rt, &redis, kind));
+        let functions: Vec<_> = kinds.iter().copied().map(Kind::function).collect();
+        let connected: Vec<_> = kinds
+            .iter()
+            .map(|&kind| Clients::connect(&rt, &redis, kind))
+            .collect();
         let mut g = c.benchmark_group(group);
         g.throughput(Throughput::Elements(COMMANDS))
             .sample_size(20)

@@ -15,7 +15,10 @@
 //! - `process/spawn`: a process's whole short life: spawn, one message telling it to stop,
 //!   wait for its exit; vs kameo's spawn, `stop_gracefully`, `wait_for_shutdown`.
 //! - `process/supervised-child`: a DynamicSupervisor child that starts and exits (the shape
-//!   of a short connection), vs a bare `tokio::spawn` (no supervision at all).
+//!   of a short connection), vs a bare `tokio::spawn` (no supervision at all);
+//!   `beamline-acknowledged` starts each child with the start handshake
+//!   (`start_child_acknowledged`: the child acknowledges, then exits), one after the other,
+//!   as OTP's synchronous `start_child` does.
 //! - `process/restart`: restart latency, from a child's panic to its replacement answering a
 //!   call through its stable handle, vs a hand-rolled tokio respawn loop.
 //!
@@ -31,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use beamline_benches::{memory, runtime, selected};
 use beamline_process::{
-    Addr, ChildSpec, DynamicSupervisor, DynamicSupervisorConfig, Event, Intensity, Reply, Strategy,
-    Supervisor, SupervisorSpec, Timeout, spawn,
+    Addr, ChildSpec, Context, DynamicSupervisor, DynamicSupervisorConfig, Event, Intensity, Reply,
+    Strategy, Supervisor, SupervisorSpec, Timeout, spawn,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kameo::actor::{ActorRef, Spawn};
@@ -355,32 +358,42 @@ fn spawn_cost(c: &mut Criterion) {
 
 // ---- process/supervised-child ---------------------------------------------------------------
 
-const CHILD: [&str; 2] = ["beamline", "tokio-spawn"];
+const CHILD: [&str; 3] = ["beamline", "beamline-acknowledged", "tokio-spawn"];
 
-/// `iters` batches of [`CHILDREN`] children that start and exit: under `sup` (side 0) or
-/// bare tokio tasks (side 1).
+/// `iters` batches of [`CHILDREN`] children that start and exit: under `sup` (side 0), under
+/// `sup` with the start handshake (side 1: each child acknowledges its start and is started
+/// with `start_child_acknowledged`, so the next one starts only once it has), or bare tokio
+/// tasks (side 2).
 async fn children_with(side: usize, sup: DynamicSupervisor, iters: u64) -> Duration {
     let driver = tokio::spawn(async move {
         let start = Instant::now();
         for _ in 0..iters {
-            if side == 0 {
-                let children: Vec<Addr<()>> = (0..CHILDREN)
-                    .map(|_| {
-                        sup.start_child(ChildSpec::temporary("conn", |_ctx| async { Ok(()) }))
-                            .expect("room for the child")
-                    })
-                    .collect();
-                for child in children {
-                    child.exited().await;
-                }
-                // The supervisor has forgotten them all once it answers.
-                sup.count_children().await.expect("supervisor alive");
-            } else {
+            if side == 2 {
                 let tasks: Vec<_> = (0..CHILDREN).map(|_| tokio::spawn(async {})).collect();
                 for task in tasks {
                     task.await.expect("task");
                 }
+                continue;
             }
+            let mut children: Vec<Addr<()>> = Vec::with_capacity(CHILDREN as usize);
+            for _ in 0..CHILDREN {
+                let child = if side == 1 {
+                    let spec = ChildSpec::temporary("conn", |ctx: Context<()>| async move {
+                        ctx.started();
+                        Ok(())
+                    });
+                    let spec = spec.acknowledged(Timeout::Infinity);
+                    sup.start_child_acknowledged(spec).await
+                } else {
+                    sup.start_child(ChildSpec::temporary("conn", |_ctx| async { Ok(()) }))
+                };
+                children.push(child.expect("the child started"));
+            }
+            for child in children {
+                child.exited().await;
+            }
+            // The supervisor has forgotten them all once it answers.
+            sup.count_children().await.expect("supervisor alive");
         }
         start.elapsed()
     });

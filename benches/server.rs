@@ -5,6 +5,10 @@
 //!   connections.
 //! - `server/accept-close`: whole connection lives — connect, half-close, the server sees EOF
 //!   and closes — from 8 concurrent clients.
+//! - `server/accept-close-proxy-v2`: the same lives on a listener that requires a PROXY v2
+//!   header from a trusted source (the client writes one, 28 bytes, before its half-close),
+//!   beside beamline without PROXY and without the header (`beamline-no-header`): what
+//!   reading the header, checking the source and replacing the peer cost per connection.
 //! - `server/tls-handshake`: TLS 1.3 handshakes (connect, handshake, a 1-byte echo, close)
 //!   from 4 concurrent clients, vs raw tokio-rustls accept-and-spawn with the same config.
 //!
@@ -25,6 +29,7 @@
 //! | timeouts | read 60 s, send 30 s (both on: the defaults), TLS handshake 5 s | none (a raw accept loop has none; giving it `tokio::time::timeout` per read would register a timer per read, which beamline avoids) |
 //! | limits | 16,384 connections (`Overload::Pause`) | none |
 //! | checked | every echo byte-for-byte by the client (`read_exact` of the 64 bytes sent); TLS handshakes counted (`handshake_failures == 0`) | the same |
+//! | PROXY v2 (`accept-close-proxy-v2` only; its peer is beamline itself) | `proxy_protocol(Required)`, `proxy_protocol_from([127.0.0.1])`, the client writes a v2 header (IPv4, no TLVs); checked: `proxy_failures == 0` | `beamline-no-header`: the same server without PROXY, the same client without the header |
 //! | memory figure | the stream form (`serve`) and the callback form (`start`, 4 KiB read buffer) | the raw task |
 //!
 //! Everything else runs on one two-worker runtime (server and clients share it, as they
@@ -40,7 +45,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beamline_benches::{External, runtime, write_external};
-use beamline_server::{Connection, ExitReason, Server, ServerHandle};
+use beamline_server::{
+    Connection, ExitReason, ProxyHeader, ProxyProtocol, ProxyVersion, Server, ServerHandle,
+};
 use beamline_testkit::TestPki;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group};
@@ -165,6 +172,18 @@ async fn connection_lives(addr: SocketAddr, n: u64) {
     }
 }
 
+/// Connection lives that start with a PROXY header: connect, the header, half-close, wait
+/// for the server's close.
+async fn proxied_lives(addr: SocketAddr, header: Arc<[u8]>, n: u64) {
+    for _ in 0..n {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(&header).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 0);
+    }
+}
+
 /// TLS lives: connect, handshake, one byte there and back, close.
 async fn tls_lives(addr: SocketAddr, client: Arc<rustls::ClientConfig>, n: u64) {
     let connector = TlsConnector::from(client);
@@ -259,6 +278,54 @@ fn accept_close(c: &mut Criterion) {
     rt.block_on(async { beamline.shutdown(Duration::from_secs(5)).await.unwrap() });
 }
 
+fn accept_close_proxy(c: &mut Criterion) {
+    let rt = runtime();
+    let proxied = rt.block_on(async {
+        Server::new()
+            .bind("127.0.0.1:0".parse().unwrap())
+            .proxy_protocol(ProxyProtocol::Required)
+            .proxy_protocol_from(["127.0.0.1".parse().unwrap()])
+            .read_timeout(Some(Duration::from_secs(60)))
+            .send_timeout(Some(Duration::from_secs(30)))
+            .serve(beamline_echo)
+            .unwrap()
+    });
+    let plain = rt.block_on(async { beamline_server() });
+    let mut bytes = Vec::new();
+    ProxyHeader::new(
+        ProxyVersion::V2,
+        "192.0.2.7:40000".parse().unwrap(),
+        "10.0.0.1:6380".parse().unwrap(),
+    )
+    .encode(&mut bytes);
+    let header: Arc<[u8]> = bytes.into();
+    let mut group = c.benchmark_group("server/accept-close-proxy-v2");
+    configure(&mut group, 20, 5);
+    let proxied_addr = addr_of(&proxied);
+    group.bench_function("beamline", |b| {
+        b.iter_custom(|iters| {
+            let header = header.clone();
+            rt.block_on(spread(iters, ACCEPT_CLIENTS, move |n| {
+                proxied_lives(proxied_addr, header.clone(), n)
+            }))
+        })
+    });
+    let plain_addr = addr_of(&plain);
+    group.bench_function("beamline-no-header", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(spread(iters, ACCEPT_CLIENTS, move |n| {
+                connection_lives(plain_addr, n)
+            }))
+        })
+    });
+    group.finish();
+    assert_eq!(proxied.stats().proxy_failures, 0);
+    rt.block_on(async {
+        proxied.shutdown(Duration::from_secs(5)).await.unwrap();
+        plain.shutdown(Duration::from_secs(5)).await.unwrap();
+    });
+}
+
 fn tls_handshake(c: &mut Criterion) {
     let rt = runtime();
     let pki = TestPki::new();
@@ -302,7 +369,13 @@ async fn futures_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Outp
     out
 }
 
-criterion_group!(benches, echo, accept_close, tls_handshake);
+criterion_group!(
+    benches,
+    echo,
+    accept_close,
+    accept_close_proxy,
+    tls_handshake
+);
 
 // ---- memory per idle connection (child processes) ----------------------------------------
 

@@ -15,6 +15,7 @@
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
+use beamline_examples::cli;
 use beamline_examples::demo::{self, DemoConfig};
 
 /// Set in the re-executed process, so a failed raise is not retried forever.
@@ -56,7 +57,7 @@ fn main() -> ExitCode {
     let report = match runtime.block_on(demo::run(&config)) {
         Ok(report) => report,
         Err(e) => {
-            eprintln!("the demo failed: {e}");
+            eprintln!("the demo failed: {}", cli::report(&e));
             return ExitCode::FAILURE;
         }
     };

@@ -6,7 +6,15 @@
 //! cargo run --release --example echo            # listens on 127.0.0.1:7000
 //! cargo run --release --example echo 127.0.0.1:7001
 //! nc 127.0.0.1 7000                             # type lines; they come back
+//!
+//! # socket activation: systemd (or its test tool) listens, and starts echo on the first
+//! # connection with the listening socket as descriptor 3
+//! systemd-socket-activate -l 127.0.0.1:7002 target/release/examples/echo
 //! ```
+//!
+//! Started with sockets passed by systemd (`LISTEN_FDS`), it serves on those instead of
+//! binding, and with `NOTIFY_SOCKET` set it says `READY=1` once serving and `STOPPING=1` when
+//! it drains (a `Type=notify` unit).
 //!
 //! Open a few `nc` sessions, then press Ctrl-C in the server: it stops accepting, tells every
 //! connection "server shutting down" and closes it, and prints how many connections drained
@@ -17,7 +25,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use beamline::server::{Conn, ExitReason, Flow, Handler, Server, TimeoutKind};
+use beamline::server::{
+    ActivationError, Conn, ExitReason, Flow, Handler, ListenFds, Notifier, Server, TimeoutKind,
+};
 use bytes::BytesMut;
 
 /// One per connection (cloned from the prototype given to `start`).
@@ -70,8 +80,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(arg) => arg.parse()?,
         None => "127.0.0.1:7000".parse()?,
     };
-    let server = Server::new()
-        .bind(addr)
+    let server = match ListenFds::from_env() {
+        Ok(fds) => Server::new().listen_fds(fds),
+        Err(ActivationError::NotActivated) => Server::new().bind(addr),
+        Err(e) => return Err(e.into()),
+    };
+    let server = server
         .read_timeout(Some(Duration::from_secs(300)))
         // A client that sends but never reads its echoes is closed once its window has been
         // full for 10 s: it holds no connection slot for longer.
@@ -82,8 +96,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server.local_addrs()
     );
 
-    tokio::signal::ctrl_c().await?;
+    let notifier = Notifier::from_env()?;
+    if let Some(n) = &notifier {
+        n.ready()?;
+    }
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        stop = tokio::signal::ctrl_c() => stop?,
+        _ = terminate.recv() => {}
+    }
     println!("draining (at most 5 s)...");
+    if let Some(n) = &notifier {
+        n.stopping()?;
+    }
     let report = server.shutdown(Duration::from_secs(5)).await?;
     let stats = server.stats();
     println!(

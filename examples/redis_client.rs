@@ -1,8 +1,13 @@
-//! A Redis client on beamline: one `beamline::Client` in FIFO mode (RESP has no request
-//! ids, so replies match requests by order), shared by 64 concurrent callers. Their
-//! requests go through a shared pool of up to 4 connections, 32 pipelined requests on
-//! each (the pool opens another connection when all are full), and every connection
-//! reconnects with a jittered backoff when redis goes away.
+//! A Redis client on beamline that lives in a supervision tree, the way an Elixir
+//! application starts Redix: each connection is a supervised process (one pipelined
+//! `beamline::Client` in FIFO mode: RESP has no request ids, so replies match requests by
+//! order), and 64 caller processes share them.
+//!
+//! ```text
+//! app          Supervisor, rest_for_one
+//! ├── redis    Supervisor, one_for_one: redis-0 .. redis-3, one connection each
+//! └── callers  DynamicSupervisor: 64 callers doing SET/GET pairs
+//! ```
 //!
 //! Try it:
 //!
@@ -11,18 +16,24 @@
 //! cargo run --release --example redis_client -- 127.0.0.1:6379 --seconds 30
 //! ```
 //!
-//! Every second it prints how many requests got their own reply, and how many failed,
-//! split by whether the request may have reached redis. While it runs, restart redis
-//! (`redis-cli shutdown nosave; redis-server --port 6379 --save '' &`): requests in flight
-//! fail as "maybe sent", requests made while redis is down wait up to 2 s in the offline
-//! queue, the client reconnects with backoff, and "wrong replies" stays 0.
+//! Every second it prints how many requests got their own reply, how many failed (split by
+//! whether the request may have reached redis) and how many times the connections were
+//! restarted. While it runs, restart redis (`redis-cli shutdown nosave; redis-server --port
+//! 6379 --save '' &`): each connection exits with a typed reason (the connection was lost),
+//! its supervisor starts a new one, which reconnects with a jittered backoff; requests in
+//! flight fail as "maybe sent", requests made meanwhile wait up to 2 s in the offline queue,
+//! and "wrong replies" stays 0. Stop redis for good and each connection gives up after
+//! `--outage` (default 10 s), then the next one too, until their supervisor exceeds its
+//! restart intensity (about two outages in) and the application stops with that error
+//! rather than retrying in silence.
 //!
-//! Arguments: `[ADDR] [--callers N] [--connections N] [--per-connection N] [--seconds S]`.
+//! Arguments: `[ADDR] [--callers N] [--connections N] [--per-connection N] [--seconds S]
+//! [--outage S]`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use beamline_examples::redis_client::{Options, Tally, connect, run};
+use beamline_examples::redis_client::{Options, Tally, run, start};
 
 fn parse_args() -> Result<Options, String> {
     let mut options = Options::default();
@@ -51,10 +62,16 @@ fn parse_args() -> Result<Options, String> {
                     .map_err(|e| format!("--seconds: {e}"))?;
                 options.duration = Duration::from_secs(seconds);
             }
+            "--outage" => {
+                let seconds: u64 = value("--outage")?
+                    .parse()
+                    .map_err(|e| format!("--outage: {e}"))?;
+                options.outage = Duration::from_secs(seconds);
+            }
             "-h" | "--help" => {
                 return Err(
                     "usage: redis_client [ADDR] [--callers N] [--connections N] \
-                     [--per-connection N] [--seconds S]"
+                     [--per-connection N] [--seconds S] [--outage S]"
                         .to_owned(),
                 );
             }
@@ -68,9 +85,12 @@ fn parse_args() -> Result<Options, String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = parse_args()?;
-    let client = connect(&options).await?;
+    if options.connections == 0 {
+        return Err("--connections must be at least 1".into());
+    }
+    let app = Arc::new(start(&options).await?);
     println!(
-        "{} callers, up to {} pipelined connections ({} in flight each) to {}, for {:?}",
+        "{} callers, {} supervised connections ({} in flight each) to {}, for {:?}",
         options.callers,
         options.connections,
         options.per_connection,
@@ -79,7 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let tally = Arc::new(Tally::default());
     let reporter = tokio::spawn({
-        let tally = tally.clone();
+        let (app, tally) = (app.clone(), tally.clone());
         async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
@@ -88,25 +108,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 tick.tick().await;
                 let (ok, not_sent, maybe_sent, wrong) = tally.snapshot();
                 println!(
-                    "{:>8} replies/s | failed: {not_sent} not sent, {maybe_sent} maybe sent | wrong replies: {wrong}",
-                    ok - last
+                    "{:>8} replies/s | failed: {not_sent} not sent, {maybe_sent} maybe sent | wrong replies: {wrong} | connection restarts: {}",
+                    ok - last,
+                    app.restarts().await
                 );
                 last = ok;
             }
         }
     });
-    run(&client, &options, tally.clone()).await;
+    // The run ends at its deadline, or early if the tree gives up (redis away too long):
+    // stopping, the application stops the callers first.
+    run(&app, &options, tally.clone()).await;
     reporter.abort();
-    if let beamline::Stack::Shared(pool) = client.stack() {
-        let metrics = pool.metrics();
-        println!(
-            "pool: {} connections open, {} opened in all",
-            metrics.size, metrics.created
-        );
+    if let Err(stopped) = app.sup.count_children().await {
+        return Err(format!("the application stopped: {}", stopped.reason).into());
     }
+    let restarts = app.restarts().await;
+    app.sup.shutdown().await?;
     let (ok, not_sent, maybe_sent, wrong) = tally.snapshot();
     println!(
-        "done: {ok} replies, {not_sent} not sent, {maybe_sent} maybe sent, {wrong} wrong replies"
+        "done: {ok} replies, {not_sent} not sent, {maybe_sent} maybe sent, {wrong} wrong replies, \
+         {restarts} connection restarts"
     );
     if wrong > 0 {
         return Err("a caller got a reply that was not its own".into());

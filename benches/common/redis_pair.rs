@@ -15,9 +15,11 @@
 //! All run on the bench's two-worker runtime; redis-server is a separate process. A caller
 //! checks every reply: SET answers OK, GET answers the caller's own 32-byte value.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beamline::pool::{PoolConfig, Start};
+use beamline::process::{Strategy, Supervisor, SupervisorSpec};
 use beamline::resp::{Command, Value};
 use beamline::{Client, Pooling};
 use beamline_testkit::RedisServer;
@@ -48,6 +50,10 @@ pub(crate) enum Kind {
     Beamline,
     /// `beamline::Client` over a shared pool of [`POOL`] connections, 16 in flight each.
     BeamlinePooled,
+    /// The one-connection `beamline::Client` run as a supervised process
+    /// (`Client::child_spec` under a `Supervisor`): each call first reads the running
+    /// incarnation from its handle.
+    BeamlineSupervised,
     /// One redis-rs `MultiplexedConnection`.
     RedisRs,
     /// [`POOL`] redis-rs `MultiplexedConnection`s, taken in turn.
@@ -64,6 +70,7 @@ impl Kind {
         match self {
             Kind::Beamline => "beamline-fifo",
             Kind::BeamlinePooled => "beamline-fifo-pooled",
+            Kind::BeamlineSupervised => "beamline-fifo-supervised",
             Kind::RedisRs => "redis-rs-multiplexed",
             Kind::RedisRsPooled => "redis-rs-4-multiplexed",
             Kind::Fred => "fred",
@@ -76,6 +83,11 @@ impl Kind {
 #[derive(Clone)]
 pub(crate) enum Clients {
     Beamline(Client<Command, Value>),
+    /// The client and the supervisor that runs it (kept alive as long as the client).
+    BeamlineSupervised {
+        client: Client<Command, Value>,
+        _tree: Arc<Supervisor>,
+    },
     RedisRs(Vec<MultiplexedConnection>),
     Fred(FredClient),
     FredPool(FredPool),
@@ -115,6 +127,16 @@ impl Clients {
                         builder = builder.max_in_flight(16).pool(Pooling::Shared(pool));
                     }
                     Clients::Beamline(builder.connect().await.unwrap())
+                }
+                Kind::BeamlineSupervised => {
+                    let builder = Client::builder(redis.addr()).resp().timeout(TIMEOUT);
+                    let (spec, client) = Client::child_spec("redis", builder);
+                    let tree = SupervisorSpec::new(Strategy::OneForOne).child(spec);
+                    let tree = Supervisor::start(tree).await.unwrap();
+                    Clients::BeamlineSupervised {
+                        client,
+                        _tree: Arc::new(tree),
+                    }
                 }
                 Kind::RedisRs | Kind::RedisRsPooled => {
                     let client = redis_rs(redis).unwrap();
@@ -162,7 +184,7 @@ impl Clients {
         let (key, value) = (format!("bench:{caller}"), value(caller, pair));
         let start = Instant::now();
         match self {
-            Clients::Beamline(client) => {
+            Clients::Beamline(client) | Clients::BeamlineSupervised { client, .. } => {
                 let set = client.call(Command::new("SET").arg(&key).arg(&value)).await;
                 let set_took = start.elapsed();
                 assert_eq!(set.unwrap(), Value::ok());

@@ -11,6 +11,19 @@ pub fn listen_addr(default: &str) -> Result<SocketAddr, Box<dyn Error>> {
     parse_listen_addr(default, std::env::args().skip(1))
 }
 
+/// [`listen_addr`], and whether the switch `switch` (a flag without a value, such as
+/// `--tls`) was given.
+pub fn listen_addr_and(default: &str, switch: &str) -> Result<(SocketAddr, bool), Box<dyn Error>> {
+    let mut on = false;
+    let args = std::env::args().skip(1).filter(|a| {
+        let is_switch = a == switch;
+        on |= is_switch;
+        !is_switch
+    });
+    let addr = parse_listen_addr(default, args.collect::<Vec<_>>())?;
+    Ok((addr, on))
+}
+
 fn parse_listen_addr(
     default: &str,
     args: impl IntoIterator<Item = String>,
@@ -26,6 +39,19 @@ fn parse_listen_addr(
         }
     }
     Ok(addr)
+}
+
+/// An error and its sources on one line (`a: b: c`), for a program's last words: beamline's
+/// errors keep their causes in their sources, not in their own message.
+pub fn report(error: &(dyn Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
 }
 
 /// Logs to stderr at `info`, or as `RUST_LOG` says.
@@ -52,6 +78,19 @@ mod tests {
         assert_eq!(parse(&[]).unwrap(), "127.0.0.1:6380");
         assert_eq!(parse(&["--port", "7001"]).unwrap(), "127.0.0.1:7001");
         assert_eq!(parse(&["--addr", "[::1]:9"]).unwrap(), "[::1]:9");
+    }
+
+    #[test]
+    fn a_report_names_every_cause() {
+        let io = std::io::Error::other("port taken");
+        let start = beamline::server::StartError::Bind {
+            addr: beamline::server::ListenAddr::Unix("/tmp/x".into()),
+            source: io,
+        };
+        assert_eq!(
+            super::report(&start),
+            "cannot listen on unix:/tmp/x: port taken"
+        );
     }
 
     #[test]

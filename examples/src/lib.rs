@@ -10,7 +10,11 @@
 //! - [`chat`]: a line-based chat room where every member is a process and a slow member is
 //!   dropped, never waited for.
 //! - [`cli`]: the listen-address flags and tracing set-up the programs share.
-//! - [`redis_client`]: a FIFO `beamline::Client` doing SET/GET against a real Redis.
+//! - [`http`]: an axum app served by beamline-http, with the limits a public server sets.
+//! - [`redis_client`]: Redis clients in a supervision tree (as an Elixir app starts Redix),
+//!   callers doing SET/GET through them against a real Redis.
+//! - [`tagged`]: your own protocol with request ids, end to end: a server of
+//!   `Server::serve` + `serve_tagged`, a client of `ClientBuilder::tagged`.
 //! - [`demo`]: what `cargo xtask demo` runs: 1,000 `Client`s, the kv server killed and
 //!   restarted under them, reconnects with and without jitter.
 //! - [`matrix`]: the integration matrix's cells that `cargo xtask test` runs, each a
@@ -19,6 +23,8 @@
 pub mod chat;
 pub mod cli;
 pub mod demo;
+pub mod http;
 pub mod kv;
 pub mod matrix;
 pub mod redis_client;
+pub mod tagged;

@@ -1,23 +1,17 @@
 //! The `redis_client` example's logic against a real `redis-server`: every reply is the
 //! caller's own, and across a server restart every request ends in a reply or a typed
-//! failure.
+//! failure while the supervised connections exit and are restarted.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use beamline::resp::{Command, Value};
-use beamline::{Client, Stack};
-use beamline_examples::redis_client::{Options, Tally, connect, run};
+use beamline_examples::redis_client::{App, Options, Tally, run, start};
 use beamline_testkit::RedisServer;
 
-/// The example's client of `redis`, and options for `callers` doing `max_pairs` each.
-async fn setup(
-    redis: &RedisServer,
-    callers: usize,
-    max_pairs: u64,
-) -> (Client<Command, Value>, Options) {
+/// The example's application on `redis`, with options for `callers` doing `max_pairs` each.
+async fn setup(redis: &RedisServer, callers: usize, max_pairs: u64) -> (App, Options) {
     let options = Options {
         addr: redis.addr().to_string(),
         callers,
@@ -25,31 +19,34 @@ async fn setup(
         max_pairs,
         ..Options::default()
     };
-    (connect(&options).await.unwrap(), options)
+    (start(&options).await.unwrap(), options)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_client_gets_every_reply_right() {
     let redis = RedisServer::start();
-    let (client, options) = setup(&redis, 64, 50).await;
+    let (app, options) = setup(&redis, 64, 50).await;
     let tally = Arc::new(Tally::default());
-    run(&client, &options, tally.clone()).await;
+    run(&app, &options, tally.clone()).await;
     assert_eq!(tally.snapshot(), (64 * 50 * 2, 0, 0, 0));
-    // 64 callers, 32 in flight per connection: the pool needed more than one.
-    let Stack::Shared(pool) = client.stack() else {
-        panic!("the example's client is a shared pool: {client:?}");
-    };
-    assert!(pool.metrics().created >= 2, "{:?}", pool.metrics());
+    // The tree: four supervised connections, all running, none restarted.
+    let children = app.redis.which_children().await.unwrap();
+    assert_eq!(children.len(), 4);
+    assert!(children.iter().all(|c| c.pid.is_some() && c.restarts == 0));
+    assert_eq!(app.callers.count_children().await.unwrap().active, 0);
+    app.sup.shutdown().await.unwrap();
+    assert!(app.clients.iter().all(|c| c.pid().is_none()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_client_survives_a_restart() {
     let mut redis = RedisServer::start();
-    let (client, options) = setup(&redis, 16, 400).await;
+    let (app, options) = setup(&redis, 16, 400).await;
+    let app = Arc::new(app);
     let tally = Arc::new(Tally::default());
     let running = tokio::spawn({
-        let (client, options, tally) = (client.clone(), options.clone(), tally.clone());
-        async move { run(&client, &options, tally).await }
+        let (app, options, tally) = (app.clone(), options.clone(), tally.clone());
+        async move { run(&app, &options, tally).await }
     });
     while tally.ok.load(Ordering::Relaxed) < 500 {
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -66,4 +63,7 @@ async fn redis_client_survives_a_restart() {
         tally.made.load(Ordering::Relaxed)
     );
     assert!(ok > 500, "{ok}");
+    // Each connection exited when redis went away and was restarted by its supervisor.
+    assert!(app.restarts().await >= 4, "{}", app.restarts().await);
+    app.sup.shutdown().await.unwrap();
 }

@@ -1,6 +1,7 @@
 //! Real prerequisites, checked up front.
 //!
-//! Tests run against real peers (redis-server, redis-cli, redis-benchmark, openssl). A
+//! Tests run against real peers (redis-server, redis-cli, redis-benchmark, openssl, curl,
+//! h2load, wrk, haproxy, systemd-socket-activate). A
 //! missing peer is never a silent skip: when it is missing xtask installs it if it can
 //! (root, with apt-get), and otherwise stops with the exact command to run.
 
@@ -37,6 +38,31 @@ pub(crate) const SYSTEM: &[Prereq] = &[
         program: "openssl",
         package: "openssl",
         needed_for: "TLS tests that cross-check certificates with a real TLS peer",
+    },
+    Prereq {
+        program: "curl",
+        package: "curl",
+        needed_for: "beamline-http checked with curl (HTTP/1.1, h2c, HTTPS with ALPN h2)",
+    },
+    Prereq {
+        program: "h2load",
+        package: "nghttp2-client",
+        needed_for: "beamline-http under HTTP/2 load (tests and benches/http.rs)",
+    },
+    Prereq {
+        program: "wrk",
+        package: "wrk",
+        needed_for: "beamline-http under HTTP/1.1 keep-alive load (tests and benches/http.rs)",
+    },
+    Prereq {
+        program: "haproxy",
+        package: "haproxy",
+        needed_for: "the kv example behind a real balancer sending PROXY protocol headers",
+    },
+    Prereq {
+        program: "systemd-socket-activate",
+        package: "systemd",
+        needed_for: "socket activation: the server and the echo example on inherited sockets",
     },
 ];
 
@@ -187,9 +213,9 @@ mod tests {
 
     #[test]
     fn missing_lists_only_absent_programs() {
-        let absent = missing(SYSTEM, |p| p == "openssl");
+        let absent = missing(SYSTEM, |p| p != "redis-cli" && p != "h2load");
         let names: Vec<_> = absent.iter().map(|p| p.program).collect();
-        assert_eq!(names, ["redis-server", "redis-cli", "redis-benchmark"]);
+        assert_eq!(names, ["redis-cli", "h2load"]);
     }
 
     #[test]
@@ -197,7 +223,16 @@ mod tests {
         let absent = missing(SYSTEM, |_| false);
         assert_eq!(
             packages(&absent),
-            ["redis-server", "redis-tools", "openssl"]
+            [
+                "redis-server",
+                "redis-tools",
+                "openssl",
+                "curl",
+                "nghttp2-client",
+                "wrk",
+                "haproxy",
+                "systemd"
+            ]
         );
     }
 

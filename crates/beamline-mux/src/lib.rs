@@ -19,7 +19,9 @@
 //!   ping, pong) and a payload; a tokio-util `Encoder`/`Decoder` with zero-copy decode and
 //!   a maximum frame length checked before anything is allocated.
 //! - [`Tagged`] — the seam for **your own protocol**: implement it on your request and
-//!   response types and your codec is multiplexed by id like the wire format.
+//!   response types and your codec is multiplexed by id like the wire format. When the id
+//!   is a header beside the message, wrap your messages in an [`Envelope`] instead: no id
+//!   field, no dummy id.
 //! - [`Client`] and [`Driver`] (feature `driver`) — the **tokio client**: a cheap, cloneable
 //!   handle and the task that runs the connection over any `AsyncRead + AsyncWrite` (TCP,
 //!   TLS, Unix sockets). Writes are coalesced (one write and one flush per batch, vectored
@@ -121,9 +123,11 @@ pub use mux::{
     DEFAULT_QUARANTINE, Delivery, Expired, Fired, Lost, Mode, Mux, MuxConfig, MuxStats, StartError,
     Ticket, Transmit,
 };
-pub use tagged::Tagged;
+pub use tagged::{Envelope, Tagged};
 
 #[cfg(feature = "driver")]
 pub use client::{Client, ClientConfig, ConnectionError, Driver, MuxError, ProtocolViolation};
 #[cfg(feature = "driver")]
-pub use server::{DEFAULT_MAX_CONCURRENT, ServeError, ServerConfig, serve_tagged, serve_wire};
+pub use server::{
+    DEFAULT_MAX_CONCURRENT, IntoReply, ServeError, ServerConfig, serve_tagged, serve_wire,
+};

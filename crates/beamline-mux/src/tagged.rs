@@ -16,6 +16,10 @@
 /// ([`MAX_TAG`](Self::MAX_TAG)) is as safe as one with `u32` ids, only quicker to run out of
 /// free ids (callers then wait).
 ///
+/// Implement it when the id is a field of your message types (a `stream` field, as
+/// below). When it is a header beside the message, use [`Envelope`] instead: it implements
+/// this trait, and your types need no id field at all.
+///
 /// # Examples
 ///
 /// ```
@@ -69,5 +73,112 @@ pub trait Tagged {
     /// `tag`, `None` for an ordinary message (the default).
     fn cancels(&self) -> Option<u32> {
         None
+    }
+}
+
+/// A message and the tag the driver gives it, for protocols whose request id is a header
+/// beside the message rather than a field of it: your message types need no id field, and
+/// you never write a dummy id for the driver to overwrite.
+///
+/// Your codec encodes `Envelope<Request>` (writing [`tag`](Self::tag) in the header) and
+/// decodes `Envelope<Response>` (building it with [`with_tag`](Self::with_tag)); callers
+/// send [`Envelope::new`]`(request)` and read [`into_body`](Self::into_body) of the answer.
+/// On the server, [`serve_tagged`](crate::serve_tagged) hands the handler an
+/// `Envelope<Request>` and copies its tag onto the `Envelope<Response>` the handler
+/// returns. `MAX_TAG` is the largest id the header can carry (`u32::MAX` unless given).
+///
+/// An envelope has no cancel message ([`Tagged::cancel`] is `None`): a protocol that has
+/// one implements [`Tagged`] on its own types.
+///
+/// # Examples
+/// ```
+/// use beamline_mux::{Envelope, Tagged};
+///
+/// let mut request = Envelope::<_>::new("GET greeting");
+/// request.set_tag(7); // what the client's driver does just before encoding it
+/// assert_eq!((request.tag(), *request.body()), (7, "GET greeting"));
+///
+/// // What a codec decodes: the id from the header, the message from the rest.
+/// let answer: Envelope<&str> = Envelope::with_tag(7, "hello");
+/// assert_eq!(answer.into_body(), "hello");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Envelope<T, const MAX_TAG: u32 = { u32::MAX }> {
+    tag: u32,
+    body: T,
+}
+
+impl<T, const MAX_TAG: u32> Envelope<T, MAX_TAG> {
+    /// `body` with no tag yet: the client's driver gives it one when it sends it, and
+    /// [`serve_tagged`](crate::serve_tagged) gives a response its request's.
+    pub fn new(body: T) -> Self {
+        Envelope { tag: 0, body }
+    }
+
+    /// `body` carrying `tag`: what a codec decodes from the wire.
+    pub fn with_tag(tag: u32, body: T) -> Self {
+        Envelope { tag, body }
+    }
+
+    /// The tag: the request id on the wire (0 until the driver sets one on a new envelope).
+    pub fn tag(&self) -> u32 {
+        self.tag
+    }
+
+    /// The message.
+    pub fn body(&self) -> &T {
+        &self.body
+    }
+
+    /// The message, to change it.
+    pub fn body_mut(&mut self) -> &mut T {
+        &mut self.body
+    }
+
+    /// The message, without its tag.
+    pub fn into_body(self) -> T {
+        self.body
+    }
+
+    /// The tag and the message.
+    pub fn into_parts(self) -> (u32, T) {
+        (self.tag, self.body)
+    }
+}
+
+impl<T, const MAX_TAG: u32> From<T> for Envelope<T, MAX_TAG> {
+    fn from(body: T) -> Self {
+        Envelope::new(body)
+    }
+}
+
+impl<T, const MAX_TAG: u32> Tagged for Envelope<T, MAX_TAG> {
+    const MAX_TAG: u32 = MAX_TAG;
+
+    fn tag(&self) -> u32 {
+        self.tag
+    }
+
+    fn set_tag(&mut self, tag: u32) {
+        self.tag = tag;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_carries_the_tag_it_is_given() {
+        let mut e: Envelope<&str, 255> = "ping".into();
+        assert_eq!(e.tag(), 0);
+        e.set_tag(200);
+        assert_eq!(e.tag(), 200);
+        assert_eq!(<Envelope<&str, 255> as Tagged>::MAX_TAG, 255);
+        assert_eq!(<Envelope<()> as Tagged>::MAX_TAG, u32::MAX);
+        *e.body_mut() = "pong";
+        assert_eq!(e.into_parts(), (200, "pong"));
+        assert!(Envelope::<()>::cancel(3).is_none());
+        assert_eq!(Envelope::<()>::new(()).cancels(), None);
     }
 }

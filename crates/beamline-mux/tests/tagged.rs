@@ -130,3 +130,47 @@ async fn more_in_flight_than_the_protocol_has_ids_is_refused() {
         }
     );
 }
+
+/// What a handler refuses, answered with the protocol's own message.
+struct Refused(&'static str);
+
+impl<const MAX: u32> From<Refused> for Message<MAX> {
+    fn from(why: Refused) -> Self {
+        Message {
+            stream: 0,
+            op: Op::Result,
+            body: Bytes::from(format!("refused: {}", why.0)),
+        }
+    }
+}
+
+/// A handler may return `Result<Resp, E>` like `serve_wire`'s: its error becomes the
+/// response (through `E: Into<Resp>`), tagged with the request's id like any answer.
+#[tokio::test]
+async fn a_handler_error_is_answered_with_the_protocols_message() {
+    let (client_io, server_io) = tcp_pair().await;
+    tokio::spawn(serve_tagged(
+        server_io,
+        Codec::<CASSANDRA>,
+        &ServerConfig::new(),
+        |req: Message<CASSANDRA>| async move {
+            if req.body.is_empty() {
+                return Err(Refused("empty query"));
+            }
+            Ok(Message::<CASSANDRA> {
+                stream: 0,
+                op: Op::Result,
+                body: req.body,
+            })
+        },
+    ));
+    let (client, driver) =
+        Client::tagged(client_io, Codec::<CASSANDRA>, &ClientConfig::new()).unwrap();
+    tokio::spawn(driver);
+    let (refused, fine) = tokio::join!(
+        client.call(Message::query("")),
+        client.call(Message::query("select"))
+    );
+    assert_eq!(&refused.unwrap().body[..], b"refused: empty query");
+    assert_eq!(&fine.unwrap().body[..], b"select");
+}

@@ -299,7 +299,7 @@ pub enum ConfigError {
     #[error("pool config: a shared pool's max_users per connection must be at least 1")]
     ZeroMaxUsers,
     /// The backoff settings are invalid.
-    #[error("pool config: backoff: {0}")]
+    #[error("pool config: invalid backoff")]
     Backoff(#[source] BackoffConfigError),
 }
 

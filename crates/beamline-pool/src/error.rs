@@ -12,8 +12,9 @@ use crate::ConfigError;
 /// Branch on the variant: `Connect` means the target is failing (the manager's own error is
 /// inside), `CreatePanicked` means the manager has a bug, `Timeout` means the pool was busy
 /// (or still trying to connect: see `last_connect_error`), `Closed` means the pool is
-/// shutting down. The message says all of it; [`source`](std::error::Error::source) leads to
-/// the connect failure, when there is one.
+/// shutting down. The message says which; [`source`](std::error::Error::source) leads to
+/// the connect failure, when there is one (the message does not repeat it, so an error
+/// reporter that walks the chain prints each cause once).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum CheckoutError<E> {
@@ -50,7 +51,7 @@ pub enum CheckoutError<E> {
     },
 }
 
-impl<E: fmt::Display> fmt::Display for CheckoutError<E> {
+impl<E> fmt::Display for CheckoutError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Connect(e) => e.fmt(f),
@@ -64,7 +65,7 @@ impl<E: fmt::Display> fmt::Display for CheckoutError<E> {
             } => {
                 write!(f, "pool {pool}: no connection within {waited:?}")?;
                 match last_connect_error {
-                    Some(e) => write!(f, " (last connect attempt: {e})"),
+                    Some(_) => f.write_str(" (connecting is failing)"),
                     None => Ok(()),
                 }
             }
@@ -222,16 +223,18 @@ impl<E> ConnectError<E> {
     }
 }
 
-impl<E: fmt::Display> fmt::Display for ConnectError<E> {
+/// Names the pool, the target and the count; the manager's error is the
+/// [`source`](std::error::Error::source), not repeated here.
+impl<E> fmt::Display for ConnectError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "pool {}: connecting to {} failed ({} in a row): ",
+            "pool {}: connecting to {} failed ({} in a row)",
             self.pool, self.target, self.failures
         )?;
         match &self.cause {
-            ConnectCause::Failed(e) => e.fmt(f),
-            ConnectCause::TimedOut(after) => write!(f, "timed out after {after:?}"),
+            ConnectCause::Failed(_) => Ok(()),
+            ConnectCause::TimedOut(after) => write!(f, ": timed out after {after:?}"),
         }
     }
 }
@@ -307,9 +310,28 @@ mod tests {
             waited: Duration::from_secs(1),
             last_connect_error: Some(refused()),
         };
-        assert!(down.to_string().contains("last connect attempt"), "{down}");
+        assert!(down.to_string().contains("connecting is failing"), "{down}");
         assert_eq!(down.connect_error().unwrap().target(), "127.0.0.1:1");
         assert_eq!(down.pool(), "db");
+    }
+
+    #[test]
+    fn a_chain_prints_each_cause_once() {
+        let connect = CheckoutError::Connect(refused());
+        let chain = beamline_testkit::assert_printed_once(&connect);
+        assert_eq!(chain.len(), 2, "{chain:?}");
+        assert_eq!(
+            chain[1],
+            io::Error::from(io::ErrorKind::ConnectionRefused).to_string()
+        );
+        let down: CheckoutError<io::Error> = CheckoutError::Timeout {
+            pool: Arc::from("db"),
+            waited: Duration::from_secs(1),
+            last_connect_error: Some(refused()),
+        };
+        let chain = beamline_testkit::assert_printed_once(&down);
+        assert_eq!(chain.len(), 3, "{chain:?}");
+        assert!(chain[1].contains("2 in a row"), "{chain:?}");
     }
 
     #[test]

@@ -82,7 +82,16 @@ impl fmt::Display for ExitReason {
             Self::Killed => f.write_str("killed"),
             Self::NoProc => f.write_str("noproc"),
             Self::Panicked(message) => write!(f, "panicked: {message}"),
-            Self::Error(e) => write!(f, "error: {e}"),
+            // Not an error type itself, a reason shows its error's whole chain.
+            Self::Error(e) => {
+                write!(f, "error: {e}")?;
+                let mut cause = e.source();
+                while let Some(c) = cause {
+                    write!(f, ": {c}")?;
+                    cause = c.source();
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -121,6 +130,16 @@ mod tests {
         let reason = body().unwrap_err();
         assert!(reason.downcast_error::<Boom>().is_some());
         assert_eq!(reason.to_string(), "error: boom");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot save")]
+    struct Save(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_reason_shows_the_whole_chain_once() {
+        let reason = ExitReason::error(Save(std::io::Error::other("disk full")));
+        assert_eq!(reason.to_string(), "error: cannot save: disk full");
     }
 
     #[test]

@@ -6,14 +6,10 @@
 //! that does not (sent with [`Addr::cast`]); `handle` answers both.
 
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll};
-
-use pin_project::pin_project;
 
 use crate::exit::ExitReason;
 use crate::process::{Addr, Context, Event, Info, spawn};
+use crate::unwind::catch_panic;
 
 /// OTP's gen_server behaviour: implement the callbacks, run it with [`serve`] (as a child body)
 /// or [`GenServer::spawn`].
@@ -21,6 +17,9 @@ use crate::process::{Addr, Context, Event, Info, spawn};
 /// Guarantees, as in OTP:
 /// - `init` runs before any message is handled; messages sent meanwhile wait in the mailbox.
 ///   An `Err` from `init` ends the process with that reason (`terminate` is not called).
+/// - `init` returning `Ok` acknowledges the start ([`Context::started`]): a supervisor that
+///   starts the server as an [`acknowledged`](crate::ChildSpec::acknowledged) child starts
+///   its next child only then, and an `init` that fails fails the supervisor's start.
 /// - An `Err(reason)` from `handle` or `handle_info` ends the process with `reason`, after
 ///   `terminate(reason)`.
 /// - A panic inside a callback is caught: `terminate` runs with
@@ -62,10 +61,11 @@ pub trait GenServer: Send + Sized + 'static {
     /// What the mailbox holds. Requests that want an answer carry a [`Reply`](crate::Reply).
     type Message: Send + 'static;
 
-    /// Runs once, before any message. Set up state, trap exits, link or monitor here.
+    /// Runs once, before any message. Set up state, trap exits, link or monitor, register a
+    /// name here; its `Ok` acknowledges the process's start to a supervisor waiting for it.
     ///
     /// # Errors
-    /// An `Err` ends the process with that reason.
+    /// An `Err` ends the process with that reason (and fails an acknowledged start).
     fn init(
         &mut self,
         ctx: &mut Context<Self::Message>,
@@ -127,19 +127,19 @@ pub async fn serve<S: GenServer>(
     mut ctx: Context<S::Message>,
     mut server: S,
 ) -> Result<(), ExitReason> {
-    match CatchPanic(server.init(&mut ctx)).await {
-        Ok(Ok(())) => {}
+    match catch_panic(server.init(&mut ctx)).await {
+        Ok(Ok(())) => ctx.started(),
         Ok(Err(reason)) | Err(reason) => return Err(reason),
     }
     let reason = loop {
         let step = match ctx.recv().await {
-            Event::Msg(message) => CatchPanic(server.handle(message, &mut ctx)).await,
+            Event::Msg(message) => catch_panic(server.handle(message, &mut ctx)).await,
             Event::Exit { from, reason } if ctx.parent() == Some(&from) => break reason,
             Event::Exit { from, reason } => {
-                CatchPanic(server.handle_info(Info::Exit { from, reason }, &mut ctx)).await
+                catch_panic(server.handle_info(Info::Exit { from, reason }, &mut ctx)).await
             }
             Event::Down { id, pid, reason } => {
-                CatchPanic(server.handle_info(Info::Down { id, pid, reason }, &mut ctx)).await
+                catch_panic(server.handle_info(Info::Down { id, pid, reason }, &mut ctx)).await
             }
         };
         match step {
@@ -147,7 +147,7 @@ pub async fn serve<S: GenServer>(
             Ok(Err(reason)) | Err(reason) => break reason,
         }
     };
-    let reason = match CatchPanic(server.terminate(&reason, &mut ctx)).await {
+    let reason = match catch_panic(server.terminate(&reason, &mut ctx)).await {
         Ok(()) => reason,
         // A crash in terminate is a new failure, and the one worth reporting.
         Err(panicked) => panicked,
@@ -155,23 +155,5 @@ pub async fn serve<S: GenServer>(
     match reason {
         ExitReason::Normal => Ok(()),
         reason => Err(reason),
-    }
-}
-
-/// Runs a callback's future, turning a panic into [`ExitReason::Panicked`] so that `terminate`
-/// still runs (the process wrapper would catch it too, but without calling `terminate`).
-#[pin_project]
-struct CatchPanic<F>(#[pin] F);
-
-impl<F: Future> Future for CatchPanic<F> {
-    type Output = Result<F::Output, ExitReason>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let inner = self.project().0;
-        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(ExitReason::from_panic(&*payload))),
-        }
     }
 }

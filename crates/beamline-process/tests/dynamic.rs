@@ -107,7 +107,7 @@ async fn max_children_refuses_with_a_typed_error_and_returns_the_spec() {
             a.kill();
             a.exited().await;
             sup.count_children().await.unwrap();
-            sup.start_child(spec).unwrap();
+            sup.start_child(*spec).unwrap();
         }
         other => panic!("expected MaxChildren, got {other:?}"),
     }
@@ -441,4 +441,53 @@ async fn a_connection_per_child_says_goodbye_on_shutdown() {
         c.read_to_string(&mut rest).await.unwrap();
         assert_eq!(rest, "bye\n");
     }
+}
+
+/// A permanent child whose start panics the first time, before it ever runs.
+fn crashes_once_at_start(crashed: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> ChildSpec<()> {
+    let crashed = crashed.clone();
+    ChildSpec::permanent("crashes-once", move |mut ctx: Context<()>| {
+        if !crashed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("{DELIBERATE}: the start itself panics");
+        }
+        async move {
+            loop {
+                ctx.recv().await;
+            }
+        }
+    })
+}
+
+/// A child's exit signal can reach its supervisor before the supervisor's body first runs
+/// (here the child dies inside `start_child`, on a current-thread runtime where the
+/// supervisor has not been polled yet): the supervisor traps exits from its first instant,
+/// so it restarts the child instead of dying with it.
+#[tokio::test]
+async fn a_child_that_dies_before_its_supervisor_first_ran_is_restarted() {
+    quiet_deliberate_panics();
+    let crashed = std::sync::Arc::default();
+    let sup = DynamicSupervisor::start(DynamicSupervisorConfig::new());
+    let first = sup.start_child(crashes_once_at_start(&crashed)).unwrap();
+    assert!(matches!(first.exit_reason(), Some(ExitReason::Panicked(_))));
+    let infos = sup.which_children().await.unwrap();
+    assert_eq!(infos.len(), 1);
+    assert_eq!(infos[0].restarts, 1);
+
+    // The same under a parent: the nested dynamic supervisor's spec traps exits too.
+    let crashed = std::sync::Arc::default();
+    let nested = DynamicSupervisor::new(DynamicSupervisorConfig::new());
+    let top = Supervisor::start(
+        SupervisorSpec::new(Strategy::OneForOne).child(nested.child_spec("nested")),
+    )
+    .await
+    .unwrap();
+    let nested_pid = nested.pid().unwrap();
+    nested.start_child(crashes_once_at_start(&crashed)).unwrap();
+    assert_eq!(nested.which_children().await.unwrap()[0].restarts, 1);
+    assert_eq!(
+        nested.pid().unwrap(),
+        nested_pid,
+        "the nested supervisor lived on"
+    );
+    top.shutdown().await.unwrap();
 }

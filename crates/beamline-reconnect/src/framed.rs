@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{Decoder, Encoder, Framed};
 
 use crate::Connection;
+use crate::reconnect::catch_panic;
 
 /// How many requests a [`FramedConnection`] made with [`FramedConnection::new`] keeps
 /// written-but-unanswered at once.
@@ -111,7 +112,7 @@ pub enum FramedError {
     },
     /// The codec could not encode this request. Nothing was written and the connection
     /// is still up; retrying the same request will fail the same way.
-    #[error("request could not be encoded: {source}")]
+    #[error("request could not be encoded")]
     Encode {
         /// The codec's error.
         source: Arc<dyn StdError + Send + Sync>,
@@ -134,6 +135,10 @@ pub enum FramedCloseCause {
     /// This side closed it ([`Connection::close`], or every handle dropped).
     #[error("closed by this side")]
     Closed,
+    /// The driver's codec (or the transport) panicked; the panic's message. It stayed in
+    /// the driver's task, which closed the connection as for any other cause.
+    #[error("the driver panicked: {0}")]
+    Panicked(Arc<str>),
 }
 
 struct Job<Req, Resp> {
@@ -286,8 +291,14 @@ where
 {
     async fn run(mut self) {
         let mut close = self.state.subscribe();
+        // User code (the codec) runs in `poll_io`: a panic there is the connection's cause
+        // instead of an unwinding task.
+        let io = poll_fn(|cx| {
+            catch_panic(|| self.poll_io(cx))
+                .unwrap_or_else(|message| Poll::Ready(FramedCloseCause::Panicked(message)))
+        });
         let cause = tokio::select! {
-            cause = poll_fn(|cx| self.poll_io(cx)) => cause,
+            cause = io => cause,
             _ = close.wait_for(Option::is_some) => FramedCloseCause::Closed,
         };
         self.cause = Some(cause);

@@ -45,7 +45,18 @@
 //!   held; a panic in any of them closes the connection with [`CloseReason::Panicked`] and
 //!   its message, visible to [`Reconnect::state_changes`] watchers and in every later
 //!   error, while each request keeps its was-sent answer (started ones end as their
-//!   connection reports them, queued ones unsent).
+//!   connection reports them, queued ones unsent). A panic in a [`FramedConnection`]'s codec
+//!   closes it with [`FramedCloseCause::Panicked`].
+//! - **It can live in a supervision tree** (feature `process`): `Reconnect::child_spec` runs
+//!   it as a supervised process that exits with [`CloseReason`]'s reason when it gives up
+//!   (`exit_on_disconnection`, the backoff's limit, a panic), restarted within the
+//!   supervisor's intensity, behind a handle that follows the restarts.
+//!
+//! # Feature flags
+//!
+//! - `process` *(off)*: `Reconnect::child_spec` and `SupervisedReconnect`, on
+//!   `beamline-process`. Off by default, so the crate does not bring a process runtime to
+//!   users who only want backoff or a reconnecting connection.
 //!
 //! # The seams
 //!
@@ -123,6 +134,8 @@ mod reconnect;
 pub use backoff::{Backoff, BackoffConfig, BackoffConfigError, GiveUp, Jitter, SplitMix64};
 pub use connection::{Connect, Connection};
 pub use framed::{DEFAULT_MAX_IN_FLIGHT, FramedCloseCause, FramedConnection, FramedError};
+#[cfg(feature = "process")]
+pub use reconnect::SupervisedReconnect;
 pub use reconnect::{
     CloseReason, ConnectError, DEFAULT_BACKOFF, HealthCheck, LossCause, OfflinePolicy, Reconnect,
     ReconnectConfig, ReconnectConfigError, ReconnectError, StartError, State,

@@ -28,6 +28,17 @@ impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.0.push_str(&format!("{}={:?} ", field.name(), value));
     }
+
+    /// An error with its sources, as tracing-subscriber's `fmt` prints it.
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0.push_str(&format!("{}={value}", field.name()));
+        let mut source = value.source();
+        while let Some(cause) = source {
+            self.0.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        self.0.push(' ');
+    }
 }
 
 impl Subscriber for Capture {

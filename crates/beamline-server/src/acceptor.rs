@@ -7,6 +7,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use beamline_process::catch_panic;
 use tokio::task::JoinHandle;
 
 use crate::conn::run::{Accepted, Service, Shared, spawn_connection};
@@ -130,10 +131,24 @@ pub(crate) fn spawn_acceptors<S: Service>(
             let Some(listener) = group.listeners.get(n % group.listeners.len().max(1)) else {
                 continue;
             };
-            tasks.push(runtime.spawn(accept_loop(listener.clone(), shared.clone(), n)));
+            tasks.push(runtime.spawn(acceptor(listener.clone(), shared.clone(), n)));
         }
     }
     tasks
+}
+
+/// One acceptor's task: [`accept_loop`], started again if it ever panics. No user code runs
+/// there (a connection's start runs in its own process), so a panic is a bug in beamline:
+/// it is logged at `error` with its message and the loop restarts after the exhaustion
+/// back-off, instead of the listener silently losing an acceptor.
+async fn acceptor<S: Service>(listener: Arc<Listener>, shared: Arc<Shared<S>>, acceptor: usize) {
+    loop {
+        let run = accept_loop(listener.clone(), shared.clone(), acceptor);
+        if let Err(reason) = catch_panic(run).await {
+            tracing::error!(acceptor, %reason, "acceptor panicked; restarting it");
+            tokio::time::sleep(EXHAUSTION_BACKOFF).await;
+        }
+    }
 }
 
 /// One acceptor: reserve a place (under `Pause`), accept, admit, hand off. Never returns; it
@@ -151,7 +166,10 @@ async fn accept_loop<S: Service>(listener: Arc<Listener>, shared: Arc<Shared<S>>
                     tracing::info!(acceptor, errors, "accepting again after accept errors");
                 }
                 shared.stats.accepted();
-                let ip = peer.ip().map(|addr| addr.ip());
+                // Behind a PROXY header, the client's address is known only once the
+                // connection's process has read it: the per-IP cap is applied there.
+                let proxy = listener.proxy();
+                let ip = peer.ip().map(|addr| addr.ip()).filter(|_| !proxy.is_on());
                 match shared.limits.admit(reserved.take(), ip) {
                     Ok(admission) => spawn_connection(
                         &shared,
@@ -160,6 +178,7 @@ async fn accept_loop<S: Service>(listener: Arc<Listener>, shared: Arc<Shared<S>>
                             peer,
                             local,
                             admission,
+                            proxy,
                         },
                     ),
                     Err(refusal) => {

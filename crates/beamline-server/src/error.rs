@@ -26,12 +26,21 @@ pub enum StartError {
     #[error("a server must be started inside a tokio runtime")]
     NoRuntime,
     /// An address could not be bound (in use, no permission, a Unix path that exists).
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address as requested.
         addr: ListenAddr,
         /// The OS error.
         source: io::Error,
+    },
+    /// A socket handed to this process ([`Server::listen_fds`](crate::Server::listen_fds))
+    /// cannot be served as given.
+    #[error("cannot serve the socket handed over for {addr}: {reason}")]
+    Inherited {
+        /// Its address.
+        addr: ListenAddr,
+        /// Why.
+        reason: &'static str,
     },
 }
 
@@ -61,7 +70,7 @@ pub enum ResumeError {
     /// for a port in the ephemeral range (a port 0 resolved), an outgoing connection was
     /// given it as its local port. The server stays suspended, with none of its listeners
     /// open; resuming may be retried.
-    #[error("cannot listen on {addr} again: {source}")]
+    #[error("cannot listen on {addr} again")]
     Bind {
         /// The address.
         addr: ListenAddr,

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::{ResumeError, ShutdownError, SuspendError};
-use crate::listen::{ListenAddr, ListenSpec};
+use crate::listen::{Bound, ListenAddr, ListenSpec, Listener};
 use crate::server::Acceptors;
 use crate::stats::{ServerStats, Stats, Stopping};
 
@@ -129,11 +129,30 @@ impl Lifecycle {
     }
 }
 
+/// Why [`ServerHandle::hand_over_with`] did not hand over.
+#[derive(Debug)]
+pub(crate) enum HandOff<E> {
+    NotRunning(ServerState),
+    Send(E),
+}
+
 /// An operation the lifecycle did not allow.
 #[derive(Debug)]
 struct Refused {
     state: ServerState,
     brought: Vec<JoinHandle<()>>,
+}
+
+/// Weak references to the listeners of `bound`: the acceptors own them.
+fn open_listeners(bound: &[Bound]) -> Vec<(ListenAddr, Weak<Listener>)> {
+    bound
+        .iter()
+        .flat_map(|b| {
+            b.listeners
+                .iter()
+                .map(|l| (b.spec.addr.clone(), Arc::downgrade(l)))
+        })
+        .collect()
 }
 
 /// Aborts and drops acceptor tasks (for a handle going away: no waiting).
@@ -164,6 +183,9 @@ pub struct ServerHandle {
     /// Acceptor tasks aborted and not yet seen to end (an operation was cancelled while it
     /// waited for them).
     stopping: Mutex<Vec<JoinHandle<()>>>,
+    /// The listening sockets of the running acceptors (which own them), for an upgrade to
+    /// hand over.
+    open: Mutex<Vec<(ListenAddr, Weak<Listener>)>>,
     stats: std::sync::Arc<Stats>,
     sup: DynamicSupervisor,
 }
@@ -171,11 +193,12 @@ pub struct ServerHandle {
 impl ServerHandle {
     pub(crate) fn new(
         tasks: Vec<JoinHandle<()>>,
-        specs: Vec<ListenSpec>,
+        bound: Vec<Bound>,
         acceptors: Box<dyn Acceptors>,
         stats: std::sync::Arc<Stats>,
         sup: DynamicSupervisor,
     ) -> Self {
+        let specs: Vec<ListenSpec> = bound.iter().map(|b| b.spec.clone()).collect();
         Self {
             lifecycle: Mutex::new(Lifecycle::Running(tasks)),
             ops: tokio::sync::Mutex::new(()),
@@ -183,6 +206,7 @@ impl ServerHandle {
             specs,
             acceptors,
             stopping: Mutex::new(Vec::new()),
+            open: Mutex::new(open_listeners(&bound)),
             stats,
             sup,
         }
@@ -308,6 +332,7 @@ impl ServerHandle {
             }
         }
         let tasks = self.acceptors.spawn(&bound);
+        *self.open.lock().unwrap_or_else(PoisonError::into_inner) = open_listeners(&bound);
         drop(bound);
         let applied = self.lifecycle().apply(Op::Resume(tasks));
         if let Err(refused) = applied {
@@ -319,6 +344,45 @@ impl ServerHandle {
         }
         tracing::info!(addrs = ?self.addrs, "server resumed: listening again");
         Ok(())
+    }
+
+    /// The step of an upgrade that only the handle can take: under the operations lock,
+    /// while running, gives the open listeners to `send` (which passes them to the successor
+    /// and waits until it accepts on them); once `send` succeeds, stops accepting without
+    /// touching the backlogs or the Unix socket files, which are the successor's now. The
+    /// server is then [`Suspended`](ServerState::Suspended). On any error nothing changed.
+    /// Cancelled during `send`, nothing changed either.
+    pub(crate) async fn hand_over_with<F, Fut, E>(&self, send: F) -> Result<usize, HandOff<E>>
+    where
+        F: FnOnce(Vec<(ListenAddr, Arc<Listener>)>) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+    {
+        let _op = self.ops.lock().await;
+        let state = self.state();
+        if state != ServerState::Running {
+            return Err(HandOff::NotRunning(state));
+        }
+        let listeners: Vec<(ListenAddr, Arc<Listener>)> = self
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(|(addr, l)| Some((addr.clone(), l.upgrade()?)))
+            .collect();
+        let count = listeners.len();
+        let held: Vec<Arc<Listener>> = listeners.iter().map(|(_, l)| l.clone()).collect();
+        send(listeners).await.map_err(HandOff::Send)?;
+        for listener in &held {
+            listener.release();
+        }
+        drop(held);
+        let tasks = self
+            .lifecycle()
+            .apply(Op::Suspend)
+            .map_err(|refused| HandOff::NotRunning(refused.state))?;
+        self.stop_acceptors(tasks, "upgrade").await;
+        tracing::info!(addrs = ?self.addrs, sockets = count, "listeners handed over to a successor: not accepting");
+        Ok(count)
     }
 
     /// Two-phase graceful shutdown. First the listeners close (nothing new is accepted; the

@@ -54,6 +54,7 @@ impl fmt::Display for Refusal {
 #[derive(Debug)]
 pub(crate) struct Admission {
     _permit: OwnedSemaphorePermit,
+    /// Held for its drop, which frees the place under the per-IP cap.
     _ip: Option<IpSlot>,
 }
 
@@ -122,6 +123,15 @@ impl Limits {
             _permit: permit,
             _ip: ip,
         })
+    }
+
+    /// Admits under the per-IP cap, late: for a connection admitted without an address
+    /// (behind a PROXY header) once its client's address is known.
+    pub(crate) fn admit_ip(&self, admission: &mut Admission, ip: IpAddr) -> Result<(), Refusal> {
+        if let Some(table) = &self.per_ip {
+            admission._ip = Some(PerIp::enter(table, ip).ok_or(Refusal::PerIp)?);
+        }
+        Ok(())
     }
 }
 

@@ -4,8 +4,10 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
@@ -14,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::conn::run::AcceptedIo;
 use crate::conn::{Endpoint, Transport};
+use crate::proxy::ProxyProtocol;
 use crate::stats::Stats;
 
 /// An address a server listens on. Before start it is what you asked for; from
@@ -70,18 +73,60 @@ pub(crate) struct SocketOptions {
     pub(crate) reuseport: bool,
 }
 
-/// One address to listen on, with the TLS acceptor for a TLS address.
+/// One address to listen on, with the TLS acceptor for a TLS address, whether its
+/// connections start with a PROXY header, and the sockets already listening on it that were
+/// handed to this process (socket activation, an upgrade).
 #[derive(Clone)]
 pub(crate) struct ListenSpec {
     pub(crate) addr: ListenAddr,
     pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) proxy: ProxyProtocol,
+    pub(crate) inherited: Option<Inherited>,
+}
+
+impl ListenSpec {
+    pub(crate) fn new(addr: ListenAddr, tls: Option<TlsAcceptor>) -> Self {
+        Self {
+            addr,
+            tls,
+            proxy: ProxyProtocol::Off,
+            inherited: None,
+        }
+    }
 }
 
 impl fmt::Debug for ListenSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ListenSpec")
             .field("addr", &self.addr)
+            .field("proxy", &self.proxy)
+            .field("inherited", &self.inherited.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// Listening sockets handed to this process for one address, taken by the first bind of it
+/// (a resume after a suspend binds the address anew). Shared, so that a cloned `Server`
+/// stays cloneable; whoever binds first takes them.
+#[derive(Clone, Debug)]
+pub(crate) struct Inherited {
+    sockets: Arc<Mutex<Vec<Socket>>>,
+    /// Whether this process may remove a Unix socket's file when it closes the listener:
+    /// yes for one handed over by a predecessor (this process owns the address now), no
+    /// for systemd's (systemd owns the file).
+    owns_path: bool,
+}
+
+impl Inherited {
+    pub(crate) fn new(sockets: Vec<Socket>, owns_path: bool) -> Self {
+        Self {
+            sockets: Arc::new(Mutex::new(sockets)),
+            owns_path,
+        }
+    }
+
+    fn take(&self) -> Vec<Socket> {
+        std::mem::take(&mut *self.sockets.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -94,12 +139,17 @@ pub(crate) struct Bound {
 }
 
 /// A listening socket. Closing it (the last acceptor holding it stops) accepts and closes
-/// what waits in its backlog, counted in `rejected`.
+/// what waits in its backlog, counted in `rejected` — unless it was handed over to a
+/// successor process, which serves that backlog.
 pub(crate) struct Listener {
     kind: ListenerKind,
     tls: Option<TlsAcceptor>,
+    proxy: ProxyProtocol,
     options: SocketOptions,
     stats: Arc<Stats>,
+    /// Set once a successor process holds this socket too: closing it then touches neither
+    /// the backlog nor the socket's file.
+    released: AtomicBool,
 }
 
 impl fmt::Debug for Listener {
@@ -116,22 +166,27 @@ enum ListenerKind {
     /// With its bound address: the local address of every accepted socket when it is one IP
     /// (no `getsockname` per connection); for a wildcard address each socket is asked.
     Tcp(TcpListener, SocketAddr),
-    Unix(UnixListener, PathBuf),
+    /// With its path, and whether closing it removes the path's file.
+    Unix(UnixListener, PathBuf, bool),
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        if self.released.load(Relaxed) {
+            // A successor listens on the same socket: its backlog and its file are its own.
+            return;
+        }
         // Connections the kernel completed and nobody accepted would be reset by the close
         // with no trace: accept each (without blocking), close it, and count it.
         let closed = match &self.kind {
             ListenerKind::Tcp(listener, _) => close_backlog(socket2::SockRef::from(listener)),
-            ListenerKind::Unix(listener, _) => close_backlog(socket2::SockRef::from(listener)),
+            ListenerKind::Unix(listener, ..) => close_backlog(socket2::SockRef::from(listener)),
         };
         if closed > 0 {
             self.stats.backlog_closed(closed);
         }
-        if let ListenerKind::Unix(_, path) = &self.kind {
-            // We created it when binding (binding fails if the path exists).
+        if let ListenerKind::Unix(_, path, true) = &self.kind {
+            // We created it when binding (binding fails if the path exists), or took it over.
             let _ = std::fs::remove_file(path);
         }
     }
@@ -150,6 +205,25 @@ fn close_backlog(listener: socket2::SockRef<'_>) -> u64 {
 }
 
 impl Listener {
+    /// Whether its connections start with a PROXY header.
+    pub(crate) fn proxy(&self) -> ProxyProtocol {
+        self.proxy
+    }
+
+    /// The listening socket, to hand to a successor process.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        match &self.kind {
+            ListenerKind::Tcp(listener, _) => listener.as_fd(),
+            ListenerKind::Unix(listener, ..) => listener.as_fd(),
+        }
+    }
+
+    /// From now on, closing it leaves its backlog and its file to the successor that holds
+    /// it too.
+    pub(crate) fn release(&self) {
+        self.released.store(true, Relaxed);
+    }
+
     /// Accepts one connection: the socket, the peer's address and the local one.
     pub(crate) async fn accept(&self) -> io::Result<(AcceptedIo, Endpoint, Endpoint)> {
         match &self.kind {
@@ -167,7 +241,7 @@ impl Listener {
                 };
                 Ok((io, Endpoint::Ip(peer), Endpoint::Ip(local)))
             }
-            ListenerKind::Unix(listener, path) => {
+            ListenerKind::Unix(listener, path, _) => {
                 let (unix, peer) = listener.accept().await?;
                 let peer = Endpoint::Unix(peer.as_pathname().map(PathBuf::from));
                 Ok((
@@ -195,8 +269,9 @@ impl Listener {
     }
 }
 
-/// Binds `spec` for `acceptors` acceptors. The returned spec has the bound address (port 0
-/// resolved), so binding it again reopens the same port.
+/// Binds `spec` for `acceptors` acceptors, or takes the sockets handed to this process for
+/// it. The returned spec has the bound address (port 0 resolved) and no inherited sockets,
+/// so binding it again reopens the same port.
 ///
 /// # Errors
 /// The OS's error for the first socket that could not be created, configured or bound.
@@ -209,50 +284,89 @@ pub(crate) fn bind(
     options: SocketOptions,
     stats: &Arc<Stats>,
 ) -> io::Result<Bound> {
+    let inherited = spec.inherited.as_ref().map(Inherited::take);
+    let listener = |kind| {
+        Arc::new(Listener {
+            kind,
+            tls: spec.tls.clone(),
+            proxy: spec.proxy,
+            options,
+            stats: stats.clone(),
+            released: AtomicBool::new(false),
+        })
+    };
+    let bound_spec = |addr| ListenSpec {
+        addr,
+        inherited: None,
+        ..spec.clone()
+    };
     match &spec.addr {
         ListenAddr::Tcp(addr) | ListenAddr::Tls(addr) => {
-            let count = if options.reuseport { acceptors } else { 1 };
-            let first = bind_tcp(*addr, options)?;
-            let local = first.local_addr()?;
-            let mut listeners = vec![first];
-            for _ in 1..count {
-                listeners.push(bind_tcp(local, options)?);
-            }
+            let listeners = match inherited.filter(|sockets| !sockets.is_empty()) {
+                Some(sockets) => sockets
+                    .into_iter()
+                    .map(|socket| adopt_tcp(socket, options))
+                    .collect::<io::Result<Vec<_>>>()?,
+                None => {
+                    let count = if options.reuseport { acceptors } else { 1 };
+                    let first = bind_tcp(*addr, options)?;
+                    let local = first.local_addr()?;
+                    let mut listeners = vec![first];
+                    for _ in 1..count {
+                        listeners.push(bind_tcp(local, options)?);
+                    }
+                    listeners
+                }
+            };
+            let local = match listeners.first() {
+                Some(first) => first.local_addr()?,
+                None => *addr,
+            };
             let addr = match spec.addr {
                 ListenAddr::Tls(_) => ListenAddr::Tls(local),
                 _ => ListenAddr::Tcp(local),
             };
             Ok(Bound {
-                spec: ListenSpec {
-                    addr,
-                    tls: spec.tls.clone(),
-                },
+                spec: bound_spec(addr),
                 listeners: listeners
                     .into_iter()
-                    .map(|l| {
-                        Arc::new(Listener {
-                            kind: ListenerKind::Tcp(l, local),
-                            tls: spec.tls.clone(),
-                            options,
-                            stats: stats.clone(),
-                        })
-                    })
+                    .map(|l| listener(ListenerKind::Tcp(l, local)))
                     .collect(),
             })
         }
         ListenAddr::Unix(path) => {
-            let listener = bind_unix(path, options)?;
+            let owns_path = spec.inherited.as_ref().is_none_or(|i| i.owns_path);
+            let listeners = match inherited.filter(|sockets| !sockets.is_empty()) {
+                Some(sockets) => sockets
+                    .into_iter()
+                    .map(|socket| {
+                        socket.set_nonblocking(true)?;
+                        UnixListener::from_std(socket.into())
+                    })
+                    .collect::<io::Result<Vec<_>>>()?,
+                None => vec![bind_unix(path, options)?],
+            };
             Ok(Bound {
-                spec: spec.clone(),
-                listeners: vec![Arc::new(Listener {
-                    kind: ListenerKind::Unix(listener, path.clone()),
-                    tls: None,
-                    options,
-                    stats: stats.clone(),
-                })],
+                spec: bound_spec(spec.addr.clone()),
+                listeners: listeners
+                    .into_iter()
+                    .map(|l| listener(ListenerKind::Unix(l, path.clone(), owns_path)))
+                    .collect(),
             })
         }
     }
+}
+
+/// A TCP socket handed to this process, already listening: made non-blocking, given the
+/// server's accepted-socket options (inherited by accepted sockets on Linux), and
+/// registered with the runtime.
+fn adopt_tcp(socket: Socket, options: SocketOptions) -> io::Result<TcpListener> {
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(options.nodelay)?;
+    if let Some(time) = options.keepalive {
+        socket.set_tcp_keepalive(&TcpKeepalive::new().with_time(time))?;
+    }
+    TcpListener::from_std(socket.into())
 }
 
 fn backlog(options: SocketOptions) -> i32 {

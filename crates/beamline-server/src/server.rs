@@ -14,12 +14,13 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::acceptor::spawn_acceptors;
-use crate::conn::run::{ConnConfig, FnService, HandlerService, Service, Shared};
-use crate::conn::{Connection, Handler};
+use crate::conn::run::{ConnConfig, ConnHook, FnService, HandlerService, Service, Shared};
+use crate::conn::{ConnInfo, Connection, Handler};
 use crate::error::StartError;
 use crate::handle::ServerHandle;
 use crate::limits::{DEFAULT_IP_PREFIX_V6, Limits, Overload};
 use crate::listen::{self, Bound, ListenAddr, ListenSpec, SocketOptions};
+use crate::proxy::{Cidr, ProxyProtocol};
 use crate::stats::Stats;
 
 /// The default [`max_connections`](Server::max_connections).
@@ -55,6 +56,9 @@ pub const DEFAULT_MAX_READ_BUFFER: usize = 1 << 20;
 /// | [`lifetime`](Self::lifetime) | none |
 /// | [`read_buffer`](Self::read_buffer) | 8 KiB |
 /// | [`max_read_buffer`](Self::max_read_buffer) | 1 MiB |
+/// | [`on_connection_error`](Self::on_connection_error) | none (failures are `tracing` events only) |
+/// | [`proxy_protocol`](Self::proxy_protocol) | [`ProxyProtocol::Off`] on every listener |
+/// | [`proxy_protocol_from`](Self::proxy_protocol_from) | any source (for `Required`) |
 ///
 /// # Examples
 /// ```no_run
@@ -77,7 +81,7 @@ pub const DEFAULT_MAX_READ_BUFFER: usize = 1 << 20;
 /// ```
 #[derive(Clone)]
 pub struct Server {
-    listen: Vec<ListenSpec>,
+    pub(crate) listen: Vec<ListenSpec>,
     acceptors: Option<usize>,
     socket: SocketOptions,
     max_connections: usize,
@@ -85,6 +89,16 @@ pub struct Server {
     per_ip: Option<u32>,
     prefix_v6: u8,
     conn: ConnConfig,
+    on_error: Option<ConnHook>,
+    /// The sources trusted to send PROXY headers; empty: any.
+    proxy_from: Vec<Cidr>,
+    /// The listeners the last `bind*` / `listen_fds` call added: what `proxy_protocol`
+    /// applies to.
+    pub(crate) last_added: Vec<usize>,
+    /// A `proxy_protocol` call with no listener before it, reported at start.
+    proxy_misplaced: bool,
+    /// A socket handed over as TLS that no `bind_tls` stands for, reported at start.
+    pub(crate) inherited_error: Option<ListenAddr>,
 }
 
 impl Default for Server {
@@ -110,6 +124,11 @@ impl Default for Server {
                 read_buffer: 8 * 1024,
                 max_read_buffer: DEFAULT_MAX_READ_BUFFER,
             },
+            on_error: None,
+            proxy_from: Vec::new(),
+            last_added: Vec::new(),
+            proxy_misplaced: false,
+            inherited_error: None,
         }
     }
 }
@@ -122,11 +141,13 @@ impl Server {
 
     /// Listens for plain TCP on `addr` (port 0: the OS picks one; read it back from
     /// [`ServerHandle::local_addrs`]). May be called several times.
-    pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.listen.push(ListenSpec {
-            addr: ListenAddr::Tcp(addr),
-            tls: None,
-        });
+    pub fn bind(self, addr: SocketAddr) -> Self {
+        self.add(ListenSpec::new(ListenAddr::Tcp(addr), None))
+    }
+
+    pub(crate) fn add(mut self, spec: ListenSpec) -> Self {
+        self.listen.push(spec);
+        self.last_added = vec![self.listen.len() - 1];
         self
     }
 
@@ -134,21 +155,67 @@ impl Server {
     /// `rustls::ServerConfig::builder_with_provider`; set `alpn_protocols` there to offer
     /// ALPN). The handshake runs in the connection's own process, under
     /// [`handshake_timeout`](Self::handshake_timeout).
-    pub fn bind_tls(mut self, addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> Self {
-        self.listen.push(ListenSpec {
-            addr: ListenAddr::Tls(addr),
-            tls: Some(TlsAcceptor::from(config)),
-        });
-        self
+    pub fn bind_tls(self, addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> Self {
+        let tls = Some(TlsAcceptor::from(config));
+        self.add(ListenSpec::new(ListenAddr::Tls(addr), tls))
     }
 
     /// Listens on a Unix domain socket at `path`, which must not exist; it is removed when
     /// the listener closes (suspend, shutdown, or dropping the handle).
-    pub fn bind_unix(mut self, path: impl Into<PathBuf>) -> Self {
-        self.listen.push(ListenSpec {
-            addr: ListenAddr::Unix(path.into()),
-            tls: None,
-        });
+    pub fn bind_unix(self, path: impl Into<PathBuf>) -> Self {
+        self.add(ListenSpec::new(ListenAddr::Unix(path.into()), None))
+    }
+
+    /// Whether the listener(s) added by the call just before — one address for
+    /// [`bind`](Self::bind), [`bind_tls`](Self::bind_tls) or [`bind_unix`](Self::bind_unix),
+    /// every adopted socket for [`listen_fds`](Self::listen_fds) — read a PROXY protocol
+    /// header (v1 or v2) before anything else. Default [`ProxyProtocol::Off`].
+    ///
+    /// The header is read in the connection's own process under the
+    /// [`handshake_timeout`](Self::handshake_timeout), peeked so that nothing after it is
+    /// consumed (for TLS, before the handshake). The client address it carries becomes the
+    /// connection's [`peer`](crate::ConnInfo::peer): the per-IP cap counts it and the
+    /// tracing events show it; the balancer's address is [`via`](crate::ConnInfo::via). A
+    /// missing, malformed, late or untrusted header under `Required` closes the connection
+    /// (see [`ProxyError`](crate::ProxyError)).
+    ///
+    /// ```no_run
+    /// use beamline_server::{ProxyProtocol, Server};
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::new()
+    ///     .bind("0.0.0.0:6380".parse()?)
+    ///     .proxy_protocol(ProxyProtocol::Required) // for 0.0.0.0:6380
+    ///     .proxy_protocol_from(["10.0.0.0/8".parse()?])
+    ///     .bind("127.0.0.1:6381".parse()?) // direct clients, no header
+    ///     .serve(|conn| async move {
+    ///         println!("{} via {:?}", conn.peer(), conn.info().via());
+    ///         Ok(())
+    ///     })?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Called before any listener was added, it is reported by `start` as
+    /// [`StartError::Invalid`].
+    pub fn proxy_protocol(mut self, mode: ProxyProtocol) -> Self {
+        if self.last_added.is_empty() {
+            self.proxy_misplaced = true;
+        }
+        for &index in &self.last_added {
+            if let Some(spec) = self.listen.get_mut(index) {
+                spec.proxy = mode;
+            }
+        }
+        self
+    }
+
+    /// The only sources that may send PROXY headers: a connection on a PROXY listener from
+    /// any other address is refused ([`ProxyError::Untrusted`](crate::ProxyError::Untrusted))
+    /// under `Required`, and under `Optional` refused if it sends a header, served as it
+    /// is if not. Required with [`ProxyProtocol::Optional`] (anyone could claim any
+    /// address otherwise). Default: any source, for `Required` listeners only the balancer
+    /// should reach.
+    pub fn proxy_protocol_from(mut self, sources: impl IntoIterator<Item = Cidr>) -> Self {
+        self.proxy_from.extend(sources);
         self
     }
 
@@ -275,6 +342,39 @@ impl Server {
         self
     }
 
+    /// Calls `hook` once for each connection that failed, as it ends, with what is known
+    /// about it and why: the handler's or function's `Err(reason)` (a linked process's
+    /// failure included), a panic ([`ExitReason::Panicked`]), a failed or timed-out TLS
+    /// handshake ([`ExitReason::Error`] with the handshake's `io::Error`), or a kill
+    /// ([`ExitReason::Killed`]: the lifetime passing during a callback, a drain's deadline,
+    /// another process). Not called for connections that end normally, for a peer's fault
+    /// that [`Handler::on_error`] accepted (a reset, a send timeout), nor for the
+    /// connections killed by dropping the [`ServerHandle`].
+    ///
+    /// These failures are also `tracing` events (see the crate docs), which only a
+    /// subscriber makes visible; the hook works without one, for a counter, a metric or a
+    /// line on stderr. It runs in the connection's process as it ends, before the
+    /// connection is counted in [`ServerStats`](crate::ServerStats): keep it short and
+    /// non-blocking. A panic in it is caught and logged.
+    ///
+    /// ```no_run
+    /// use beamline_server::Server;
+    ///
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::new()
+    ///     .bind("127.0.0.1:7000".parse()?)
+    ///     .on_connection_error(|info, reason| eprintln!("connection from {} failed: {reason}", info.peer()))
+    ///     .serve(|conn| async move { drop(conn); Ok(()) })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_connection_error(
+        mut self,
+        hook: impl Fn(&ConnInfo, &ExitReason) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_error = Some(Arc::new(hook));
+        self
+    }
+
     /// Starts the server with a callback [`Handler`], cloned for each connection.
     ///
     /// # Errors
@@ -291,6 +391,17 @@ impl Server {
     /// Starts the server with an async function that owns each [`Connection`] (reads and
     /// writes it directly: a `Framed` loop, `tokio::io::copy`, ...). It runs as the
     /// connection's process; returning `Ok(())` closes the connection, `Err(reason)` fails it.
+    ///
+    /// What ends a connection besides the function:
+    /// - **The drain rule.** On a graceful [`shutdown`](ServerHandle::shutdown), a function
+    ///   that took its [`shutdown_signal`](Connection::shutdown_signal) is told through it
+    ///   and has until the drain's deadline to finish (then it is killed). A function that
+    ///   never took the signal is dropped at once, closing its connection, whatever it was
+    ///   doing: a request half handled is lost. Take the signal to finish what you started.
+    /// - **The read timeout, 60 s by default** ([`read_timeout`](Self::read_timeout)): a
+    ///   connection that receives nothing for that long is closed (the function dropped),
+    ///   even while the function is busy writing or waiting on something else.
+    /// - The send timeout and the lifetime, as for every connection.
     ///
     /// # Errors
     /// As [`start`](Self::start).
@@ -340,6 +451,28 @@ impl Server {
         if self.conn.max_read_buffer == 0 {
             return invalid("max_read_buffer", "must be at least 1 byte");
         }
+        if let Some(addr) = &self.inherited_error {
+            return Err(StartError::Inherited {
+                addr: addr.clone(),
+                reason: "handed over as TLS, and no bind_tls of this address gives its config",
+            });
+        }
+        if self.proxy_misplaced {
+            return invalid(
+                "proxy_protocol",
+                "applies to the listener added just before it; none was",
+            );
+        }
+        let optional = self
+            .listen
+            .iter()
+            .any(|s| s.proxy == ProxyProtocol::Optional);
+        if optional && self.proxy_from.is_empty() {
+            return invalid(
+                "proxy_protocol",
+                "Optional needs proxy_protocol_from: otherwise any client could claim any address",
+            );
+        }
         Ok(())
     }
 
@@ -375,21 +508,22 @@ impl Server {
                 ),
                 stats: stats.clone(),
                 sup: sup.clone(),
+                on_error: self.on_error,
+                proxy_from: self.proxy_from.into_boxed_slice(),
             }),
             count,
             options: self.socket,
             runtime,
         };
         let tasks = pool.spawn(&bound);
-        let specs: Vec<ListenSpec> = bound.into_iter().map(|b| b.spec).collect();
         tracing::info!(
-            addrs = ?specs.iter().map(|s| &s.addr).collect::<Vec<_>>(),
+            addrs = ?bound.iter().map(|b| &b.spec.addr).collect::<Vec<_>>(),
             acceptors = count,
             max_connections = self.max_connections,
             overload = ?self.overload,
             "server started"
         );
-        Ok(ServerHandle::new(tasks, specs, Box::new(pool), stats, sup))
+        Ok(ServerHandle::new(tasks, bound, Box::new(pool), stats, sup))
     }
 }
 
@@ -404,6 +538,8 @@ impl fmt::Debug for Server {
             .field("per_ip", &self.per_ip)
             .field("prefix_v6", &self.prefix_v6)
             .field("conn", &self.conn)
+            .field("on_connection_error", &self.on_error.is_some())
+            .field("proxy_from", &self.proxy_from)
             .finish()
     }
 }

@@ -20,9 +20,9 @@ pub struct ServerStats {
     /// Connection processes running now (TLS handshakes in progress included).
     pub active: u64,
     /// Accepted and closed at once: over `max_connections` under
-    /// [`Overload::Reject`](crate::Overload::Reject), over the per-IP cap, accepted while the
-    /// server was stopping, or waiting in the kernel's backlog when a listener closed
-    /// (suspend, shutdown, drop).
+    /// [`Overload::Reject`](crate::Overload::Reject), over the per-IP cap (behind a PROXY
+    /// header: once the header named the client), accepted while the server was stopping,
+    /// or waiting in the kernel's backlog when a listener closed (suspend, shutdown, drop).
     pub rejected: u64,
     /// Ended normally: the peer or the handler closed, a read timeout, the lifetime between
     /// callbacks, or a graceful shutdown.
@@ -37,7 +37,8 @@ pub struct ServerStats {
     /// running when the lifetime passed, or the server handle was dropped.
     pub killed: u64,
     /// TLS handshakes that failed (bad client, wrong CA, plain TCP on a TLS port) or did not
-    /// finish within the handshake timeout.
+    /// finish within the handshake timeout, and PROXY headers refused (see
+    /// `proxy_failures`).
     pub handshake_failures: u64,
     /// `accept()` calls that failed (each failure, not each back-off episode).
     pub accept_errors: u64,
@@ -46,6 +47,11 @@ pub struct ServerStats {
     /// a [`Handler`](crate::Handler); for a [`Connection`](crate::Connection) function, as its
     /// function ended).
     pub send_timeouts: u64,
+    /// Connections on a PROXY listener closed for their header: missing, malformed, too
+    /// large, late, from an untrusted source, or cut short
+    /// ([`ProxyError`](crate::ProxyError)). Not a bucket of its own: each is also counted in
+    /// `handshake_failures`.
+    pub proxy_failures: u64,
     /// Bytes received from peers (after TLS decryption). Counted in 64 KiB steps while a
     /// connection lives and exactly when it ends.
     pub bytes_in: u64,
@@ -61,6 +67,8 @@ pub(crate) enum Outcome {
     Panicked,
     Killed,
     HandshakeFailed,
+    /// Refused once started: over the per-IP cap by the address a PROXY header carried.
+    Rejected,
 }
 
 /// Bytes are added to the server-wide counters each time a connection's own total crosses a
@@ -82,6 +90,9 @@ pub(crate) struct Stats {
     handshake_failures: AtomicU64,
     accept_errors: AtomicU64,
     send_timeouts: AtomicU64,
+    proxy_failures: AtomicU64,
+    /// Connections refused after their process started (counted in `rejected` too).
+    late_rejected: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     /// Backlog connections closed since the last episode was logged.
@@ -121,6 +132,10 @@ impl Stats {
         self.send_timeouts.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn proxy_failure(&self) {
+        self.proxy_failures.fetch_add(1, Relaxed);
+    }
+
     /// `n` connections waiting in a closing listener's backlog were accepted and closed.
     pub(crate) fn backlog_closed(&self, n: u64) {
         self.accepted.fetch_add(n, Relaxed);
@@ -157,6 +172,7 @@ impl Stats {
             Outcome::Panicked => &self.panicked,
             Outcome::Killed => &self.killed,
             Outcome::HandshakeFailed => &self.handshake_failures,
+            Outcome::Rejected => &self.late_rejected,
         };
         counter.fetch_add(1, Relaxed);
         // Pairs with the fence in `wait_idle`: either it sees this end, or this sees it waiting.
@@ -190,12 +206,13 @@ impl Stats {
         let panicked = self.panicked.load(Relaxed);
         let killed = self.killed.load(Relaxed);
         let handshake_failures = self.handshake_failures.load(Relaxed);
-        let ended = closed + errored + panicked + killed + handshake_failures;
+        let late_rejected = self.late_rejected.load(Relaxed);
+        let ended = closed + errored + panicked + killed + handshake_failures + late_rejected;
         let started = self.started.load(Relaxed);
         ServerStats {
             accepted: self.accepted.load(Relaxed),
             active: started.saturating_sub(ended),
-            rejected: self.rejected.load(Relaxed),
+            rejected: self.rejected.load(Relaxed) + late_rejected,
             closed,
             errored,
             panicked,
@@ -203,6 +220,7 @@ impl Stats {
             handshake_failures,
             accept_errors: self.accept_errors.load(Relaxed),
             send_timeouts: self.send_timeouts.load(Relaxed),
+            proxy_failures: self.proxy_failures.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
         }
@@ -222,6 +240,7 @@ mod tests {
             Outcome::Panicked,
             Outcome::Killed,
             Outcome::HandshakeFailed,
+            Outcome::Rejected,
         ] {
             stats.accepted();
             stats.started();
@@ -248,9 +267,10 @@ mod tests {
                 s.errored,
                 s.panicked,
                 s.killed,
-                s.handshake_failures
+                s.handshake_failures,
+                s.rejected
             ),
-            (1, 1, 1, 1, 1)
+            (1, 1, 1, 1, 1, 2)
         );
     }
 

@@ -2,24 +2,41 @@
 //!
 //! - [`RedisServer`]: a real `redis-server` on a free loopback port, killed on drop, that
 //!   can be stopped and restarted on the same port to test reconnects.
+//! - [`Haproxy`]: a real HAProxy in TCP mode in front of a server under test, one frontend
+//!   per `server` line option (`send-proxy`, `send-proxy-v2`), killed on drop.
 //! - [`free_port`]: a loopback port nothing listens on right now.
 //! - [`open_fds`]: how many file descriptors this process holds, to prove nothing leaked.
 //! - [`Rng`]: a small seeded generator, so a randomized test replays from its seed.
+//! - [`quiet_panics`]: a panic hook that keeps a test's deliberate panics out of its output.
+//! - [`ExplosiveLines`]: a line codec whose decoder panics on `boom`, for the tests of what a
+//!   panic in user code a connection's driver runs becomes.
+//! - [`replay_inputs`]: what the fuzz targets' replay binaries share (corpus files and
+//!   directories through a check, without libFuzzer).
 //! - [`TestPki`]: a CA made at test time, leaf certificates it signs, and
 //!   rustls client/server configs built on the ring provider.
 //! - [`Witness`]: a timer that fires only if the task under test yields (cooperative
 //!   scheduling tests).
+//! - [`h2`]: raw HTTP/2 frames for attack tests (the rapid-reset burst, reading `GOAWAY`).
+//! - [`assert_printed_once`]: an error's chain, as a reporter prints it, names each cause
+//!   once.
 //!
-//! A missing `redis-server` is a test failure whose message is the command that installs
-//! it: a real-peer test is never skipped silently.
+//! A missing `redis-server` or `haproxy` is a test failure whose message is the command
+//! that installs it: a real-peer test is never skipped silently.
 
 #![forbid(unsafe_code)]
 
+mod codec;
 mod coop;
+mod errors;
+pub mod h2;
+mod haproxy;
 mod redis;
 mod tls;
 
+pub use codec::ExplosiveLines;
 pub use coop::{WITNESS_DELAY, Witness};
+pub use errors::{assert_printed_once, error_chain};
+pub use haproxy::Haproxy;
 pub use redis::RedisServer;
 pub use tls::TestPki;
 
@@ -50,6 +67,74 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .unwrap_or_else(|e| panic!("cannot read /proc/self/fd: {e}"))
         .count()
+}
+
+/// Installs, once per test binary, a panic hook that keeps deliberate panics (those whose
+/// message `is_deliberate` recognizes) out of the test output; every other panic, a real
+/// failure, still prints. Later calls keep the first hook.
+pub fn quiet_panics(is_deliberate: fn(&str) -> bool) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or_default();
+            if !is_deliberate(message) {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Runs `check` on every file under `paths` (directories are walked in name order), or,
+/// when `paths` is empty, under `default` if it exists; returns how many inputs were
+/// checked. What a fuzz target's replay binary does with its arguments: a corpus, or the
+/// crashes libFuzzer saved.
+///
+/// # Panics
+/// If a named file or directory cannot be read.
+pub fn replay_inputs(
+    paths: impl IntoIterator<Item = std::path::PathBuf>,
+    default: &std::path::Path,
+    mut check: impl FnMut(&[u8]),
+) -> usize {
+    fn replay(path: &std::path::Path, check: &mut dyn FnMut(&[u8]), count: &mut usize) {
+        if path.is_dir() {
+            let mut entries: Vec<_> = std::fs::read_dir(path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .collect();
+            entries.sort();
+            for entry in entries {
+                replay(&entry, check, count);
+            }
+        } else {
+            let data = std::fs::read(path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            check(&data);
+            *count += 1;
+        }
+    }
+    let mut paths: Vec<std::path::PathBuf> = paths.into_iter().collect();
+    if paths.is_empty() && default.exists() {
+        paths.push(default.to_path_buf());
+    }
+    let mut count = 0;
+    for path in &paths {
+        replay(path, &mut check, &mut count);
+    }
+    count
+}
+
+/// A number no other call in this process returns: for private file names.
+pub(crate) fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A small deterministic generator (xorshift64) for randomized tests: the same seed gives
@@ -91,6 +176,26 @@ mod tests {
         assert_ne!(first, (0..8).map(|_| c.next_u64()).collect::<Vec<_>>());
         assert!(first.iter().all(|&x| x != 0));
         assert!((0..1000).all(|_| a.below(7) < 7));
+    }
+
+    #[test]
+    fn replay_walks_directories_in_order_and_falls_back_to_the_default() {
+        let dir = std::env::temp_dir().join(format!("beamline-replay-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("b"), b"2").unwrap();
+        std::fs::write(dir.join("a"), b"1").unwrap();
+        std::fs::write(dir.join("sub").join("c"), b"3").unwrap();
+        let mut seen = Vec::new();
+        let n = replay_inputs(Vec::new(), &dir, |data| seen.push(data.to_vec()));
+        assert_eq!(
+            (n, seen),
+            (3, vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()])
+        );
+        let mut one = 0;
+        replay_inputs([dir.join("b")], &dir, |_| one += 1);
+        assert_eq!(one, 1);
+        assert_eq!(replay_inputs(Vec::new(), &dir.join("none"), |_| {}), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::free_port;
+use crate::{free_port, unique};
 
 /// How long a starting redis-server may take to answer PING.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -233,12 +233,6 @@ fn server_pid(addr: SocketAddr) -> io::Result<u32> {
 }
 
 /// A number that differs between calls in one process (names temporary directories).
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

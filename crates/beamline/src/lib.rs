@@ -17,6 +17,7 @@
 //! | [`mux`] | `mux` | many requests over one connection, each answer to its own caller (ids or FIFO order) |
 //! | [`pool`] | `pool` | a FIFO-fair connection pool with honest errors, exclusive or shared (multiplexed) checkout |
 //! | [`chaos`] | `chaos` | a fault-injecting TCP proxy for your own tests |
+//! | [`http`] | `http` | hyper and axum served by [`server`]: HTTP/1.1 and HTTP/2, every connection supervised, bounded and drained |
 //! | [`resp`] | `resp` | a bounded, resumable RESP2 codec (typed values, commands, inline commands, server-side requests) |
 //! | [`Client`] | `client` | the composed client: `Pool ─► Reconnect ─► Mux ─► TCP / TLS / Unix`, from one builder |
 //!
@@ -51,35 +52,51 @@
 //!   bounded queue until a deadline, and go out in queue order when a connection is back.
 //! - **Limits everywhere**: in-flight requests per connection, the offline queue, the pool's
 //!   size and checkout timeout, RESP frame, bulk and depth limits checked before allocating.
-//! - **Under the defaults every call ends**, and in FIFO mode a reply that never comes fails
-//!   its connection after the abandon timeout ([`ClientBuilder::abandon_timeout`]: twice
-//!   the request timeout, or 30 s) instead of wedging every later reply; the connection is
-//!   replaced like any lost one.
+//! - **Under the defaults every call ends**: the request timeout is 30 s
+//!   ([`DEFAULT_REQUEST_TIMEOUT`]) unless you turn it off explicitly
+//!   ([`ClientBuilder::no_timeout`]), so a server that never answers costs a caller 30 s and
+//!   a [`ClientError::Timeout`], never a hang; the offline queue has its deadline and a
+//!   pool's checkout its timeout (30 s). In FIFO mode a reply that never comes fails its
+//!   connection after the abandon timeout ([`ClientBuilder::abandon_timeout`]: twice the
+//!   request timeout, or 30 s without one) instead of wedging every later reply; the
+//!   connection is replaced like any lost one.
 //! - **The client's tasks never die silently**: a panic in code they run (your codec's
 //!   `clone`, a connector) closes the client with
 //!   [`CloseReason::Panicked`](reconnect::CloseReason::Panicked), which every later
 //!   [`ClientError::Closed`] carries.
 //! - **A pool that cannot connect says why**: a checkout fails with the connect attempt's
 //!   own error ([`ClientError::transport_error`]), not a bare timeout.
+//! - **A client can be a supervised process** (features `client` and `process`):
+//!   [`Client::child_spec`] puts it in a supervision tree, as an Elixir application starts
+//!   Redix. It exits with a typed reason its links and monitors see when it gives up
+//!   (`ExitReason::Error` holding the `CloseReason`, or `Panicked`), its supervisor restarts it
+//!   within its restart intensity, and the handle follows: calls between incarnations follow
+//!   the offline policy, never hang, never reach another incarnation's connection.
 //!
 //! # Feature flags
 //!
-//! All features are additive. Default: everything but `chaos` and `tower`.
+//! All features are additive. Default: everything but `chaos`, `tower` and `http`.
 //!
-//! - `process` — re-exports [`beamline-process`](process) as [`process`].
+//! - `process` — re-exports [`beamline-process`](process) as [`process`]; with `client`,
+//!   [`Client::child_spec`] (a client as a supervised process).
 //! - `server` — re-exports [`beamline-server`](server) as [`server`] (turns on `process`).
 //! - `reconnect` — re-exports [`beamline-reconnect`](reconnect) as [`reconnect`].
 //! - `mux` — re-exports [`beamline-mux`](mux) as [`mux`].
 //! - `pool` — re-exports [`beamline-pool`](pool) as [`pool`].
-//! - `client` — the composed [`Client`] (turns on `reconnect`, `mux` and `pool`).
+//! - `client` — the composed [`Client`], the `beamline-client` crate's items re-exported
+//!   at the root (turns on `reconnect`, `mux` and `pool`).
 //! - `tls` — TLS for the [`Client`] through tokio-rustls on the ring provider; re-exports
 //!   [`rustls`] and [`tokio_rustls`] so your configs match.
-//! - `resp` — the [`resp`] module.
+//! - `resp` — re-exports [`beamline-resp`](resp) as [`resp`].
 //! - `chaos` *(off)* — re-exports [`beamline-chaos`](chaos) as [`chaos`]: a test tool.
 //! - `tower` *(off)* — [`Client`] implements `tower::Service`. Off by default because it
 //!   makes tower's version part of your dependency graph and API for a trait most users of
 //!   the client never name; turn it on to stack tower middleware (timeouts, rate limits,
 //!   load shedding) on the client.
+//! - `http` *(off)* — re-exports [`beamline-http`](http) as [`http`] (turns on `server`):
+//!   serve an axum `Router` or any `tower::Service` over HTTP/1.1 and HTTP/2 with the
+//!   server's limits and drain. Off by default because hyper's and http's versions become
+//!   part of your API.
 //!
 //! # Examples
 //!
@@ -198,8 +215,26 @@
 //! // Reads are idempotent: replayed once on the next connection if this one is lost.
 //! let v = redis.call_idempotent(Command::new("GET").arg("k")).await?;
 //! assert_eq!(v, Value::bulk("v"));
+//! // A reply converts into what it should be; an `-ERR` reply is an `Err`, never data.
+//! let n: i64 = redis.call(Command::new("INCRBY").arg("n").arg(5)).await?.try_into()?;
+//! let missing: Option<String> = redis.call(Command::new("GET").arg("nope")).await?.try_into()?;
+//! # let _ = (n, missing);
 //! # Ok(())
 //! # }
+//! ```
+//!
+//! Forgetting `.resp()` is a compile error, not a request that hangs against a real Redis:
+//! a client of beamline's own wire format takes `Bytes`, and a [`resp::Command`] is not
+//! one, not even through the `.into()` a compiler hint would suggest.
+//!
+//! ```compile_fail,E0277
+//! use beamline::Client;
+//! use beamline::resp::Command;
+//! use bytes::Bytes;
+//!
+//! async fn forgot_resp(client: Client<Bytes, Bytes>) {
+//!     let _ = client.call(Command::new("GET").arg("k").into()).await;
+//! }
 //! ```
 //!
 //! **A pool** of multiplexed connections: up to 4, each taking 64 calls at once, the
@@ -226,6 +261,71 @@
 //! }
 //! # Ok(())
 //! # }
+//! ```
+//!
+//! **Your own protocol with request ids** (the `Tagged` path): a server of
+//! [`Server::serve`](server::Server::serve) + [`serve_tagged`](mux::serve_tagged) and a
+//! client of [`ClientBuilder::tagged`], over lines `<id> <text>`. The messages are
+//! [`Envelope`](mux::Envelope)s, so nobody writes an id: the client's driver tags each
+//! request, `serve_tagged` copies the tag onto the answer, and a handler's `Err` becomes the
+//! protocol's own error answer. `examples/tagged.rs` is the whole program.
+//!
+//! ```
+//! # #[cfg(all(feature = "client", feature = "server"))]
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use beamline::Client;
+//! use beamline::mux::{Envelope, ServerConfig, serve_tagged};
+//! use beamline::server::{ExitReason, Server};
+//! # use bytes::{BufMut, BytesMut};
+//! # use tokio_util::codec::{Decoder, Encoder, LinesCodec};
+//! # /// `<id> <text>\n` both ways.
+//! # #[derive(Clone, Default)]
+//! # struct Lines(LinesCodec);
+//! # impl Decoder for Lines {
+//! #     type Item = Envelope<String>;
+//! #     type Error = std::io::Error;
+//! #     fn decode(&mut self, src: &mut BytesMut) -> std::io::Result<Option<Envelope<String>>> {
+//! #         let Some(line) = self.0.decode(src).map_err(std::io::Error::other)? else { return Ok(None) };
+//! #         let (id, text) = line.split_once(' ').unwrap_or((&line, ""));
+//! #         let id = id.parse().map_err(std::io::Error::other)?;
+//! #         Ok(Some(Envelope::with_tag(id, text.to_owned())))
+//! #     }
+//! # }
+//! # impl Encoder<Envelope<String>> for Lines {
+//! #     type Error = std::io::Error;
+//! #     fn encode(&mut self, m: Envelope<String>, dst: &mut BytesMut) -> std::io::Result<()> {
+//! #         dst.put_slice(format!("{} {}\n", m.tag(), m.body()).as_bytes());
+//! #         Ok(())
+//! #     }
+//! # }
+//!
+//! /// What the server refuses, answered as an `ERR` line.
+//! struct Refused;
+//! impl From<Refused> for Envelope<String> {
+//!     fn from(_: Refused) -> Self { Envelope::new("ERR".to_owned()) }
+//! }
+//!
+//! async fn upper(request: Envelope<String>) -> Result<Envelope<String>, Refused> {
+//!     let text = request.into_body();
+//!     text.strip_prefix("UPPER ").map(|t| Envelope::new(t.to_uppercase())).ok_or(Refused)
+//! }
+//!
+//! // Lines is your codec (Encoder<Envelope<String>> + Decoder<Item = Envelope<String>>).
+//! let server = Server::new().bind("127.0.0.1:0".parse()?).serve(|conn| async move {
+//!     serve_tagged(conn, Lines::default(), &ServerConfig::new(), upper).await?;
+//!     Ok::<(), ExitReason>(())
+//! })?;
+//! let client = Client::builder(server.local_addr().expect("TCP"))
+//!     .tagged(Lines::default())
+//!     .connect()
+//!     .await?;
+//! let (a, b) = tokio::join!(
+//!     client.call(Envelope::new("UPPER ada".to_owned())),
+//!     client.call(Envelope::new("LOWER ada".to_owned())),
+//! );
+//! assert_eq!((a?.into_body(), b?.into_body()), ("ADA".to_owned(), "ERR".to_owned()));
+//! # Ok(()) }
+//! # #[cfg(not(all(feature = "client", feature = "server")))] fn main() {}
 //! ```
 //!
 //! **Failures you can branch on**: was the request sent?
@@ -362,22 +462,28 @@
     allow(rustdoc::broken_intra_doc_links)
 )]
 
-#[cfg(feature = "client")]
-mod client;
-#[cfg(feature = "resp")]
-pub mod resp;
-
 #[cfg(feature = "tower")]
-pub use client::ResponseFuture;
+#[doc(inline)]
+pub use beamline_client::ResponseFuture;
+#[cfg(all(feature = "client", feature = "process"))]
+#[doc(inline)]
+pub use beamline_client::Supervised;
 #[cfg(feature = "client")]
-pub use client::{
-    BuildError, Client, ClientBuilder, ClientError, ClientManager, MuxConnection, Pooling, Stack,
-    Target, TransportError,
+#[doc(inline)]
+pub use beamline_client::{
+    BuildError, Client, ClientBuilder, ClientError, ClientManager, DEFAULT_REQUEST_TIMEOUT,
+    MuxConnection, Pooling, Stack, Target, TransportError,
 };
 
 #[cfg(feature = "chaos")]
 #[doc(inline)]
 pub use beamline_chaos as chaos;
+#[cfg(feature = "tls")]
+#[doc(no_inline)]
+pub use beamline_client::{rustls, tokio_rustls};
+#[cfg(feature = "http")]
+#[doc(inline)]
+pub use beamline_http as http;
 #[cfg(feature = "mux")]
 #[doc(inline)]
 pub use beamline_mux as mux;
@@ -390,9 +496,9 @@ pub use beamline_process as process;
 #[cfg(feature = "reconnect")]
 #[doc(inline)]
 pub use beamline_reconnect as reconnect;
+#[cfg(feature = "resp")]
+#[doc(inline)]
+pub use beamline_resp as resp;
 #[cfg(feature = "server")]
 #[doc(inline)]
 pub use beamline_server as server;
-#[cfg(feature = "tls")]
-#[doc(no_inline)]
-pub use {rustls, tokio_rustls};

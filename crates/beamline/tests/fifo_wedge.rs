@@ -105,7 +105,8 @@ async fn the_builder_takes_an_abandon_timeout_and_refuses_zero() {
         .connect()
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("abandon timeout"), "{err}");
+    let chain = beamline_testkit::error_chain(&err).join(": ");
+    assert!(chain.contains("abandon timeout"), "{chain}");
     // Explicit, and shorter than the default: the wedge is found sooner.
     let client = Client::builder(redis.addr())
         .resp()

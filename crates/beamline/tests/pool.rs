@@ -45,7 +45,8 @@ async fn a_pool_that_cannot_connect_gives_the_real_error() {
             transport.io_error().map(|e| e.kind()),
             Some(ErrorKind::ConnectionRefused)
         );
-        assert!(err.to_string().contains("refused"), "{err}");
+        let chain = beamline_testkit::error_chain(&err).join(": ");
+        assert!(chain.contains("refused"), "{chain}");
     }
 }
 

@@ -114,7 +114,8 @@ async fn an_untrusted_certificate_is_a_typed_tls_error() {
         matches!(rustls_error(&err), rustls::Error::InvalidCertificate(_)),
         "{err:?}"
     );
-    assert!(err.to_string().contains("TLS handshake failed"), "{err}");
+    let chain = beamline_testkit::error_chain(&err).join(": ");
+    assert!(chain.contains("TLS handshake failed"), "{chain}");
 }
 
 /// A TLS client of `addr` trusting `pki`, checking `name` (the host when `None`).

@@ -155,9 +155,10 @@ async fn a_failed_first_connect_returns_the_real_error() {
         source.io_error().map(std::io::Error::kind),
         Some(std::io::ErrorKind::ConnectionRefused)
     );
+    let chain = beamline_testkit::error_chain(&err).join(": ");
     assert!(
-        err.to_string().contains("down") && err.to_string().contains("refused"),
-        "{err}"
+        err.to_string().contains("down") && chain.contains("refused"),
+        "{chain}"
     );
 }
 

@@ -100,10 +100,10 @@ impl ChatConfig {
 #[non_exhaustive]
 pub enum ChatStartError {
     /// The room's supervisor refused its spec.
-    #[error("the chat room could not start: {0}")]
+    #[error("the chat room could not start")]
     Room(#[from] beamline::process::StartError),
     /// The server could not start (the address is taken, no tokio runtime, ...).
-    #[error("the chat server could not start: {0}")]
+    #[error("the chat server could not start")]
     Server(#[from] beamline::server::StartError),
 }
 

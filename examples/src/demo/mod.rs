@@ -113,7 +113,7 @@ impl DemoConfig {
 #[non_exhaustive]
 pub enum DemoError {
     /// The kv server did not start (or restart).
-    #[error("the kv server did not start: {0}")]
+    #[error("the kv server did not start")]
     Start(#[source] StartError),
     /// Anything else, said in a sentence.
     #[error("{0}")]

@@ -55,6 +55,7 @@
 mod blocking;
 mod commands;
 mod conn;
+pub mod flags;
 mod float;
 mod glob;
 mod pack;
@@ -70,7 +71,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beamline::resp::{RespCodec, RespLimits};
-use beamline::server::{DrainReport, Server, ServerHandle, ShutdownError, StartError};
+use beamline::server::{
+    Cidr, DrainReport, ListenFds, ProxyProtocol, Server, ServerHandle, ShutdownError, StartError,
+};
 use tokio::task::JoinHandle;
 
 use self::settings::Settings;
@@ -92,6 +95,9 @@ pub struct KvConfig {
     sweep_interval: Duration,
     idle_timeout: Option<Duration>,
     pubsub_output_limit: usize,
+    proxy_protocol: bool,
+    proxy_from: Vec<Cidr>,
+    max_connections_per_ip: Option<u32>,
 }
 
 impl Default for KvConfig {
@@ -104,6 +110,9 @@ impl Default for KvConfig {
             sweep_interval: Duration::from_millis(100),
             idle_timeout: None,
             pubsub_output_limit: pubsub::DEFAULT_OUTPUT_LIMIT,
+            proxy_protocol: false,
+            proxy_from: Vec::new(),
+            max_connections_per_ip: None,
         }
     }
 }
@@ -159,6 +168,32 @@ impl KvConfig {
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy's
+    /// `send-proxy` / `send-proxy-v2` write it): the client's address behind the balancer
+    /// is the connection's peer, in the logs and for
+    /// [`max_connections_per_ip`](Self::max_connections_per_ip). Default off.
+    #[must_use]
+    pub fn proxy_protocol(mut self, on: bool) -> Self {
+        self.proxy_protocol = on;
+        self
+    }
+
+    /// The balancers trusted to send PROXY headers (default: any, so the port must be
+    /// reachable only by them).
+    #[must_use]
+    pub fn proxy_from(mut self, sources: impl IntoIterator<Item = Cidr>) -> Self {
+        self.proxy_from.extend(sources);
+        self
+    }
+
+    /// At most this many live connections per client address (behind a balancer: per
+    /// address its PROXY header carried); more are closed at once. Default: no cap.
+    #[must_use]
+    pub fn max_connections_per_ip(mut self, max: u32) -> Self {
+        self.max_connections_per_ip = Some(max);
         self
     }
 
@@ -233,10 +268,35 @@ pub struct KvServer {
 /// [`StartError`] from beamline-server: the address cannot be bound, a setting is invalid,
 /// or there is no tokio runtime. Nothing is left running.
 pub fn start(config: KvConfig) -> Result<KvServer, StartError> {
+    launch(config, None)
+}
+
+/// Starts a kv server on listening sockets handed to this process: by the kv process it
+/// replaces (an upgrade: [`Predecessor`](beamline::server::Predecessor)) or by systemd. A
+/// socket for [`KvConfig::addr`] stands in for binding it.
+///
+/// # Errors
+/// As [`start`].
+pub fn start_inherited(config: KvConfig, fds: ListenFds) -> Result<KvServer, StartError> {
+    launch(config, Some(fds))
+}
+
+fn launch(config: KvConfig, fds: Option<ListenFds>) -> Result<KvServer, StartError> {
     let store = Arc::new(Store::new());
     let shared = Arc::new(config.shared(store.clone()));
-    let server = Server::new()
-        .bind(config.addr)
+    let mut builder = Server::new().bind(config.addr);
+    if let Some(fds) = fds {
+        builder = builder.listen_fds(fds);
+    }
+    if config.proxy_protocol {
+        builder = builder
+            .proxy_protocol(ProxyProtocol::Required)
+            .proxy_protocol_from(config.proxy_from.iter().copied());
+    }
+    if let Some(max) = config.max_connections_per_ip {
+        builder = builder.max_connections_per_ip(max);
+    }
+    let server = builder
         .max_connections(config.max_connections)
         .read_timeout(config.idle_timeout)
         .serve(move |conn| conn::serve(conn, shared.clone()))?;

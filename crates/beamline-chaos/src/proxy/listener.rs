@@ -4,6 +4,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -158,8 +159,12 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, mut stop: oneshot::Receiver
         tokio::select! {
             biased;
             _ = &mut stop => break,
-            // Reap finished connections so the set holds only live ones.
-            Some(_) = connections.tasks.join_next(), if !connections.tasks.is_empty() => {}
+            // Reap finished connections so the set holds only live ones; count the panics.
+            Some(ended) = connections.tasks.join_next(), if !connections.tasks.is_empty() => {
+                if ended.is_err_and(|e| e.is_panic()) {
+                    shared.counters.panicked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             () = shared.listener.changed.notified() => {
                 for stream in shared.listener.take_adopted() {
                     connections.serve(&shared, stream);

@@ -137,6 +137,10 @@ pub struct ProxyStats {
     /// Connections the proxy ended with an RST: a reset fault, [`Proxy::reset_all`], an
     /// upstream that refused, or a peer that failed mid-stream.
     pub resets: u64,
+    /// Connection tasks that panicked (a bug in the proxy: no user code runs there). The
+    /// panic stays in its task, which closes that connection; it is counted here so a test
+    /// can assert it never happened.
+    pub panicked: u64,
 }
 
 impl Proxy {
@@ -190,6 +194,7 @@ impl Proxy {
             upstream_bytes: c.upstream_bytes.load(Ordering::Relaxed),
             downstream_bytes: c.downstream_bytes.load(Ordering::Relaxed),
             resets: c.resets.load(Ordering::Relaxed),
+            panicked: c.panicked.load(Ordering::Relaxed),
         }
     }
 
@@ -294,14 +299,20 @@ impl Proxy {
 
     /// Stops the proxy: closes the listener, closes every connection (as on drop) and
     /// returns once the accept task and every connection task have ended.
+    ///
+    /// # Panics
+    /// With the accept task's own panic, if it panicked (a bug in the proxy): that is where
+    /// a test that used the proxy learns of it.
     pub async fn shutdown(mut self) {
         self.shared.listener.close();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.accept_task.take() {
-            // A JoinError here means the task panicked or was aborted: it has ended either way.
-            let _ = task.await;
+        if let Some(task) = self.accept_task.take()
+            && let Err(ended) = task.await
+            && ended.is_panic()
+        {
+            std::panic::resume_unwind(ended.into_panic());
         }
     }
 
@@ -339,6 +350,7 @@ struct Counters {
     upstream_bytes: AtomicU64,
     downstream_bytes: AtomicU64,
     resets: AtomicU64,
+    panicked: AtomicU64,
 }
 
 /// The faults and commands in force, as every connection sees them.

@@ -84,45 +84,14 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| check(data));
 fn main() {
     use std::path::{Path, PathBuf};
 
-    fn replay(path: &Path, count: &mut usize) {
-        if path.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-                .collect();
-            entries.sort();
-            for entry in entries {
-                replay(&entry, count);
-            }
-        } else {
-            let data = std::fs::read(path)
-                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-            check(&data);
-            *count += 1;
-        }
-    }
-
-    let mut paths: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
-    if paths.is_empty() {
-        let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/decode");
-        if default.exists() {
-            paths.push(default);
-        }
-    }
-    let mut replayed = 0;
-    for path in &paths {
-        replay(path, &mut replayed);
-    }
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/decode");
+    let args = std::env::args_os().skip(1).map(PathBuf::from);
+    let replayed = beamline_testkit::replay_inputs(args, &default, check);
 
     // A deterministic sweep: valid streams, then the same streams with bytes flipped, and
     // plain noise.
-    let mut state = 0x243F_6A88_85A3_08D3u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = beamline_testkit::Rng::new(0x243F_6A88_85A3_08D3);
+    let mut next = move || rng.next_u64();
     let mut generated = 0;
     for round in 0..20_000u64 {
         let mut stream = BytesMut::new();

@@ -1,8 +1,10 @@
 //! The connection task: owns the transport and the codec, and moves bytes between them and
 //! the shared [`Mux`] that callers start requests in.
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
@@ -462,8 +464,32 @@ where
 {
     type Output = Result<(), ConnectionError>;
 
+    /// Every poll runs under `catch_unwind`: a panic in the codec ends the connection with
+    /// [`ConnectionError::Panicked`] instead of unwinding out of the task with the callers
+    /// told only that the driver went away.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().poll_conn(cx)
+        let this = self.get_mut();
+        match catch_unwind(AssertUnwindSafe(|| this.poll_conn(cx))) {
+            Ok(polled) => polled,
+            Err(payload) => {
+                let cause = ConnectionError::Panicked(panic_message(payload.as_ref()));
+                tracing::error!(peer = %this.shared.peer, %cause, "mux connection closed");
+                this.finish(cause.clone());
+                Poll::Ready(Err(cause))
+            }
+        }
+    }
+}
+
+/// The text of a panic's payload (a `&str` or `String` message), or a stand-in.
+fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
+    match (
+        payload.downcast_ref::<&str>(),
+        payload.downcast_ref::<String>(),
+    ) {
+        (Some(text), _) => Arc::from(*text),
+        (None, Some(text)) => Arc::from(text.as_str()),
+        (None, None) => Arc::from("a panic without a message"),
     }
 }
 

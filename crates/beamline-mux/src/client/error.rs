@@ -50,7 +50,7 @@ pub enum MuxError {
         max: usize,
     },
     /// The user codec could not encode the request; nothing was sent.
-    #[error("could not encode the request to {peer}: {source}")]
+    #[error("could not encode the request to {peer}")]
     Encode {
         /// The connection.
         peer: Arc<str>,
@@ -174,6 +174,12 @@ pub enum ConnectionError {
         /// The abandon timeout that passed.
         abandon_timeout: std::time::Duration,
     },
+    /// Code the driver ran panicked (your codec or [`Tagged`](crate::Tagged) impl, or a bug
+    /// in the driver); the panic's message. The panic stayed in the driver's task: the
+    /// connection was closed and each request on it failed as written or not, like any lost
+    /// connection.
+    #[error("the connection's driver panicked: {0}")]
+    Panicked(Arc<str>),
 }
 
 impl ConnectionError {

@@ -10,7 +10,7 @@ use crate::frame::FrameKind;
 #[non_exhaustive]
 pub enum ServeError {
     /// Reading or writing the connection failed.
-    #[error("i/o error: {0}")]
+    #[error("i/o error")]
     Io(#[from] io::Error),
     /// The client sent bytes that do not decode (for the wire format a
     /// [`FrameError`](crate::FrameError), e.g. a frame over the size limit). The stream is

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -121,18 +122,60 @@ where
 /// Serves a user protocol whose messages carry ids ([`Tagged`]), framed by `codec`, with
 /// the same guarantees as [`serve_wire`].
 ///
-/// Each decoded request goes to `handler`; the response it returns gets the request's tag
-/// ([`Tagged::set_tag`]) and is written as soon as it is ready. A request for which
+/// Each decoded request goes to `handler`, which returns the response, or, like
+/// [`serve_wire`]'s, a `Result` whose error becomes the response (`Result<Resp, E>` with
+/// `E: Into<Resp>`: your protocol's error message; see [`IntoReply`]). The response gets
+/// the request's tag ([`Tagged::set_tag`]) and is written as soon as it is ready: build it
+/// with any tag (an [`Envelope::new`](crate::Envelope::new) has none). A request for which
 /// [`Tagged::cancels`] returns a tag cancels that request; the acknowledgement is the
 /// response type's [`Tagged::cancel`] message, if the protocol has one.
 ///
 /// # Errors
 /// As for [`serve_wire`].
+///
+/// # Examples
+/// A protocol of lines `<id> <text>`, its messages in [`Envelope`](crate::Envelope)s; a
+/// request the handler refuses is answered with an `ERR` line.
+/// ```no_run
+/// use beamline_mux::{Envelope, ServerConfig, serve_tagged};
+/// # use bytes::{BufMut, BytesMut};
+/// # use tokio_util::codec::{Decoder, Encoder};
+/// # #[derive(Clone)] struct Lines;
+/// # impl Decoder for Lines {
+/// #     type Item = Envelope<String>; type Error = std::io::Error;
+/// #     fn decode(&mut self, _: &mut BytesMut) -> std::io::Result<Option<Envelope<String>>> { Ok(None) }
+/// # }
+/// # impl Encoder<Envelope<String>> for Lines {
+/// #     type Error = std::io::Error;
+/// #     fn encode(&mut self, m: Envelope<String>, dst: &mut BytesMut) -> std::io::Result<()> {
+/// #         dst.put_slice(format!("{} {}\n", m.tag(), m.body()).as_bytes()); Ok(())
+/// #     }
+/// # }
+/// # use beamline_mux::Tagged;
+///
+/// struct Refused(&'static str);
+///
+/// impl From<Refused> for Envelope<String> {
+///     fn from(why: Refused) -> Self {
+///         Envelope::new(format!("ERR {}", why.0))
+///     }
+/// }
+///
+/// # async fn run(stream: tokio::net::TcpStream) -> Result<(), beamline_mux::ServeError> {
+/// serve_tagged(stream, Lines, &ServerConfig::new(), |req: Envelope<String>| async move {
+///     match req.body().strip_prefix("UPPER ") {
+///         Some(text) => Ok(Envelope::new(text.to_uppercase())),
+///         None => Err(Refused("unknown command")),
+///     }
+/// })
+/// .await
+/// # }
+/// ```
 pub fn serve_tagged<T, C, Req, Resp, H, F>(
     io: T,
     codec: C,
     config: &ServerConfig,
-    handler: H,
+    mut handler: H,
 ) -> impl Future<Output = Result<(), ServeError>> + use<T, C, Req, Resp, H, F>
 where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -142,11 +185,33 @@ where
     Req: Tagged,
     Resp: Tagged,
     H: FnMut(Req) -> F,
-    F: Future<Output = Resp>,
+    F: Future,
+    F::Output: IntoReply<Resp>,
 {
     let proto = TaggedServer {
         codec,
         types: PhantomData,
     };
+    let handler = move |req| handler(req).map(IntoReply::into_reply as fn(_) -> Resp);
     ServeConn::new(io, proto, handler, config.max_concurrent)
+}
+
+/// What a [`serve_tagged`] handler may return: the response itself, or a `Result` whose
+/// error is turned into a response (`E: Into<Resp>`), so a handler can use `?` and answer
+/// a failure with the protocol's own error message.
+pub trait IntoReply<Resp> {
+    /// The response to write.
+    fn into_reply(self) -> Resp;
+}
+
+impl<Resp> IntoReply<Resp> for Resp {
+    fn into_reply(self) -> Resp {
+        self
+    }
+}
+
+impl<Resp, E: Into<Resp>> IntoReply<Resp> for Result<Resp, E> {
+    fn into_reply(self) -> Resp {
+        self.unwrap_or_else(Into::into)
+    }
 }

@@ -187,7 +187,8 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
                         tracing::error!(pool = %self.name, panic = %message, retry_in = ?delay, "Manager::create panicked");
                     }
                     _ => {
-                        tracing::warn!(pool = %self.name, error = %error, retry_in = ?delay, "connect attempt failed");
+                        // As an error, so a subscriber shows its sources (the manager's error) too.
+                        tracing::warn!(pool = %self.name, error = &error as &(dyn std::error::Error + 'static), retry_in = ?delay, "connect attempt failed");
                     }
                 }
                 false
@@ -203,7 +204,7 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
                 st.connecting -= 1;
                 place.leave();
                 drop(guard);
-                tracing::error!(pool = %self.name, error = %error, %give_up, "connect attempts gave up; waiters failed");
+                tracing::error!(pool = %self.name, error = &error as &(dyn std::error::Error + 'static), %give_up, "connect attempts gave up; waiters failed");
                 true
             }
         };

@@ -236,7 +236,7 @@ fn failure<M: Manager, C>(
     match outcome {
         Some(Ok(())) => None,
         Some(Err(error)) => {
-            tracing::debug!(pool = %core.name, reason = reason.name(), %error, "connection discarded on checkout");
+            tracing::debug!(pool = %core.name, reason = reason.name(), error = &error as &(dyn std::error::Error + 'static), "connection discarded on checkout");
             Some(Prepared::Discarded)
         }
         None => Some(Prepared::TimedOut),

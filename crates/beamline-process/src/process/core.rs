@@ -69,6 +69,17 @@ pub(crate) enum Envelope<M> {
 /// process lock held, so it may take other locks, but it must be quick.
 pub(crate) type ExitHook = Box<dyn FnOnce(&Pid, &ExitReason) + Send>;
 
+/// Tells whoever waits for a process's start that it has started (see
+/// [`Context::started`](super::Context::started)). It waits among the process's watchers
+/// (under [`START_ACK`]) rather than in the `Context`, so a process nobody waits for pays
+/// nothing for it: a larger `Context` would make every body's future, and so every idle
+/// process's task, bigger.
+pub(crate) type StartAck = Box<dyn FnOnce() + Send>;
+
+/// The watcher key of the start acknowledgement: never a process id or a watcher key, which
+/// start at 1.
+const START_ACK: u64 = 0;
+
 /// Something told when the process exits.
 pub(crate) enum Watcher {
     /// A linked process (keyed by its id): receives an exit signal.
@@ -79,6 +90,9 @@ pub(crate) enum Watcher {
     Hook(ExitHook),
     /// An [`Exited`](super::Exited) future: woken once the exit is fully published.
     Waiter(Waker),
+    /// The start handshake, until the body acknowledges (dropped unused if it exits first,
+    /// which the waiting supervisor sees).
+    StartAck(StartAck),
 }
 
 /// A sender waiting for mailbox space. `notified` is only touched under the process lock.
@@ -369,6 +383,25 @@ impl<M: Send + 'static> Process<M> {
         self.lock().messages as usize
     }
 
+    /// Records the start handshake, before the body first runs.
+    pub(crate) fn set_start_ack(&self, ack: StartAck) {
+        self.lock()
+            .watchers
+            .insert(START_ACK, Watcher::StartAck(ack));
+    }
+
+    /// The start handshake, if one is waiting (once).
+    pub(crate) fn take_start_ack(&self) -> Option<StartAck> {
+        let mut st = self.lock();
+        if !matches!(st.watchers.get_mut(START_ACK), Some(Watcher::StartAck(_))) {
+            return None;
+        }
+        match st.watchers.remove(START_ACK) {
+            Some(Watcher::StartAck(ack)) => Some(ack),
+            _ => None,
+        }
+    }
+
     // ---- lifecycle -----------------------------------------------------------------------
 
     /// Records the task's abort handle (spawning happens after the record exists, so a kill may
@@ -457,6 +490,8 @@ impl<M: Send + 'static> Process<M> {
                 }
                 Watcher::Hook(hook) => hook(&me, &reason),
                 Watcher::Waiter(w) => waiters.push(w),
+                // Never acknowledged: dropping it tells the waiting supervisor so.
+                Watcher::StartAck(ack) => drop(ack),
             }
         }
         let late = {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-pub(crate) use self::core::{Core, ExitHook, Process, Watcher, next_key};
+pub(crate) use self::core::{Core, ExitHook, Process, StartAck, Watcher, next_key};
 use self::core::{Envelope, Rejected};
 use self::deadline::Deadline;
 pub(crate) use self::task::start;
@@ -383,7 +383,7 @@ where
     Fut: Future<Output = Result<(), ExitReason>> + Send + 'static,
 {
     let proc = Process::new(config.mailbox_capacity(), config.traps_exits());
-    start(proc.clone(), None, body);
+    start(proc.clone(), None, None, body);
     Addr { proc }
 }
 
@@ -685,6 +685,20 @@ impl<M: Send + 'static> Context<M> {
         self.parent.as_ref()
     }
 
+    /// Acknowledges this process's start (OTP's `init` returning) to the supervisor waiting
+    /// for it. A supervisor starting an [`acknowledged`](crate::ChildSpec::acknowledged) child
+    /// waits for this call, up to the child's start timeout, before it starts the next child
+    /// or reports its own start: call it once what the later children rely on is ready (a
+    /// registered name, a bound socket). A child that exits before calling it fails the start.
+    /// [`serve`](crate::serve) calls it when [`GenServer::init`](crate::GenServer::init)
+    /// returns `Ok`. Does nothing after the first call, or when nobody waits (a plain
+    /// [`spawn`], a child that is not acknowledged).
+    pub fn started(&self) {
+        if let Some(ack) = self.proc.take_start_ack() {
+            ack();
+        }
+    }
+
     /// Waits for the next message or notice. Cancel-safe: if the future is dropped (say, in a
     /// `tokio::select!` whose other branch won), nothing is lost. Cooperative, as
     /// [`Addr::cast`] is.
@@ -782,7 +796,7 @@ impl<M: Send + 'static> Context<M> {
     {
         let child = Process::new(config.mailbox_capacity(), config.traps_exits());
         link_new(&child, &self.pid());
-        start(child.clone(), Some(self.pid()), body);
+        start(child.clone(), Some(self.pid()), None, body);
         Addr { proc: child }
     }
 }

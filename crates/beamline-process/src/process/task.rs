@@ -10,7 +10,7 @@ use std::task::{Context as TaskContext, Poll};
 use pin_project::{pin_project, pinned_drop};
 
 use super::core::Process;
-use super::{Context, Pid};
+use super::{Context, Pid, StartAck};
 use crate::exit::ExitReason;
 
 /// Wraps a body future. Every poll runs inside `catch_unwind`, so a panic becomes
@@ -70,19 +70,27 @@ impl<M: Send + 'static, F> PinnedDrop for ProcessTask<M, F> {
     }
 }
 
-/// Builds the body from `start` and spawns it as the task of `proc`.
+/// Builds the body from `start` and spawns it as the task of `proc`. `ack` is the start
+/// handshake the body's [`Context::started`] calls, when someone waits for it.
 ///
 /// `start` (user code) runs here, synchronously; if it panics, the process exits with that
 /// panic before it ever runs, and the caller (often a supervisor) is not unwound.
 ///
 /// # Panics
 /// If called outside a tokio runtime (as `tokio::spawn`).
-pub(crate) fn start<M, S, Fut>(proc: Arc<Process<M>>, parent: Option<Pid>, start: S)
-where
+pub(crate) fn start<M, S, Fut>(
+    proc: Arc<Process<M>>,
+    parent: Option<Pid>,
+    ack: Option<StartAck>,
+    start: S,
+) where
     M: Send + 'static,
     S: FnOnce(Context<M>) -> Fut,
     Fut: Future<Output = Result<(), ExitReason>> + Send + 'static,
 {
+    if let Some(ack) = ack {
+        proc.set_start_ack(ack);
+    }
     let ctx = Context {
         proc: proc.clone(),
         parent,

@@ -1,15 +1,21 @@
 //! [`DynamicSupervisor`]: children started at run time (OTP's `DynamicSupervisor`), such as one
 //! process per accepted connection.
 
+mod config;
+mod error;
+
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub use self::config::DynamicSupervisorConfig;
+pub use self::error::{StartChildError, TerminateChildError};
 use super::intensity::RestartWindow;
 use super::spec::{ErasedChild, LinkTo, prepare_linked, run_start};
+use super::start::{OnAck, StartTimeout, Starting, Waited};
 use super::stop::{ShutdownReport, stop_all_concurrently, stop_child};
 use super::{
     ChildCounts, ChildId, ChildInfo, ChildKind, ChildSpec, Intensity, Restart,
@@ -17,100 +23,9 @@ use super::{
 };
 use crate::exit::ExitReason;
 use crate::process::{
-    Addr, Context, Event, ExitHook, Pid, ProcessId, Reply, Watcher, next_key, spawn,
+    Addr, Context, Event, ExitHook, Pid, ProcessId, Reply, SpawnConfig, Watcher, next_key,
+    spawn_with,
 };
-
-/// Limits of a [`DynamicSupervisor`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DynamicSupervisorConfig {
-    max_children: Option<usize>,
-    intensity: Intensity,
-}
-
-impl DynamicSupervisorConfig {
-    /// No child limit, the default [`Intensity`].
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// At most `max` children at once; beyond it `start_child` fails with
-    /// [`StartChildError::MaxChildren`] (a refusal, not a restart-intensity failure).
-    pub fn max_children(mut self, max: usize) -> Self {
-        self.max_children = Some(max);
-        self
-    }
-
-    /// Restart intensity for permanent and transient children.
-    pub fn intensity(mut self, intensity: Intensity) -> Self {
-        self.intensity = intensity;
-        self
-    }
-}
-
-/// Why [`DynamicSupervisor::start_child`] did not start a child. The spec comes back (with
-/// whatever its one-shot start owns), so nothing is lost.
-#[derive(thiserror::Error)]
-#[non_exhaustive]
-pub enum StartChildError<M> {
-    /// The supervisor already has `max` children.
-    #[error("dynamic supervisor {supervisor} already runs its maximum of {max} children")]
-    MaxChildren {
-        /// The supervisor.
-        supervisor: ProcessId,
-        /// Its limit.
-        max: usize,
-        /// The spec that was not started.
-        spec: ChildSpec<M>,
-    },
-    /// The supervisor is not running (never started, shutting down, or exited).
-    #[error("dynamic supervisor is not running ({reason})")]
-    NotRunning {
-        /// Why: its exit reason, [`ExitReason::Shutdown`] while it drains, or
-        /// [`ExitReason::NoProc`] if it never started.
-        reason: ExitReason,
-        /// The spec that was not started.
-        spec: ChildSpec<M>,
-    },
-}
-
-impl<M> StartChildError<M> {
-    /// The spec that was not started.
-    pub fn into_spec(self) -> ChildSpec<M> {
-        match self {
-            Self::MaxChildren { spec, .. } | Self::NotRunning { spec, .. } => spec,
-        }
-    }
-}
-
-impl<M> fmt::Debug for StartChildError<M> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::MaxChildren {
-                supervisor, max, ..
-            } => f
-                .debug_struct("MaxChildren")
-                .field("supervisor", supervisor)
-                .field("max", max)
-                .finish_non_exhaustive(),
-            Self::NotRunning { reason, .. } => f
-                .debug_struct("NotRunning")
-                .field("reason", reason)
-                .finish_non_exhaustive(),
-        }
-    }
-}
-
-/// Why [`DynamicSupervisor::terminate_child`] did nothing.
-#[derive(Clone, Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TerminateChildError {
-    /// The process is not (or no longer) a child of this supervisor.
-    #[error("process {child} is not a child of this dynamic supervisor")]
-    NotFound {
-        /// The process named.
-        child: ProcessId,
-    },
-}
 
 /// A request to a dynamic supervisor process (opaque: use the [`DynamicSupervisor`] methods).
 pub struct DynamicSupervisorMsg(Cmd);
@@ -134,11 +49,17 @@ impl fmt::Debug for DynamicSupervisorMsg {
 /// One running child. Temporary children keep no start (it was consumed).
 struct Entry {
     pid: Pid,
+    /// The incarnation of the supervisor that started it, and the only one that stops,
+    /// signals, counts or restarts it: a child belongs to its incarnation's child set.
+    sup: ProcessId,
     id: ChildId,
     restart: Restart,
     shutdown: Shutdown,
     kind: ChildKind,
     restarts: u32,
+    /// Started with a handshake not acknowledged yet: its exit is a failed start (reported
+    /// to whoever waits for it), never a restart. Only the child's acknowledgement clears it.
+    starting: bool,
     /// How to start it again (boxed: most children are temporary and have none).
     respawn: Option<Box<ErasedChild>>,
 }
@@ -148,16 +69,55 @@ enum Status {
     /// Accepting children; the supervisor's address.
     Running(Addr<DynamicSupervisorMsg>),
     /// Stopping its children (they stay in the table until they exit, so a
-    /// [`kill`](DynamicSupervisor::kill) still finds them); refuses new ones. The address of
-    /// the incarnation that is stopping.
+    /// [`kill`](DynamicSupervisor::kill) still finds them); refuses new ones. The incarnation
+    /// that is stopping.
     Stopping(Addr<DynamicSupervisorMsg>),
     /// Not running: never started, or exited with this reason.
     Stopped(ExitReason),
 }
 
+/// The children of every incarnation that has not finished exiting, each tagged with its
+/// own (`Entry::sup`), and the status of the current one. A parent may restart the
+/// supervisor between the old incarnation's exit and the moment its exit hook runs; the new
+/// incarnation then starts beside the old children instead of wiping them, and the old hook
+/// still signals every one of its own.
 struct Table {
     status: Status,
     children: HashMap<ProcessId, Entry>,
+}
+
+impl Table {
+    /// Takes the children of incarnation `sup` out of the table.
+    fn take_children_of(&mut self, sup: ProcessId) -> Vec<Entry> {
+        self.children
+            .extract_if(|_, e| e.sup == sup)
+            .map(|(_, e)| e)
+            .collect()
+    }
+
+    /// Settles the start of `child`, whose wait for an acknowledgement ended without one:
+    /// whoever ends the `starting` state decides, the child (it acknowledged meanwhile) or
+    /// this failure (it is forgotten, never restarted).
+    fn settle_failed_start(&mut self, child: ProcessId) -> Settled {
+        match self.children.get(&child) {
+            Some(e) if !e.starting => Settled::Acknowledged,
+            Some(_) => self
+                .children
+                .remove(&child)
+                .map_or(Settled::Gone, Settled::Forgotten),
+            None => Settled::Gone,
+        }
+    }
+}
+
+/// How a start that ended without an acknowledgement settled.
+enum Settled {
+    /// The child acknowledged after all: it started.
+    Acknowledged,
+    /// It was still starting: now forgotten.
+    Forgotten(Entry),
+    /// Its entry was already gone (it exited while starting, or was stopped).
+    Gone,
 }
 
 struct Shared {
@@ -180,6 +140,9 @@ impl Shared {
 /// - [`start_child`](Self::start_child) links the child to the supervisor before the child
 ///   runs; beyond [`max_children`](DynamicSupervisorConfig::max_children) it fails with
 ///   [`StartChildError::MaxChildren`] and hands the spec back.
+///   [`start_child_acknowledged`](Self::start_child_acknowledged) also waits for an
+///   [`acknowledged`](ChildSpec::acknowledged) child's start handshake, and a restart waits
+///   for it too.
 /// - Temporary children are forgotten when they exit; permanent and transient ones are
 ///   restarted per their [`Restart`] type, each restart counted against the [`Intensity`].
 ///   One too many stops every child and ends the supervisor with
@@ -192,7 +155,10 @@ impl Shared {
 ///   doing (an untrappable kill each, also during a shutdown in progress): nothing it started
 ///   outlives it.
 /// - The handle stays valid if the supervisor itself is restarted under a [`Supervisor`]
-///   (see [`child_spec`](Self::child_spec)).
+///   (see [`child_spec`](Self::child_spec)). Each incarnation owns the children it started:
+///   when it exits, however and whenever its parent restarts it, every one of them gets the
+///   exit signal its link would have delivered, and none is counted, stopped or restarted by
+///   a later incarnation. No child outlives the incarnation that started it unsignalled.
 ///
 /// [`Supervisor`]: super::Supervisor
 ///
@@ -247,7 +213,11 @@ impl DynamicSupervisor {
     pub fn start(config: DynamicSupervisorConfig) -> Self {
         let sup = Self::new(config);
         let shared = sup.shared.clone();
-        let addr = spawn(move |ctx| run(ctx, shared));
+        // Trapping from the first instant: a child started right away may die (and signal
+        // through its link) before this body has ever run.
+        let addr = spawn_with(SpawnConfig::new().trap_exit(true), move |ctx| {
+            run(ctx, shared)
+        });
         sup.attach(&addr);
         sup
     }
@@ -265,11 +235,13 @@ impl DynamicSupervisor {
             run(ctx, shared.clone())
         })
         .kind(ChildKind::Supervisor)
+        .trap_exit(true)
     }
 
     /// Makes `addr` the running incarnation (once; the body repeats it harmlessly), and
     /// arranges for the table to read "stopped" the moment that incarnation exits, however it
-    /// exits.
+    /// exits. The children of an earlier incarnation stay where they are: they are its own,
+    /// and its exit hook signals them, even if that runs after this.
     fn attach(&self, addr: &Addr<DynamicSupervisorMsg>) {
         {
             let mut table = self.shared.lock();
@@ -277,27 +249,25 @@ impl DynamicSupervisor {
                 return;
             }
             table.status = Status::Running(addr.clone());
-            table.children.clear();
         }
         let shared = Arc::downgrade(&self.shared);
         let me = addr.id();
         // The table is the supervisor's side of each child's link: when the supervisor exits
-        // (a panic, a kill, or after stopping its children), every child still in it gets the
-        // exit signal a link would have delivered.
+        // (a panic, a kill, or after stopping its children), every child of this incarnation
+        // still in it gets the exit signal a link would have delivered.
         let hook = Watcher::Hook(Box::new(move |sup: &Pid, reason: &ExitReason| {
             let Some(shared) = shared.upgrade() else {
                 return;
             };
             let orphans = {
                 let mut table = shared.lock();
-                if !matches!(&table.status, Status::Running(a) | Status::Stopping(a) if a.id() == me)
+                if matches!(&table.status, Status::Running(a) | Status::Stopping(a) if a.id() == me)
                 {
-                    return;
+                    table.status = Status::Stopped(reason.clone());
                 }
-                table.status = Status::Stopped(reason.clone());
-                std::mem::take(&mut table.children)
+                table.take_children_of(me)
             };
-            for (_, entry) in orphans {
+            for entry in orphans {
                 entry.pid.0.exit_signal(sup.clone(), reason.clone(), true);
             }
         }));
@@ -316,7 +286,10 @@ impl DynamicSupervisor {
     }
 
     /// Starts a child, linked to the supervisor before it runs, and returns its address.
-    /// O(1): one short lock and the spawn; the supervisor's mailbox is not involved.
+    /// O(1): one short lock and the spawn; the supervisor's mailbox is not involved. It does
+    /// not wait for an [`acknowledged`](ChildSpec::acknowledged) child's handshake (the
+    /// child's [`started`](crate::Context::started) does nothing then; its restarts do wait):
+    /// [`start_child_acknowledged`](Self::start_child_acknowledged) does.
     ///
     /// # Errors
     /// - [`StartChildError::MaxChildren`] at the child limit;
@@ -330,8 +303,56 @@ impl DynamicSupervisor {
         &self,
         spec: ChildSpec<M>,
     ) -> Result<Addr<M>, StartChildError<M>> {
+        self.admit(spec, false).map(|(addr, _)| addr)
+    }
+
+    /// [`start_child`](Self::start_child), then, for an
+    /// [`acknowledged`](ChildSpec::acknowledged) child, waits for its start handshake
+    /// (OTP's synchronous `start_child`): returns once the child has called
+    /// [`started`](crate::Context::started). Other children count as started once spawned.
+    ///
+    /// # Errors
+    /// As [`start_child`](Self::start_child), and [`StartChildError::Failed`] if the child
+    /// exited before acknowledging or did not acknowledge within its start timeout (it is
+    /// killed then). A failed child is forgotten, never restarted; its spec is consumed.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub async fn start_child_acknowledged<M: Send + 'static>(
+        &self,
+        spec: ChildSpec<M>,
+    ) -> Result<Addr<M>, StartChildError<M>> {
+        let id = spec.id.clone();
+        let (addr, mut starting) = self.admit(spec, true)?;
+        let (reason, timed_out) = match starting.wait().await {
+            Waited::Acknowledged => return Ok(addr),
+            Waited::Exited(reason) => (reason, false),
+            Waited::TimedOut(timeout) => (ExitReason::error(StartTimeout { timeout }), true),
+        };
+        let settled = self.shared.lock().settle_failed_start(addr.id());
+        if let Settled::Acknowledged = settled {
+            return Ok(addr);
+        }
+        if timed_out {
+            addr.kill();
+            addr.exited().await;
+        }
+        tracing::warn!(child = %id, %reason, "child failed to start");
+        Err(StartChildError::Failed { child: id, reason })
+    }
+
+    /// Admits and runs a child: checks the status and the limit, links it, records it (its
+    /// entry exists before it runs, so its exit always finds it) and runs its start outside
+    /// the lock. With `handshake`, an acknowledged child gets an ack that marks its entry
+    /// started, and the returned [`Starting`] waits for it.
+    fn admit<M: Send + 'static>(
+        &self,
+        spec: ChildSpec<M>,
+        handshake: bool,
+    ) -> Result<(Addr<M>, Starting), StartChildError<M>> {
         // Restartable children keep a way to start again; a temporary one's start is consumed.
         let respawn = spec.respawner();
+        let timeout = spec.start_timeout.filter(|_| handshake);
         let (sup, proc) = {
             let mut table = self.shared.lock();
             let sup = match &table.status {
@@ -339,13 +360,13 @@ impl DynamicSupervisor {
                 Status::Stopping(_) => {
                     return Err(StartChildError::NotRunning {
                         reason: ExitReason::Shutdown,
-                        spec,
+                        spec: Box::new(spec),
                     });
                 }
                 Status::Stopped(reason) => {
                     return Err(StartChildError::NotRunning {
                         reason: reason.clone(),
-                        spec,
+                        spec: Box::new(spec),
                     });
                 }
             };
@@ -355,7 +376,7 @@ impl DynamicSupervisor {
                 return Err(StartChildError::MaxChildren {
                     supervisor: sup.id(),
                     max,
-                    spec,
+                    spec: Box::new(spec),
                 });
             }
             let link = match respawn {
@@ -364,26 +385,41 @@ impl DynamicSupervisor {
             };
             let proc = match prepare_linked(spec.config, &sup, link) {
                 Ok(proc) => proc,
-                Err(reason) => return Err(StartChildError::NotRunning { reason, spec }),
+                Err(reason) => {
+                    return Err(StartChildError::NotRunning {
+                        reason,
+                        spec: Box::new(spec),
+                    });
+                }
             };
-            // The entry exists before the child runs, so its exit always finds it.
             table.children.insert(
                 proc.id(),
                 Entry {
                     pid: proc.pid(),
+                    sup: sup.id(),
                     id: spec.id.clone(),
                     restart: spec.restart,
                     shutdown: spec.shutdown,
                     kind: spec.kind,
                     restarts: 0,
+                    starting: timeout.is_some(),
                     respawn: respawn.map(Box::new),
                 },
             );
             (sup, proc)
         };
         tracing::debug!(supervisor = sup.id().as_u64(), child = %spec.id, pid = proc.id().as_u64(), "child started");
+        let (ack, starting) = match timeout {
+            Some(timeout) => {
+                let on_ack = mark_started(Arc::downgrade(&self.shared), proc.id());
+                let (ack, starting) = Starting::handshake(proc.pid(), timeout, Some(on_ack));
+                (Some(ack), starting)
+            }
+            None => (None, Starting::spawned(proc.pid())),
+        };
         // User code (building the body) runs outside the lock.
-        Ok(run_start(spec.start, proc, &sup, spec.slot.as_ref()))
+        let addr = run_start(spec.start, proc, &sup, spec.slot.as_ref(), ack);
+        Ok((addr, starting))
     }
 
     /// The exit hook of a temporary child: removes its entry from the table the moment it
@@ -529,6 +565,19 @@ impl fmt::Debug for DynamicSupervisor {
     }
 }
 
+/// The ack hook of a child started with a handshake: marks its entry started, in the child's
+/// own task before its acknowledgement is sent, so an exit that follows is a restart, not a
+/// failed start.
+fn mark_started(shared: Weak<Shared>, child: ProcessId) -> OnAck {
+    Box::new(move || {
+        if let Some(shared) = shared.upgrade()
+            && let Some(entry) = shared.lock().children.get_mut(&child)
+        {
+            entry.starting = false;
+        }
+    })
+}
+
 /// The dynamic supervisor process's body.
 async fn run(
     mut ctx: Context<DynamicSupervisorMsg>,
@@ -546,6 +595,7 @@ async fn run(
                         table
                             .children
                             .values()
+                            .filter(|e| e.sup == me.id())
                             .map(|e| ChildInfo {
                                 id: e.id.clone(),
                                 pid: Some(e.pid.clone()),
@@ -559,7 +609,7 @@ async fn run(
                 Cmd::CountChildren(reply) => {
                     let table = shared.lock();
                     let mut counts = ChildCounts::default();
-                    for e in table.children.values() {
+                    for e in table.children.values().filter(|e| e.sup == me.id()) {
                         counts.add(e.kind, true);
                     }
                     let _ = reply.send(counts);
@@ -575,28 +625,36 @@ async fn run(
                 return Err(reason);
             }
             Event::Exit { from, reason } => {
-                child_exited(&me, &shared, &mut window, &from, reason).await?;
+                // Children that were terminated (or failed their start) are no longer in the
+                // table; a child only ever signals the incarnation that started it.
+                let Some(entry) = shared.lock().children.remove(&from.id()) else {
+                    continue;
+                };
+                let mut exit = Some((entry, reason));
+                while let Some((entry, reason)) = exit.take() {
+                    exit = child_exited(&me, &shared, &mut window, entry, reason).await?;
+                }
             }
             Event::Down { .. } => {}
         }
     }
 }
 
-/// OTP's rules for one child's exit. `Err`: the supervisor's own exit reason (escalation).
+/// OTP's rules for one child's exit (its entry already out of the table). `Ok(Some(..))`:
+/// the restart failed its start, another exit of the same child; `Err`: the supervisor's own
+/// exit reason (escalation).
 async fn child_exited(
     me: &Pid,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     window: &mut RestartWindow,
-    from: &Pid,
+    entry: Entry,
     reason: ExitReason,
-) -> Result<(), ExitReason> {
-    // Children that were terminated (or of an earlier incarnation) are no longer in the table.
-    let Some(entry) = shared.lock().children.remove(&from.id()) else {
-        return Ok(());
-    };
+) -> Result<Option<(Entry, ExitReason)>, ExitReason> {
     log_exit(me.id(), &entry.id, &reason);
-    if !entry.restart.restarts_after(&reason) {
-        return Ok(());
+    // A child that exits before acknowledging its start is a failed start, reported by
+    // `start_child_acknowledged`.
+    if entry.starting || !entry.restart.restarts_after(&reason) {
+        return Ok(None);
     }
     if !window.allow(Instant::now()) {
         let exceeded = RestartIntensityExceeded {
@@ -609,26 +667,51 @@ async fn child_exited(
         return Err(ExitReason::error(exceeded));
     }
     let Some(respawn) = entry.respawn else {
-        return Ok(());
+        return Ok(None);
     };
-    // Only this task changes the status to Stopping, so no drain can miss the new child.
-    if let Some(pid) = respawn.starter.start(me, LinkTo::ChildSide) {
-        let restarts = entry.restarts + 1;
-        tracing::info!(supervisor = me.id().as_u64(), child = %respawn.id, pid = pid.id().as_u64(), restarts, "child restarted");
-        shared.lock().children.insert(
-            pid.id(),
-            Entry {
-                pid,
-                id: entry.id,
-                restart: entry.restart,
-                shutdown: entry.shutdown,
-                kind: entry.kind,
-                restarts,
-                respawn: Some(respawn),
-            },
-        );
+    let Some(prepared) = respawn.starter.prepare(me, LinkTo::ChildSide) else {
+        return Ok(None);
+    };
+    let pid = prepared.pid.clone();
+    let restarts = entry.restarts + 1;
+    let timeout = respawn.start_timeout;
+    tracing::info!(supervisor = me.id().as_u64(), child = %respawn.id, pid = pid.id().as_u64(), restarts, "child restarted");
+    // Recorded before it runs, like a new child. Only this task changes the status to
+    // Stopping, so no drain can miss it.
+    shared.lock().children.insert(
+        pid.id(),
+        Entry {
+            pid: pid.clone(),
+            sup: me.id(),
+            id: entry.id,
+            restart: entry.restart,
+            shutdown: entry.shutdown,
+            kind: entry.kind,
+            restarts,
+            starting: timeout.is_some(),
+            respawn: Some(respawn),
+        },
+    );
+    let on_ack = timeout.map(|_| mark_started(Arc::downgrade(shared), pid.id()));
+    let mut starting = prepared.run(timeout, on_ack);
+    let (reason, timed_out) = match starting.wait().await {
+        Waited::Acknowledged => return Ok(None),
+        Waited::Exited(reason) => (reason, false),
+        Waited::TimedOut(timeout) => (ExitReason::error(StartTimeout { timeout }), true),
+    };
+    let settled = shared.lock().settle_failed_start(pid.id());
+    match settled {
+        Settled::Acknowledged | Settled::Gone => Ok(None),
+        Settled::Forgotten(mut entry) => {
+            if timed_out {
+                pid.kill();
+                pid.exited().await;
+            }
+            // Its exit, when it comes, finds no entry: this is its one exit.
+            entry.starting = false;
+            Ok(Some((entry, reason)))
+        }
     }
-    Ok(())
 }
 
 fn log_exit(supervisor: ProcessId, child: &ChildId, reason: &ExitReason) {
@@ -639,18 +722,21 @@ fn log_exit(supervisor: ProcessId, child: &ChildId, reason: &ExitReason) {
     }
 }
 
-/// Refuses new children, then stops every child concurrently. The children stay in the
-/// table while they stop (a temporary one leaves it when it exits), so that
-/// [`DynamicSupervisor::kill`] during a drain still reaches every one.
+/// Refuses new children, then stops every child of this incarnation concurrently. The
+/// children stay in the table while they stop (a temporary one leaves it when it exits), so
+/// that [`DynamicSupervisor::kill`] during a drain still reaches every one.
 async fn drain(me: &Pid, shared: &Shared, deadline: Option<Duration>) -> ShutdownReport {
     let children: Vec<(Pid, Shutdown)> = {
         let mut table = shared.lock();
-        if let Status::Running(addr) = &table.status {
+        if let Status::Running(addr) = &table.status
+            && addr.id() == me.id()
+        {
             table.status = Status::Stopping(addr.clone());
         }
         table
             .children
             .values()
+            .filter(|e| e.sup == me.id())
             .map(|e| (e.pid.clone(), e.shutdown))
             .collect()
     };

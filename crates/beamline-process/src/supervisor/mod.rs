@@ -10,6 +10,8 @@
 mod dynamic;
 mod intensity;
 mod spec;
+mod start;
+mod state;
 mod stop;
 
 use std::any::Any;
@@ -17,23 +19,21 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
-use tokio::time::Instant;
-
 pub use self::dynamic::{
     DynamicSupervisor, DynamicSupervisorConfig, DynamicSupervisorMsg, StartChildError,
     TerminateChildError,
 };
-use self::intensity::RestartWindow;
 pub use self::intensity::{Intensity, RestartIntensityExceeded};
+use self::spec::ErasedChild;
 pub use self::spec::{
     Child, ChildCounts, ChildId, ChildInfo, ChildKind, ChildSpec, Restart, Shutdown,
 };
-use self::spec::{ErasedChild, LinkTo};
+pub use self::start::StartTimeout;
+use self::start::Starting;
+use self::state::run;
 pub use self::stop::ShutdownReport;
-use self::stop::stop_child;
 use crate::exit::ExitReason;
-use crate::process::{Context, Event, Pid, ProcessId, Reply, spawn};
+use crate::process::{DEFAULT_CAPACITY, Pid, Process, ProcessId, Reply, Timeout, start};
 
 /// Which children restart when one fails (OTP's strategies).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -80,15 +80,28 @@ pub enum ChildLookupError {
     SupervisorExited(SupervisorExited),
 }
 
-/// Why [`Supervisor::start`] refused a spec.
+/// Why [`Supervisor::start`] did not start a supervisor (and, inside an
+/// [`ExitReason::Error`], why a nested supervisor exited during its start).
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// Two children share an id, so handles and reports could not tell them apart.
+    /// Two children share an id, so handles and reports could not tell them apart. Nothing
+    /// was started.
     #[error("two children share the id {id}")]
     DuplicateChildId {
         /// The repeated id.
         id: ChildId,
+    },
+    /// An [`acknowledged`](ChildSpec::acknowledged) child exited before acknowledging its
+    /// start, or did not acknowledge within its start timeout (it was killed; the reason
+    /// holds [`StartTimeout`]). The children started before it were stopped in reverse
+    /// order, then the supervisor exited with this error (OTP's `failed_to_start_child`).
+    #[error("child {child} failed to start: {reason}")]
+    Child {
+        /// The child that failed.
+        child: ChildId,
+        /// Its exit reason, or [`StartTimeout`] inside an [`ExitReason::Error`].
+        reason: ExitReason,
     },
 }
 
@@ -144,6 +157,10 @@ impl SupervisorSpec {
     /// [`handle`](ChildSpec::handle) in a [`Supervisor`] (`Supervisor::from(handle)`) to
     /// query it.
     ///
+    /// The child is [`acknowledged`](ChildSpec::acknowledged) (without a timeout of its
+    /// own: its children's bound it): the parent's start waits until this supervisor's
+    /// children have all started, and fails if one of them fails.
+    ///
     /// # Errors
     /// [`StartError::DuplicateChildId`] if two children share an id.
     pub fn into_child(
@@ -151,10 +168,10 @@ impl SupervisorSpec {
         id: impl Into<ChildId>,
     ) -> Result<ChildSpec<SupervisorMsg>, StartError> {
         self.validate()?;
-        Ok(
-            ChildSpec::permanent(id, move |ctx| run(ctx, self.clone(), None))
-                .kind(ChildKind::Supervisor),
-        )
+        Ok(ChildSpec::permanent(id, move |ctx| run(ctx, self.clone()))
+            .kind(ChildKind::Supervisor)
+            .trap_exit(true)
+            .acknowledged(Timeout::Infinity))
     }
 }
 
@@ -198,6 +215,11 @@ impl fmt::Debug for SupervisorMsg {
 /// Guarantees:
 /// - Children start in order and stop in reverse order; each stop is a `Shutdown` exit signal
 ///   followed, after the child's [`Shutdown`] timeout, by a kill.
+/// - An [`acknowledged`](ChildSpec::acknowledged) child is started only after the one before
+///   it acknowledged its start, at the first start and at every restart; a child that fails
+///   its start fails [`start`](Self::start) with [`StartError::Child`] once the children
+///   already started are stopped in reverse order. Other children count as started once
+///   spawned.
 /// - A child's exit is handled per its [`Restart`] type and the [`Strategy`]; each restart is
 ///   counted against the [`Intensity`]. One restart too many stops every child and ends the
 ///   supervisor with [`ExitReason::Error`] holding [`RestartIntensityExceeded`], which its own
@@ -239,23 +261,33 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Starts a top-level supervisor (no parent) and its children, in order. Returns once
-    /// every child has been started.
+    /// Starts a top-level supervisor (no parent) and its children, in order: each
+    /// [`acknowledged`](ChildSpec::acknowledged) child after the one before it has
+    /// acknowledged its start. Returns once every child has started.
     ///
     /// # Errors
-    /// [`StartError::DuplicateChildId`] if two children share an id.
+    /// - [`StartError::DuplicateChildId`] if two children share an id (nothing started);
+    /// - [`StartError::Child`] if an acknowledged child exited before acknowledging or did
+    ///   not acknowledge within its start timeout; the children started before it have been
+    ///   stopped in reverse order and the supervisor has exited.
     ///
     /// # Panics
     /// Outside a tokio runtime.
     pub async fn start(spec: SupervisorSpec) -> Result<Self, StartError> {
         spec.validate()?;
-        let (ready, started) = oneshot::channel();
-        let addr = spawn(move |ctx| run(ctx, spec, Some(ready)));
-        // If the supervisor died while starting (it cannot fail on its own), its exit is
-        // reported by the first request instead.
-        let _ = started.await;
+        // Trapping exits from the first instant, as its body then asks anyway.
+        let proc = Process::new(DEFAULT_CAPACITY, true);
+        let (ack, starting) = Starting::handshake(proc.pid(), Timeout::Infinity, None);
+        start(proc.clone(), None, Some(ack), move |ctx| run(ctx, spec));
+        if let Err(reason) = starting.acknowledged().await
+            && let Some(failed) = reason.downcast_error::<StartError>()
+        {
+            return Err(failed.clone());
+        }
+        // Killed while starting (it cannot fail otherwise): its exit is reported by the first
+        // request instead.
         Ok(Self {
-            handle: Child::fixed(addr),
+            handle: Child::fixed(crate::process::Addr { proc }),
         })
     }
 
@@ -341,228 +373,5 @@ impl fmt::Debug for Supervisor {
         f.debug_struct("Supervisor")
             .field("pid", &self.pid().id())
             .finish()
-    }
-}
-
-/// One child as the running supervisor tracks it.
-struct Running {
-    spec: ErasedChild,
-    pid: Option<Pid>,
-    started: bool,
-    restarts: u32,
-}
-
-/// The state of a running supervisor, and OTP's rules as transitions on it.
-struct State {
-    me: Pid,
-    strategy: Strategy,
-    window: RestartWindow,
-    children: Vec<Running>,
-}
-
-impl State {
-    /// Starts every child that is not running, from index `from` on, in order. A one-shot
-    /// child whose start was already used is dropped.
-    fn start_from(&mut self, from: usize) {
-        let mut i = from;
-        while i < self.children.len() {
-            let child = &mut self.children[i];
-            if child.pid.is_none() {
-                match child.spec.starter.start(&self.me, LinkTo::Both) {
-                    Some(pid) => {
-                        if child.started {
-                            child.restarts += 1;
-                            tracing::info!(
-                                supervisor = self.me.id().as_u64(),
-                                child = %child.spec.id,
-                                pid = pid.id().as_u64(),
-                                restarts = child.restarts,
-                                "child restarted"
-                            );
-                        } else {
-                            tracing::debug!(
-                                supervisor = self.me.id().as_u64(),
-                                child = %child.spec.id,
-                                pid = pid.id().as_u64(),
-                                "child started"
-                            );
-                        }
-                        child.started = true;
-                        child.pid = Some(pid);
-                    }
-                    None => {
-                        self.children.remove(i);
-                        continue;
-                    }
-                }
-            }
-            i += 1;
-        }
-    }
-
-    /// Stops the running children at `from..` in reverse order, then forgets the temporary
-    /// ones among them (OTP never restarts a temporary child).
-    async fn stop_from(&mut self, from: usize, except: Option<usize>) {
-        for i in (from..self.children.len()).rev() {
-            if Some(i) == except {
-                continue;
-            }
-            if let Some(pid) = self.children[i].pid.take() {
-                stop_child(&self.me, &pid, self.children[i].spec.shutdown).await;
-            }
-        }
-        // (The failed child, `except`, is never temporary: temporary children are not
-        // restarted, so they never cause a group restart.)
-        let mut i = from;
-        while i < self.children.len() {
-            if self.children[i].spec.restart == Restart::Temporary {
-                self.children.remove(i);
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    /// Applies OTP's rules to the exit of child `i`. `Err` carries the supervisor's own exit
-    /// reason when the restart intensity is exceeded (every child has been stopped then).
-    async fn child_exited(&mut self, i: usize, reason: ExitReason) -> Result<(), ExitReason> {
-        let child = &mut self.children[i];
-        child.pid = None;
-        let id = child.spec.id.clone();
-        if reason.is_abnormal() {
-            tracing::warn!(supervisor = self.me.id().as_u64(), child = %id, %reason, "child exited");
-        } else {
-            tracing::debug!(supervisor = self.me.id().as_u64(), child = %id, %reason, "child exited");
-        }
-        if !child.spec.restart.restarts_after(&reason) {
-            if child.spec.restart == Restart::Temporary {
-                self.children.remove(i);
-            }
-            return Ok(());
-        }
-        if !self.window.allow(Instant::now()) {
-            let exceeded = RestartIntensityExceeded {
-                supervisor: self.me.id(),
-                child: id,
-                intensity: self.window.intensity(),
-            };
-            tracing::error!(supervisor = self.me.id().as_u64(), error = %exceeded, "escalating");
-            self.stop_from(0, None).await;
-            return Err(ExitReason::error(exceeded));
-        }
-        match self.strategy {
-            Strategy::OneForOne => self.start_from_one(i),
-            Strategy::OneForAll => {
-                self.stop_from(0, Some(i)).await;
-                self.start_from(0);
-            }
-            Strategy::RestForOne => {
-                self.stop_from(i + 1, None).await;
-                self.start_from(i);
-            }
-        }
-        Ok(())
-    }
-
-    /// Restarts only child `i`.
-    fn start_from_one(&mut self, i: usize) {
-        let rest = self.children.split_off(i + 1);
-        self.start_from(i);
-        self.children.extend(rest);
-    }
-
-    async fn stop_all(&mut self) {
-        self.stop_from(0, None).await;
-    }
-
-    fn position(&self, id: ProcessId) -> Option<usize> {
-        self.children
-            .iter()
-            .position(|c| c.pid.as_ref().is_some_and(|p| p.id() == id))
-    }
-
-    fn which(&self) -> Vec<ChildInfo> {
-        self.children
-            .iter()
-            .map(|c| ChildInfo {
-                id: c.spec.id.clone(),
-                pid: c.pid.clone(),
-                kind: c.spec.kind,
-                restart: c.spec.restart,
-                restarts: c.restarts,
-            })
-            .collect()
-    }
-
-    fn count(&self) -> ChildCounts {
-        let mut counts = ChildCounts::default();
-        for c in &self.children {
-            counts.add(c.spec.kind, c.pid.is_some());
-        }
-        counts
-    }
-}
-
-/// The supervisor process's body.
-async fn run(
-    mut ctx: Context<SupervisorMsg>,
-    spec: SupervisorSpec,
-    ready: Option<oneshot::Sender<()>>,
-) -> Result<(), ExitReason> {
-    ctx.trap_exit(true);
-    let mut state = State {
-        me: ctx.pid(),
-        strategy: spec.strategy,
-        window: RestartWindow::new(spec.intensity),
-        children: spec
-            .children
-            .into_iter()
-            .map(|spec| Running {
-                spec,
-                pid: None,
-                started: false,
-                restarts: 0,
-            })
-            .collect(),
-    };
-    state.start_from(0);
-    if let Some(ready) = ready {
-        let _ = ready.send(());
-    }
-    loop {
-        match ctx.recv().await {
-            Event::Msg(SupervisorMsg(cmd)) => match cmd {
-                Cmd::WhichChildren(reply) => {
-                    let _ = reply.send(state.which());
-                }
-                Cmd::CountChildren(reply) => {
-                    let _ = reply.send(state.count());
-                }
-                Cmd::Child(id, reply) => {
-                    let slot = state
-                        .children
-                        .iter()
-                        .find(|c| c.spec.id == id)
-                        .and_then(|c| c.spec.starter.slot());
-                    let _ = reply.send(slot);
-                }
-                Cmd::Shutdown(reply) => {
-                    state.stop_all().await;
-                    let _ = reply.send(());
-                    return Err(ExitReason::Shutdown);
-                }
-            },
-            Event::Exit { from, reason } if ctx.parent() == Some(&from) => {
-                state.stop_all().await;
-                return Err(reason);
-            }
-            Event::Exit { from, reason } => {
-                // Exits of children we already stopped (or of earlier incarnations) are stale.
-                if let Some(i) = state.position(from.id()) {
-                    state.child_exited(i, reason).await?;
-                }
-            }
-            Event::Down { .. } => {}
-        }
     }
 }

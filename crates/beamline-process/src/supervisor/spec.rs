@@ -10,11 +10,12 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::start::{OnAck, Starting};
 use crate::error::{CallError, CastError, TryCastError};
 use crate::exit::ExitReason;
 use crate::process::{
-    Addr, Context, Core, ExitHook, Pid, Process, Reply, SpawnConfig, Watcher, next_key, start,
-    try_link_new,
+    Addr, Context, Core, ExitHook, Pid, Process, Reply, SpawnConfig, StartAck, Timeout, Watcher,
+    next_key, start, try_link_new,
 };
 
 /// A child's name inside its supervisor. It survives restarts (the process id does not).
@@ -104,10 +105,11 @@ pub enum ChildKind {
     Supervisor,
 }
 
-/// Spawns a new incarnation of a child into a prepared process record, with its parent.
-pub(crate) type RepeatStart<M> = Arc<dyn Fn(Arc<Process<M>>, Pid) + Send + Sync>;
+/// Spawns a new incarnation of a child into a prepared process record, with its parent and
+/// its start handshake.
+pub(crate) type RepeatStart<M> = Arc<dyn Fn(Arc<Process<M>>, Pid, Option<StartAck>) + Send + Sync>;
 /// Spawns the one and only incarnation of a temporary child.
-pub(crate) type OnceStart<M> = Box<dyn FnOnce(Arc<Process<M>>, Pid) + Send>;
+pub(crate) type OnceStart<M> = Box<dyn FnOnce(Arc<Process<M>>, Pid, Option<StartAck>) + Send>;
 
 pub(crate) enum StartFn<M> {
     Repeat(RepeatStart<M>),
@@ -150,6 +152,8 @@ pub struct ChildSpec<M> {
     shutdown_set: bool,
     pub(crate) kind: ChildKind,
     pub(crate) config: SpawnConfig,
+    /// `Some`: the child acknowledges its start, and its supervisor waits this long for it.
+    pub(crate) start_timeout: Option<Timeout>,
     pub(crate) start: StartFn<M>,
     pub(crate) slot: Option<Arc<Slot<M>>>,
 }
@@ -163,6 +167,7 @@ impl<M: Send + 'static> ChildSpec<M> {
             shutdown_set: false,
             kind: ChildKind::Worker,
             config: SpawnConfig::default(),
+            start_timeout: None,
             start,
             slot: None,
         }
@@ -174,7 +179,7 @@ impl<M: Send + 'static> ChildSpec<M> {
         Fut: Future<Output = Result<(), ExitReason>> + Send + 'static,
     {
         let run: RepeatStart<M> =
-            Arc::new(move |proc, parent| start(proc, Some(parent), &start_fn));
+            Arc::new(move |proc, parent, ack| start(proc, Some(parent), ack, &start_fn));
         Self::new(id, restart, StartFn::Repeat(run))
     }
 
@@ -203,7 +208,8 @@ impl<M: Send + 'static> ChildSpec<M> {
         S: FnOnce(Context<M>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), ExitReason>> + Send + 'static,
     {
-        let run: OnceStart<M> = Box::new(move |proc, parent| start(proc, Some(parent), start_fn));
+        let run: OnceStart<M> =
+            Box::new(move |proc, parent, ack| start(proc, Some(parent), ack, start_fn));
         Self::new(id.into(), Restart::Temporary, StartFn::Once(run))
     }
 
@@ -242,6 +248,26 @@ impl<M: Send + 'static> ChildSpec<M> {
         self
     }
 
+    /// Makes the start of this child a handshake (OTP's synchronous start): the supervisor
+    /// waits, at most `timeout`, for the child to acknowledge with
+    /// [`Context::started`](crate::Context::started) ([`serve`](crate::serve) does it when
+    /// the [`GenServer`](crate::GenServer)'s `init` returns) before it starts the next child,
+    /// and a [`Supervisor`](crate::Supervisor)'s own start returns only after every child has
+    /// started. A child that exits before acknowledging, or is still silent at the timeout
+    /// (it is then killed), fails its start: [`StartError::Child`](crate::StartError::Child)
+    /// for a supervisor's first start (the children started before it are stopped, in
+    /// reverse order), another exit of the child for a restart (counted against the restart
+    /// intensity), [`StartChildError::Failed`](crate::StartChildError::Failed) for
+    /// [`DynamicSupervisor::start_child_acknowledged`](crate::DynamicSupervisor::start_child_acknowledged).
+    ///
+    /// Without it (the default) a child counts as started once it is spawned, and nothing
+    /// orders its setup before its later siblings'. While a supervisor waits it serves no
+    /// request, so a child must not call its own supervisor before acknowledging.
+    pub fn acknowledged(mut self, timeout: impl Into<Timeout>) -> Self {
+        self.start_timeout = Some(timeout.into());
+        self
+    }
+
     /// The child's id.
     pub fn id(&self) -> &ChildId {
         &self.id
@@ -272,6 +298,7 @@ impl<M: Send + 'static> ChildSpec<M> {
             restart: self.restart,
             shutdown: self.shutdown,
             kind: self.kind,
+            start_timeout: self.start_timeout,
             starter: Arc::new(TypedStarter {
                 config: self.config,
                 start: TypedStart::Repeat(run.clone()),
@@ -298,6 +325,7 @@ impl<M: Send + 'static> ChildSpec<M> {
             restart: self.restart,
             shutdown: self.shutdown,
             kind: self.kind,
+            start_timeout: self.start_timeout,
             starter,
         }
     }
@@ -310,6 +338,7 @@ impl<M> fmt::Debug for ChildSpec<M> {
             .field("restart", &self.restart)
             .field("shutdown", &self.shutdown)
             .field("kind", &self.kind)
+            .field("start_timeout", &self.start_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -321,7 +350,47 @@ pub(crate) struct ErasedChild {
     pub(crate) restart: Restart,
     pub(crate) shutdown: Shutdown,
     pub(crate) kind: ChildKind,
+    pub(crate) start_timeout: Option<Timeout>,
     pub(crate) starter: Arc<dyn Starter>,
+}
+
+impl ErasedChild {
+    /// Starts a new incarnation linked to `parent` and returns it with its handshake (to
+    /// wait on with [`Starting::acknowledged`]); `None` if this is a one-shot start already
+    /// used.
+    pub(crate) fn start(&self, parent: &Pid, link: LinkTo) -> Option<Starting> {
+        Some(
+            self.starter
+                .prepare(parent, link)?
+                .run(self.start_timeout, None),
+        )
+    }
+}
+
+/// A new incarnation, linked but not running yet: its pid is known (a supervisor records it
+/// before any of the child's code runs), and [`run`](Self::run) starts it.
+pub(crate) struct Prepared {
+    pub(crate) pid: Pid,
+    run: Box<dyn FnOnce(Option<StartAck>) + Send>,
+}
+
+impl Prepared {
+    /// Runs the child's start. With a start timeout the child gets an ack (which runs
+    /// `on_ack` first when the child acknowledges) and the returned [`Starting`] waits for it;
+    /// without one it counts as started now.
+    pub(crate) fn run(self, timeout: Option<Timeout>, on_ack: Option<OnAck>) -> Starting {
+        match timeout {
+            Some(timeout) => {
+                let (ack, starting) = Starting::handshake(self.pid, timeout, on_ack);
+                (self.run)(Some(ack));
+                starting
+            }
+            None => {
+                (self.run)(None);
+                Starting::spawned(self.pid)
+            }
+        }
+    }
 }
 
 /// How a new child is tied to its supervisor.
@@ -340,8 +409,9 @@ pub(crate) enum LinkTo {
 
 /// Starts incarnations of one child.
 pub(crate) trait Starter: Send + Sync {
-    /// A new incarnation linked to `parent`; `None` if this is a one-shot start already used.
-    fn start(&self, parent: &Pid, link: LinkTo) -> Option<Pid>;
+    /// A new incarnation linked to `parent`, not running yet; `None` if this is a one-shot
+    /// start already used.
+    fn prepare(&self, parent: &Pid, link: LinkTo) -> Option<Prepared>;
 
     /// The child's stable handle slot (an `Arc<Slot<M>>`), for a typed lookup by id.
     fn slot(&self) -> Option<Arc<dyn Any + Send + Sync>>;
@@ -359,7 +429,7 @@ struct TypedStarter<M> {
 }
 
 impl<M: Send + 'static> Starter for TypedStarter<M> {
-    fn start(&self, parent: &Pid, link: LinkTo) -> Option<Pid> {
+    fn prepare(&self, parent: &Pid, link: LinkTo) -> Option<Prepared> {
         let start_fn = match &self.start {
             TypedStart::Repeat(run) => StartFn::Repeat(run.clone()),
             TypedStart::Once(cell) => {
@@ -368,8 +438,15 @@ impl<M: Send + 'static> Starter for TypedStarter<M> {
         };
         // The parent is the supervisor calling us, running: linking cannot fail.
         let proc = prepare_linked(self.config, parent, link).ok()?;
-        let addr = run_start(start_fn, proc, parent, self.slot.as_ref());
-        Some(addr.pid())
+        let pid = proc.pid();
+        let parent = parent.clone();
+        let slot = self.slot.clone();
+        Some(Prepared {
+            pid,
+            run: Box::new(move |ack| {
+                run_start(start_fn, proc, &parent, slot.as_ref(), ack);
+            }),
+        })
     }
 
     fn slot(&self) -> Option<Arc<dyn Any + Send + Sync>> {
@@ -406,20 +483,22 @@ pub(crate) fn prepare_linked<M: Send + 'static>(
     Ok(proc)
 }
 
-/// Points the stable handle at `proc` and runs its start (the body is built and spawned).
+/// Points the stable handle at `proc` and runs its start (the body is built and spawned),
+/// handing it `ack` for its start handshake.
 pub(crate) fn run_start<M: Send + 'static>(
     start_fn: StartFn<M>,
     proc: Arc<Process<M>>,
     parent: &Pid,
     slot: Option<&Arc<Slot<M>>>,
+    ack: Option<StartAck>,
 ) -> Addr<M> {
     let addr = Addr { proc: proc.clone() };
     if let Some(slot) = slot {
         slot.set(addr.clone());
     }
     match start_fn {
-        StartFn::Repeat(run) => run(proc, parent.clone()),
-        StartFn::Once(run) => run(proc, parent.clone()),
+        StartFn::Repeat(run) => run(proc, parent.clone(), ack),
+        StartFn::Once(run) => run(proc, parent.clone(), ack),
     }
     addr
 }

@@ -221,6 +221,13 @@ impl ReconnectConfig {
         self
     }
 
+    /// The offline policy set with [`new`](Self::new) or [`offline`](Self::offline) (a
+    /// layer above that follows the same policy between connections reads it: a supervised
+    /// client between incarnations).
+    pub fn offline_policy(&self) -> OfflinePolicy {
+        self.offline
+    }
+
     /// Checks every setting.
     ///
     /// # Errors

@@ -113,7 +113,8 @@ impl<K: Connect> Driver<K> {
                 Ok(self)
             }
             Err(e) => {
-                tracing::warn!(name = %self.shared.name, attempt = 1, error = %e, "reconnect: first connect failed (sync_connect)");
+                // As an error, so a subscriber shows its sources (the connector's error) too.
+                tracing::warn!(name = %self.shared.name, attempt = 1, error = &e as &(dyn std::error::Error + 'static), "reconnect: first connect failed (sync_connect)");
                 Err(e)
             }
         }
@@ -234,7 +235,7 @@ impl<K: Connect> Driver<K> {
                 self.install(conn, attempt, now)
             }
             (Phase::Connecting { attempt }, Event::ConnectFailed(e)) => {
-                tracing::warn!(name = %self.shared.name, attempt, error = %e, "reconnect: connect failed");
+                tracing::warn!(name = %self.shared.name, attempt, error = &e as &(dyn std::error::Error + 'static), "reconnect: connect failed");
                 self.last_error = Some(e);
                 self.back_off(now)
             }
@@ -366,7 +367,7 @@ impl<K: Connect> Driver<K> {
                     name = %self.shared.name,
                     attempt,
                     delay_ms = delay.as_millis() as u64,
-                    error = self.last_error.as_ref().map(tracing::field::display),
+                    error = self.last_error.as_ref().map(|e| e as &(dyn std::error::Error + 'static)),
                     "reconnect: backing off",
                 );
                 if self.shared.publish(State::BackingOff { attempt, until }) {
@@ -376,7 +377,7 @@ impl<K: Connect> Driver<K> {
                 }
             }
             Err(limit) => {
-                tracing::error!(name = %self.shared.name, limit = %limit, error = self.last_error.as_ref().map(tracing::field::display), "reconnect: giving up");
+                tracing::error!(name = %self.shared.name, limit = %limit, error = self.last_error.as_ref().map(|e| e as &(dyn std::error::Error + 'static)), "reconnect: giving up");
                 self.shared.shutdown(CloseReason::GaveUp {
                     limit,
                     last_error: self.last_error.take(),

@@ -52,7 +52,7 @@ pub enum ReconnectError<E> {
         deadline: Duration,
     },
     /// The connection died before the request was written. Not sent: safe to retry.
-    #[error("{name}: the connection was lost before the request was written (not sent): {source}")]
+    #[error("{name}: the connection was lost before the request was written (not sent)")]
     NotSent {
         /// The connection's name.
         name: Arc<str>,
@@ -62,7 +62,7 @@ pub enum ReconnectError<E> {
     /// The connection died after the request was written and before its response arrived.
     /// It may have been delivered: retry only if it is idempotent.
     #[error(
-        "{name}: the connection was lost after the request was written; it may have been delivered: {source}"
+        "{name}: the connection was lost after the request was written; it may have been delivered"
     )]
     ConnectionLost {
         /// The connection's name.
@@ -72,7 +72,7 @@ pub enum ReconnectError<E> {
     },
     /// The connection failed this request and stayed up (a codec error, the connection's
     /// own request timeout). `sent` says whether it may have been delivered. Not replayed.
-    #[error("{name}: the request failed: {source}")]
+    #[error("{name}: the request failed")]
     Request {
         /// The connection's name.
         name: Arc<str>,
@@ -150,7 +150,7 @@ pub enum ConnectError {
         timeout: Duration,
     },
     /// The connector returned an error.
-    #[error("{name}: connect attempt {attempt} failed: {source}")]
+    #[error("{name}: connect attempt {attempt} failed")]
     Failed {
         /// The connection's name.
         name: Arc<str>,
@@ -236,15 +236,38 @@ pub enum CloseReason {
     Stopped,
 }
 
+/// A `CloseReason` is the error a supervised connection exits with when it gave up (see
+/// `CloseReason::exit_reason`, feature `process`); its source is the last connect error.
+impl StdError for CloseReason {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            CloseReason::GaveUp {
+                last_error: Some(e),
+                ..
+            } => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CloseReason::Requested => f.write_str("close was requested"),
             CloseReason::Dropped => f.write_str("every handle was dropped"),
+            // Not an error type itself, a reason shows its last error's whole chain.
             CloseReason::GaveUp {
                 limit,
                 last_error: Some(e),
-            } => write!(f, "{limit}; last error: {e}"),
+            } => {
+                write!(f, "{limit}; last error: {e}")?;
+                let mut cause = StdError::source(e);
+                while let Some(c) = cause {
+                    write!(f, ": {c}")?;
+                    cause = c.source();
+                }
+                Ok(())
+            }
             CloseReason::GaveUp {
                 limit,
                 last_error: None,

@@ -56,7 +56,7 @@ impl<F: Future + Unpin> Future for Handover<F> {
 }
 
 /// Runs `f`, catching a panic in it as the panic's message.
-pub(super) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Arc<str>> {
+pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Arc<str>> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(payload.as_ref()))
 }
 

@@ -5,11 +5,15 @@ mod config;
 mod driver;
 mod error;
 mod handover;
+#[cfg(feature = "process")]
+mod supervised;
 
 pub use config::{
     DEFAULT_BACKOFF, HealthCheck, OfflinePolicy, ReconnectConfig, ReconnectConfigError,
 };
 pub use error::{CloseReason, ConnectError, LossCause, ReconnectError, StartError};
+#[cfg(feature = "process")]
+pub use supervised::SupervisedReconnect;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -23,6 +27,7 @@ use tokio::time::Instant;
 
 use crate::Connection;
 use driver::Driver;
+pub(crate) use handover::catch_panic;
 use handover::{Handover, poll_once};
 
 /// Where a [`Reconnect`] is, as published on [`Reconnect::state_changes`].
@@ -550,7 +555,7 @@ impl<C: Connection> Reconnect<C> {
                     tracing::debug!(
                         name = %self.shared().name,
                         replay = replays,
-                        error = %error,
+                        error = &error as &(dyn std::error::Error + 'static),
                         "reconnect: replaying an idempotent request",
                     );
                     last_lost = Some(error);

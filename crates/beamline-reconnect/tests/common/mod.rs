@@ -174,7 +174,7 @@ impl Connection for MockConn {
     }
 }
 
-pub(crate) fn connector(server: Arc<Server>) -> impl Connect<Connection = MockConn> {
+pub(crate) fn connector(server: Arc<Server>) -> impl Connect<Connection = MockConn> + Clone + Sync {
     move || {
         let server = server.clone();
         async move {
@@ -274,4 +274,10 @@ pub(crate) fn assert_lost(err: &ReconnectError<MockError>) {
         "want ConnectionLost, got {err}"
     );
     assert!(err.was_sent());
+}
+
+/// Keeps the deliberate panics of the mock connector and connection (`connector exploded`,
+/// `call exploded`) out of the test output; any other panic still prints.
+pub(crate) fn quiet_panics() {
+    beamline_testkit::quiet_panics(|message| message.ends_with("exploded"));
 }

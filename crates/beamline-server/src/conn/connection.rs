@@ -18,7 +18,10 @@ use super::{ConnInfo, ConnState, Endpoint, Stream};
 /// The function runs as the connection's own supervised process. What the server still does
 /// around it:
 /// - **Timeouts.** If nothing is received for the read timeout, or the lifetime passes, the
-///   function's future is dropped, which closes the socket. A write that makes no progress for
+///   function's future is dropped, which closes the socket. While the function marks itself
+///   [`busy`](Activity::busy) — the peer waits on it (a request being answered) — the read
+///   timeout does not run, as during a callback of the callback form; it counts again from
+///   the moment the last mark drops. A write that makes no progress for
 ///   the send timeout (the peer stopped reading) fails with
 ///   [`TimedOut`](std::io::ErrorKind::TimedOut) from `poll_write` (inner error
 ///   [`ConnError::SendTimeout`](crate::ConnError::SendTimeout)), and so does every later write:
@@ -100,6 +103,14 @@ impl Connection {
     pub fn shutdown_signal(&self) -> ShutdownSignal {
         self.state.watch_shutdown();
         ShutdownSignal {
+            state: self.state.clone(),
+        }
+    }
+
+    /// The handle that marks this connection busy (see [`Activity`]); cheap to clone, usable
+    /// after the connection was split or moved.
+    pub fn activity(&self) -> Activity {
+        Activity {
             state: self.state.clone(),
         }
     }
@@ -190,5 +201,83 @@ impl std::fmt::Debug for ShutdownSignal {
         f.debug_struct("ShutdownSignal")
             .field("requested", &self.is_requested())
             .finish()
+    }
+}
+
+/// Marks a [`Connection`] busy: working on something its peer waits for (a request being
+/// answered), so that the peer's silence is not idleness.
+///
+/// While at least one [`Busy`] guard of the connection lives, the read timeout
+/// ([`Server::read_timeout`](crate::Server::read_timeout)) does not run — the rule the
+/// callback form applies while a callback runs. When the last guard drops, the read timeout
+/// counts again from that moment (as if a byte had arrived). The lifetime and the send
+/// timeout are not affected: a busy connection still ends at its lifetime, and a peer that
+/// stops reading the answer still fails its writes.
+///
+/// The connection's process notices a drop when it next runs: drop guards in the task that
+/// runs the connection's function (where its I/O happens), or the read timeout may restart
+/// late — never early.
+///
+/// # Examples
+/// ```no_run
+/// use beamline_server::{Connection, ExitReason};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// async fn serve(mut conn: Connection) -> Result<(), ExitReason> {
+///     let activity = conn.activity();
+///     let mut request = [0u8; 64];
+///     while conn.read(&mut request).await? != 0 {
+///         let _busy = activity.busy(); // however long the answer takes
+///         let answer = slow_answer(&request).await;
+///         conn.write_all(&answer).await?;
+///     }
+///     Ok(())
+/// }
+/// # async fn slow_answer(_: &[u8]) -> Vec<u8> { Vec::new() }
+/// ```
+#[derive(Clone)]
+pub struct Activity {
+    state: Arc<ConnState>,
+}
+
+impl Activity {
+    /// Marks the connection busy until the returned guard drops.
+    pub fn busy(&self) -> Busy {
+        self.state.busy_enter();
+        Busy {
+            state: self.state.clone(),
+        }
+    }
+
+    /// Whether a [`Busy`] guard of this connection lives.
+    pub fn is_busy(&self) -> bool {
+        self.state.is_busy()
+    }
+}
+
+impl std::fmt::Debug for Activity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Activity")
+            .field("busy", &self.is_busy())
+            .finish()
+    }
+}
+
+/// A busy mark of a connection (see [`Activity`]): the read timeout does not run while one
+/// lives. Dropping it ends the mark.
+#[must_use = "the connection is busy only while the guard lives"]
+pub struct Busy {
+    state: Arc<ConnState>,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.state.busy_exit();
+    }
+}
+
+impl std::fmt::Debug for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Busy").finish_non_exhaustive()
     }
 }

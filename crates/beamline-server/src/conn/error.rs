@@ -14,7 +14,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum ConnError {
     /// Reading from the socket failed: a reset, or a TLS error after the handshake.
-    #[error("reading from the peer failed: {0}")]
+    #[error("reading from the peer failed")]
     Read(#[source] io::Error),
     /// The peer accepted no byte of a pending write for the send timeout
     /// ([`Server::send_timeout`](crate::Server::send_timeout)): it stopped reading.

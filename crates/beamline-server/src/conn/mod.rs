@@ -7,6 +7,7 @@ mod connection;
 mod deadline;
 mod error;
 mod handler;
+mod proxied;
 pub(crate) mod run;
 mod send;
 mod service;
@@ -19,7 +20,9 @@ use std::path::PathBuf;
 
 use beamline_process::ProcessId;
 
-pub use connection::{Connection, ShutdownSignal};
+use crate::proxy::ProxyHeader;
+
+pub use connection::{Activity, Busy, Connection, ShutdownSignal};
 pub use error::ConnError;
 pub use handler::{Conn, Flow, Handler};
 pub use stream::Stream;
@@ -86,6 +89,16 @@ pub struct ConnInfo {
     pub(crate) local: Endpoint,
     /// Boxed: only TLS connections have it, and every connection carries this struct.
     pub(crate) tls: Option<Box<TlsInfo>>,
+    /// Boxed likewise: only connections that came with a PROXY header have it.
+    pub(crate) proxy: Option<Box<ProxyInfo>>,
+}
+
+/// What a PROXY header said, and who said it.
+#[derive(Clone, Debug)]
+pub(crate) struct ProxyInfo {
+    /// The balancer: the connection's real peer.
+    pub(crate) via: Endpoint,
+    pub(crate) header: ProxyHeader,
 }
 
 /// What the TLS handshake negotiated.
@@ -107,9 +120,25 @@ impl ConnInfo {
         self.transport
     }
 
-    /// The peer's address.
+    /// The peer's address: the client's. Behind a balancer that sent a PROXY header
+    /// ([`Server::proxy_protocol`](crate::Server::proxy_protocol)) it is the address the
+    /// header carried (unless it carried none: a v1 `UNKNOWN`, a v2 `LOCAL` health check),
+    /// and the balancer's is [`via`](Self::via).
     pub fn peer(&self) -> &Endpoint {
         &self.peer
+    }
+
+    /// The address of the balancer the connection came through, when a PROXY header
+    /// replaced [`peer`](Self::peer) with the client's address; `None` otherwise.
+    pub fn via(&self) -> Option<&Endpoint> {
+        let proxy = self.proxy.as_ref()?;
+        (proxy.via != self.peer).then_some(&proxy.via)
+    }
+
+    /// The PROXY header the connection started with, if its listener reads one and it
+    /// sent one: its version, addresses and v2 TLVs (ALPN, authority, unique id, ...).
+    pub fn proxy_header(&self) -> Option<&ProxyHeader> {
+        self.proxy.as_ref().map(|p| &p.header)
     }
 
     /// The server's address for this connection (the listener's).

@@ -16,9 +16,11 @@ use pin_project::pin_project;
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsAcceptor;
 
+use super::proxied::proxied_body;
 use super::tls::tls_body;
-use super::{ConnInfo, ConnState, Endpoint, Io, Stream, TlsInfo, Transport};
+use super::{ConnInfo, ConnState, Endpoint, Io, ProxyInfo, Stream, TlsInfo, Transport};
 use crate::limits::{Admission, Limits};
+use crate::proxy::{Cidr, ProxyProtocol};
 use crate::stats::{Outcome, Stats, Stopping};
 
 pub(crate) use super::service::{FnService, HandlerService, Service};
@@ -47,7 +49,12 @@ pub(crate) struct Accepted {
     pub(crate) peer: Endpoint,
     pub(crate) local: Endpoint,
     pub(crate) admission: Admission,
+    /// Whether the connection starts with a PROXY header (its listener's setting).
+    pub(crate) proxy: ProxyProtocol,
 }
+
+/// What [`Server::on_connection_error`](crate::Server::on_connection_error) calls.
+pub(crate) type ConnHook = Arc<dyn Fn(&ConnInfo, &ExitReason) + Send + Sync>;
 
 /// Everything the acceptors and connection processes of one server share.
 pub(crate) struct Shared<S> {
@@ -56,6 +63,9 @@ pub(crate) struct Shared<S> {
     pub(crate) limits: Limits,
     pub(crate) stats: Arc<Stats>,
     pub(crate) sup: DynamicSupervisor,
+    pub(crate) on_error: Option<ConnHook>,
+    /// The sources trusted to send PROXY headers; empty: any.
+    pub(crate) proxy_from: Box<[Cidr]>,
 }
 
 /// Why a connection ended: the `reason` of its "connection closed" event.
@@ -83,6 +93,12 @@ pub(crate) enum Close {
     HandshakeFailed,
     /// The TLS handshake did not finish in time.
     HandshakeTimeout,
+    /// The PROXY header was refused (a [`ProxyError`](crate::ProxyError)).
+    ProxyFailed,
+    /// No whole PROXY header within the handshake timeout.
+    ProxyTimeout,
+    /// Over the per-IP cap, by the address its PROXY header carried.
+    PerIp,
     /// Killed: at a drain's deadline, by a dropped handle, or by another process.
     Killed,
 }
@@ -102,6 +118,9 @@ impl Close {
             Self::Panic => "panic",
             Self::HandshakeFailed => "handshake_failed",
             Self::HandshakeTimeout => "handshake_timeout",
+            Self::ProxyFailed => "proxy_header_failed",
+            Self::ProxyTimeout => "proxy_header_timeout",
+            Self::PerIp => "per_ip",
             Self::Killed => match stopping {
                 Stopping::Draining => "drain_deadline",
                 Stopping::Dropped => "server_dropped",
@@ -131,16 +150,35 @@ pub(crate) enum End {
 /// Its drop emits the connection's one "connection closed" event.
 pub(crate) struct Guard {
     state: Arc<ConnState>,
-    _admission: Admission,
+    /// Its places under the limits, freed when it drops.
+    pub(crate) admission: Admission,
     outcome: Outcome,
     close: Close,
     /// The error or panic message, for the event.
     detail: Option<Box<str>>,
     id: u64,
-    peer: Endpoint,
+    pub(crate) peer: Endpoint,
+    /// The balancer's address, when a PROXY header named the peer.
+    pub(crate) via: Option<Box<Endpoint>>,
+    /// The user's hook and what it is told; boxed, so a server without one carries a
+    /// pointer per connection.
+    hook: Option<Box<Hooked>>,
+}
+
+/// What a connection keeps for [`Server::on_connection_error`](crate::Server::on_connection_error).
+struct Hooked {
+    hook: ConnHook,
+    info: ConnInfo,
+    /// Why it failed: the handler's error, a panic, a failed handshake, a kill.
+    exit: Option<ExitReason>,
 }
 
 impl Guard {
+    /// The connection's id (its process id), as in its events.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Records how the connection ended.
     pub(crate) fn end(&mut self, outcome: Outcome, close: Close) {
         self.outcome = outcome;
@@ -152,6 +190,28 @@ impl Guard {
         self.detail = Some(detail);
     }
 
+    /// Records why the connection failed, for the hook (if there is one).
+    pub(crate) fn failed(&mut self, reason: impl FnOnce() -> ExitReason) {
+        if let Some(hooked) = &mut self.hook {
+            hooked.exit = Some(reason());
+        }
+    }
+
+    /// What the hook is told, if the connection failed: its handler's or function's error,
+    /// a panic, a failed handshake, or a kill (not the one of a dropped server handle).
+    fn failure(
+        outcome: Outcome,
+        stopping: Stopping,
+        exit: &mut Option<ExitReason>,
+    ) -> Option<ExitReason> {
+        match (outcome, stopping) {
+            (Outcome::Killed, Stopping::Dropped) => None,
+            (Outcome::Killed, _) => Some(exit.take().unwrap_or(ExitReason::Killed)),
+            (Outcome::Errored | Outcome::Panicked | Outcome::HandshakeFailed, _) => exit.take(),
+            _ => None,
+        }
+    }
+
     /// The supervisor ended this connection: gracefully (a drain that reached it before it
     /// was set up) or abruptly (killed).
     pub(crate) fn stopped(&mut self, reason: ExitReason) -> Result<(), ExitReason> {
@@ -160,6 +220,7 @@ impl Guard {
             Ok(())
         } else {
             self.end(Outcome::Killed, Close::Killed);
+            self.failed(|| reason.clone());
             Err(reason)
         }
     }
@@ -176,14 +237,25 @@ impl Drop for Guard {
         let reason = close.name(stats.stopping());
         let (id, peer) = (self.id, &self.peer);
         let error = self.detail.as_deref().map(tracing::field::display);
+        let via = self.via.as_deref().map(tracing::field::display);
         match (close, stats.stopping()) {
             (Close::Panic, _) => {
-                tracing::error!(conn_id = id, %peer, %reason, error, "connection closed");
+                tracing::error!(conn_id = id, %peer, via, %reason, error, "connection closed");
             }
             (Close::Error, _) | (Close::Killed, Stopping::No | Stopping::Draining) => {
-                tracing::warn!(conn_id = id, %peer, %reason, error, "connection closed");
+                tracing::warn!(conn_id = id, %peer, via, %reason, error, "connection closed");
             }
-            _ => tracing::debug!(conn_id = id, %peer, %reason, error, "connection closed"),
+            _ => tracing::debug!(conn_id = id, %peer, via, %reason, error, "connection closed"),
+        }
+        if let Some(hooked) = &mut self.hook
+            && let Some(failure) = Guard::failure(self.outcome, stats.stopping(), &mut hooked.exit)
+        {
+            // User code in a drop: a panic in it is logged, never unwound from here.
+            let called = catch_unwind(AssertUnwindSafe(|| (hooked.hook)(&hooked.info, &failure)));
+            if let Err(payload) = called {
+                let panic = panic_message(&*payload);
+                tracing::error!(conn_id = id, %panic, "the on_connection_error hook panicked");
+            }
         }
         // Counted last: a shutdown waiting for the count then finds the event logged.
         self.state.flush_bytes();
@@ -208,6 +280,7 @@ pub(crate) fn child_spec<S: Service>(
             peer,
             local,
             admission,
+            proxy,
         } = accepted;
         let id = ctx.id().as_u64();
         let transport = match io {
@@ -216,21 +289,43 @@ pub(crate) fn child_spec<S: Service>(
             AcceptedIo::Unix(_) => Transport::Unix,
         };
         tracing::debug!(conn_id = id, %peer, %transport, "connection started");
+        let hook = shared.on_error.as_ref().map(|hook| {
+            let info = ConnInfo {
+                id: ctx.id(),
+                transport,
+                peer: peer.clone(),
+                local: local.clone(),
+                tls: None,
+                proxy: None,
+            };
+            Box::new(Hooked {
+                hook: hook.clone(),
+                info,
+                exit: None,
+            })
+        });
         let guard = Guard {
             state: state.clone(),
-            _admission: admission,
+            admission,
             outcome: Outcome::Killed,
             close: Close::Killed,
             detail: None,
             id,
             peer: peer.clone(),
+            hook,
+            via: None,
         };
         let setup = Setup {
             peer,
             local,
             state,
             guard,
+            proxy: None,
         };
+        if proxy.is_on() {
+            // Boxed, like a TLS handshake: the header is read before anything else.
+            return Body::Handshaking(Box::pin(proxied_body(ctx, io, proxy, setup, shared)));
+        }
         match io {
             AcceptedIo::Tcp(tcp) => Body::Ready(setup.serve(ctx, Io::Tcp(tcp), None, &shared)),
             AcceptedIo::Unix(unix) => Body::Ready(setup.serve(ctx, Io::Unix(unix), None, &shared)),
@@ -246,10 +341,12 @@ pub(crate) fn child_spec<S: Service>(
 
 /// What a connection has between `accept()` and the start of its handler.
 pub(crate) struct Setup {
-    peer: Endpoint,
+    pub(crate) peer: Endpoint,
     local: Endpoint,
     state: Arc<ConnState>,
     pub(crate) guard: Guard,
+    /// What a PROXY header said, and the balancer's address.
+    pub(crate) proxy: Option<Box<ProxyInfo>>,
 }
 
 impl Setup {
@@ -268,12 +365,19 @@ impl Setup {
             Io::Tls(_) => Transport::Tls,
             Io::Unix(_) => Transport::Unix,
         };
+        if let Some(hooked) = &mut self.guard.hook {
+            hooked.info.tls.clone_from(&tls);
+            // Behind a balancer, the hook is told the client a PROXY header named.
+            hooked.info.peer.clone_from(&self.peer);
+            hooked.info.proxy.clone_from(&self.proxy);
+        }
         let info = ConnInfo {
             id: ctx.id(),
             transport,
             peer: self.peer,
             local: self.local,
             tls,
+            proxy: self.proxy,
         };
         let stream = Stream::new(io, self.state, shared.config.send_timeout);
         let built = catch_unwind(AssertUnwindSafe(|| {
@@ -282,8 +386,10 @@ impl Setup {
         let inner = match built {
             Ok(inner) => Some(inner),
             Err(payload) => {
+                let message = panic_message(&*payload);
                 self.guard.end(Outcome::Panicked, Close::Panic);
-                self.guard.detail(panic_message(&*payload).as_ref().into());
+                self.guard.detail(message.as_ref().into());
+                self.guard.failed(|| ExitReason::Panicked(message));
                 None
             }
         };
@@ -347,6 +453,7 @@ impl<F: Future<Output = End>> Future for Supervised<F> {
             Ok(End::Failed(close, reason)) => {
                 guard.end(Outcome::Errored, close);
                 guard.detail(reason.to_string().into());
+                guard.failed(|| reason.clone());
                 Err(reason)
             }
             Ok(End::Expired) => {
@@ -358,6 +465,7 @@ impl<F: Future<Output = End>> Future for Supervised<F> {
                 let message = panic_message(&*payload);
                 guard.end(Outcome::Panicked, Close::Panic);
                 guard.detail(message.as_ref().into());
+                guard.failed(|| ExitReason::Panicked(message.clone()));
                 Err(ExitReason::Panicked(message))
             }
         })

@@ -92,6 +92,7 @@ where
             state,
             deadlines,
             alarm,
+            was_busy: false,
         }
     }
 }
@@ -106,6 +107,8 @@ struct FnServe<Fut> {
     deadlines: Deadlines,
     #[pin]
     alarm: Alarm,
+    /// A busy mark lived when last looked: the read deadline restarts once none does.
+    was_busy: bool,
 }
 
 impl<Fut: Future<Output = Result<(), ExitReason>>> Future for FnServe<Fut> {
@@ -147,6 +150,17 @@ impl<Fut: Future<Output = Result<(), ExitReason>>> Future for FnServe<Fut> {
         }
         this.deadlines
             .observe(this.state.bytes_read(), Instant::now);
+        if this.state.is_busy() {
+            // The peer waits on the function: only the lifetime counts (as during a callback).
+            *this.was_busy = true;
+            return this
+                .alarm
+                .poll_lifetime(this.deadlines, cx)
+                .map(|()| End::Closed(Close::Lifetime));
+        }
+        if std::mem::take(this.was_busy) {
+            this.deadlines.restart_read(Instant::now());
+        }
         this.alarm
             .poll_expired(this.deadlines, cx)
             .map(|kind| End::Closed(timed_out(kind)))

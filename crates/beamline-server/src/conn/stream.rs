@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -27,12 +27,14 @@ pub(crate) enum Io {
 }
 
 /// What a connection's process body and its stream share: byte counts (which the read
-/// timeout watches), whether the send timeout passed, and the shutdown request of the
-/// stream-owning form.
+/// timeout watches), whether the send timeout passed, the shutdown request and the busy marks
+/// of the stream-owning form.
 pub(crate) struct ConnState {
     read: AtomicU64,
     written: AtomicU64,
     flags: AtomicU8,
+    /// Live [`Busy`](super::Busy) guards: while any lives, the read timeout does not run.
+    busy: AtomicU32,
     shutdown: Notify,
     stats: Arc<Stats>,
 }
@@ -47,6 +49,7 @@ impl ConnState {
             read: AtomicU64::new(0),
             written: AtomicU64::new(0),
             flags: AtomicU8::new(0),
+            busy: AtomicU32::new(0),
             shutdown: Notify::new(),
             stats,
         })
@@ -121,6 +124,21 @@ impl ConnState {
 
     pub(crate) fn shutdown_watched(&self) -> bool {
         self.flags.load(Relaxed) & SHUTDOWN_WATCHED != 0
+    }
+
+    /// One more live busy mark.
+    pub(crate) fn busy_enter(&self) {
+        self.busy.fetch_add(1, Relaxed);
+    }
+
+    /// One busy mark fewer.
+    pub(crate) fn busy_exit(&self) {
+        self.busy.fetch_sub(1, Relaxed);
+    }
+
+    /// Whether a busy mark lives.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.busy.load(Relaxed) != 0
     }
 
     pub(crate) async fn shutdown_wait(&self) {

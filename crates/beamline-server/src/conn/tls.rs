@@ -13,7 +13,6 @@ use beamline_process::{Context, Event, ExitReason};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 use super::run::{Close, Service, Setup, Shared};
 use super::{Io, TlsInfo};
@@ -110,33 +109,39 @@ pub(crate) async fn tls_body<S: Service>(
                 .guard
                 .end(Outcome::HandshakeFailed, Close::HandshakeFailed);
             setup.guard.detail(error.to_string().into());
+            setup.guard.failed(|| ExitReason::error(error));
             Ok(())
         }
         Err(Handshake::TimedOut) => {
             setup
                 .guard
                 .end(Outcome::HandshakeFailed, Close::HandshakeTimeout);
+            setup.guard.failed(|| {
+                let why = format!("TLS handshake timed out after {timeout:?}");
+                ExitReason::error(io::Error::new(io::ErrorKind::TimedOut, why))
+            });
             Ok(())
         }
         Err(Handshake::Stopped(reason)) => setup.guard.stopped(reason),
     }
 }
 
-enum Handshake {
-    Failed(io::Error),
+/// How a step of a connection's setup (the TLS handshake, reading a PROXY header) failed.
+pub(crate) enum Handshake<E> {
+    Failed(E),
     TimedOut,
     Stopped(ExitReason),
 }
 
-/// Runs the TLS handshake under its timeout, beside the mailbox: a drain or a stop ends it at
-/// once.
-async fn handshake<M: Send + 'static, F>(
+/// Runs a setup step (the TLS handshake, reading a PROXY header) under its timeout, beside
+/// the mailbox: a drain or a stop ends it at once.
+pub(crate) async fn handshake<M: Send + 'static, T, E, F>(
     ctx: &mut Context<M>,
     accept: F,
     timeout: Duration,
-) -> Result<TlsStream<CountedTcp>, Handshake>
+) -> Result<T, Handshake<E>>
 where
-    F: Future<Output = io::Result<TlsStream<CountedTcp>>>,
+    F: Future<Output = Result<T, E>>,
 {
     let accept = tokio::time::timeout(timeout, accept);
     let mut accept = pin!(accept);

@@ -18,7 +18,7 @@ use beamline::process::{Context, Event, Pid, SpawnConfig, spawn_with};
 use beamline::resp::{Arguments, Request, RespCodec, RespError, Value};
 use beamline::server::{Connection, ExitReason};
 use bytes::{Bytes, BytesMut};
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_util::codec::{Decoder, Encoder, Framed};
 
@@ -148,10 +148,26 @@ where
     // Replies are encoded straight into the write buffer by a second codec (encoding keeps
     // no state), so a batch costs one flush rather than one `Sink::send` per reply.
     let mut encoder = RespCodec::new();
+    // Set when the server drains: what has already arrived is answered (one batch, so a
+    // request racing the drain gets its reply rather than a reset), then the connection
+    // closes.
+    let (mut draining, mut answered_in_drain) = (false, false);
     loop {
-        let first = tokio::select! {
+        let first = if draining {
+            if std::mem::replace(&mut answered_in_drain, true) {
+                return close(&mut framed).await;
+            }
+            match framed.next().now_or_never() {
+                Some(Some(first)) => first,
+                _ => return close(&mut framed).await,
+            }
+        } else {
+            tokio::select! {
             biased;
-            () = &mut drain => return Ok(()),
+            () = &mut drain => {
+                draining = true;
+                continue;
+            }
             event = ctx.recv() => {
                 if let Event::Msg(KvMsg::Published(frame)) = event
                     && let Err(e) = deliver(&mut framed, &mut ctx, &live.session, frame).await
@@ -165,6 +181,7 @@ where
                 // The peer closed.
                 None => return close(&mut framed).await,
             },
+            }
         };
         let mut flow = batch(
             Some(first),
