@@ -4,64 +4,18 @@
 //! the graceful drain.
 #![allow(clippy::unwrap_used)]
 
+mod kv_support;
+
 use std::io::Write;
-use std::net::SocketAddr;
-use std::process::{Command as Process, Output, Stdio};
 use std::time::Duration;
 
 use beamline::Client;
 use beamline::resp::{Command, Value};
-use beamline_examples::kv::{self, KvConfig, KvServer};
+use beamline_examples::kv::{self, KvConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn start() -> KvServer {
-    kv::start(KvConfig::new().addr("127.0.0.1:0".parse().unwrap())).unwrap()
-}
-
-/// Runs one of the Redis tools to completion. A missing tool fails the test with the
-/// command that installs it: these tests never skip.
-async fn run_tool(program: &'static str, args: Vec<String>, stdin: Vec<u8>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let mut child = match Process::new(program)
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                panic!("{program} not found: run `apt-get install -y redis-tools`")
-            }
-            Err(e) => panic!("cannot start {program}: {e}"),
-        };
-        let mut input = child.stdin.take().unwrap();
-        input.write_all(&stdin).unwrap();
-        drop(input);
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "{program} {args:?} failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    })
-    .await
-    .unwrap()
-}
-
-/// `redis-cli -p <port> <args...>`: its output, one line per reply line.
-async fn cli(addr: SocketAddr, args: &[&str]) -> String {
-    let mut all = vec!["-p".to_owned(), addr.port().to_string()];
-    all.extend(args.iter().map(|a| (*a).to_owned()));
-    let output = run_tool("redis-cli", all, Vec::new()).await;
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .trim_end()
-        .to_owned()
-}
+use kv_support::{cli, exchange, run_tool, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cli_one_shot_commands() {
@@ -308,24 +262,6 @@ async fn beamline_client_pipelines_through_kv_in_order() {
         1,
         "one connection carried every caller"
     );
-}
-
-/// Sends `input` on a fresh connection and reads until the server closes it.
-async fn exchange(addr: SocketAddr, input: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(input).await.unwrap();
-    // The client keeps its side open: only the server can end this read.
-    let mut reply = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply))
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "the server did not close after {:?}",
-                String::from_utf8_lossy(&input[..input.len().min(60)])
-            )
-        })
-        .unwrap();
-    reply
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
