@@ -75,6 +75,12 @@ pub(crate) fn is_number(text: &[u8]) -> bool {
     parse(text).is_some()
 }
 
+/// Whether `text` reads as an infinity (`inf`, `-Infinity`, `1e400`): HINCRBYFLOAT refuses
+/// such an increment before adding, as Redis does.
+pub(crate) fn is_infinite(text: &[u8]) -> bool {
+    matches!(parse(text), Some(Number::Float(f)) if f.is_infinite())
+}
+
 fn to_f64(n: Number) -> f64 {
     match n {
         Number::Float(f) => f,
@@ -220,6 +226,7 @@ mod tests {
         assert_eq!(sum(Some("0"), "+inf"), Err(FloatError::NanOrInfinity));
         assert_eq!(sum(Some("1e308"), "1e308"), Err(FloatError::NanOrInfinity));
         assert!(is_number(b"-inf") && is_number(b"3.5") && !is_number(b"x"));
+        assert!(is_infinite(b"+inf") && is_infinite(b"-1e400") && !is_infinite(b"1e300"));
     }
 
     #[test]

@@ -134,6 +134,9 @@ fn hincrbyfloat(c: &mut Call<'_, '_>) -> Outcome {
     if !float::is_number(c.args[3]) {
         return Err(not_a_float());
     }
+    if float::is_infinite(c.args[3]) {
+        return Err(error("ERR value is NaN or Infinity"));
+    }
     let key = c.key();
     let hash = c.db.collection_or_new::<Hash>(key, c.clock)?;
     let sum = float::add(hash.get(c.args[2]).map(|v| &v[..]), c.args[3]);

@@ -205,9 +205,12 @@ where
                     }
                     live.blocked = Some(blocked.ticket);
                     let waited = wait(&blocked, &mut framed, &mut ctx, &mut drain, &live).await;
-                    live.blocked = None;
                     let reply = match waited {
-                        Waited::Answer(reply) => reply,
+                        Waited::Answer(reply) => {
+                            live.blocked = None;
+                            reply
+                        }
+                        // `live` still names the wait: its drop removes it.
                         Waited::Gone(ended) => return ended,
                         Waited::Drained(reply) => {
                             encode(&mut encoder, &reply, framed.write_buffer_mut());
