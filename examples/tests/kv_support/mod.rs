@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::{Command as Process, Output, Stdio};
 use std::time::Duration;
 
-use beamline::resp::{RespCodec, Value};
+use beamline::resp::{RespCodec, RespError, Value};
 use beamline_examples::kv::{self, KvConfig, KvServer};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -123,10 +123,14 @@ impl Conn {
     /// The next reply; `None` once the server closed the connection. A reply that does not
     /// come within a minute (of paused time too) fails the test.
     pub(crate) async fn next(&mut self) -> Option<Value> {
+        self.try_next().await.map(|r| r.unwrap())
+    }
+
+    /// As [`next`](Self::next), with the decoder's error (a frame cut short by the close).
+    pub(crate) async fn try_next(&mut self) -> Option<Result<Value, RespError>> {
         tokio::time::timeout(Duration::from_secs(60), self.0.next())
             .await
             .expect("no reply within a minute")
-            .map(|r| r.unwrap())
     }
 
     pub(crate) async fn recv(&mut self) -> Value {
