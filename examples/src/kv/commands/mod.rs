@@ -310,3 +310,6 @@ pub(crate) fn run(spec: &Spec, call: &mut Call<'_, '_>) -> Reply {
         Run::Rich(f) => f(call),
     }
 }
+
+#[cfg(test)]
+mod tests;

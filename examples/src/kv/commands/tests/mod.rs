@@ -1,0 +1,98 @@
+//! Each command family against a model (proptest): random sequences of its commands on a
+//! few keys, every reply compared with what a plain Rust collection says Redis answers.
+
+mod collections;
+mod lists;
+mod strings;
+
+use std::sync::Arc;
+
+use beamline::resp::Value;
+
+use super::super::KvConfig;
+use super::super::session::Session;
+use super::super::shared::Shared;
+use super::super::store::{Clock, Store};
+use super::{Reply, execute};
+
+/// One in-process kv (no sockets): its shared state and one connection's session.
+pub(super) struct Kv {
+    shared: Shared,
+    session: Session,
+}
+
+impl Kv {
+    pub(super) fn new() -> Self {
+        Self {
+            shared: KvConfig::default().shared(Arc::new(Store::new())),
+            session: Session::new(1, None),
+        }
+    }
+
+    /// Runs one command; its one reply.
+    pub(super) fn run(&mut self, args: &[&str]) -> Value {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        match execute(&args, &self.shared, &mut self.session, &mut Clock::new()) {
+            Reply::Value(value) => value,
+            other => panic!("{args:?} answered {other:?}"),
+        }
+    }
+}
+
+pub(super) const KEYS: [&str; 3] = ["a", "b", "c"];
+
+pub(super) fn ok() -> Value {
+    Value::simple("OK")
+}
+
+pub(super) fn int(n: i64) -> Value {
+    Value::Integer(n)
+}
+
+pub(super) fn bulk(text: &str) -> Value {
+    Value::bulk(text.to_owned())
+}
+
+pub(super) fn bulks<'a>(items: impl IntoIterator<Item = &'a String>) -> Value {
+    Value::Array(items.into_iter().map(|i| bulk(i)).collect())
+}
+
+pub(super) fn wrongtype() -> Value {
+    Value::error("WRONGTYPE Operation against a key holding the wrong kind of value")
+}
+
+/// A reply whose array order Redis leaves open (SMEMBERS, HGETALL's pairs), sorted.
+pub(super) fn sorted(value: Value) -> Value {
+    match value {
+        Value::Array(mut items) => {
+            items.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+            Value::Array(items)
+        }
+        other => other,
+    }
+}
+
+#[test]
+fn wrong_types_and_arity_are_refused_in_redis_words() {
+    let mut kv = Kv::new();
+    kv.run(&["RPUSH", "l", "x"]);
+    kv.run(&["SET", "s", "x"]);
+    for cmd in [
+        &["GET", "l"][..],
+        &["APPEND", "l", "x"],
+        &["SADD", "s", "x"],
+        &["HSET", "l", "f", "v"],
+        &["LPUSH", "s", "x"],
+        &["INCRBYFLOAT", "l", "1"],
+    ] {
+        assert_eq!(kv.run(cmd), wrongtype(), "{cmd:?}");
+    }
+    assert_eq!(
+        kv.run(&["GET"]),
+        Value::error("ERR wrong number of arguments for 'get' command")
+    );
+    assert_eq!(
+        kv.run(&["SET", "k", "v", "NX", "XX"]),
+        Value::error("ERR syntax error")
+    );
+}
