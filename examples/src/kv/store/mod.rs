@@ -67,6 +67,12 @@ impl Clock {
         Self::default()
     }
 
+    /// A clock stopped at `now_ms` (the command models).
+    #[cfg(test)]
+    pub(crate) fn at_ms(now_ms: i64) -> Self {
+        Self { now: Some(now_ms) }
+    }
+
     /// Now, in Unix milliseconds.
     pub(crate) fn now_ms(&mut self) -> i64 {
         *self.now.get_or_insert_with(|| unix_ms(Instant::now()))

@@ -2,6 +2,7 @@
 //! few keys, every reply compared with what a plain Rust collection says Redis answers.
 
 mod collections;
+mod expiry;
 mod lists;
 mod strings;
 
@@ -31,8 +32,13 @@ impl Kv {
 
     /// Runs one command; its one reply.
     pub(super) fn run(&mut self, args: &[&str]) -> Value {
+        self.run_with(args, &mut Clock::new())
+    }
+
+    /// Runs one command at the time `clock` reads.
+    pub(super) fn run_with(&mut self, args: &[&str], clock: &mut Clock) -> Value {
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        match execute(&args, &self.shared, &mut self.session, &mut Clock::new()) {
+        match execute(&args, &self.shared, &mut self.session, clock) {
             Reply::Value(value) => value,
             other => panic!("{args:?} answered {other:?}"),
         }
