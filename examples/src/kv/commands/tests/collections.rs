@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 
-use super::{KEYS, Kv, bulk, bulks, int, ok, sorted, wrongtype};
+use super::{KEYS, Kv, bulk, bulks, int, ok, replay, sorted, wrongtype};
 use beamline::resp::Value;
 
 fn member() -> impl Strategy<Value = String> {
@@ -273,12 +273,8 @@ proptest! {
     fn sets_hashes_and_the_keyspace_behave_like_their_models(
         ops in proptest::collection::vec(op(), 1..40),
     ) {
-        let mut kv = Kv::new();
         let mut model = Model::new();
-        for op in &ops {
-            let (got, want) = step(&mut kv, &mut model, op);
-            prop_assert_eq!(got, want, "{:?}", op);
-        }
+        let mut kv = replay(&ops, &mut model, step)?;
         for (k, key) in KEYS.iter().enumerate() {
             let (members, fields) = match model.get(&k) {
                 Some(Data::Set(s)) => (bulks(s), None),

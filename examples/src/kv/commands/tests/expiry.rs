@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::super::super::store::Clock;
-use super::{KEYS, Kv, int, ok};
+use super::{KEYS, Kv, int, ok, replay};
 use beamline::resp::Value;
 
 /// The stopped clock's time, Unix milliseconds.
@@ -132,12 +132,10 @@ proptest! {
 
     #[test]
     fn deadlines_behave_like_their_model(ops in proptest::collection::vec(op(), 1..40)) {
-        let mut kv = Kv::new();
-        let mut model = Model::new();
-        for op in &ops {
-            let want = expected(&mut model, op);
-            prop_assert_eq!(run(&mut kv, op), want, "{:?}", op);
-        }
+        replay(&ops, &mut Model::new(), |kv, model, op| {
+            let want = expected(model, op);
+            (run(kv, op), want)
+        })?;
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use proptest::prelude::*;
 
-use super::{KEYS, Kv, bulk, bulks, int, ok};
+use super::{KEYS, Kv, bulk, bulks, int, ok, replay};
 use beamline::resp::Value;
 
 #[derive(Debug, Clone)]
@@ -60,20 +60,14 @@ fn at(len: usize, i: i64) -> Option<usize> {
     (0..len as i64).contains(&i).then_some(i as usize)
 }
 
-/// LRANGE's and LTRIM's clamping: the kept span, if any.
+/// LRANGE's and LTRIM's span: the positions between the two indexes (negative ones count
+/// from the end), if any.
 fn span(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
-    let len = len as i64;
-    let start = if start < 0 {
-        (len + start).max(0)
-    } else {
-        start
-    };
-    let stop = if stop < 0 {
-        len + stop
-    } else {
-        stop.min(len - 1)
-    };
-    (start <= stop && start < len).then_some((start as usize, stop as usize))
+    let from_end = |i: i64| if i < 0 { len as i64 + i } else { i };
+    let kept: Vec<usize> = (0..len)
+        .filter(|&i| (from_end(start)..=from_end(stop)).contains(&(i as i64)))
+        .collect();
+    Some((*kept.first()?, *kept.last()?))
 }
 
 fn step(kv: &mut Kv, model: &mut Model, op: &Op) -> (Value, Value) {
@@ -238,12 +232,8 @@ proptest! {
 
     #[test]
     fn lists_behave_like_deques(ops in proptest::collection::vec(op(), 1..40)) {
-        let mut kv = Kv::new();
         let mut model = Model::new();
-        for op in &ops {
-            let (got, want) = step(&mut kv, &mut model, op);
-            prop_assert_eq!(got, want, "{:?}", op);
-        }
+        let mut kv = replay(&ops, &mut model, step)?;
         for (k, key) in KEYS.iter().enumerate() {
             let exists = i64::from(model.contains_key(&k));
             prop_assert_eq!(kv.run(&["EXISTS", key]), int(exists));

@@ -45,6 +45,21 @@ impl Kv {
     }
 }
 
+/// Runs `ops` on a fresh kv and on `model`: `step` applies one to both and returns kv's
+/// reply and the model's, which must be equal. The kv, for the final checks.
+pub(super) fn replay<M, O: std::fmt::Debug>(
+    ops: &[O],
+    model: &mut M,
+    mut step: impl FnMut(&mut Kv, &mut M, &O) -> (Value, Value),
+) -> Result<Kv, proptest::test_runner::TestCaseError> {
+    let mut kv = Kv::new();
+    for op in ops {
+        let (got, want) = step(&mut kv, model, op);
+        proptest::prop_assert_eq!(got, want, "{:?}", op);
+    }
+    Ok(kv)
+}
+
 pub(super) const KEYS: [&str; 3] = ["a", "b", "c"];
 
 pub(super) fn ok() -> Value {

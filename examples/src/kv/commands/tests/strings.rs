@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::{KEYS, Kv, bulk, int, ok};
+use super::{KEYS, Kv, bulk, int, ok, replay};
 use beamline::resp::Value;
 
 #[derive(Debug, Clone)]
@@ -164,12 +164,8 @@ proptest! {
 
     #[test]
     fn strings_behave_like_a_map_of_byte_strings(ops in proptest::collection::vec(op(), 1..40)) {
-        let mut kv = Kv::new();
         let mut model = BTreeMap::new();
-        for op in &ops {
-            let (got, want) = step(&mut kv, &mut model, op);
-            prop_assert_eq!(got, want, "{:?}", op);
-        }
+        let mut kv = replay(&ops, &mut model, step)?;
         for (k, key) in KEYS.iter().enumerate() {
             prop_assert_eq!(kv.run(&["GET", key]), get_or_null(&model, k));
         }
