@@ -443,7 +443,7 @@ fn restart(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
 
     let (sup, worker) = rt.block_on(async {
-        let mut spec = ChildSpec::permanent("worker", |mut ctx| async move {
+        let spec = ChildSpec::permanent("worker", |mut ctx| async move {
             loop {
                 match ctx.recv().await {
                     Event::Msg(Work::Echo(v, reply)) => {

@@ -160,7 +160,7 @@ pub async fn start(options: &Options) -> Result<App, StartError> {
         redis = redis.child(spec);
         clients.push(client);
     }
-    let mut redis = redis.into_child("redis")?;
+    let redis = redis.into_child("redis")?;
     let redis_handle = redis.handle();
     let callers = DynamicSupervisor::new(DynamicSupervisorConfig::new());
     // No restart at the top: when the connections' supervisor gives up, so does the

@@ -120,4 +120,19 @@ pub enum CallError {
         /// Why it exited.
         reason: ExitReason,
     },
+    /// Through a [`Child`](crate::Child) handle only: the incarnation called exited, and the
+    /// supervisor that started it has exited as well (it was shut down, or gave up after
+    /// too many restarts), so no later incarnation will answer through this handle.
+    /// [`Exited`](Self::Exited) from a `Child` means its supervisor still runs.
+    #[error(
+        "process {pid} exited before replying ({reason}) and its supervisor {supervisor} has stopped"
+    )]
+    SupervisorStopped {
+        /// The process called.
+        pid: ProcessId,
+        /// Why it exited.
+        reason: ExitReason,
+        /// The supervisor that will not restart it.
+        supervisor: ProcessId,
+    },
 }

@@ -52,7 +52,10 @@
 //! - **A call never hangs on a dead process.** It ends in the reply, [`CallError::Timeout`],
 //!   or [`CallError::Exited`] with the reason, including when the callee panics while holding
 //!   the request or exits with it still queued. The exit is published before the dead body (and
-//!   the `Reply` it held) is dropped, so the caller learns the reason at once.
+//!   the `Reply` it held) is dropped, so the caller learns the reason at once. Through a
+//!   supervised [`Child`] handle the exit says what can follow: [`CallError::Exited`] while
+//!   the supervisor runs (a restart may come), [`CallError::SupervisorStopped`] once it has
+//!   exited (none will: `a_child_handle_tells_a_restarting_child_from_a_supervisor_that_stopped`).
 //! - **Bounded mailboxes, lossless refusals.** `cast` waits for space (first come, first
 //!   served), `try_cast` refuses at once; every refused message is handed back in the error.
 //!   Exit and `Down` notices are never refused and never count against the capacity, and they

@@ -224,7 +224,7 @@ async fn restartable_children_restart_per_their_type_and_handles_follow() {
     quiet_deliberate_panics();
     let sup = DynamicSupervisor::start(DynamicSupervisorConfig::new());
     let generation = std::sync::Arc::default();
-    let mut spec = restartable(true, &generation);
+    let spec = restartable(true, &generation);
     let handle = spec.handle();
     sup.start_child(spec).unwrap();
     assert_eq!(handle.call(Work::Ping, SECOND).await.unwrap(), 0);
@@ -250,7 +250,7 @@ async fn too_many_restarts_escalate_and_the_supervisor_refuses_new_children() {
     );
     let sup_pid = sup.pid().unwrap();
     let generation = std::sync::Arc::default();
-    let mut spec = restartable(false, &generation);
+    let spec = restartable(false, &generation);
     let handle = spec.handle();
     sup.start_child(spec).unwrap();
     let bystander = sup.start_child(stubborn("bystander")).unwrap();

@@ -155,7 +155,7 @@ async fn an_init_error_ends_the_process_without_terminate() {
 async fn a_supervised_server_that_traps_exits_terminates_on_shutdown() {
     let (tx, mut log) = unbounded_channel();
     let log_for_spec = tx.clone();
-    let mut spec = ChildSpec::permanent("counter", move |ctx| {
+    let spec = ChildSpec::permanent("counter", move |ctx| {
         serve(ctx, counter(&log_for_spec, true))
     });
     let handle = spec.handle();
@@ -172,5 +172,55 @@ async fn a_supervised_server_that_traps_exits_terminates_on_shutdown() {
         handle.current().exit_reason(),
         Some(ExitReason::Shutdown)
     ));
+    drop(tx);
+}
+
+/// `ChildSpec::gen_server`: a GenServer as a child in one line, started as OTP's
+/// `start_link` does (the supervisor's start returns after `init`), restarted with fresh
+/// state after a crash; an `init` that fails fails the supervisor's start.
+#[tokio::test]
+async fn a_gen_server_child_is_one_line_acknowledged_after_init() {
+    let (tx, mut log) = unbounded_channel();
+    let log_for_spec = tx.clone();
+    let spec = ChildSpec::gen_server("counter", move || counter(&log_for_spec, false));
+    let handle = spec.handle();
+    let sup = Supervisor::start(SupervisorSpec::new(Strategy::OneForOne).child(spec))
+        .await
+        .unwrap();
+    // Acknowledged: init has run by the time the supervisor's start returned.
+    assert_eq!(log.try_recv().unwrap(), "init");
+    handle.cast(Msg::Add(2)).await.unwrap();
+    assert_eq!(
+        handle
+            .call(Msg::Get, beamline_process::Timeout::Infinity)
+            .await
+            .unwrap(),
+        2
+    );
+    let first = handle.current();
+    first.cast(Msg::Stop(ExitReason::Killed)).await.unwrap();
+    first.exited().await;
+    sup.count_children().await.unwrap(); // ordered after the restart
+    assert_eq!(handle.call(Msg::Get, SECOND).await.unwrap(), 0);
+
+    struct Refuses;
+    impl GenServer for Refuses {
+        type Message = ();
+        async fn init(&mut self, _ctx: &mut Context<()>) -> Result<(), ExitReason> {
+            Err(ExitReason::error(std::io::Error::other("port in use")))
+        }
+        async fn handle(&mut self, _: (), _ctx: &mut Context<()>) -> Result<(), ExitReason> {
+            Ok(())
+        }
+    }
+    let refused = Supervisor::start(
+        SupervisorSpec::new(Strategy::OneForOne).child(ChildSpec::gen_server("db", || Refuses)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&refused, beamline_process::StartError::Child { child, .. } if child.as_str() == "db"),
+        "{refused:?}"
+    );
     drop(tx);
 }

@@ -285,7 +285,7 @@ async fn children_that_do_not_opt_in_count_as_started_once_spawned() {
 #[tokio::test(start_paused = true)]
 async fn a_restart_waits_for_each_handshake_in_order() {
     let (tx, mut log) = unbounded_channel();
-    let mut a = worker("a", Restart::Permanent, always(Init::AckAfter(SECOND)), &tx);
+    let a = worker("a", Restart::Permanent, always(Init::AckAfter(SECOND)), &tx);
     let a_handle = a.handle();
     let spec = SupervisorSpec::new(Strategy::RestForOne)
         .child(a)
@@ -314,7 +314,7 @@ async fn restarts_that_fail_their_start_count_against_the_intensity() {
     quiet_deliberate_panics();
     let (tx, _log) = unbounded_channel();
     // Starts once, then every restart fails in its init.
-    let mut flaky = worker(
+    let flaky = worker(
         "flaky",
         Restart::Permanent,
         |n| if n == 0 { ACK } else { Init::Fail },

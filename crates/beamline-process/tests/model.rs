@@ -220,7 +220,7 @@ async fn run(
     let mut specs = Vec::new();
     for (i, &restart) in restarts.iter().enumerate() {
         let id = format!("c{i}");
-        let mut s = spec(id.clone(), restart);
+        let s = spec(id.clone(), restart);
         handles.push((id.clone(), s.handle()));
         specs.push(s);
         model.children.push(ModelChild {

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use beamline_process::{
-    Child, ChildKind, ChildLookupError, ChildSpec, Event, ExitReason, Intensity, Restart,
-    RestartIntensityExceeded, Shutdown, StartError, Strategy, Supervisor, SupervisorSpec,
+    CallError, Child, ChildKind, ChildLookupError, ChildSpec, Event, ExitReason, Intensity,
+    Restart, RestartIntensityExceeded, Shutdown, StartError, Strategy, Supervisor, SupervisorSpec,
 };
 use common::{DELIBERATE, quiet_deliberate_panics};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -56,7 +56,7 @@ fn child(
             }
         }
     };
-    let mut spec = match restart {
+    let spec = match restart {
         Restart::Permanent => ChildSpec::permanent(id, body),
         Restart::Transient => ChildSpec::transient(id, body),
         Restart::Temporary => ChildSpec::temporary(id, body),
@@ -281,7 +281,7 @@ async fn restarts_spread_beyond_the_period_do_not_escalate() {
 async fn a_nested_supervisor_escalates_to_its_parent_which_restarts_it() {
     let (tx, mut log) = unbounded_channel();
     let (inner_child, inner_handle) = child("inner", Restart::Permanent, &tx);
-    let mut inner = SupervisorSpec::new(Strategy::OneForOne)
+    let inner = SupervisorSpec::new(Strategy::OneForOne)
         .intensity(Intensity::new(0, SECOND))
         .child(inner_child)
         .into_child("nested")
@@ -338,7 +338,7 @@ async fn a_child_that_ignores_shutdown_is_killed_after_its_timeout() {
         }
     })
     .shutdown(Shutdown::Timeout(Duration::from_millis(300)));
-    let mut brutal = ChildSpec::<()>::permanent("brutal", |mut ctx| async move {
+    let brutal = ChildSpec::<()>::permanent("brutal", |mut ctx| async move {
         ctx.trap_exit(true);
         loop {
             ctx.recv().await;
@@ -422,4 +422,65 @@ async fn a_handle_obtained_through_the_supervisor_follows_restarts() {
         sup.child::<Do>("worker").await,
         Err(ChildLookupError::SupervisorExited(_))
     ));
+}
+
+/// Through a `Child` handle, a failed call says whether another incarnation may follow:
+/// `Exited` while the supervisor runs (the child is being restarted, and a later call
+/// reaches it), `SupervisorStopped` once the supervisor gave up or was shut down.
+#[tokio::test(start_paused = true)]
+async fn a_child_handle_tells_a_restarting_child_from_a_supervisor_that_stopped() {
+    quiet_deliberate_panics();
+    let (tx, _log) = unbounded_channel();
+    let (sa, a) = child("a", Restart::Permanent, &tx);
+    let sup = Supervisor::start(
+        SupervisorSpec::new(Strategy::OneForOne)
+            .intensity(Intensity::new(1, Duration::from_secs(5)))
+            .child(sa),
+    )
+    .await
+    .unwrap();
+    // Restartable: the crash is `Exited`, and the next call reaches the next incarnation.
+    let restarting = a
+        .call(|_: beamline_process::Reply<&str>| Do::Panic, SECOND)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(restarting, CallError::Exited { .. }),
+        "{restarting:?}"
+    );
+    sup.count_children().await.unwrap(); // ordered after the restart
+    assert_eq!(a.call(Do::Ping, SECOND).await.unwrap(), "a");
+    // The second crash within 5 s is one too many: the supervisor gives up, for good.
+    let sup_pid = sup.pid();
+    let _ = a
+        .call(|_: beamline_process::Reply<&str>| Do::Panic, SECOND)
+        .await;
+    sup_pid.exited().await;
+    let stopped = a
+        .call(Do::Ping, beamline_process::Timeout::Infinity)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&stopped, CallError::SupervisorStopped { supervisor, .. } if *supervisor == sup_pid.id()),
+        "{stopped:?}"
+    );
+    assert!(stopped.to_string().contains("its supervisor"), "{stopped}");
+
+    // A supervisor shut down: the same answer.
+    let (sb, b) = child("b", Restart::Permanent, &tx);
+    let sup = Supervisor::start(SupervisorSpec::new(Strategy::OneForOne).child(sb))
+        .await
+        .unwrap();
+    sup.shutdown().await.unwrap();
+    let stopped = b.call(Do::Ping, SECOND).await.unwrap_err();
+    assert!(
+        matches!(
+            stopped,
+            CallError::SupervisorStopped {
+                reason: ExitReason::Shutdown,
+                ..
+            }
+        ),
+        "{stopped:?}"
+    );
 }

@@ -84,7 +84,7 @@ fn start_exit_restart_and_escalation_are_traced() {
             p.exited().await;
 
             // A supervised child that crashes twice under an intensity of one restart.
-            let mut spec = ChildSpec::permanent("flaky", |mut ctx: Context<()>| async move {
+            let spec = ChildSpec::permanent("flaky", |mut ctx: Context<()>| async move {
                 loop {
                     if let Event::Msg(()) = ctx.recv().await {
                         panic!("{DELIBERATE}: flaky");

@@ -124,7 +124,7 @@ pub struct ChatServer {
 /// # Errors
 /// [`ChatStartError`]: the server could not bind or start. Nothing is left running.
 pub async fn start(config: ChatConfig) -> Result<ChatServer, ChatStartError> {
-    let mut room = ChildSpec::permanent("room", room::run);
+    let room = ChildSpec::permanent("room", room::run);
     let handle = room.handle();
     let supervisor =
         Supervisor::start(SupervisorSpec::new(Strategy::OneForOne).child(room)).await?;

@@ -56,9 +56,11 @@
 //! - **Expiry**: a key is never visible after its deadline (checked on access); a sweep
 //!   every [`sweep_interval`](KvConfig::sweep_interval) frees expired keys nobody reads,
 //!   a bounded number per shard at a time.
-//! - **Graceful stop**: [`KvServer::shutdown`] stops accepting, lets every connection answer
-//!   the requests that had arrived, answers each blocked client with an `UNBLOCKED` error,
-//!   then closes them (within the drain deadline).
+//! - **Graceful stop**: [`KvServer::shutdown`] stops accepting, answers each blocked client
+//!   with an `UNBLOCKED` error, lets every connection finish the batch it is answering, then
+//!   closes it when it has been quiet for 100 ms (a request already on its way is answered,
+//!   not met with a closed socket), or after 1 s at its first pause (within the drain
+//!   deadline).
 //!
 //! # Example
 //!

@@ -418,7 +418,7 @@ impl DynamicSupervisor {
             None => (None, Starting::spawned(proc.pid())),
         };
         // User code (building the body) runs outside the lock.
-        let addr = run_start(spec.start, proc, &sup, spec.slot.as_ref(), ack);
+        let addr = run_start(spec.start, proc, &sup, spec.slot.get(), ack);
         Ok((addr, starting))
     }
 

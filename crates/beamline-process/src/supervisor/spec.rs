@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use super::start::{OnAck, Starting};
@@ -155,7 +155,9 @@ pub struct ChildSpec<M> {
     /// `Some`: the child acknowledges its start, and its supervisor waits this long for it.
     pub(crate) start_timeout: Option<Timeout>,
     pub(crate) start: StartFn<M>,
-    pub(crate) slot: Option<Arc<Slot<M>>>,
+    /// The stable handle's slot, made by the first [`handle`](Self::handle) (or when the
+    /// spec is given to a supervisor): a spec nobody holds a handle to costs no allocation.
+    pub(crate) slot: OnceLock<Arc<Slot<M>>>,
 }
 
 impl<M: Send + 'static> ChildSpec<M> {
@@ -169,7 +171,7 @@ impl<M: Send + 'static> ChildSpec<M> {
             config: SpawnConfig::default(),
             start_timeout: None,
             start,
-            slot: None,
+            slot: OnceLock::new(),
         }
     }
 
@@ -211,6 +213,21 @@ impl<M: Send + 'static> ChildSpec<M> {
         let run: OnceStart<M> =
             Box::new(move |proc, parent, ack| start(proc, Some(parent), ack, start_fn));
         Self::new(id.into(), Restart::Temporary, StartFn::Once(run))
+    }
+
+    /// A permanent child running a [`GenServer`](crate::GenServer): `make` builds the
+    /// server's state for each incarnation, and [`serve`](crate::serve) runs it. Its start
+    /// is [`acknowledged`](Self::acknowledged) as OTP's `gen_server:start_link` is: the
+    /// supervisor starts the next child only once `init` has returned `Ok`, and an `init`
+    /// that fails (or is still running after 5 s) fails the start. Chain
+    /// [`acknowledged(t)`](Self::acknowledged) to wait another time.
+    pub fn gen_server<S, F>(id: impl Into<ChildId>, make: F) -> Self
+    where
+        S: crate::GenServer<Message = M>,
+        F: Fn() -> S + Send + Sync + 'static,
+    {
+        Self::permanent(id, move |ctx| crate::serve(ctx, make()))
+            .acknowledged(Duration::from_secs(5))
     }
 
     /// How the supervisor stops this child. Default: [`Shutdown::WORKER_DEFAULT`] for workers,
@@ -281,9 +298,9 @@ impl<M: Send + 'static> ChildSpec<M> {
     /// A stable handle to this child: it always reaches the current incarnation, across
     /// restarts. Before the child first starts, sends through it fail with
     /// [`ExitReason::NoProc`].
-    pub fn handle(&mut self) -> Child<M> {
+    pub fn handle(&self) -> Child<M> {
         Child {
-            slot: self.slot.get_or_insert_with(Slot::unstarted).clone(),
+            slot: self.slot.get_or_init(Slot::unstarted).clone(),
         }
     }
 
@@ -302,7 +319,7 @@ impl<M: Send + 'static> ChildSpec<M> {
             starter: Arc::new(TypedStarter {
                 config: self.config,
                 start: TypedStart::Repeat(run.clone()),
-                slot: self.slot.clone(),
+                slot: self.slot.get().cloned(),
             }),
         })
     }
@@ -318,7 +335,7 @@ impl<M: Send + 'static> ChildSpec<M> {
                 StartFn::Repeat(run) => TypedStart::Repeat(run),
                 StartFn::Once(run) => TypedStart::Once(Mutex::new(Some(run))),
             },
-            slot: Some(self.slot.unwrap_or_else(Slot::unstarted)),
+            slot: Some(self.slot.into_inner().unwrap_or_else(Slot::unstarted)),
         });
         ErasedChild {
             id: self.id,
@@ -494,7 +511,7 @@ pub(crate) fn run_start<M: Send + 'static>(
 ) -> Addr<M> {
     let addr = Addr { proc: proc.clone() };
     if let Some(slot) = slot {
-        slot.set(addr.clone());
+        slot.set(addr.clone(), parent);
     }
     match start_fn {
         StartFn::Repeat(run) => run(proc, parent.clone(), ack),
@@ -503,32 +520,52 @@ pub(crate) fn run_start<M: Send + 'static>(
     addr
 }
 
-/// Where a [`Child`] handle finds the current incarnation.
+/// Where a [`Child`] handle finds the current incarnation, and the supervisor that started
+/// it.
 pub(crate) struct Slot<M> {
-    current: Mutex<Addr<M>>,
+    current: Mutex<Current<M>>,
+}
+
+struct Current<M> {
+    addr: Addr<M>,
+    /// `None` before the first start, and for a handle fixed on one process.
+    supervisor: Option<Pid>,
 }
 
 impl<M: Send + 'static> Slot<M> {
     /// A slot whose child has not started: sends through it fail with `NoProc`.
     fn unstarted() -> Arc<Self> {
         Arc::new(Self {
-            current: Mutex::new(Addr {
-                proc: Process::dead(ExitReason::NoProc),
+            current: Mutex::new(Current {
+                addr: Addr {
+                    proc: Process::dead(ExitReason::NoProc),
+                },
+                supervisor: None,
             }),
         })
     }
 }
 
 impl<M> Slot<M> {
-    fn set(&self, addr: Addr<M>) {
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = addr;
+    fn set(&self, addr: Addr<M>, supervisor: &Pid) {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        current.addr = addr;
+        if current.supervisor.as_ref().map(Pid::id) != Some(supervisor.id()) {
+            current.supervisor = Some(supervisor.clone());
+        }
     }
 
     fn get(&self) -> Addr<M> {
         self.current
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .addr
             .clone()
+    }
+
+    fn get_with_supervisor(&self) -> (Addr<M>, Option<Pid>) {
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        (current.addr.clone(), current.supervisor.clone())
     }
 }
 
@@ -564,7 +601,10 @@ impl<M: Send + 'static> Child<M> {
     pub(crate) fn fixed(addr: Addr<M>) -> Self {
         Self {
             slot: Arc::new(Slot {
-                current: Mutex::new(addr),
+                current: Mutex::new(Current {
+                    addr,
+                    supervisor: None,
+                }),
             }),
         }
     }
@@ -598,12 +638,33 @@ impl<M: Send + 'static> Child<M> {
     /// [`Addr::call`] to the current incarnation.
     ///
     /// # Errors
-    /// As [`Addr::call`].
-    pub async fn call<R, F>(&self, make: F, timeout: Duration) -> Result<R, CallError>
+    /// As [`Addr::call`], and an exit is told apart by what can follow it:
+    /// - [`CallError::Exited`]: the incarnation called exited, and the supervisor that
+    ///   started it still runs: a permanent child (or a transient one that failed) is being
+    ///   restarted, and a later call may reach the next incarnation.
+    /// - [`CallError::SupervisorStopped`]: the incarnation exited and its supervisor has
+    ///   exited too (shut down, or gave up after too many restarts): no incarnation will
+    ///   follow through this handle.
+    ///
+    /// Which of the two is a snapshot taken when the call fails: a supervisor that is
+    /// deciding to give up at that moment still counts as running.
+    pub async fn call<R, F>(&self, make: F, timeout: impl Into<Timeout>) -> Result<R, CallError>
     where
         F: FnOnce(Reply<R>) -> M,
     {
-        self.current().call(make, timeout).await
+        let (addr, supervisor) = self.slot.get_with_supervisor();
+        match (addr.call(make, timeout).await, supervisor) {
+            (Err(CallError::Exited { pid, reason }), Some(supervisor))
+                if !supervisor.is_alive() =>
+            {
+                Err(CallError::SupervisorStopped {
+                    pid,
+                    reason,
+                    supervisor: supervisor.id(),
+                })
+            }
+            (result, _) => result,
+        }
     }
 }
 

@@ -13,13 +13,15 @@ use std::num::NonZeroUsize;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use beamline::process::{Context, Event, Pid, SpawnConfig, spawn_with};
 use beamline::resp::{Arguments, Request, RespCodec, RespError, Value};
 use beamline::server::{Connection, ExitReason};
 use bytes::{Bytes, BytesMut};
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder, Framed};
 
 use self::errors::{flush_failed, peer_gone, protocol_error};
@@ -36,6 +38,13 @@ const READ_CAPACITY: usize = 16 * 1024;
 /// Replies are flushed mid-batch once this many bytes wait, so a batch of requests for big
 /// values never piles up in memory: the socket's backpressure reaches the reader.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+/// Draining, a connection closes once no request has come for this long.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
+/// Draining, a connection that never pauses that long is closed at its first moment with
+/// nothing to answer once the drain has lasted this long.
+const DRAIN_LINGER: Duration = Duration::from_secs(1);
 
 /// How many messages a connection's mailbox holds. A subscriber is cut off by the bytes it
 /// is behind (the hub's limit) long before this many small messages wait.
@@ -72,10 +81,23 @@ impl Encoder<Value> for Codec {
 pub(crate) async fn serve(conn: Connection, shared: Arc<Shared>) -> Result<(), ExitReason> {
     let id = conn.id().as_u64();
     let shutdown = conn.shutdown_signal();
+    run_session(conn, id, async move { shutdown.requested().await }, shared).await
+}
+
+/// Runs [`serve_stream`] over `io` in a process of its own and waits for it to end.
+async fn run_session<T>(
+    io: T,
+    id: u64,
+    drain: impl Future<Output = ()> + Send + 'static,
+    shared: Arc<Shared>,
+) -> Result<(), ExitReason>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let config =
         SpawnConfig::new().capacity(NonZeroUsize::new(MAILBOX).unwrap_or(NonZeroUsize::MIN));
     let session = spawn_with(config, move |ctx| async move {
-        serve_stream(conn, id, shutdown.requested(), &shared, ctx).await
+        serve_stream(io, id, drain, &shared, ctx).await
     });
     let guard = KillOnDrop(session.pid());
     let reason = guard.0.exited().await;
@@ -148,24 +170,28 @@ where
     // Replies are encoded straight into the write buffer by a second codec (encoding keeps
     // no state), so a batch costs one flush rather than one `Sink::send` per reply.
     let mut encoder = RespCodec::new();
-    // Set when the server drains: what has already arrived is answered (one batch, so a
-    // request racing the drain gets its reply rather than a reset), then the connection
-    // closes.
-    let (mut draining, mut answered_in_drain) = (false, false);
+    // When the drain began: from then on the connection closes at a quiet moment.
+    let mut draining: Option<Instant> = None;
     loop {
-        let first = if draining {
-            if std::mem::replace(&mut answered_in_drain, true) {
-                return close(&mut framed).await;
-            }
-            match framed.next().now_or_never() {
-                Some(Some(first)) => first,
-                _ => return close(&mut framed).await,
+        let first = if let Some(since) = draining {
+            // A request may be on its way (a client that has just connected, or one between
+            // two requests): RESP has no way to say "closing", and a client meeting a closed
+            // socket reports an error. So close only after a quiet spell, or, once the drain
+            // has lingered, at the first moment nothing is buffered.
+            let quiet = if since.elapsed() >= DRAIN_LINGER {
+                Duration::ZERO
+            } else {
+                DRAIN_QUIET
+            };
+            match tokio::time::timeout(quiet, framed.next()).await {
+                Ok(Some(next)) => next,
+                Ok(None) | Err(_) => return close(&mut framed).await,
             }
         } else {
             tokio::select! {
             biased;
             () = &mut drain => {
-                draining = true;
+                draining = Some(Instant::now());
                 continue;
             }
             event = ctx.recv() => {
@@ -204,7 +230,8 @@ where
                         return flush_failed(e);
                     }
                     live.blocked = Some(blocked.ticket);
-                    let waited = wait(&blocked, &mut framed, &mut ctx, &mut drain, &live).await;
+                    let drain = (draining.is_none()).then_some(&mut drain);
+                    let waited = wait(&blocked, &mut framed, &mut ctx, drain, &live).await;
                     let reply = match waited {
                         Waited::Answer(reply) => {
                             live.blocked = None;
@@ -329,13 +356,13 @@ enum Waited {
 }
 
 /// Waits for a blocked command's answer: a push serving it (a message), its timeout, CLIENT
-/// UNBLOCK (a message), a drain. Meanwhile it reads ahead, so a peer that closes is noticed
-/// (and its wait removed).
+/// UNBLOCK (a message), a drain (`drain`; `None` if it has already begun). Meanwhile it reads
+/// ahead, so a peer that closes is noticed (and its wait removed).
 async fn wait<T: AsyncRead + AsyncWrite + Unpin>(
     blocked: &Blocked,
     framed: &mut Framed<T, Codec>,
     ctx: &mut Context<KvMsg>,
-    drain: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    mut drain: Option<&mut std::pin::Pin<&mut impl Future<Output = ()>>>,
     live: &Live<'_>,
 ) -> Waited {
     let mut timeout = pin!(async {
@@ -348,10 +375,16 @@ async fn wait<T: AsyncRead + AsyncWrite + Unpin>(
     loop {
         let mut buffer = std::mem::take(framed.read_buffer_mut());
         let room = buffer.len() < BLOCKED_READ_AHEAD;
+        // Resolves when the drain begins (at once if it already has); polled until then only.
+        let drain_begins = async {
+            if let Some(drain) = drain.as_mut() {
+                drain.as_mut().await;
+            }
+        };
         let event = tokio::select! {
             biased;
             event = ctx.recv() => Some(event),
-            () = &mut *drain, if !drained => {
+            () = drain_begins, if !drained => {
                 drained = true;
                 *framed.read_buffer_mut() = buffer;
                 if live.shared.blocking.lock().cancel(blocked.ticket) {
@@ -442,3 +475,6 @@ async fn flush<T: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), RespError> {
     SinkExt::<Value>::flush(framed).await
 }
+
+#[cfg(test)]
+mod tests;
