@@ -13,7 +13,10 @@ use crate::kv::KvConfig;
 use crate::kv::store::Store;
 
 fn shared(config: &KvConfig) -> Arc<Shared> {
-    let config = config.clone().max_bulk_len(1024).max_request_len(128 * 1024);
+    let config = config
+        .clone()
+        .max_bulk_len(1024)
+        .max_request_len(128 * 1024);
     Arc::new(config.shared(Arc::new(Store::new())))
 }
 
