@@ -81,9 +81,10 @@ commands:
   test [--quick | --only <filter>]
         Check prerequisites (installing redis-server, redis-tools and openssl when
         missing and possible), then run in order: cargo fmt --check, clippy -D warnings,
-        the workspace tests (unit, integration, doc), and the integration matrix.
+        the workspace tests (unit, integration, doc), `cargo check -p beamline` with
+        each facade feature alone, none and all, and the integration matrix.
         Prints one line per step and ends with `N passed, N failed`.
-          --quick          skip clippy and the integration matrix
+          --quick          skip clippy, the facade feature checks and the matrix
           --only <filter>  run only the matrix cells whose name contains <filter>
   bench [--report-only] [<filter>]
         Run the criterion benches in benches/ (and the external comparisons), then

@@ -1,8 +1,9 @@
-//! The thundering-herd picture: beamline-reconnect's deterministic simulation (10,000
+//! The thundering-herd picture: beamline-backoff's deterministic simulation (10,000
 //! clients lose their server at t = 0, it is back at t = 5 s), drawn per jitter kind.
 //!
-//! The simulation lives in `beamline_reconnect::herd`; its `herd` example prints attempts per
-//! window as CSV. xtask runs it, draws `benches/plots/herd.svg` and returns the markdown
+//! The simulation lives in `beamline_backoff::herd` (re-exported as
+//! `beamline_reconnect::herd`); beamline-reconnect's `herd` example prints attempts per window
+//! as CSV. xtask runs it, draws `benches/plots/herd.svg` and returns the markdown
 //! section (peak window, mean over the busy span, their ratio) for BENCHMARKS.md. Peak and
 //! mean use the crate's definitions: the busy span runs from the first window with an attempt
 //! to the last.

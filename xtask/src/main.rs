@@ -6,6 +6,7 @@
 mod bench;
 mod cli;
 mod demo;
+mod features;
 mod herd;
 mod latency;
 mod matrix;

@@ -1,11 +1,12 @@
-//! `cargo xtask test`: prerequisites, fmt, clippy, the workspace tests, the matrix.
+//! `cargo xtask test`: prerequisites, fmt, clippy, the workspace tests, the facade's features
+//! one by one, the matrix.
 
 use std::process::Command;
 use std::time::Instant;
 
 use crate::cli::TestArgs;
 use crate::steps::{self, Outcome, Report, StepResult};
-use crate::{cargo, matrix, prereq, workspace_root};
+use crate::{cargo, features, matrix, prereq, workspace_root};
 
 /// Runs the steps `args` selects, in order, and returns what happened.
 pub(crate) fn run(args: &TestArgs) -> Report {
@@ -55,6 +56,13 @@ pub(crate) fn run(args: &TestArgs) -> Report {
         }
         // `cargo test --workspace` runs unit, integration and doc tests of every member.
         report.record(steps::run("tests", &mut cmd(&["test", "--workspace"])));
+        // Every facade feature alone, none and all (feature unification in the workspace
+        // build above would hide a feature that forgot what it needs).
+        if args.quick {
+            report.record(skipped("facade features", "--quick"));
+        } else {
+            features::run(&mut report);
+        }
     }
 
     if args.quick {

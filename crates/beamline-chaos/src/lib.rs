@@ -20,7 +20,8 @@
 //! - [`Schedule`]: "at t, apply F; at t + d, clear it" as data, run against a proxy and
 //!   awaited beside the test's own traffic.
 //! - The `beamline-chaos` binary: the same proxy from a shell, with faults as flags and
-//!   commands on stdin (`beamline-chaos --help`).
+//!   commands on stdin (`beamline-chaos --help`). It needs the `cli` feature (clap):
+//!   `cargo install beamline-chaos --features cli`; the library itself depends on tokio only.
 //!
 //! # Guarantees
 //! - **Faults look like the real thing.** A reset is an RST (`SO_LINGER` 0), seen as
@@ -86,12 +87,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod action;
 mod fault;
 mod jitter;
 mod proxy;
 mod schedule;
 mod shaper;
 
+pub use action::Action;
 pub use fault::{Direction, Fault, FaultKind, PartitionMode};
 pub use proxy::{Proxy, ProxyBuilder, ProxyStats, ReopenError};
-pub use schedule::{Action, Schedule, ScheduleError, Step};
+pub use schedule::{Schedule, ScheduleError, Step};

@@ -1,46 +1,13 @@
 //! Faults stated as data: "at t, apply F; at t + d, clear it".
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::fault::{Direction, Fault, FaultKind, PartitionMode};
+use crate::action::Action;
+use crate::fault::{Direction, Fault, PartitionMode};
 use crate::proxy::{Proxy, ReopenError};
-
-/// One thing a [`Schedule`] step (or [`Proxy::perform`]) does to a proxy; each variant is the
-/// [`Proxy`] method of the same name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Action {
-    /// [`Proxy::apply`].
-    Apply {
-        /// Where.
-        direction: Direction,
-        /// What.
-        fault: Fault,
-    },
-    /// [`Proxy::clear`].
-    Clear {
-        /// Where.
-        direction: Direction,
-        /// Which fault.
-        kind: FaultKind,
-    },
-    /// [`Proxy::clear_all`].
-    ClearAll,
-    /// [`Proxy::partition_with`].
-    Partition(PartitionMode),
-    /// [`Proxy::heal`].
-    Heal,
-    /// [`Proxy::refuse_new`].
-    RefuseNew(bool),
-    /// [`Proxy::reset_all`].
-    ResetAll,
-    /// [`Proxy::set_upstream`].
-    SetUpstream(SocketAddr),
-}
 
 /// An [`Action`] and when it happens, measured from the start of [`Schedule::run`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,8 +151,10 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use std::io;
+    use std::net::SocketAddr;
 
     use super::*;
+    use crate::fault::FaultKind;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use beamline_reconnect::{BackoffConfig, BackoffConfigError, Jitter};
+use beamline_backoff::{BackoffConfig, BackoffConfigError, Jitter};
 
 /// The backoff between failed connect attempts unless [`PoolConfig::backoff`] says otherwise:
 /// 100 ms, doubling, capped at 10 s, with equal jitter (each delay keeps at least half of its

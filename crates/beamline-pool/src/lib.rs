@@ -17,7 +17,7 @@
 //!   (up to `max_size`) when all are full.
 //! - [`PoolConfig`]: `max_size`, `min_idle`, connect and checkout timeouts, idle timeout, max
 //!   lifetime with jitter, [`CheckPolicy`], lazy or eager [`Start`], and the connect
-//!   [backoff](beamline_reconnect::BackoffConfig).
+//!   [backoff](beamline_backoff::BackoffConfig).
 //! - Errors: [`CheckoutError`] (`Connect`, `CreatePanicked`, `Timeout`, `Closed`),
 //!   [`ConnectError`] (pool, target, the manager's own error), [`StartError`], [`ConfigError`].
 //! - [`PoolMetrics`]: size, idle, in use, waiters, checkouts, a [`WaitHistogram`], timeouts,
@@ -30,7 +30,7 @@
 //!   gets the attempt's own error ([`CheckoutError::Connect`], naming the pool and the target),
 //!   not a timeout. A checkout that does time out says whether connecting was failing.
 //! - **Backoff.** Failed connect attempts are retried after the jittered delays of a
-//!   [`beamline_reconnect::Backoff`], never in a tight loop.
+//!   [`beamline_backoff::Backoff`], never in a tight loop.
 //! - **Nothing lost.** A checkout that times out or is dropped leaves the queue; a connection
 //!   handed to it at that instant goes to the next waiter.
 //! - **No suspect connection is reused.** A connection whose user panicked, that was marked

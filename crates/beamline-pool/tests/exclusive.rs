@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use beamline_backoff::BackoffConfig;
 use beamline_pool::{
     CheckPolicy, CheckoutError, CloseReason, ConfigError, ConnectCause, Manager, Pool, PoolConfig,
     PoolGuard, Start, StartError,
 };
-use beamline_reconnect::BackoffConfig;
 use common::{TestManager, plain, until};
 use tokio::time::Instant;
 

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use beamline_backoff::BackoffConfig;
 use beamline_pool::{
     CheckPolicy, Pool, PoolConfig, PoolGuard, PoolMetrics, SharedGuard, SharedPool,
 };
-use beamline_reconnect::BackoffConfig;
 use beamline_testkit::Rng;
 use common::{TestConn, TestManager, until};
 

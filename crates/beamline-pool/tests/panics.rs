@@ -9,8 +9,8 @@ mod common;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
+use beamline_backoff::BackoffConfig;
 use beamline_pool::{CheckPolicy, CheckoutError, CloseReason, Pool, SharedPool};
-use beamline_reconnect::BackoffConfig;
 use common::{TestManager, plain, until};
 use tokio::time::Instant;
 

@@ -8,8 +8,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use beamline_backoff::BackoffConfig;
 use beamline_pool::{CheckPolicy, CheckoutError, CloseReason, Manager, Pool, PoolConfig};
-use beamline_reconnect::BackoffConfig;
 use beamline_testkit::RedisServer;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

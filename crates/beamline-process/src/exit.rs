@@ -1,4 +1,5 @@
-//! Why a process ended: [`ExitReason`].
+//! Why a process ended: [`ExitReason`], and [`panic_message`], the one way a caught panic
+//! payload becomes the text a reason (or a server's log line) carries.
 
 use std::any::Any;
 use std::error::Error as StdError;
@@ -63,14 +64,7 @@ impl ExitReason {
 
     /// Turns a caught panic payload into a reason, keeping the message when it is a string.
     pub(crate) fn from_panic(payload: &(dyn Any + Send)) -> Self {
-        let message: Arc<str> = if let Some(s) = payload.downcast_ref::<&'static str>() {
-            Arc::from(*s)
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            Arc::from(s.as_str())
-        } else {
-            Arc::from("panic with a non-string payload")
-        };
-        Self::Panicked(message)
+        Self::Panicked(panic_message(payload))
     }
 }
 
@@ -101,6 +95,27 @@ impl fmt::Display for ExitReason {
 impl<E: StdError + Send + Sync + 'static> From<E> for ExitReason {
     fn from(error: E) -> Self {
         Self::error(error)
+    }
+}
+
+/// The message of a caught panic payload: the text when the panic carried a string (a
+/// `&'static str` or a `String`, as `panic!` makes), otherwise a fixed placeholder. Never fails.
+///
+/// [`ExitReason::Panicked`] carries this message; libraries that catch panics themselves (a
+/// server's connection callbacks) use it so that every panic reads the same.
+///
+/// # Examples
+/// ```
+/// assert_eq!(&*beamline_process::panic_message(&"boom"), "boom");
+/// assert_eq!(&*beamline_process::panic_message(&7_u8), "panic with a non-string payload");
+/// ```
+pub fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        Arc::from(*s)
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        Arc::from(s.as_str())
+    } else {
+        Arc::from("panic with a non-string payload")
     }
 }
 

@@ -159,7 +159,7 @@ mod supervisor;
 mod unwind;
 
 pub use error::{CallError, CastError, TryCastError};
-pub use exit::ExitReason;
+pub use exit::{ExitReason, panic_message};
 pub use gen_server::{GenServer, serve};
 pub use process::{
     Addr, Cast, Context, DEFAULT_CAPACITY, Event, Exited, Info, MonitorRef, Pid, ProcessId, Recv,

@@ -10,7 +10,7 @@
 //!   exponential delays with full, equal, decorrelated or proportional [`Jitter`], the
 //!   gRPC preset, and optional limits (attempts, elapsed time). No clock, no runtime: you
 //!   pass `now`, it returns the next delay or [`GiveUp`]. The jitter comes from an
-//!   injected, seedable generator ([`SplitMix64`] by default, or any [`rand::Rng`]).
+//!   injected, seedable generator ([`SplitMix64`] by default, or any `rand::Rng`).
 //! - **A reconnecting connection** ([`Reconnect`]): a background task runs an explicit
 //!   state machine (`Connecting`, `Connected`, `BackingOff { attempt, until }`, `Closed`;
 //!   see [`State`]) over anything that implements [`Connect`] (how to make one
@@ -125,13 +125,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-mod backoff;
 mod connection;
 mod framed;
-pub mod herd;
 mod reconnect;
 
-pub use backoff::{Backoff, BackoffConfig, BackoffConfigError, GiveUp, Jitter, SplitMix64};
+/// The backoff policies, their generator and the herd simulation live in `beamline-backoff`
+/// (no runtime dependency); they stay reachable here at their old paths.
+pub use beamline_backoff::herd;
+pub use beamline_backoff::{
+    Backoff, BackoffConfig, BackoffConfigError, GiveUp, Jitter, SplitMix64,
+};
 pub use connection::{Connect, Connection};
 pub use framed::{DEFAULT_MAX_IN_FLIGHT, FramedCloseCause, FramedConnection, FramedError};
 #[cfg(feature = "process")]

@@ -11,7 +11,7 @@ use beamline_process::catch_panic;
 use tokio::task::JoinHandle;
 
 use crate::conn::run::{Accepted, Service, Shared, spawn_connection};
-use crate::listen::{Bound, Listener};
+use crate::listen::{self, Bound, ListenSpec, Listener, SocketOptions};
 
 /// How long an acceptor waits after a resource-exhaustion error (Thousand Island's and Ranch's
 /// 100 ms): long enough to stop a busy loop, short enough to resume quickly once descriptors
@@ -202,6 +202,33 @@ async fn accept_loop<S: Service>(listener: Arc<Listener>, shared: Arc<Shared<S>>
                 }
             }
         }
+    }
+}
+
+/// What the handle needs from the (generic) acceptor pool to reopen listeners after a
+/// suspend.
+pub(crate) trait Acceptors: Send + Sync {
+    fn bind(&self, spec: &ListenSpec) -> io::Result<Bound>;
+    fn spawn(&self, bound: &[Bound]) -> Vec<JoinHandle<()>>;
+}
+
+/// The acceptors of one server: how many per listener, on which runtime, with which socket
+/// options; `Acceptors` erases the service type for the handle.
+pub(crate) struct AcceptorPool<S> {
+    pub(crate) shared: Arc<Shared<S>>,
+    pub(crate) count: usize,
+    pub(crate) options: SocketOptions,
+    pub(crate) runtime: tokio::runtime::Handle,
+}
+
+impl<S: Service> Acceptors for AcceptorPool<S> {
+    fn bind(&self, spec: &ListenSpec) -> io::Result<Bound> {
+        let _entered = self.runtime.enter();
+        listen::bind(spec, self.count, self.options, &self.shared.stats)
+    }
+
+    fn spawn(&self, bound: &[Bound]) -> Vec<JoinHandle<()>> {
+        spawn_acceptors(&self.shared, bound, self.count, &self.runtime)
     }
 }
 

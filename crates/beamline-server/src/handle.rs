@@ -13,9 +13,9 @@ use beamline_process::DynamicSupervisor;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::acceptor::Acceptors;
 use crate::error::{ResumeError, ShutdownError, SuspendError};
 use crate::listen::{Bound, ListenAddr, ListenSpec, Listener};
-use crate::server::Acceptors;
 use crate::stats::{ServerStats, Stats, Stopping};
 
 /// Where a server is in its life. Changes only through [`ServerHandle`]'s operations:

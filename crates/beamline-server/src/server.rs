@@ -3,23 +3,21 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use beamline_process::{DynamicSupervisor, DynamicSupervisorConfig, ExitReason};
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::acceptor::spawn_acceptors;
+use crate::acceptor::{AcceptorPool, Acceptors};
 use crate::conn::run::{ConnConfig, ConnHook, FnService, HandlerService, Service, Shared};
 use crate::conn::{ConnInfo, Connection, Handler};
 use crate::error::StartError;
 use crate::handle::ServerHandle;
 use crate::limits::{DEFAULT_IP_PREFIX_V6, Limits, Overload};
-use crate::listen::{self, Bound, ListenAddr, ListenSpec, SocketOptions};
+use crate::listen::{self, ListenAddr, ListenSpec, SocketOptions};
 use crate::proxy::{Cidr, ProxyProtocol};
 use crate::stats::Stats;
 
@@ -544,66 +542,5 @@ impl fmt::Debug for Server {
     }
 }
 
-/// What the handle needs from the (generic) acceptor pool to reopen listeners after a
-/// suspend.
-pub(crate) trait Acceptors: Send + Sync {
-    fn bind(&self, spec: &ListenSpec) -> io::Result<Bound>;
-    fn spawn(&self, bound: &[Bound]) -> Vec<JoinHandle<()>>;
-}
-
-struct AcceptorPool<S> {
-    shared: Arc<Shared<S>>,
-    count: usize,
-    options: SocketOptions,
-    runtime: tokio::runtime::Handle,
-}
-
-impl<S: Service> Acceptors for AcceptorPool<S> {
-    fn bind(&self, spec: &ListenSpec) -> io::Result<Bound> {
-        let _entered = self.runtime.enter();
-        listen::bind(spec, self.count, self.options, &self.shared.stats)
-    }
-
-    fn spawn(&self, bound: &[Bound]) -> Vec<JoinHandle<()>> {
-        spawn_acceptors(&self.shared, bound, self.count, &self.runtime)
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{ConnInfo, ServerStats, ShutdownSignal, Stream};
-
-    fn send_sync<T: Send + Sync>() {}
-    fn send<T: Send>() {}
-
-    #[test]
-    fn handles_cross_tasks_and_threads() {
-        // The facade and users keep the handle in an Arc, move connections into tasks.
-        send_sync::<ServerHandle>();
-        send_sync::<Server>();
-        send_sync::<ShutdownSignal>();
-        send_sync::<ConnInfo>();
-        send_sync::<ServerStats>();
-        send::<Connection>();
-        send::<Stream>();
-    }
-
-    #[test]
-    fn defaults_are_the_documented_ones() {
-        let s = Server::new();
-        assert_eq!(s.max_connections, DEFAULT_MAX_CONNECTIONS);
-        assert_eq!(s.overload, Overload::Pause);
-        assert_eq!(s.per_ip, None);
-        assert_eq!(s.conn.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
-        assert_eq!(s.conn.read_timeout, Some(DEFAULT_READ_TIMEOUT));
-        assert_eq!(s.conn.send_timeout, Some(DEFAULT_SEND_TIMEOUT));
-        assert_eq!(s.conn.lifetime, None);
-        assert_eq!(s.conn.read_buffer, 8 * 1024);
-        assert_eq!(s.conn.max_read_buffer, 1 << 20);
-        assert_eq!(s.prefix_v6, 64);
-        assert_eq!(s.socket.backlog, 1024);
-        assert!(s.socket.nodelay && !s.socket.reuseport && s.socket.keepalive.is_none());
-        assert_eq!(s.acceptors, None);
-    }
-}
+mod tests;

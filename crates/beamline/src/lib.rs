@@ -502,3 +502,8 @@ pub use beamline_resp as resp;
 #[cfg(feature = "server")]
 #[doc(inline)]
 pub use beamline_server as server;
+
+/// The README's code, compiled with the doc tests so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -15,8 +15,8 @@ use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::action::Action;
 use crate::fault::{Direction, Fault, FaultKind, PartitionMode, Side, SideFaults};
-use crate::schedule::Action;
 
 /// A fault-injecting TCP proxy between clients and one upstream server.
 ///

@@ -1,6 +1,7 @@
 use super::*;
 use proptest::prelude::*;
 use std::collections::HashMap;
+use std::time::Duration;
 
 fn ids(max_tag: u32) -> MuxConfig {
     MuxConfig::with_mode(Mode::Ids {

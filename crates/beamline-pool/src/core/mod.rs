@@ -11,9 +11,13 @@
 //! shared store's per-slot atomic user counts.
 
 mod connect;
+mod lifecycle;
+mod state;
 mod store;
 mod unwind;
 mod wait;
+
+use self::lifecycle::maintain;
 
 /// The methods both pool handles share, on their `core` field.
 macro_rules! handle_methods {
@@ -50,25 +54,23 @@ macro_rules! handle_methods {
 }
 pub(crate) use handle_methods;
 
+pub(crate) use state::{
+    CacheAligned, ConnectState, Leased, Phase, Prepare, Prepared, State, Step, WakeList,
+};
 pub(crate) use store::{Conn, FastTake, Reap, Store, Verdict};
 pub(crate) use wait::Deadline;
 
 use std::any::Any;
-use std::fmt;
-use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::task::Waker;
-use std::time::Duration;
 
-use beamline_reconnect::Backoff;
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::clock::{Clock, Millis, to_millis};
-use crate::metrics::{CloseReason, FAST, PoolMetrics, Tally};
+use crate::metrics::{CloseReason, FAST, Tally};
 use crate::waiters::{Gate, Removed, WaiterId, Waiters};
 use crate::{CheckoutError, ConfigError, ConnectError, Manager, PoolConfig, Start, StartError};
 
@@ -87,179 +89,6 @@ pub(crate) struct Core<M: Manager, S: Store<Conn = M::Connection>> {
     /// The store's fast part, reached without the pool lock.
     pub(crate) fast: S::Fast,
     maintenance: OnceLock<AbortHandle>,
-}
-
-/// Starts its content on a cache line of its own, so that what one core writes there does
-/// not evict what others read next to it (see [`State`]).
-#[derive(Debug)]
-#[repr(align(64))]
-pub(crate) struct CacheAligned<T>(pub(crate) T);
-
-/// Whether the pool takes checkouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Open,
-    /// `close()` was called: checkouts fail, connections close as they come back.
-    Closed,
-}
-
-/// Everything the lock guards.
-///
-/// The field order is fixed (`repr(C)`) for the cache: the mutex's lock word comes first,
-/// then the fields a checkout and a return *write* (the store's counters and idle stack, the
-/// checkout counter and the no-wait bucket at the head of [`Tally`]), so the fast path moves
-/// one cache line between cores, plus the connection's own slot. Fields after them are read on
-/// the fast path but written only on slow paths (queueing, connecting, closing).
-#[repr(C)]
-pub(crate) struct State<E, S: Store> {
-    pub(crate) store: S,
-    pub(crate) tally: Tally,
-    pub(crate) waiters: Waiters<S::Lease, CheckoutError<E>>,
-    /// Connect attempts under way or waiting out their backoff; each will add one
-    /// connection.
-    pub(crate) connecting: usize,
-    /// Connections closed but not yet dropped (that happens after the lock is released).
-    /// They still count, so `tally.open + connecting + closing <= max_size` always holds
-    /// for connections that really exist, not just for the books.
-    pub(crate) closing: usize,
-    pub(crate) phase: Phase,
-    pub(crate) connect: ConnectState<E>,
-}
-
-/// The run of connect failures the pool is in, if any.
-pub(crate) struct ConnectState<E> {
-    backoff: Backoff,
-    /// No attempt starts before this (the backoff delay after the last failure).
-    retry_at: Option<Instant>,
-    /// Failures in a row.
-    failures: u32,
-    /// The latest failure, for checkouts that time out while attempts fail.
-    last_error: Option<ConnectError<E>>,
-    /// The backoff gave up: `min_idle` stops asking for connections until a checkout does.
-    gave_up: bool,
-}
-
-/// What a checkout found under the lock.
-pub(crate) enum Step<L, E> {
-    /// A lease, and the wait-time bucket it was counted in.
-    Ready(L, usize),
-    Wait(WaiterId),
-    Failed(CheckoutError<E>),
-}
-
-/// How a pool makes a fresh lease ready for its caller: the exclusive pool recycles and
-/// checks the connection, the shared pool asks whether it is broken. A rejected lease is
-/// closed with [`Core::reject`] before `prepare` returns.
-pub(crate) trait Prepare<M: Manager>: Store<Conn = M::Connection> + Sized {
-    fn prepare<'a>(
-        core: &'a Arc<Core<M, Self>>,
-        leased: Leased<Self::Lease>,
-        deadline: &'a mut Deadline,
-    ) -> impl Future<Output = Prepared<Self::Lease>> + Send + 'a;
-}
-
-/// What became of a lease being prepared.
-pub(crate) enum Prepared<L> {
-    Ready(L),
-    /// It failed (and was closed): try another.
-    Discarded,
-    /// The checkout's deadline passed while preparing it (it was closed).
-    TimedOut,
-}
-
-/// A lease fresh from the queue, not yet handed to its caller.
-pub(crate) struct Leased<L> {
-    pub(crate) lease: L,
-    /// The wait-time bucket it was counted in (taken back if it is rejected).
-    bucket: usize,
-}
-
-/// Wakers collected under the lock, woken after it. One inline: the common case (a release
-/// serving one waiter) allocates nothing.
-#[derive(Default)]
-pub(crate) struct WakeList {
-    one: Option<Waker>,
-    more: Vec<Waker>,
-}
-
-impl WakeList {
-    fn push(&mut self, waker: Option<Waker>) {
-        match (&self.one, waker) {
-            (_, None) => {}
-            (None, waker) => self.one = waker,
-            (Some(_), Some(waker)) => self.more.push(waker),
-        }
-    }
-
-    fn wake(self) {
-        if let Some(one) = self.one {
-            one.wake();
-            self.more.into_iter().for_each(Waker::wake);
-        }
-    }
-}
-
-impl<E, S: Store> State<E, S> {
-    /// Hands connections to queued checkouts, longest waiting first, while a connection can
-    /// take a user.
-    fn serve_waiters(&mut self, now: Millis, closed: &mut Vec<S::Closed>, wakers: &mut WakeList) {
-        while self.waiters.waiting() > 0 {
-            let Some(lease) = self.store.acquire(now, &mut self.tally, closed) else {
-                return;
-            };
-            match self.waiters.serve(Ok(lease)) {
-                Ok(waker) => wakers.push(waker),
-                Err(Ok(lease)) => {
-                    self.store
-                        .release(lease, Verdict::Unused, now, &mut self.tally, closed);
-                    return;
-                }
-                Err(Err(_)) => return,
-            }
-        }
-    }
-
-    /// Counts connections about to be dropped outside the lock (see `closing`). Written only
-    /// when there are some: the field shares a cache line every checkout reads.
-    fn count_closing(&mut self, closed: &[S::Closed]) {
-        if !closed.is_empty() {
-            self.closing += closed.len();
-        }
-    }
-
-    /// Connections wanted now: for the queued checkouts, and to keep `min_idle` idle.
-    fn wanted(&self, config: &PoolConfig) -> usize {
-        if self.phase == Phase::Closed {
-            return 0;
-        }
-        let for_waiters = match self.waiters.waiting() {
-            0 => 0,
-            waiting => self.store.connections_for(waiting),
-        };
-        // Counting idle connections visits every shard or slot: only when min_idle asks.
-        let for_idle = if self.connect.gave_up || config.min_idle == 0 {
-            0
-        } else {
-            config.min_idle.saturating_sub(self.store.idle())
-        };
-        for_waiters.max(for_idle)
-    }
-
-    /// How many connect attempts to start now (already counted in `connecting`).
-    fn demand(&mut self, config: &PoolConfig) -> usize {
-        let counted = self.tally.open + self.connecting + self.closing;
-        debug_assert!(counted <= config.max_size, "{counted} connections counted");
-        let room = config.max_size.saturating_sub(counted);
-        let start = self
-            .wanted(config)
-            .saturating_sub(self.connecting)
-            .min(room);
-        // Written only when it changes: this line is read by every checkout on every core.
-        if start > 0 {
-            self.connecting += start;
-        }
-        start
-    }
 }
 
 /// `pool-1`, `pool-2`... for pools started without a name.
@@ -651,123 +480,6 @@ impl<M: Manager, S: Store<Conn = M::Connection>> Core<M, S> {
             expires,
             idle_since: now,
             used: false,
-        }
-    }
-
-    /// Closes idle connections past their time and tops `min_idle` up.
-    fn maintain(self: &Arc<Self>) {
-        self.clock.refresh();
-        let now = self.clock.now();
-        let mut guard = self.lock();
-        let st = &mut *guard;
-        if st.phase == Phase::Closed {
-            return;
-        }
-        let reap = Reap {
-            now,
-            idle_before: self
-                .config
-                .idle_timeout
-                .and_then(|t| now.checked_sub(to_millis(t))),
-            min_idle: self.config.min_idle,
-        };
-        let mut closed = Vec::new();
-        st.store.reap(reap, &mut st.tally, &mut closed);
-        self.finish(guard, closed);
-    }
-
-    pub(crate) fn metrics(&self) -> PoolMetrics {
-        let st = self.lock();
-        let fast = S::fast_checkouts(&self.fast) - st.tally.fast_rejected;
-        let mut wait_time = st.tally.wait_time;
-        wait_time.add_immediate(fast);
-        PoolMetrics {
-            max_size: self.config.max_size,
-            size: st.tally.open,
-            idle: st.store.idle(),
-            in_use: st.store.in_use(st.tally.open),
-            users: st.store.users(st.tally.open),
-            connecting: st.connecting,
-            waiters: st.waiters.waiting(),
-            checkouts: st.tally.checkouts + fast,
-            wait_time,
-            timeouts: st.tally.timeouts,
-            created: st.tally.created,
-            connect_failures: st.tally.connect_failures,
-            closed: st.tally.closed,
-            detached: st.tally.detached,
-        }
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.lock().phase == Phase::Closed
-    }
-
-    /// Fails every queued checkout with `Closed`, closes idle connections, and marks the pool
-    /// so that connections in use close when they come back and attempts under way close
-    /// what they open.
-    pub(crate) fn close(self: &Arc<Self>) {
-        let mut guard = self.lock();
-        let st = &mut *guard;
-        if st.phase == Phase::Closed {
-            return;
-        }
-        st.phase = Phase::Closed;
-        // Before closing idle connections: a fast return after this sees the gate and settles.
-        self.gate.0.close();
-        let mut wakers = Vec::new();
-        st.waiters.fail_all(|| self.closed_error(), &mut wakers);
-        let mut closed = Vec::new();
-        st.store.close_idle(&mut st.tally, &mut closed);
-        let in_use = st.store.in_use(st.tally.open);
-        st.count_closing(&closed);
-        drop(guard);
-        if let Some(maintenance) = self.maintenance.get() {
-            maintenance.abort();
-        }
-        tracing::debug!(pool = %self.name, in_use, "pool closed");
-        wakers.into_iter().for_each(Waker::wake);
-        self.dispose(closed);
-    }
-}
-
-impl<M: Manager, S: Store<Conn = M::Connection>> Drop for Core<M, S> {
-    fn drop(&mut self) {
-        if let Some(maintenance) = self.maintenance.get() {
-            maintenance.abort();
-        }
-    }
-}
-
-impl<M: Manager, S: Store<Conn = M::Connection>> fmt::Debug for Core<M, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pool")
-            .field("name", &self.name)
-            .field("metrics", &self.metrics())
-            .finish_non_exhaustive()
-    }
-}
-
-/// The maintenance task: every tick, advance the clock, reap, top up. It holds the pool weakly
-/// and ends when the pool is dropped (or is aborted by `close`).
-///
-/// The user code a tick runs (the `Drop` of the connections it closes) may panic: the panic
-/// is logged and the task goes on, so reaping, lifetime expiry and `min_idle` top-up never
-/// stop silently. The books are already right by then (see [`Core::dispose`]).
-async fn maintain<M: Manager, S: Store<Conn = M::Connection>>(
-    core: std::sync::Weak<Core<M, S>>,
-    tick: Duration,
-) {
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let Some(core) = core.upgrade() else {
-            return;
-        };
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| core.maintain())) {
-            let panic = unwind::message(&*payload);
-            tracing::error!(pool = %core.name, %panic, "user code panicked during pool maintenance; maintenance goes on");
         }
     }
 }

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use beamline_backoff::BackoffConfig;
 use beamline_pool::{CheckPolicy, Manager, PoolConfig};
-use beamline_reconnect::BackoffConfig;
 
 /// A config named `test` with no background surprises: no idle timeout, no lifetime, no
 /// check, and a constant 1 s backoff.

@@ -7,6 +7,7 @@
 //! [`Intensity`] stops a crash loop by making the supervisor itself exit, which its own
 //! supervisor then handles (escalation).
 
+mod child;
 mod dynamic;
 mod intensity;
 mod spec;
@@ -19,15 +20,14 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
+pub use self::child::Child;
 pub use self::dynamic::{
     DynamicSupervisor, DynamicSupervisorConfig, DynamicSupervisorMsg, StartChildError,
     TerminateChildError,
 };
 pub use self::intensity::{Intensity, RestartIntensityExceeded};
 use self::spec::ErasedChild;
-pub use self::spec::{
-    Child, ChildCounts, ChildId, ChildInfo, ChildKind, ChildSpec, Restart, Shutdown,
-};
+pub use self::spec::{ChildCounts, ChildId, ChildInfo, ChildKind, ChildSpec, Restart, Shutdown};
 pub use self::start::StartTimeout;
 use self::start::Starting;
 use self::state::run;

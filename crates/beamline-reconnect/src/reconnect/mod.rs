@@ -5,6 +5,9 @@ mod config;
 mod driver;
 mod error;
 mod handover;
+mod progress;
+mod route;
+mod state;
 #[cfg(feature = "process")]
 mod supervised;
 
@@ -12,6 +15,7 @@ pub use config::{
     DEFAULT_BACKOFF, HealthCheck, OfflinePolicy, ReconnectConfig, ReconnectConfigError,
 };
 pub use error::{CloseReason, ConnectError, LossCause, ReconnectError, StartError};
+pub use state::State;
 #[cfg(feature = "process")]
 pub use supervised::SupervisedReconnect;
 
@@ -20,50 +24,14 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot, watch};
-use tokio::time::Instant;
 
 use crate::Connection;
 use driver::Driver;
 pub(crate) use handover::catch_panic;
-use handover::{Handover, poll_once};
-
-/// Where a [`Reconnect`] is, as published on [`Reconnect::state_changes`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum State {
-    /// A connect attempt is running.
-    Connecting {
-        /// Which attempt, 1-based, counted since the backoff last reset.
-        attempt: u32,
-    },
-    /// A connection is up; requests go straight to it.
-    Connected,
-    /// The last attempt failed (or the connection was lost); the next attempt starts at
-    /// `until`.
-    BackingOff {
-        /// The number the next attempt will have.
-        attempt: u32,
-        /// When it starts.
-        until: Instant,
-    },
-    /// Closed for good; every request fails with [`ReconnectError::Closed`].
-    Closed(CloseReason),
-}
-
-impl State {
-    /// `true` in [`State::Connected`].
-    pub const fn is_connected(&self) -> bool {
-        matches!(self, State::Connected)
-    }
-
-    /// `true` in [`State::Closed`].
-    pub const fn is_closed(&self) -> bool {
-        matches!(self, State::Closed(_))
-    }
-}
+use progress::{Live, Started};
+use route::{Outcome, Route, lost, route, wait_queued};
 
 /// A connection that reconnects: a cheap, cloneable handle to one logical connection
 /// whose physical connections come and go.
@@ -195,113 +163,6 @@ type BoxedCall<C> = Pin<
     Box<dyn Future<Output = Result<<C as Connection>::Response, <C as Connection>::Error>> + Send>,
 >;
 
-/// A call the driver started on a caller's behalf (in queue order); the caller finishes it.
-struct Started<C: Connection> {
-    live: Arc<Live<C>>,
-    call: Handover<BoxedCall<C>>,
-}
-
-impl<C: Connection> Started<C> {
-    /// Starts `request` on `live` now ([`poll_once`]), so the connection sees it in the
-    /// order the driver walks the queue. `Err` holds the message of a panic in that first
-    /// poll.
-    fn begin(live: Arc<Live<C>>, request: C::Request) -> Result<Self, Arc<str>> {
-        let on = live.clone();
-        let call: BoxedCall<C> = Box::pin(async move { on.call_tracked(request).await });
-        Ok(Self {
-            live,
-            call: poll_once(call)?,
-        })
-    }
-}
-
-/// One physical connection, with what progress detection needs to know about it.
-struct Live<C> {
-    conn: C,
-    /// `None` when progress detection is off (no bookkeeping on the request path then).
-    progress: Option<Mutex<Progress>>,
-}
-
-struct Progress {
-    in_flight: usize,
-    /// The later of the last response and the start of the oldest in-flight request.
-    since: Instant,
-}
-
-impl<C: Connection> Live<C> {
-    fn new(conn: C, track_progress: bool) -> Self {
-        Self {
-            conn,
-            progress: track_progress.then(|| {
-                Mutex::new(Progress {
-                    in_flight: 0,
-                    since: Instant::now(),
-                })
-            }),
-        }
-    }
-
-    async fn call_tracked(&self, request: C::Request) -> Result<C::Response, C::Error> {
-        let mut guard = InFlight::start(self.progress.as_ref());
-        let result = self.conn.call(request).await;
-        if result.is_ok() {
-            guard.answered = true;
-        }
-        result
-    }
-
-    /// When the driver should next look at progress: the stall deadline while requests
-    /// are in flight, otherwise one timeout from now (a request starting in between is
-    /// then caught exactly at its own deadline).
-    fn progress_deadline(&self, now: Instant, timeout: Duration) -> Instant {
-        match self.progress.as_ref().map(lock) {
-            Some(p) if p.in_flight > 0 => p.since + timeout,
-            _ => now + timeout,
-        }
-    }
-
-    fn stalled(&self, now: Instant, timeout: Duration) -> bool {
-        self.progress
-            .as_ref()
-            .map(lock)
-            .is_some_and(|p| p.in_flight > 0 && now.saturating_duration_since(p.since) >= timeout)
-    }
-}
-
-/// Counts one request in flight; dropping it (done or cancelled) counts it out.
-struct InFlight<'a> {
-    progress: Option<&'a Mutex<Progress>>,
-    answered: bool,
-}
-
-impl<'a> InFlight<'a> {
-    fn start(progress: Option<&'a Mutex<Progress>>) -> Self {
-        if let Some(p) = progress {
-            let mut p = lock(p);
-            if p.in_flight == 0 {
-                p.since = Instant::now();
-            }
-            p.in_flight += 1;
-        }
-        Self {
-            progress,
-            answered: false,
-        }
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if let Some(p) = self.progress {
-            let mut p = lock(p);
-            p.in_flight = p.in_flight.saturating_sub(1);
-            if self.answered {
-                p.since = Instant::now();
-            }
-        }
-    }
-}
-
 /// Locks, ignoring poisoning: every critical section leaves the data consistent, and a
 /// panic in user code (a connection's first poll) must not wedge every caller.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -358,48 +219,6 @@ impl<C: Connection> Shared<C> {
                 true
             }
             None => false,
-        }
-    }
-}
-
-/// Where a request goes.
-enum Route<C: Connection> {
-    Direct(Arc<Live<C>>, C::Request),
-    Queued {
-        ticket: u64,
-        reply: oneshot::Receiver<Result<Started<C>, Refusal>>,
-        deadline: Duration,
-    },
-    Refused(ReconnectError<C::Error>),
-}
-
-/// How one send went.
-enum Outcome<C: Connection> {
-    Response(C::Response),
-    /// Never reached a connection.
-    Refused(ReconnectError<C::Error>),
-    /// The connection died under it.
-    Lost {
-        error: C::Error,
-        sent: bool,
-    },
-    /// The connection failed it and stayed up.
-    Failed {
-        error: C::Error,
-        sent: bool,
-    },
-}
-
-/// Takes a queued request out of the queue if its caller goes away before it is handed over.
-struct TicketGuard<'a, C: Connection> {
-    shared: &'a Shared<C>,
-    ticket: Option<u64>,
-}
-
-impl<C: Connection> Drop for TicketGuard<'_, C> {
-    fn drop(&mut self) {
-        if let Some(ticket) = self.ticket {
-            self.shared.remove_queued(ticket);
         }
     }
 }
@@ -629,101 +448,6 @@ impl<C: Connection> Reconnect<C> {
     }
 }
 
-fn lost<E>(name: Arc<str>, source: E, sent: bool) -> ReconnectError<E> {
-    if sent {
-        ReconnectError::ConnectionLost { name, source }
-    } else {
-        ReconnectError::NotSent { name, source }
-    }
-}
-
-/// Decides, under the lock, where a request goes.
-fn route<C: Connection>(shared: &Shared<C>, request: C::Request) -> Route<C> {
-    let name = || shared.name.clone();
-    let mut inner = shared.inner();
-    if let Some(reason) = &inner.closed {
-        return Route::Refused(ReconnectError::Closed {
-            name: name(),
-            reason: reason.clone(),
-        });
-    }
-    // Straight to the connection only when nothing queued is waiting to go first (nor
-    // being started by the driver).
-    let live = inner
-        .live
-        .as_ref()
-        .filter(|l| !inner.installing && inner.queue.is_empty() && !l.conn.is_closed());
-    if let Some(live) = live {
-        return Route::Direct(live.clone(), request);
-    }
-    match shared.offline {
-        OfflinePolicy::FailFast => Route::Refused(ReconnectError::Disconnected { name: name() }),
-        OfflinePolicy::Queue { max, deadline } => {
-            if inner.queue.len() >= max {
-                return Route::Refused(ReconnectError::QueueFull { name: name(), max });
-            }
-            let ticket = inner.next_ticket;
-            inner.next_ticket += 1;
-            let (reply, rx) = oneshot::channel();
-            inner.queue.push_back(Waiter {
-                ticket,
-                request,
-                reply,
-            });
-            Route::Queued {
-                ticket,
-                reply: rx,
-                deadline,
-            }
-        }
-    }
-}
-
-/// Waits for the driver to start a queued request, up to its deadline.
-async fn wait_queued<C: Connection>(
-    shared: &Shared<C>,
-    ticket: u64,
-    mut reply: oneshot::Receiver<Result<Started<C>, Refusal>>,
-    deadline: Duration,
-) -> Result<Started<C>, ReconnectError<C::Error>> {
-    let mut guard = TicketGuard {
-        shared,
-        ticket: Some(ticket),
-    };
-    let handed = match tokio::time::timeout(deadline, &mut reply).await {
-        Ok(handed) => handed,
-        Err(_) => {
-            if shared.remove_queued(ticket) {
-                guard.ticket = None;
-                return Err(ReconnectError::Timeout {
-                    name: shared.name.clone(),
-                    deadline,
-                });
-            }
-            // The driver took it in the same instant and is handing it over: its call has
-            // started, so waiting for it is the only honest answer.
-            (&mut reply).await
-        }
-    };
-    guard.ticket = None;
-    match handed {
-        Ok(Ok(started)) => Ok(started),
-        Ok(Err(Refusal::Closed(reason))) => Err(ReconnectError::Closed {
-            name: shared.name.clone(),
-            reason,
-        }),
-        Ok(Err(Refusal::Panicked(message))) => Err(ReconnectError::Panicked {
-            name: shared.name.clone(),
-            message,
-        }),
-        // The driver went away without answering (runtime shutdown).
-        Err(_) => Err(ReconnectError::Closed {
-            name: shared.name.clone(),
-            reason: shared.close_reason(),
-        }),
-    }
-}
-
 /// A `Reconnect` is itself a [`Connection`], so layers stack (a pool of reconnecting
 /// connections). Its calls are never replayed ([`call`](Reconnect::call)); it is closed
 /// only when closed for good, not while reconnecting.
@@ -758,6 +482,7 @@ impl<C: Connection> Connection for Reconnect<C> {
 mod tests {
     use super::*;
     use crate::{Backoff, FramedConnection};
+    use tokio::time::Instant;
 
     fn send_sync<T: Send + Sync>(_: &T) {}
     fn send<T: Send>(_: &T) {}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use beamline_process::{ChildSpec, Context, DynamicSupervisor, ExitReason};
+use beamline_process::{ChildSpec, Context, DynamicSupervisor, ExitReason, panic_message};
 use pin_project::pin_project;
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsAcceptor;
@@ -482,17 +482,6 @@ fn poll_catching<F: Future>(
         Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
         Ok(Poll::Pending) => Poll::Pending,
         Err(payload) => Poll::Ready(Err(payload)),
-    }
-}
-
-/// The message of a panic payload, when it is a string.
-fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        Arc::from(*s)
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        Arc::from(s.as_str())
-    } else {
-        Arc::from("panic with a non-string payload")
     }
 }
 

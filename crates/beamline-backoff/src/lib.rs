@@ -1,12 +1,22 @@
-//! Backoff policies, sans-IO: given "an attempt failed at `now`", how long to wait before
-//! the next one, or give up.
+//! Backoff policies, sans-IO, for every beamline layer that retries: given "an attempt failed
+//! at `now`", how long to wait before the next one, or give up.
 //!
 //! A [`Backoff`] never reads a clock, never sleeps and never spawns: time comes in as the
 //! `now` argument and randomness from the generator it owns. That makes it usable by any
-//! retry loop (the reconnecting connection here, a pool's connect attempts, a simulation
+//! retry loop (beamline-reconnect's connection, a pool's connect attempts, a simulation
 //! of ten thousand clients) and testable without a runtime.
+//!
+//! This crate has no runtime dependency (no tokio): [`Backoff`], its [`BackoffConfig`] and
+//! [`Jitter`] kinds, the default generator [`SplitMix64`] and the [`herd`] simulation are plain
+//! computations. `beamline-reconnect` re-exports all of them at their old paths
+//! (`beamline_reconnect::Backoff`, `beamline_reconnect::herd`, ...); `beamline-pool` uses them
+//! directly, without depending on `beamline-reconnect`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod config;
+pub mod herd;
 mod rng;
 
 pub use config::{BackoffConfig, BackoffConfigError, Jitter};
@@ -30,7 +40,7 @@ use std::time::{Duration, Instant};
 /// # Examples
 /// ```
 /// use std::time::{Duration, Instant};
-/// use beamline_reconnect::{BackoffConfig, GiveUp, Jitter};
+/// use beamline_backoff::{BackoffConfig, GiveUp, Jitter};
 ///
 /// let mut backoff = BackoffConfig::exponential(Duration::from_millis(100), 2.0, Duration::from_secs(1))
 ///     .jitter(Jitter::None)
@@ -43,7 +53,7 @@ use std::time::{Duration, Instant};
 /// assert_eq!(backoff.next_delay(now), Err(GiveUp::Attempts { max: 3 }));
 /// backoff.reset();
 /// assert_eq!(backoff.next_delay(now), Ok(Duration::from_millis(100)));
-/// # Ok::<(), beamline_reconnect::BackoffConfigError>(())
+/// # Ok::<(), beamline_backoff::BackoffConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Backoff<R = SplitMix64> {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 ///
 /// # Examples
 /// ```
-/// use beamline_reconnect::SplitMix64;
+/// use beamline_backoff::SplitMix64;
 /// use rand::Rng;
 ///
 /// let mut a = SplitMix64::new(7);

@@ -58,14 +58,14 @@ impl Jitter {
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// use beamline_reconnect::{BackoffConfig, Jitter};
+/// use beamline_backoff::{BackoffConfig, Jitter};
 ///
 /// let config = BackoffConfig::exponential(Duration::from_millis(100), 2.0, Duration::from_secs(10))
 ///     .jitter(Jitter::Equal)
 ///     .max_attempts(8);
 /// let backoff = config.build_seeded(1)?;
 /// # let _ = backoff;
-/// # Ok::<(), beamline_reconnect::BackoffConfigError>(())
+/// # Ok::<(), beamline_backoff::BackoffConfigError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackoffConfig {

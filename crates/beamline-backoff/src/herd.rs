@@ -20,8 +20,8 @@
 //! it above 2× the mean, while decorrelated needs its floor near a third of the cap.
 //!
 //! ```
-//! use beamline_reconnect::Jitter;
-//! use beamline_reconnect::herd::{HerdConfig, simulate};
+//! use beamline_backoff::Jitter;
+//! use beamline_backoff::herd::{HerdConfig, simulate};
 //!
 //! let herd = simulate(&HerdConfig::default(), Jitter::None)?;
 //! // Without jitter, every client retries in the same window, every time.
@@ -29,7 +29,7 @@
 //! let full = simulate(&HerdConfig::default(), Jitter::Full)?;
 //! assert!(full.peak() < 2_000);
 //! assert!(full.peak_to_mean() <= 2.0);
-//! # Ok::<(), beamline_reconnect::herd::HerdError>(())
+//! # Ok::<(), beamline_backoff::herd::HerdError>(())
 //! ```
 
 use std::fmt::Write as _;
