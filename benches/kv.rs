@@ -1,6 +1,7 @@
 //! The `kv` example as a user runs it, beside a real `redis-server`, measured by the real
-//! `redis-benchmark`: `-t ping,set,get,incr,lpush,mset -c 50 -P <1|16> -q --csv`, the same
-//! number of requests against each server.
+//! `redis-benchmark` running its default test list (`-t ping,set,get,incr,lpush,rpush,lpop,
+//! rpop,sadd,hset,spop,lrange_100,lrange_300,mset -c 50 -P <1|16> -q --csv`), the same number
+//! of requests against each server.
 //!
 //! Equal work:
 //!
@@ -17,7 +18,7 @@
 //!
 //! | group | what |
 //! |---|---|
-//! | `kv/<test>-p1`, `kv/<test>-p16` | kv as a user starts it against redis-server, `<test>` one of `ping` (`PING_MBULK`), `set`, `get`, `incr`, `lpush`, `mset` (10 keys) |
+//! | `kv/<test>-p1`, `kv/<test>-p16` | kv as a user starts it against redis-server, `<test>` one of `ping` (`PING_MBULK`), `set`, `get`, `incr`, `lpush`, `rpush`, `lpop`, `rpop`, `sadd`, `hset`, `spop`, `lrange_100`, `lrange_300`, `mset` (10 keys) |
 //! | `kv/<test>-p1-1worker`, `kv/<test>-p16-1worker` | kv on one worker against the same redis-server rounds |
 //! | `kv/geomean-p1`, `kv/geomean-p16` (and `-1worker`) | per round, the geometric mean over the tests |
 //!
@@ -41,14 +42,30 @@ use std::time::{Duration, Instant};
 use beamline_benches::{Sampled, Summary, results_dir, selected, write_sampled, write_section};
 use beamline_testkit::{RedisServer, free_port};
 
-/// redis-benchmark's test names (up to the first space), our names, and the command that
-/// checks the server supports it.
-const TESTS: [(&str, &str, &[&str]); 6] = [
+/// redis-benchmark's default test list: its test names (up to the first space), our names
+/// (also what `-t` selects), and the command that checks the server supports it.
+const TESTS: [(&str, &str, &[&str]); 14] = [
     ("PING_MBULK", "ping", &["PING"]),
     ("SET", "set", &["SET", "key:probe", "xxx"]),
     ("GET", "get", &["GET", "key:probe"]),
     ("INCR", "incr", &["INCR", "counter:probe"]),
     ("LPUSH", "lpush", &["LPUSH", "list:probe", "xxx"]),
+    ("RPUSH", "rpush", &["RPUSH", "list:probe", "xxx"]),
+    ("LPOP", "lpop", &["LPOP", "list:probe"]),
+    ("RPOP", "rpop", &["RPOP", "list:probe"]),
+    ("SADD", "sadd", &["SADD", "set:probe", "xxx"]),
+    ("HSET", "hset", &["HSET", "hash:probe", "field", "xxx"]),
+    ("SPOP", "spop", &["SPOP", "set:probe"]),
+    (
+        "LRANGE_100",
+        "lrange_100",
+        &["LRANGE", "list:probe", "0", "99"],
+    ),
+    (
+        "LRANGE_300",
+        "lrange_300",
+        &["LRANGE", "list:probe", "0", "299"],
+    ),
     (
         "MSET",
         "mset",
@@ -68,16 +85,11 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 /// Requests/s per test name (up to the first space), from one `redis-benchmark --csv` run.
 fn redis_benchmark(port: u16, pipeline: u32, requests: u64) -> BTreeMap<String, f64> {
+    let tests: Vec<&str> = TESTS.iter().map(|(_, name, _)| *name).collect();
+    let tests = tests.join(",");
     let mut child = match Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args([
-            "-t",
-            "ping,set,get,incr,lpush,mset",
-            "-c",
-            "50",
-            "-q",
-            "--csv",
-        ])
+        .args(["-t", &tests, "-c", "50", "-q", "--csv"])
         .args(["-P", &pipeline.to_string(), "-n", &requests.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -120,6 +132,11 @@ fn redis_benchmark(port: u16, pipeline: u32, requests: u64) -> BTreeMap<String, 
         .filter_map(|line| {
             let mut fields = line.split(',').map(|f| f.trim_matches('"'));
             let (name, rps) = (fields.next()?, fields.next()?);
+            // The fill-up runs before the LRANGE tests ("LPUSH (needed to benchmark
+            // LRANGE)") are not tests of their own.
+            if name.contains("(needed") {
+                return None;
+            }
             let name = name.split(' ').next()?;
             Some((name.to_owned(), rps.parse().ok()?))
         })
@@ -150,6 +167,24 @@ fn connect(port: u16) -> BufReader<TcpStream> {
     BufReader::new(stream)
 }
 
+/// Reads what follows a reply's first line: a bulk's body, an array's elements.
+fn skip_body(stream: &mut BufReader<TcpStream>, first: &str) {
+    let count = |prefix| {
+        first
+            .strip_prefix(prefix)
+            .and_then(|l: &str| l.parse::<usize>().ok())
+    };
+    if let Some(len) = count('$') {
+        let mut body = vec![0u8; len + 2];
+        stream.read_exact(&mut body).unwrap();
+    }
+    for _ in 0..count('*').unwrap_or(0) {
+        let mut line = String::new();
+        stream.read_line(&mut line).unwrap();
+        skip_body(stream, line.trim_end());
+    }
+}
+
 /// The tests whose command `port` answers without an error.
 fn supported(port: u16) -> Vec<&'static str> {
     let mut stream = connect(port);
@@ -157,14 +192,7 @@ fn supported(port: u16) -> Vec<&'static str> {
         .iter()
         .filter(|(_, _, probe)| {
             let reply = command(&mut stream, probe);
-            // A bulk reply's body follows its length line.
-            if let Some(len) = reply
-                .strip_prefix('$')
-                .and_then(|l| l.parse::<usize>().ok())
-            {
-                let mut body = vec![0u8; len + 2];
-                stream.read_exact(&mut body).unwrap();
-            }
+            skip_body(&mut stream, &reply);
             !reply.starts_with('-')
         })
         .map(|(test, _, _)| *test)

@@ -8,7 +8,7 @@ use tokio_util::codec::Decoder;
 use super::decode;
 use super::limits::RespLimits;
 use super::request::Request;
-use super::scan::{Scan, Scanner};
+use super::scan::{Dialect, Scan, Scanner};
 use super::{RespError, Value};
 
 /// The RESP2 codec: a tokio-util [`Decoder`] of [`Value`]s and an [`Encoder`](tokio_util::codec::Encoder) of
@@ -67,6 +67,8 @@ pub struct RespCodec {
     need: usize,
     /// The frame in progress: where the scan is, the headers so far.
     scanner: Scanner,
+    /// The dialect of the frame in progress (a call in the other one starts the scan over).
+    dialect: Dialect,
 }
 
 impl Clone for RespCodec {
@@ -99,13 +101,16 @@ impl RespCodec {
             inline: false,
             need: 0,
             scanner: Scanner::default(),
+            dialect: Dialect::Values,
         }
     }
 
     /// Whether the decoder also takes *inline commands*: a line of words separated by spaces
     /// (`PING\r\n`, `SET k v\n`), as typed into `nc` or `telnet`, decoded as an array of
     /// bulk strings. A server wants it; a client should leave it off, so that a reply that
-    /// is not RESP is an error rather than a command. Quotes are not interpreted.
+    /// is not RESP is an error rather than a command.
+    /// [`decode_request`](Self::decode_request) splits the line as Redis does (quotes and
+    /// escapes, see there); [`decode`](Decoder::decode) splits it at spaces and tabs only.
     #[must_use]
     pub fn inline_commands(mut self, accept: bool) -> Self {
         self.inline = accept;
@@ -117,16 +122,34 @@ impl RespCodec {
         self.limits
     }
 
-    /// Decodes the next frame as a server reads a request: [`Request::Command`] with the
-    /// arguments' positions in the frame when it is a command (no [`Value`] is built per
-    /// argument), [`Request::Other`] with the value otherwise. `Ok(None)` until a whole frame
-    /// has arrived.
+    /// Decodes the next frame as Redis's server reads a request: [`Request::Command`] with
+    /// the arguments' positions in the frame (no [`Value`] is built per argument), or
+    /// [`Request::Other`] for an empty request (`*0`, or a negative count such as `*-10`),
+    /// which a server ignores as Redis does. `Ok(None)` until a whole frame has arrived.
+    ///
+    /// The dialect is Redis's own, not the client's strict one:
+    /// - a request is an array of bulk strings (`*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n`) whose
+    ///   count is at most 2,147,483,647, its lengths read as Redis reads them (no leading
+    ///   zeros);
+    /// - with [`inline_commands`](Self::inline_commands), anything that does not start with
+    ///   `*` is an inline command, split by Redis's `sdssplitargs` rules: `SET k "a b\n"` is
+    ///   `SET`, `k` and `a b` plus a line feed; `'single quotes'` keep backslashes but `\'`;
+    ///   `\xHH` is a byte; a blank line, or one that starts with a NUL byte, is skipped;
+    /// - what Redis refuses is a [`RespError::Request`] whose
+    ///   [`RequestError`](super::RequestError) says it in Redis's words
+    ///   (`invalid multibulk length`, `invalid bulk length`, `expected '$', got ':'`,
+    ///   `unbalanced quotes in request`), for the server to answer
+    ///   `-ERR Protocol error: ...` before closing the connection.
+    ///
+    /// Every limit of [`RespLimits`] applies as in [`decode`](Decoder::decode), checked from
+    /// the headers.
     ///
     /// # Errors
-    /// As [`decode`](Decoder::decode): a [`RespError`] for input that is not RESP2 or is over
-    /// a limit; the offending frame is left in `src`.
+    /// [`RespError::Request`] for a request Redis refuses, [`RespError::UnexpectedByte`] for a
+    /// frame that does not start with `*` when inline commands are off, a limit's error for a
+    /// request over it; the offending frame is left in `src`.
     pub fn decode_request(&mut self, src: &mut BytesMut) -> Result<Option<Request>, RespError> {
-        let Some(frame) = self.next_frame(src)? else {
+        let Some(frame) = self.next_frame(src, Dialect::Requests)? else {
             return Ok(None);
         };
         let request = decode::request(&mut self.scanner.headers, frame);
@@ -147,11 +170,16 @@ impl RespCodec {
         self.need
     }
 
-    /// The next complete frame, split off `src`, with its headers in the scanner.
-    fn next_frame(&mut self, src: &mut BytesMut) -> Result<Option<bytes::Bytes>, RespError> {
-        if src.len() < self.scanner.position() {
-            // Not the buffer the scan was reading (the contract was broken): start over
-            // rather than trust positions in it.
+    /// The next complete frame in `dialect`, split off `src`, with its headers in the scanner.
+    fn next_frame(
+        &mut self,
+        src: &mut BytesMut,
+        dialect: Dialect,
+    ) -> Result<Option<BytesMut>, RespError> {
+        if src.len() < self.scanner.position() || dialect != self.dialect {
+            self.dialect = dialect;
+            // Not the buffer the scan was reading (the contract was broken), or a frame read
+            // by the other dialect's rules: start over rather than trust positions in it.
             self.scanner.reset();
             self.need = 0;
         }
@@ -165,7 +193,9 @@ impl RespCodec {
             let window = src
                 .get(..src.len().min(max.saturating_add(1)))
                 .unwrap_or_default();
-            let scanned = self.scanner.scan(window, &self.limits, self.inline);
+            let scanned = self
+                .scanner
+                .scan(window, &self.limits, self.inline, dialect);
             match scanned {
                 Err(e) => {
                     // The frame is left in `src`; a later call scans it afresh (and fails
@@ -193,7 +223,7 @@ impl RespCodec {
                 }
                 Ok(Scan::Done(len)) => {
                     self.need = 0;
-                    return Ok(Some(src.split_to(len).freeze()));
+                    return Ok(Some(src.split_to(len)));
                 }
             }
         }
@@ -205,10 +235,10 @@ impl Decoder for RespCodec {
     type Error = RespError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Value>, RespError> {
-        let Some(frame) = self.next_frame(src)? else {
+        let Some(frame) = self.next_frame(src, Dialect::Values)? else {
             return Ok(None);
         };
-        let value = decode::value(&mut self.scanner.headers, &frame);
+        let value = decode::value(&mut self.scanner.headers, &frame.freeze());
         self.scanner.reset();
         Ok(Some(value))
     }

@@ -1,10 +1,10 @@
 //! The second pass of decoding: the headers the scan recorded become a [`Value`] (strings
 //! sliced out of the frame, no copies) or a [`Request`]'s argument positions. Never recurses.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::Value;
-use super::request::{Arguments, Request};
+use super::request::{Arguments, Request, split_args};
 use super::scan::{Header, Span, is_space};
 
 /// Builds the value whose headers (one complete frame's) are in `headers`, slicing strings
@@ -52,12 +52,22 @@ pub(super) fn value(headers: &mut Vec<Header>, frame: &Bytes) -> Value {
     done.unwrap_or(Value::NullArray)
 }
 
-/// Builds a server's view of the frame whose headers are in `headers`: a command's argument
-/// positions when it is one (a non-empty array of bulk strings, or an inline command),
-/// otherwise the [`Value`]. Empties `headers`.
-pub(super) fn request(headers: &mut Vec<Header>, frame: Bytes) -> Request {
+/// Builds a server's view of the frame whose headers (read in the request dialect) are in
+/// `headers`: a command's argument positions (an inline command's arguments are first
+/// rewritten in place, quotes removed and escapes decoded), or, for an empty request, the
+/// empty [`Value`]. Empties `headers`.
+pub(super) fn request(headers: &mut Vec<Header>, mut frame: BytesMut) -> Request {
     let spans: Option<Vec<Span>> = match headers.as_slice() {
-        [Header::Inline(line)] => Some(words(&frame, *line).collect()),
+        [Header::Inline(line)] => {
+            let mut spans = Vec::new();
+            let base = line.start as usize;
+            let mut text = frame.get_mut(line.range()).unwrap_or_default();
+            // The scan checked the quotes before the frame was taken.
+            let _ = split_args(&mut text, |start, end| {
+                spans.push(Span::new(base + start, base + end));
+            });
+            Some(spans)
+        }
         [Header::Array(n), items @ ..] if *n > 0 && items.len() == *n => items
             .iter()
             .map(|item| match item {
@@ -67,6 +77,7 @@ pub(super) fn request(headers: &mut Vec<Header>, frame: Bytes) -> Request {
             .collect(),
         _ => None,
     };
+    let frame = frame.freeze();
     match spans {
         Some(spans) if !spans.is_empty() => {
             headers.clear();

@@ -82,4 +82,52 @@ pub enum RespError {
     /// carry in them (send it as a bulk string).
     #[error("a simple string or error cannot contain \\r or \\n")]
     InvalidSimple,
+    /// A request a server cannot read
+    /// ([`RespCodec::decode_request`](crate::resp::RespCodec::decode_request) only): the
+    /// [`RequestError`] says what, in the words Redis answers it with.
+    #[error("bad request at offset {offset}: {error}")]
+    Request {
+        /// What is wrong with it.
+        error: RequestError,
+        /// Where, from the start of the frame.
+        offset: usize,
+    },
+}
+
+/// What is wrong with a request, as Redis words it: a server answers
+/// `-ERR Protocol error: {error}` (its `Display`) and closes the connection, as Redis does.
+///
+/// Only [`RespCodec::decode_request`](crate::resp::RespCodec::decode_request) reports these
+/// (inside [`RespError::Request`]); a client's decoding keeps its own strict errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The count of a command's array (`*N`) is not a decimal integer or is over
+    /// 2,147,483,647 (`*3000000000`). A count of zero or below is not an error: Redis
+    /// ignores such a request, and so does a server reading with `decode_request`.
+    #[error("invalid multibulk length")]
+    MultibulkLength,
+    /// An argument's length (`$N`) is not a decimal integer, or is negative (`$-10`, and the
+    /// null `$-1`, which is not an argument).
+    #[error("invalid bulk length")]
+    BulkLength,
+    /// An element of a command's array is not a bulk string (`:1`, `*1`, or a word).
+    #[error("expected '$', got '{}'", printable(*got))]
+    ExpectedBulk {
+        /// The byte found where `$` was expected.
+        got: u8,
+    },
+    /// An inline command opens a quote it never closes, or closes one that is not followed
+    /// by a space or the end of the line (Redis's `sdssplitargs` rules).
+    #[error("unbalanced quotes in request")]
+    UnbalancedQuotes,
+}
+
+/// A byte as Redis shows it in an error line, with `?` for one that would break the line.
+fn printable(byte: u8) -> char {
+    if byte.is_ascii_graphic() || byte == b' ' {
+        char::from(byte)
+    } else {
+        '?'
+    }
 }

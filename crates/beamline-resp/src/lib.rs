@@ -55,7 +55,7 @@ pub use arg::ToArg;
 pub use codec::RespCodec;
 pub use command::{Args, Command};
 pub use convert::{FromValueError, ServerError};
-pub use error::RespError;
+pub use error::{RequestError, RespError};
 pub use limits::{
     DEFAULT_MAX_BULK_LEN, DEFAULT_MAX_DEPTH, DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_LINE_LEN,
     MAX_FRAME_LEN, RespLimits,

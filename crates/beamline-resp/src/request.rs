@@ -6,19 +6,22 @@ use std::ops::Index;
 use bytes::Bytes;
 
 use super::Value;
+use super::error::RequestError;
 use super::scan::Span;
 
 /// One frame as a server decodes it ([`RespCodec::decode_request`](super::RespCodec::decode_request)).
 ///
-/// A well-formed command (a non-empty array of bulk strings, or an inline command) is
+/// A command (a non-empty array of bulk strings, or an inline command) is
 /// [`Request::Command`]: its arguments, as positions in the frame, with no [`Value`] built
-/// for each. Anything else is [`Request::Other`], the frame as a [`Value`], for the server to
-/// ignore (an empty or null array) or answer with a protocol error.
+/// for each. An array of zero elements, or with a negative count, is [`Request::Other`]
+/// (`Value::Array(vec![])` or `Value::NullArray`): Redis ignores such a request, and so
+/// should the server. Anything else a server cannot read is an error
+/// ([`RespError::Request`](super::RespError::Request)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// A command's arguments, its name first.
     Command(Arguments),
-    /// A frame that is not a command.
+    /// An empty request (`*0`, or a negative count such as `*-10`): nothing to run.
     Other(Value),
 }
 
@@ -125,4 +128,121 @@ impl fmt::Debug for Arguments {
             .entries(self.iter().map(String::from_utf8_lossy))
             .finish()
     }
+}
+
+/// A line an inline command is split in: read byte by byte, and (when it is the frame's own
+/// buffer) written back with each argument's bytes, quotes removed and escapes decoded.
+pub(super) trait Line {
+    /// The byte at `at`, or 0 past the end (the line reads as a C string, as in Redis).
+    fn at(&self, at: usize) -> u8;
+    /// Writes an argument's byte at `at` (never past the byte being read).
+    fn put(&mut self, at: usize, byte: u8);
+}
+
+impl Line for &[u8] {
+    fn at(&self, at: usize) -> u8 {
+        self.get(at).copied().unwrap_or(0)
+    }
+
+    /// Reading only (checking a line before its frame is taken).
+    fn put(&mut self, _: usize, _: u8) {}
+}
+
+impl Line for &mut [u8] {
+    fn at(&self, at: usize) -> u8 {
+        self.get(at).copied().unwrap_or(0)
+    }
+
+    fn put(&mut self, at: usize, byte: u8) {
+        if let Some(slot) = self.get_mut(at) {
+            *slot = byte;
+        }
+    }
+}
+
+/// Splits an inline command's line into arguments by Redis's `sdssplitargs` rules: words
+/// between blanks; `"double quotes"` with `\n \r \t \b \a \xHH` and `\<any>` escapes;
+/// `'single quotes'` with `\'`; a closing quote must be followed by a blank or the end; a
+/// NUL byte ends the line. Each argument's bytes are written back into the line, from its
+/// start (an argument is never longer than its text), and `argument(start, end)` is called
+/// with where it now is.
+///
+/// # Errors
+/// [`RequestError::UnbalancedQuotes`] for a quote left open or closed against a word.
+pub(super) fn split_args(
+    line: &mut impl Line,
+    mut argument: impl FnMut(usize, usize),
+) -> Result<(), RequestError> {
+    let (mut read, mut write) = (0, 0);
+    loop {
+        while is_c_space(line.at(read)) {
+            read += 1;
+        }
+        if line.at(read) == 0 {
+            return Ok(());
+        }
+        let start = write;
+        let mut quote = None;
+        loop {
+            let byte = line.at(read);
+            let out = match (quote, byte) {
+                (Some(_), 0) => return Err(RequestError::UnbalancedQuotes),
+                (Some(close), _) if byte == close => {
+                    let after = line.at(read + 1);
+                    if after != 0 && !is_c_space(after) {
+                        return Err(RequestError::UnbalancedQuotes);
+                    }
+                    read += 1;
+                    break;
+                }
+                (Some(b'"'), b'\\') => {
+                    let (decoded, used) = unescape(line, read);
+                    read += used - 1;
+                    Some(decoded)
+                }
+                (Some(_), b'\\') if line.at(read + 1) == b'\'' => {
+                    read += 1;
+                    Some(b'\'')
+                }
+                (Some(_), _) => Some(byte),
+                (None, b' ' | b'\n' | b'\r' | b'\t' | 0) => break,
+                (None, b'"' | b'\'') => {
+                    quote = Some(byte);
+                    None
+                }
+                (None, _) => Some(byte),
+            };
+            if let Some(out) = out {
+                line.put(write, out);
+                write += 1;
+            }
+            read += 1;
+        }
+        argument(start, write);
+    }
+}
+
+/// The escape at `at` (a backslash) inside double quotes: the byte it stands for and how many
+/// bytes of the line it takes.
+fn unescape(line: &impl Line, at: usize) -> (u8, usize) {
+    let hex = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    match line.at(at + 1) {
+        b'x' => match (hex(line.at(at + 2)), hex(line.at(at + 3))) {
+            (Some(high), Some(low)) => (high * 16 + low, 4),
+            _ => (b'x', 2),
+        },
+        b'n' => (b'\n', 2),
+        b'r' => (b'\r', 2),
+        b't' => (b'\t', 2),
+        b'b' => (0x08, 2),
+        b'a' => (0x07, 2),
+        // A lone backslash at the end of the line is itself.
+        0 => (b'\\', 1),
+        other => (other, 2),
+    }
+}
+
+/// C's `isspace`.
+fn is_c_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }

@@ -11,9 +11,13 @@
 //! Nothing is allocated for what a header *declares*: the header list grows by one entry per
 //! value actually received (each at least 3 bytes of the frame), the open-array stack by one
 //! per level (bounded by the depth limit).
+//!
+//! Two dialects share the scan ([`Dialect`]): any RESP2 value, as a client reads replies, and
+//! a request as Redis's server reads one.
 
-use super::RespError;
+use super::error::{RequestError, RespError};
 use super::limits::RespLimits;
+use super::request::split_args;
 
 /// The longest number line: a sign and the 19 digits of an `i64`.
 const MAX_NUMBER_LEN: usize = 20;
@@ -55,6 +59,23 @@ pub(super) enum Header {
     /// An inline command's line (without its line ending).
     Inline(Span),
 }
+
+/// The rules a frame is read by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    /// Any RESP2 value, strictly: what a client reads ([`Decoder::decode`](tokio_util::codec::Decoder::decode)).
+    Values,
+    /// A request, as Redis's server reads one
+    /// ([`RespCodec::decode_request`](super::RespCodec::decode_request)): an array of bulk
+    /// strings whose count is at most `i32::MAX` (a count of zero or below is an empty
+    /// request, which Redis ignores), or, when inline commands are on, any other line, split
+    /// by Redis's `sdssplitargs` rules; a malformed one is a [`RequestError`] in Redis's
+    /// words. Lengths are read as Redis reads them (no leading zeros, no `-0`).
+    Requests,
+}
+
+/// The largest count of a request's array Redis takes (`INT_MAX`).
+const MAX_REQUEST_COUNT: i64 = i32::MAX as i64;
 
 /// What a scan of the buffer found.
 #[derive(Debug, PartialEq, Eq)]
@@ -141,6 +162,7 @@ impl Scanner {
         buf: &[u8],
         limits: &RespLimits,
         inline: bool,
+        dialect: Dialect,
     ) -> Result<Scan, RespError> {
         let max_frame = limits.frame_limit();
         loop {
@@ -150,27 +172,42 @@ impl Scanner {
                         return Ok(Scan::Incomplete { need: self.pos + 1 });
                     };
                     self.examined += 1;
-                    match kind {
-                        b'+' | b'-' | b':' | b'$' | b'*' => {
-                            self.step = Step::Line { start: self.pos };
-                            self.pos += 1;
-                        }
-                        _ if self.pos == 0 && inline => self.step = Step::Inline,
-                        byte => {
-                            return Err(RespError::UnexpectedByte {
-                                byte,
-                                offset: self.pos,
-                            });
-                        }
+                    let typed = match dialect {
+                        Dialect::Values => matches!(kind, b'+' | b'-' | b':' | b'$' | b'*'),
+                        Dialect::Requests if self.open.is_empty() => kind == b'*',
+                        Dialect::Requests => kind == b'$',
+                    };
+                    if typed {
+                        self.step = Step::Line { start: self.pos };
+                        self.pos += 1;
+                    } else if self.pos == 0 && inline {
+                        self.step = Step::Inline;
+                    } else if dialect == Dialect::Requests && !self.open.is_empty() {
+                        return Err(request_error(
+                            RequestError::ExpectedBulk { got: kind },
+                            self.pos,
+                        ));
+                    } else {
+                        return Err(RespError::UnexpectedByte {
+                            byte: kind,
+                            offset: self.pos,
+                        });
                     }
                 }
                 Step::Line { start } => {
-                    let Some((end, next)) = self.line(buf, start, limits)? else {
+                    let line = self
+                        .line(buf, start, limits)
+                        .map_err(|e| in_dialect(e, buf, start, dialect))?;
+                    let Some((end, next)) = line else {
                         return Ok(Scan::Incomplete {
                             need: buf.len() + 1,
                         });
                     };
-                    if let Some(header) = self.header(buf, start, end, next, limits)? {
+                    let header = match dialect {
+                        Dialect::Values => self.header(buf, start, end, next, limits)?,
+                        Dialect::Requests => self.request_header(buf, start, end, next, limits)?,
+                    };
+                    if let Some(header) = header {
                         self.headers.push(header);
                         if let Some(done) = self.completed(max_frame)? {
                             return Ok(done);
@@ -201,7 +238,18 @@ impl Scanner {
                     };
                     let line = buf.get(..end).unwrap_or_default();
                     self.examined += end as u64;
-                    if line.iter().all(|b| is_space(*b)) {
+                    let blank = match dialect {
+                        Dialect::Values => line.iter().all(|b| is_space(*b)),
+                        Dialect::Requests => {
+                            // Checked now, before the frame is taken: a failed decode
+                            // consumes nothing.
+                            let mut words = 0;
+                            split_args(&mut &*line, |_, _| words += 1)
+                                .map_err(|error| request_error(error, 0))?;
+                            words == 0
+                        }
+                    };
+                    if blank {
                         return Ok(Scan::Skip(next));
                     }
                     self.headers.push(Header::Inline(Span::new(0, end)));
@@ -290,8 +338,6 @@ impl Scanner {
         next: usize,
         limits: &RespLimits,
     ) -> Result<Option<Header>, RespError> {
-        self.pos = next;
-        self.step = Step::Value;
         let content = start + 1;
         let header = match buf.get(start) {
             Some(b'+') => Header::Simple(Span::new(content, end)),
@@ -300,31 +346,7 @@ impl Scanner {
             Some(b'$') => match self.number(buf, content, end)? {
                 -1 => Header::Null,
                 len if len < -1 => return Err(RespError::InvalidLength { len, offset: start }),
-                len => {
-                    let len = len.unsigned_abs();
-                    if len > limits.bulk_limit() as u64 {
-                        return Err(RespError::BulkTooLong {
-                            len,
-                            max: limits.bulk_limit(),
-                        });
-                    }
-                    // `len` is at most the bulk limit, a `usize`.
-                    let body_end = next.saturating_add(len as usize);
-                    // The frame needs the body and its `\r\n`: over the limit, it is refused
-                    // now, before the body is buffered.
-                    let needed = body_end.saturating_add(2);
-                    if needed > limits.frame_limit() {
-                        return Err(RespError::FrameTooLarge {
-                            len: needed,
-                            max: limits.frame_limit(),
-                        });
-                    }
-                    self.step = Step::Body {
-                        start: next,
-                        end: body_end,
-                    };
-                    return Ok(None);
-                }
+                len => return self.sized(b'$', len.unsigned_abs(), next, limits),
             },
             _ => match self.number(buf, content, end)? {
                 -1 => Header::NullArray,
@@ -334,30 +356,99 @@ impl Scanner {
                         offset: start,
                     });
                 }
-                0 => Header::Array(0),
-                n => {
-                    if self.open.len() >= limits.depth_limit() {
-                        return Err(RespError::TooDeep {
-                            max: limits.depth_limit(),
-                        });
-                    }
-                    // Every element takes at least 3 bytes, so a count the frame limit
-                    // cannot hold is refused now, not after buffering.
-                    let n = usize::try_from(n).unwrap_or(usize::MAX);
-                    let least = next.saturating_add(n.saturating_mul(3));
-                    if least > limits.frame_limit() {
-                        return Err(RespError::FrameTooLarge {
-                            len: least,
-                            max: limits.frame_limit(),
-                        });
-                    }
-                    self.headers.push(Header::Array(n));
-                    self.open.push(n);
-                    return Ok(None);
-                }
+                n => return self.sized(b'*', n.unsigned_abs(), next, limits),
             },
         };
+        self.pos = next;
+        self.step = Step::Value;
         Ok(Some(header))
+    }
+
+    /// [`header`](Self::header) in the request dialect: an array's count or an argument's
+    /// length, read as Redis reads them.
+    fn request_header(
+        &mut self,
+        buf: &[u8],
+        start: usize,
+        end: usize,
+        next: usize,
+        limits: &RespLimits,
+    ) -> Result<Option<Header>, RespError> {
+        let digits = buf.get(start + 1..end).unwrap_or_default();
+        self.examined += digits.len() as u64;
+        let kind = buf.get(start).copied().unwrap_or_default();
+        let n = match (kind, parse_redis_int(digits)) {
+            (b'$', Some(len)) if len >= 0 => len,
+            (b'$', _) => return Err(request_error(RequestError::BulkLength, start)),
+            (_, Some(count)) if count <= MAX_REQUEST_COUNT => count,
+            _ => return Err(request_error(RequestError::MultibulkLength, start)),
+        };
+        if n < 0 {
+            // A negative count: Redis skips the request, as it does an empty one.
+            self.pos = next;
+            self.step = Step::Value;
+            return Ok(Some(Header::NullArray));
+        }
+        self.sized(kind, n.unsigned_abs(), next, limits)
+    }
+
+    /// A bulk string of `n` bytes (`kind` `$`) or an array of `n` elements (`*`) whose header
+    /// line ends before `next`: checked against the limits from the header, before anything
+    /// of it is buffered, and the scan moved into it. `Some` for an empty array, complete.
+    fn sized(
+        &mut self,
+        kind: u8,
+        n: u64,
+        next: usize,
+        limits: &RespLimits,
+    ) -> Result<Option<Header>, RespError> {
+        self.pos = next;
+        self.step = Step::Value;
+        if kind == b'$' {
+            if n > limits.bulk_limit() as u64 {
+                return Err(RespError::BulkTooLong {
+                    len: n,
+                    max: limits.bulk_limit(),
+                });
+            }
+            // `n` is at most the bulk limit, a `usize`.
+            let body_end = next.saturating_add(n as usize);
+            // The frame needs the body and its `\r\n`: over the limit, it is refused now,
+            // before the body is buffered.
+            let needed = body_end.saturating_add(2);
+            if needed > limits.frame_limit() {
+                return Err(RespError::FrameTooLarge {
+                    len: needed,
+                    max: limits.frame_limit(),
+                });
+            }
+            self.step = Step::Body {
+                start: next,
+                end: body_end,
+            };
+            return Ok(None);
+        }
+        if n == 0 {
+            return Ok(Some(Header::Array(0)));
+        }
+        if self.open.len() >= limits.depth_limit() {
+            return Err(RespError::TooDeep {
+                max: limits.depth_limit(),
+            });
+        }
+        // Every element takes at least 3 bytes, so a count the frame limit cannot hold is
+        // refused now, not after buffering.
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        let least = next.saturating_add(n.saturating_mul(3));
+        if least > limits.frame_limit() {
+            return Err(RespError::FrameTooLarge {
+                len: least,
+                max: limits.frame_limit(),
+            });
+        }
+        self.headers.push(Header::Array(n));
+        self.open.push(n);
+        Ok(None)
     }
 
     fn number(&mut self, buf: &[u8], content: usize, end: usize) -> Result<i64, RespError> {
@@ -394,6 +485,36 @@ impl Scanner {
             }
         }
     }
+}
+
+fn request_error(error: RequestError, offset: usize) -> RespError {
+    RespError::Request { error, offset }
+}
+
+/// A header line's error as the dialect words it: in a request, a count or a length that
+/// cannot be read is Redis's "invalid multibulk length" or "invalid bulk length".
+fn in_dialect(error: RespError, buf: &[u8], start: usize, dialect: Dialect) -> RespError {
+    match (dialect, error) {
+        (Dialect::Requests, RespError::InvalidInteger { .. }) => {
+            let error = if buf.get(start) == Some(&b'$') {
+                RequestError::BulkLength
+            } else {
+                RequestError::MultibulkLength
+            };
+            request_error(error, start)
+        }
+        (_, error) => error,
+    }
+}
+
+/// A decimal `i64` as Redis reads one (`string2ll`): [`parse_i64`], and no leading zero (but
+/// `0` itself), no `-0`.
+pub(super) fn parse_redis_int(text: &[u8]) -> Option<i64> {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    if digits.first() == Some(&b'0') && text != b"0" {
+        return None;
+    }
+    parse_i64(text)
 }
 
 /// A strict decimal `i64`: an optional `-`, then 1 to 19 digits, no overflow.

@@ -7,8 +7,9 @@
 //! Properties checked on every input:
 //! - decoding never panics, whatever the bytes;
 //! - the input decodes the same whether it arrives whole or in pieces: the same values in
-//!   the same order, ending the same way (more input needed, or the same typed error);
-//!   `decode_request` agrees with `decode` frame for frame;
+//!   the same order, ending the same way (more input needed, or the same typed error), with
+//!   `decode` and with `decode_request` (Redis's request dialect), and `decode_request`
+//!   agrees with `decode` on commands (arrays of bulk strings) as far as both read;
 //! - no decode call allocates past what arrived: at most [`ALLOCATION_FACTOR`] times the
 //!   bytes buffered, whatever sizes the headers declare (counted by a global allocator);
 //! - every decoded value is within the limits (depth, bulk length), and one that can be
@@ -171,11 +172,15 @@ fn decode(data: &[u8], cuts: &[usize], inline: bool, small: bool, mode: Mode) ->
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    // Only blank inline lines (skipped before the frame that failed) go.
+                    // Only blank inline lines (skipped before the frame that failed) go: in
+                    // the request dialect, whole lines without a word (blanks, or a NUL first).
                     let consumed = &data[start..start + buffered - src.len()];
+                    let blank = match mode {
+                        Mode::Values => consumed.iter().all(|b| b" \t\r\n".contains(b)),
+                        Mode::Requests => consumed.ends_with(b"\n"),
+                    };
                     assert!(
-                        consumed.is_empty()
-                            || (inline && consumed.iter().all(|b| b" \t\r\n".contains(b))),
+                        consumed.is_empty() || (inline && blank),
                         "a failed decode consumed {consumed:?}"
                     );
                     return Outcome {
@@ -212,7 +217,19 @@ fn check(data: &[u8]) {
         "pieces of {piece} decode otherwise than the whole"
     );
     let requests = decode(data, &cuts, inline, small, Mode::Requests);
-    assert_eq!(requests, whole, "decode_request disagrees with decode");
+    let whole_requests = decode(data, &[data.len()], inline, small, Mode::Requests);
+    assert_eq!(
+        requests, whole_requests,
+        "pieces of {piece} decode otherwise than the whole (requests)"
+    );
+    // Where every frame is a command and inline lines are off, the dialects read the same
+    // commands as far as both read (the request dialect refuses what Redis refuses, such as
+    // a length written with a leading zero, which the strict one takes).
+    if !inline && whole.values.iter().all(|v| v.clone().into_args().is_some()) {
+        for (request, value) in requests.values.iter().zip(&whole.values) {
+            assert_eq!(request, value, "decode_request disagrees with decode");
+        }
+    }
     for value in &whole.values {
         check_value(value, small);
     }
@@ -331,7 +348,7 @@ fn main() {
             }
             // Typed garbage: RESP's own tokens in any order.
             _ => {
-                const TOKENS: [&[u8]; 14] = [
+                const TOKENS: [&[u8]; 19] = [
                     b"*",
                     b"$",
                     b"+",
@@ -346,9 +363,15 @@ fn main() {
                     b"99999999999999999999",
                     b"ab",
                     b"PING ",
+                    // An inline command's quoting (the request dialect).
+                    b"\"",
+                    b"'",
+                    b"\\",
+                    b"\\x4",
+                    b"\0",
                 ];
                 for _ in 0..generator.below(48) {
-                    stream.extend_from_slice(TOKENS[generator.below(14) as usize]);
+                    stream.extend_from_slice(TOKENS[generator.below(19) as usize]);
                 }
             }
         }
