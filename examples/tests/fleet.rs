@@ -76,6 +76,8 @@ struct Program {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Arc<Mutex<Vec<String>>>,
+    /// The threads that read stdout and stderr; each ends at its stream's end.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Program {
@@ -97,11 +99,15 @@ impl Program {
                     seen.lock().unwrap().push(line.clone());
                     let _ = tx.send(line);
                 }
-            });
+            })
         };
-        follow(Box::new(stdout));
-        follow(Box::new(stderr));
-        Program { child, lines, seen }
+        let readers = vec![follow(Box::new(stdout)), follow(Box::new(stderr))];
+        Program {
+            child,
+            lines,
+            seen,
+            readers,
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -138,6 +144,14 @@ impl Program {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // The exit can be seen before the reader threads have read the last
+                // lines the program wrote (its summary): wait for both streams to end.
+                // Bounded, because a process the program started (an upgrade's
+                // successor) may hold the same pipes open after it exits.
+                let drained = Instant::now() + Duration::from_secs(2);
+                while !self.readers.iter().all(|r| r.is_finished()) && Instant::now() < drained {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 return status;
             }
             assert!(
