@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::acceptor::Acceptors;
 use crate::error::{ResumeError, ShutdownError, SuspendError};
 use crate::listen::{Bound, ListenAddr, ListenSpec, Listener};
-use crate::stats::{ServerStats, Stats, Stopping};
+use crate::stats::{ServerStats, Stats, StatsReader, Stopping};
 
 /// Where a server is in its life. Changes only through [`ServerHandle`]'s operations:
 ///
@@ -280,6 +280,12 @@ impl ServerHandle {
     /// A snapshot of the counters.
     pub fn stats(&self) -> ServerStats {
         self.stats.snapshot()
+    }
+
+    /// A reader of the same counters that does not own the server (a metrics publisher
+    /// keeps one; see [`StatsReader`]).
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader(self.stats.clone())
     }
 
     /// Where the server is in its life.

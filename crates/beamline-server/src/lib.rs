@@ -308,5 +308,5 @@ pub use server::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_READ_BUFFER,
     DEFAULT_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, Server,
 };
-pub use stats::ServerStats;
+pub use stats::{ServerStats, StatsReader};
 pub use upgrade::{Predecessor, Successor, UpgradeError, UpgradeListener};

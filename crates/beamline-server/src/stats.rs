@@ -59,6 +59,24 @@ pub struct ServerStats {
     pub bytes_out: u64,
 }
 
+/// A reader of a server's counters that does not own the server: from
+/// [`ServerHandle::stats_reader`](crate::ServerHandle::stats_reader), for a metrics
+/// publisher or a health endpoint that lives apart from the handle.
+///
+/// Cloning it is one reference count. It keeps only the counters alive, never the server:
+/// dropping the [`ServerHandle`](crate::ServerHandle) still stops the server, after which
+/// the reader keeps returning the final counts.
+#[derive(Clone, Debug)]
+pub struct StatsReader(pub(crate) std::sync::Arc<Stats>);
+
+impl StatsReader {
+    /// A snapshot of the counters, the same as
+    /// [`ServerHandle::stats`](crate::ServerHandle::stats) gives.
+    pub fn snapshot(&self) -> ServerStats {
+        self.0.snapshot()
+    }
+}
+
 /// How a connection ended: the one bucket it is counted in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {

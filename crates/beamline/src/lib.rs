@@ -97,6 +97,9 @@
 //!   serve an axum `Router` or any `tower::Service` over HTTP/1.1 and HTTP/2 with the
 //!   server's limits and drain. Off by default because hyper's and http's versions become
 //!   part of your API.
+//! - `metrics` *(off)* — [`metrics`]: a [`Publisher`](metrics::Publisher) that writes the
+//!   server's, pools', muxes' and connections' numbers through the `metrics` facade to the
+//!   exporter your application installs.
 //!
 //! # Examples
 //!
@@ -487,6 +490,8 @@ pub use beamline_client::{rustls, tokio_rustls};
 #[cfg(feature = "http")]
 #[doc(inline)]
 pub use beamline_http as http;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "mux")]
 #[doc(inline)]
 pub use beamline_mux as mux;
