@@ -1,22 +1,24 @@
 //! The seeded generator behind [`crate::Fault::Latency`]'s jitter.
 //!
-//! SplitMix64: tiny, fast, and fully determined by its seed, which is all jitter needs (it
-//! is not for cryptography). Each connection direction gets its own stream, derived from the
-//! proxy's seed, the connection's accept index and the direction, so one connection's
-//! traffic never shifts another's delays.
+//! The workspace's one generator, [`SplitMix64`] from beamline-backoff: tiny, fast, and fully
+//! determined by its seed, which is all jitter needs (it is not for cryptography). Each
+//! connection direction gets its own stream, derived from the proxy's seed, the connection's
+//! accept index and the direction, so one connection's traffic never shifts another's delays.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::time::Duration;
 
+use beamline_backoff::SplitMix64;
+
 use crate::fault::Side;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// A SplitMix64 stream.
+/// One direction's stream of jitter.
 #[derive(Debug, Clone)]
 pub(crate) struct Jitter {
-    state: u64,
+    rng: SplitMix64,
 }
 
 impl Jitter {
@@ -24,20 +26,10 @@ impl Jitter {
     pub(crate) fn for_connection(seed: u64, index: u64, side: Side) -> Jitter {
         let lane = index.wrapping_mul(2) + u64::from(side == Side::Down);
         // Mixing the lane through one round keeps neighbouring connections' streams apart.
-        let mut mixer = Jitter {
-            state: seed ^ lane.wrapping_mul(GOLDEN),
-        };
+        let mut mixer = SplitMix64::new(seed ^ lane.wrapping_mul(GOLDEN));
         Jitter {
-            state: mixer.next_u64(),
+            rng: SplitMix64::new(mixer.next()),
         }
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(GOLDEN);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 
     /// A duration drawn uniformly from `[0, max]` (nanosecond resolution).
@@ -48,7 +40,7 @@ impl Jitter {
         }
         // Multiply-shift maps 64 random bits onto [0, max]; the bias is below 2^-64 · max.
         let span = u128::from(max) + 1;
-        let nanos = (u128::from(self.next_u64()) * span) >> 64;
+        let nanos = (u128::from(self.rng.next()) * span) >> 64;
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(max))
     }
 }

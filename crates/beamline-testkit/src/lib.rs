@@ -140,25 +140,22 @@ pub(crate) fn unique() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// A small deterministic generator (xorshift64) for randomized tests: the same seed gives
-/// the same sequence, so a failing run can be replayed. Not for anything but tests.
+/// The deterministic generator of randomized tests: the workspace's one generator,
+/// [`SplitMix64`](beamline_backoff::SplitMix64) (the one backoff jitter, the chaos proxy's
+/// latency jitter and the balancer use), with the two draws tests want. The same seed gives
+/// the same sequence, so a failing run can be replayed.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(beamline_backoff::SplitMix64);
 
 impl Rng {
-    /// A generator for `seed` (any value, zero included: it is spread and made non-zero).
+    /// A generator for `seed` (any value, zero included).
     pub fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Rng(beamline_backoff::SplitMix64::new(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
+        self.0.next()
     }
 
     /// A number in `0..n` (`n` > 0).

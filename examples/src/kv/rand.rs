@@ -1,32 +1,19 @@
-//! Random picks for RANDOMKEY, SPOP, SRANDMEMBER and HRANDFIELD: a xorshift generator per
-//! thread, seeded from the standard library's per-process random hasher keys. Not for
-//! secrets; uniform enough for Redis's distribution tests.
+//! Random picks for RANDOMKEY, SPOP, SRANDMEMBER and HRANDFIELD: the workspace's one
+//! generator (beamline-backoff's SplitMix64), one per thread, each seeded from the OS through
+//! the standard library's per-process random hasher keys. Not for secrets; uniform enough for
+//! Redis's distribution tests.
 
-use std::cell::Cell;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use std::cell::RefCell;
+
+use beamline::reconnect::SplitMix64;
 
 thread_local! {
-    static STATE: Cell<u64> = Cell::new(seed());
+    static RNG: RefCell<SplitMix64> = RefCell::new(SplitMix64::from_entropy());
 }
 
-fn seed() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(0x9E37_79B9_7F4A_7C15);
-    // Never zero: xorshift would stay there.
-    hasher.finish() | 1
-}
-
-/// The next 64 random bits (xorshift64*).
+/// The next 64 random bits.
 pub(crate) fn next() -> u64 {
-    STATE.with(|state| {
-        let mut x = state.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        state.set(x);
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    })
+    RNG.with(|rng| rng.borrow_mut().next())
 }
 
 /// A number in `0..n` (0 when `n` is 0), without modulo bias worth measuring (`n` is far

@@ -83,25 +83,6 @@ pub(crate) async fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// A small deterministic generator (splitmix64), so failures replay.
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
+/// The workspace's seeded generator, so failures replay.
+#[allow(unused_imports)] // not every test binary that shares this module draws numbers
+pub(crate) use beamline_testkit::Rng;
