@@ -4,7 +4,8 @@
 //!
 //! ```sh
 //! cargo run --release --example echo            # listens on 127.0.0.1:7000
-//! cargo run --release --example echo 127.0.0.1:7001
+//! cargo run --release --example echo -- --port 7001
+//! cargo run --release --example echo -- --addr [::1]:7000
 //! nc 127.0.0.1 7000                             # type lines; they come back
 //!
 //! # socket activation: systemd (or its test tool) listens, and starts echo on the first
@@ -76,10 +77,7 @@ impl Handler for Echo {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     beamline_examples::cli::init_tracing();
-    let addr: SocketAddr = match std::env::args().nth(1) {
-        Some(arg) => arg.parse()?,
-        None => "127.0.0.1:7000".parse()?,
-    };
+    let addr: SocketAddr = beamline_examples::cli::listen_addr("127.0.0.1:7000")?;
     let server = match ListenFds::from_env() {
         Ok(fds) => Server::new().listen_fds(fds),
         Err(ActivationError::NotActivated) => Server::new().bind(addr),
@@ -95,6 +93,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "echo listening on {:?}; Ctrl-C stops it gracefully",
         server.local_addrs()
     );
+    if let Some(local) = server.local_addr() {
+        println!("try: nc {} {}", local.ip(), local.port());
+    }
 
     let notifier = Notifier::from_env()?;
     if let Some(n) = &notifier {

@@ -10,6 +10,7 @@
 //! openssl s_client -connect 127.0.0.1:7443 -CAfile /tmp/beamline-tls-echo.pem -verify_return_error -quiet
 //! # your own certificate and key (PEM), and address:
 //! cargo run --release --example tls_echo -- --cert cert.pem --key key.pem --addr 127.0.0.1:8443
+//! cargo run --release --example tls_echo -- --port 8443     # the same, on another port
 //! ```
 //!
 //! Type lines in `s_client`; they come back. Ctrl-C in the server drains: each connection
@@ -48,7 +49,7 @@ async fn echo(conn: Connection) -> Result<(), ExitReason> {
     Ok(())
 }
 
-/// `--cert`, `--key` and `--addr` from the command line.
+/// `--cert` and `--key`, and the address (`--port` / `--addr`), from the command line.
 struct Args {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
@@ -56,22 +57,14 @@ struct Args {
 }
 
 fn args() -> Result<Args, Box<dyn std::error::Error>> {
-    let mut parsed = Args {
-        cert: None,
-        key: None,
-        addr: "127.0.0.1:7443".parse()?,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--cert" => parsed.cert = Some(value.into()),
-            "--key" => parsed.key = Some(value.into()),
-            "--addr" => parsed.addr = value.parse()?,
-            other => return Err(format!("unknown flag {other} (use --cert, --key, --addr)").into()),
-        }
-    }
-    Ok(parsed)
+    let (addr, values) =
+        beamline_examples::cli::listen_addr_with("127.0.0.1:7443", &["--cert", "--key"])?;
+    let mut values = values.into_iter().map(|v| v.map(PathBuf::from));
+    Ok(Args {
+        cert: values.next().flatten(),
+        key: values.next().flatten(),
+        addr,
+    })
 }
 
 /// The certificate chain and key: from PEM files, or a self-signed one for `localhost`
@@ -118,6 +111,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "TLS echo listening on {:?}; Ctrl-C stops it gracefully",
         server.local_addrs()
+    );
+    println!(
+        "try: openssl s_client -connect {} -servername localhost -quiet",
+        args.addr
     );
 
     tokio::signal::ctrl_c().await?;

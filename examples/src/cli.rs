@@ -24,21 +24,49 @@ pub fn listen_addr_and(default: &str, switch: &str) -> Result<(SocketAddr, bool)
     Ok((addr, on))
 }
 
+/// The address to listen on and the values of a program's own flags, in the order it
+/// named them.
+pub type Flags = (SocketAddr, Vec<Option<String>>);
+
+/// [`listen_addr`], and the values of the program's own flags `names` (each `--name VALUE`),
+/// in the order of `names`: `None` for a flag not given.
+pub fn listen_addr_with(default: &str, names: &[&str]) -> Result<Flags, Box<dyn Error>> {
+    parse_flags(default, names, std::env::args().skip(1))
+}
+
 fn parse_listen_addr(
     default: &str,
     args: impl IntoIterator<Item = String>,
 ) -> Result<SocketAddr, Box<dyn Error>> {
+    parse_flags(default, &[], args).map(|(addr, _)| addr)
+}
+
+fn parse_flags(
+    default: &str,
+    names: &[&str],
+    args: impl IntoIterator<Item = String>,
+) -> Result<Flags, Box<dyn Error>> {
     let mut addr: SocketAddr = default.parse()?;
+    let mut values = vec![None; names.len()];
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--port" => addr.set_port(value.parse()?),
             "--addr" => addr = value.parse()?,
-            other => return Err(format!("unknown flag {other} (use --port or --addr)").into()),
+            other => match names.iter().position(|name| *name == other) {
+                Some(at) => values[at] = Some(value),
+                None => {
+                    let known: Vec<&str> = ["--port", "--addr"]
+                        .into_iter()
+                        .chain(names.iter().copied())
+                        .collect();
+                    return Err(format!("unknown flag {other} (use {})", known.join(", ")).into());
+                }
+            },
         }
     }
-    Ok(addr)
+    Ok((addr, values))
 }
 
 /// An error and its sources on one line (`a: b: c`), for a program's last words: beamline's
@@ -102,5 +130,30 @@ mod tests {
                 .contains("unknown flag --verbose")
         );
         assert!(parse(&["--port", "http"]).is_err());
+    }
+
+    #[test]
+    fn a_program_s_own_flags_come_back_in_the_order_it_named_them() {
+        let parse = |args: &[&str]| {
+            super::parse_flags(
+                "127.0.0.1:7443",
+                &["--cert", "--key"],
+                args.iter().map(|a| a.to_string()),
+            )
+            .map(|(addr, values)| (addr.to_string(), values))
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            parse(&["--key", "k.pem", "--port", "8443", "--cert", "c.pem"]).unwrap(),
+            (
+                "127.0.0.1:8443".to_owned(),
+                vec![Some("c.pem".to_owned()), Some("k.pem".to_owned())]
+            )
+        );
+        assert_eq!(parse(&[]).unwrap().1, vec![None, None]);
+        assert_eq!(
+            parse(&["--ca", "x"]).unwrap_err(),
+            "unknown flag --ca (use --port, --addr, --cert, --key)"
+        );
     }
 }
