@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use beamline_server::Activity;
@@ -32,6 +32,8 @@ pub(crate) struct ConnCtx {
     pub(crate) conn: HttpConn,
     started: AtomicU64,
     ended: AtomicU64,
+    /// Whether the requests the steps had not counted were added to the server's count.
+    flushed: AtomicBool,
     bytes: AtomicU64,
     flags: AtomicU8,
     /// The upgraded stream's reader and writer, woken when the connection is killed.
@@ -49,6 +51,7 @@ impl ConnCtx {
             activity,
             conn,
             started: AtomicU64::new(0),
+            flushed: AtomicBool::new(false),
             ended: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             flags: AtomicU8::new(0),
@@ -83,10 +86,15 @@ impl ConnCtx {
         (self.started.load(Relaxed), self.ended.load(Relaxed))
     }
 
-    /// Adds the requests the steps have not counted yet (once, when the connection ends).
+    /// Adds the requests the steps have not counted yet. Once: the connection's function
+    /// calls it as it returns (before its process's exit is published, so a drain that has
+    /// returned has every request counted), and the end-of-connection guard calls it again
+    /// for a connection that was killed instead.
     pub(crate) fn flush_requests(&self) {
-        self.stats
-            .requests(self.started.load(Relaxed) % HttpStats::REQUESTS_STEP);
+        if !self.flushed.swap(true, Relaxed) {
+            self.stats
+                .requests(self.started.load(Relaxed) % HttpStats::REQUESTS_STEP);
+        }
     }
 
     pub(crate) fn add_bytes(&self, n: usize) {

@@ -79,6 +79,9 @@ pub(crate) async fn serve_connection<S: HttpService>(
         }
     })
     .await;
+    // Counted now, not when the guard drops: the process's body drops only after its exit
+    // is published, and a drain that returned must find every request in the count.
+    ctx.flush_requests();
     result
 }
 

@@ -120,17 +120,26 @@ async fn wrk_keeps_http1_connections_alive_without_errors() {
     assert!(out.status.success(), "{text}");
     assert!(!text.contains("Non-2xx"), "wrk saw errors: {text}");
     assert!(!text.contains("Socket errors"), "wrk saw errors: {text}");
-    let handled = state.handled.load(Ordering::Relaxed);
-    assert!(handled > 16, "wrk made {handled} requests: {text}");
     server
         .shutdown(std::time::Duration::from_secs(5))
         .await
         .unwrap();
+    // Read once the drain has returned: wrk exits with requests still in the server, and
+    // their handlers may run after it.
+    let handled = state.handled.load(Ordering::Relaxed);
+    assert!(handled > 16, "wrk made {handled} requests: {text}");
     // Keep-alive: the 16 connections carried every request (wrk opens one more first, to
     // check the address).
     let s = server.server().stats();
     assert!(s.accepted <= 17, "{s:?}");
-    assert_eq!(server.stats().requests, handled);
+    // Every request handed to the service is counted by the time the drain returns (the
+    // connections add their last uncounted ones before their processes exit). A handler runs
+    // for each, except at most one per connection that wrk's close cut before it started.
+    let requests = server.stats().requests;
+    assert!(
+        (handled..=handled + 16).contains(&requests),
+        "{requests} requests counted, {handled} handled"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
