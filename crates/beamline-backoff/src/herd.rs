@@ -65,6 +65,7 @@ pub const HERD_DECORRELATED_BACKOFF: BackoffConfig =
 
 /// The scenario: how many clients, how long the server is gone, how the histogram is cut.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::exhaustive_structs)] // closed: a scenario written as a struct literal, every field meant to be set
 pub struct HerdConfig {
     /// How many clients lose the server at t = 0.
     pub clients: usize,
@@ -135,6 +136,7 @@ pub const MAX_WINDOWS: u128 = 1_000_000;
 
 /// Connection attempts per window for one jitter kind.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct HerdHistogram {
     /// The jitter simulated.
     pub jitter: Jitter,

@@ -46,6 +46,7 @@ impl Failure {
 
 /// Whether an endpoint can take a request now (see [`Endpoint::readiness`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed on purpose: the balancer must handle every readiness an endpoint reports
 pub enum Readiness {
     /// A request sent now goes out on a live connection (or waits in a queue the endpoint
     /// owns, bounded by its own deadline).

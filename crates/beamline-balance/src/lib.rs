@@ -39,6 +39,9 @@
 //! the client starts ([`StartError`]), never at a call.
 
 #![forbid(unsafe_code)]
+// Every public type decides whether it may grow: #[non_exhaustive], or an allow that says why
+// it is closed.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 #[cfg(feature = "client")]

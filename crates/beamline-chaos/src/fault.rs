@@ -9,6 +9,7 @@ use std::time::Duration;
 
 /// Which way bytes flow through the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed: up, down or both
 pub enum Direction {
     /// Client → server: what the client writes, on its way to the upstream.
     Upstream,
@@ -179,6 +180,7 @@ pub enum FaultKind {
 ///
 /// Live connections are blackholed in both directions either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[allow(clippy::exhaustive_enums)] // closed: what a partition does to new connections, chosen by the test
 pub enum PartitionMode {
     /// Accept new connections and forward nothing, not even the connect to the upstream,
     /// until the partition heals; then connect and deliver what the client had sent. The

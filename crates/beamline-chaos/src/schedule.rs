@@ -11,6 +11,7 @@ use crate::proxy::{Proxy, ReopenError};
 
 /// An [`Action`] and when it happens, measured from the start of [`Schedule::run`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::exhaustive_structs)] // closed: a step of a schedule, written as a literal
 pub struct Step {
     /// Offset from the start of the run.
     pub at: Duration,

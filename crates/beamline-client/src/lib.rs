@@ -31,6 +31,9 @@
 //! - `tower` *(off)* — [`Client`] implements `tower::Service`.
 
 #![forbid(unsafe_code)]
+// Every public type decides whether it may grow: #[non_exhaustive], or an allow that says why
+// it is closed.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 // The guide links to the items of every feature; docs.rs builds with all of them.
 #![cfg_attr(

@@ -120,6 +120,9 @@
 //! ```
 
 #![forbid(unsafe_code)]
+// Every public type decides whether it may grow: #[non_exhaustive], or an allow that says why
+// it is closed.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod config;

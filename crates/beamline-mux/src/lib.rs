@@ -102,6 +102,9 @@
 //! ```
 
 #![forbid(unsafe_code)]
+// Every public type decides whether it may grow: #[non_exhaustive], or an allow that says why
+// it is closed.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 // The guide links to the driver's items, which a core-only build does not have.
 #![cfg_attr(not(feature = "driver"), allow(rustdoc::broken_intra_doc_links))]

@@ -148,6 +148,9 @@
 //! ```
 
 #![forbid(unsafe_code)]
+// Every public type decides whether it may grow: #[non_exhaustive], or an allow that says why
+// it is closed.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
 mod error;
 mod exit;

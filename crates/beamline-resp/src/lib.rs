@@ -36,6 +36,9 @@
 //! ```
 
 #![forbid(unsafe_code)]
+// Every public type decides whether it may grow: #[non_exhaustive], or an allow that says why
+// it is closed.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod arg;
@@ -95,6 +98,7 @@ use bytes::Bytes;
 /// # Ok::<(), FromValueError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed: RESP2's five types (RESP3 would be a type of its own)
 pub enum Value {
     /// `+OK`: a short status line. Cannot contain `\r` or `\n`.
     Simple(Bytes),

@@ -18,6 +18,7 @@ use super::scan::Span;
 /// should the server. Anything else a server cannot read is an error
 /// ([`RespError::Request`](super::RespError::Request)).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::exhaustive_enums)] // closed: a request is a command or something else
 pub enum Request {
     /// A command's arguments, its name first.
     Command(Arguments),

@@ -26,6 +26,7 @@ use crate::stats::{ServerStats, Stats, StatsReader, Stopping};
 ///    └──────shutdown───────┴──► Draining ──(all ended or deadline)──► Stopped
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed: the lifecycle drawn above; a new state would change every transition
 pub enum ServerState {
     /// Listening and serving.
     Running,

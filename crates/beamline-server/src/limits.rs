@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// What the server does with connections beyond
 /// [`max_connections`](crate::Server::max_connections).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Overload {
     /// Stop accepting until a connection ends. New connections wait in the kernel's listen
     /// backlog (backpressure: clients see a slow connect, not an error); beyond the backlog

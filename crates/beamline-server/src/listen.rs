@@ -24,6 +24,7 @@ use crate::stats::Stats;
 /// port 0 replaced by the port the OS chose, kept across
 /// [`suspend`](crate::ServerHandle::suspend) / [`resume`](crate::ServerHandle::resume)).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ListenAddr {
     /// Plain TCP.
     Tcp(SocketAddr),

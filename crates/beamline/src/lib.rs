@@ -108,6 +108,9 @@
 //! stack by hand, chaos — is the [`guide`] module: each example is a doc test.
 
 #![forbid(unsafe_code)]
+// Every public type decides whether it may grow: #[non_exhaustive], or an allow that says why
+// it is closed.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 // The guide links to the items of every feature; a build without some of them (the default
 // leaves out `chaos` and `tower`) lets those links dangle. docs.rs builds with all of them.

@@ -50,6 +50,7 @@ impl Pick {
 
 /// Why a retry does not go out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::exhaustive_enums)] // closed on purpose: an output of the sans-IO core a driver must handle
 pub enum NoRetry {
     /// No endpoint that was not already tried can take it.
     NoEndpoint,
@@ -59,6 +60,7 @@ pub enum NoRetry {
 
 /// What [`Balancer::remove`] did.
 #[derive(Debug, PartialEq, Eq)]
+#[allow(clippy::exhaustive_enums)] // closed on purpose: an output of the sans-IO core a driver must handle
 pub enum Removed<T> {
     /// Nothing was in flight: here is the endpoint, out of the table.
     Now(T),

@@ -14,6 +14,7 @@ use futures::stream::{self, StreamExt};
 
 /// One change to the set of endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed: an endpoint is added or removed
 pub enum Change {
     /// A new endpoint (an address already in the set is ignored).
     Insert(SocketAddr),

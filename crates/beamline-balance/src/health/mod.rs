@@ -29,6 +29,7 @@ use crate::endpoint::Failure;
 
 /// How one request to an endpoint ended, as the health model and the load estimate see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed on purpose: an input of the sans-IO health model
 pub enum Outcome {
     /// An answer.
     Success,
@@ -41,6 +42,7 @@ pub enum Outcome {
 
 /// Where an endpoint stands in the health model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed on purpose: the health model's states
 pub enum HealthState {
     /// Takes its share of requests.
     Healthy,
@@ -56,6 +58,7 @@ pub enum HealthState {
 
 /// Whether an endpoint may take a request now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed on purpose: an output of the sans-IO health model
 pub enum Admission {
     /// Yes, as one of its share.
     Full,
@@ -67,6 +70,7 @@ pub enum Admission {
 
 /// A change of an endpoint's health state, for the caller to log and count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed on purpose: an output of the sans-IO health model
 pub enum Transition {
     /// Ejected for `duration` (this is its `ejections`-th ejection not yet forgiven).
     Ejected {

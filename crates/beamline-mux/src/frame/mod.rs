@@ -44,6 +44,7 @@ pub const DEFAULT_MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
 /// no response follows"), and each `Ping` with a `Pong` carrying the same id and payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
+#[allow(clippy::exhaustive_enums)] // closed: the wire format's kinds; a new one is a new wire version
 pub enum FrameKind {
     /// A request; the payload is the request body.
     Request = 0,
@@ -82,6 +83,7 @@ impl FrameKind {
 
 /// One frame of the wire format: a kind, a request id and a payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::exhaustive_structs)] // closed: the wire format's three fields, built as a literal by servers
 pub struct Frame {
     /// The request this frame belongs to.
     pub id: u32,

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 /// How replies find their requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::exhaustive_enums)] // closed: replies match by id or by order
 pub enum Mode {
     /// Every request carries an id (a *tag*) in `0..=max_tag`; replies carry it back and may
     /// arrive in any order.

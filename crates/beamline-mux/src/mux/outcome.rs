@@ -23,6 +23,7 @@ impl Ticket {
 
 /// Something for the driver to write, from [`Mux::poll_transmit`](crate::Mux::poll_transmit).
 #[derive(Debug)]
+#[allow(clippy::exhaustive_enums)] // closed on purpose: a driver must handle every output of the sans-IO core
 pub enum Transmit<R> {
     /// Encode and write this request, with id `ticket.tag()` in id mode.
     Request {
@@ -40,6 +41,7 @@ pub enum Transmit<R> {
 
 /// Whom a reply goes to, from [`Mux::handle_reply`](crate::Mux::handle_reply).
 #[derive(Debug, PartialEq, Eq)]
+#[allow(clippy::exhaustive_enums)] // closed on purpose: a driver must handle every output of the sans-IO core
 pub enum Delivery<T> {
     /// The reply belongs to this live request: hand it to its waiter.
     Caller(T),
@@ -72,6 +74,7 @@ pub enum Fired<T> {
 
 /// A request whose deadline passed, from [`Mux::handle_timeout`](crate::Mux::handle_timeout) ([`Fired::Expired`]).
 #[derive(Debug)]
+#[allow(clippy::exhaustive_structs)] // closed on purpose: an output of the sans-IO core, destructured by drivers
 pub struct Expired<T> {
     /// The request's ticket.
     pub ticket: Ticket,
@@ -84,6 +87,7 @@ pub struct Expired<T> {
 
 /// A request that was in flight when the connection died, from [`Mux::connection_lost`](crate::Mux::connection_lost).
 #[derive(Debug)]
+#[allow(clippy::exhaustive_structs)] // closed on purpose: an output of the sans-IO core, destructured by drivers
 pub struct Lost<T> {
     /// Its waiter.
     pub waiter: T,
@@ -94,6 +98,7 @@ pub struct Lost<T> {
 
 /// What [`Mux::cancel`](crate::Mux::cancel) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::exhaustive_enums)] // closed on purpose: a driver must handle every output of the sans-IO core
 pub enum Cancelled {
     /// The request was not handed out yet: it is gone, and nothing needs telling.
     Forgotten,

@@ -171,6 +171,7 @@ impl<M: Send + 'static> Addr<M> {
 /// How long [`Addr::call`] waits for its reply. A [`Duration`] converts into
 /// [`Timeout::After`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed: OTP's timeout is a duration or infinity
 pub enum Timeout {
     /// At most this long.
     After(Duration),

@@ -13,6 +13,7 @@ use crate::exit::ExitReason;
 /// User messages and notices share one FIFO, so a process's last messages to you arrive before
 /// the notice of its exit (OTP's ordering between two processes).
 #[derive(Debug)]
+#[allow(clippy::exhaustive_enums)] // closed: a body matches every kind of mail it can receive; a new kind must not go unhandled
 pub enum Event<M> {
     /// A message sent with [`Addr::cast`](crate::Addr::cast), [`Addr::try_cast`](crate::Addr::try_cast) or [`Addr::call`](crate::Addr::call).
     Msg(M),

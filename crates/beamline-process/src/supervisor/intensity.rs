@@ -15,6 +15,7 @@ use crate::supervisor::ChildId;
 /// children and exit with [`RestartIntensityExceeded`], which its own supervisor sees as an
 /// abnormal exit (escalation). The default is OTP's: 3 restarts in 5 seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::exhaustive_structs)] // closed: OTP's intensity is exactly this pair, built as a literal
 pub struct Intensity {
     /// Restarts tolerated within `period` (0: the first restart already escalates).
     pub max_restarts: u32,

@@ -37,6 +37,7 @@ use crate::process::{DEFAULT_CAPACITY, Pid, Process, ProcessId, Reply, Timeout, 
 
 /// Which children restart when one fails (OTP's strategies).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed: OTP's strategies (simple_one_for_one is the DynamicSupervisor)
 pub enum Strategy {
     /// Only the failed child.
     OneForOne,

@@ -55,6 +55,7 @@ impl fmt::Debug for ChildId {
 
 /// When a child is restarted (OTP's restart types).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed: OTP's three restart types
 pub enum Restart {
     /// Always restarted, whatever the exit reason.
     Permanent,
@@ -78,6 +79,7 @@ impl Restart {
 
 /// How a supervisor stops a child (OTP's shutdown values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed: OTP's shutdown values
 pub enum Shutdown {
     /// Killed at once ([`ExitReason::Killed`]), without a chance to clean up.
     Brutal,
@@ -98,6 +100,7 @@ impl Shutdown {
 /// Whether a child is a worker or a supervisor (reported by `count_children`; supervisors
 /// default to [`Shutdown::Infinity`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed: OTP's worker or supervisor
 pub enum ChildKind {
     /// Does work.
     Worker,

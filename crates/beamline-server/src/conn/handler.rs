@@ -13,6 +13,7 @@ use super::{ConnError, ConnInfo, Endpoint, Stream, TimeoutKind};
 /// What a connection does after a callback: keep going, or close. (A callback fails by
 /// returning `Err(reason)`: the connection closes and its process exits with that reason.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed: continue or close, nothing else
 pub enum Flow {
     /// Keep the connection open and wait for the next event.
     Continue,

@@ -31,6 +31,7 @@ pub(crate) use stream::{ConnState, Io};
 
 /// How a connection reached the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Transport {
     /// Plain TCP.
     Tcp,
@@ -53,6 +54,7 @@ impl fmt::Display for Transport {
 /// One end of a connection: an IP socket address, or a Unix socket path (peers of a Unix
 /// listener are usually unnamed: `Unix(None)`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Endpoint {
     /// TCP or TLS.
     Ip(SocketAddr),

@@ -34,6 +34,7 @@ pub use trust::{Cidr, CidrError};
 /// Whether a listener reads a PROXY protocol header first, set per listener with
 /// [`Server::proxy_protocol`](crate::Server::proxy_protocol).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed: off, required or optional
 pub enum ProxyProtocol {
     /// No header: the connection's bytes are the client's. The default.
     #[default]
@@ -62,6 +63,7 @@ impl ProxyProtocol {
 
 /// Which version of the protocol a header was written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // closed: the two versions the PROXY protocol defines
 pub enum ProxyVersion {
     /// The text form: `PROXY TCP4 <src> <dst> <sport> <dport>\r\n`.
     V1,

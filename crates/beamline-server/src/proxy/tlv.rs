@@ -4,6 +4,7 @@ use std::fmt;
 
 /// One TLV of a v2 PROXY header: its type byte and its value, borrowed from the header.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Tlv<'a> {
     /// The type: [`Tlv::ALPN`], [`Tlv::AUTHORITY`], [`Tlv::UNIQUE_ID`], ... or a custom one
     /// (0xE0 to 0xEF are for applications: AWS puts its VPC endpoint id in 0xEA).
