@@ -122,9 +122,9 @@ mod server;
 
 pub use frame::{DEFAULT_MAX_FRAME_LEN, Frame, FrameCodec, FrameError, FrameKind, HEADER_LEN};
 pub use mux::{
-    Cancelled, ConfigError, DEFAULT_ABANDON_TIMEOUT, DEFAULT_MAX_ABANDONED, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_QUARANTINE, Delivery, Expired, Fired, Lost, Mode, Mux, MuxConfig, MuxStats, StartError,
-    Ticket, Transmit,
+    AdmitError, Cancelled, ConfigError, DEFAULT_ABANDON_TIMEOUT, DEFAULT_MAX_ABANDONED,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUARANTINE, Expired, Fired, Lost, Mode, Mux, MuxConfig,
+    MuxStats, Recipient, Ticket, Transmit,
 };
 pub use tagged::{Envelope, Tagged};
 

@@ -21,7 +21,7 @@ use super::error::{ConnectionError, MuxError, ProtocolViolation};
 use super::gate::Gate;
 use super::proto::{EncodeError, Inbound, Proto, Reply};
 use crate::io::{WRITE_HIGH_WATER, WriteBuf, poll_read_into};
-use crate::mux::{Delivery, Fired, Mux, Transmit};
+use crate::mux::{Fired, Mux, Recipient, Transmit};
 
 /// How a caller is told the outcome of its request.
 pub(crate) type Waiter<Resp> = oneshot::Sender<Result<Resp, MuxError>>;
@@ -272,7 +272,7 @@ where
         for inbound in self.inbound.drain(..) {
             match inbound {
                 Inbound::Reply { tag, reply } => match st.mux.handle_reply(tag) {
-                    Delivery::Caller(waiter) => {
+                    Recipient::Caller(waiter) => {
                         let outcome = match reply {
                             Reply::Ok(resp) => Ok(resp),
                             Reply::Remote(payload) => Err(MuxError::Remote {
@@ -283,8 +283,8 @@ where
                         };
                         self.deliveries.push(Answer { waiter, outcome });
                     }
-                    Delivery::Late | Delivery::Stray => {}
-                    Delivery::Unsolicited => {
+                    Recipient::Late | Recipient::Stray => {}
+                    Recipient::Unsolicited => {
                         exit = Some(Exit::Failed(ConnectionError::protocol(
                             ProtocolViolation::UnsolicitedReply,
                         )));

@@ -2,7 +2,7 @@
 //! the abandoned bound, a full id space) wait here in the order of their first polls, and
 //! whoever makes room admits them, oldest first, under the same lock as the mux.
 //!
-//! It holds requests, never futures: admitting a call is `Mux::start` on its behalf, so no
+//! It holds requests, never futures: admitting a call is `Mux::admit` on its behalf, so no
 //! caller's code runs under the lock and a caller need not be woken to take its turn.
 
 use std::collections::{HashMap, VecDeque};
@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::mux::{Mux, Ticket};
 
-/// A call waiting for room: what `Mux::start` needs, and its place in line.
+/// A call waiting for room: what `Mux::admit` needs, and its place in line.
 struct Parked<R, T> {
     place: u64,
     request: R,
@@ -84,7 +84,7 @@ impl<R, T> Gate<R, T> {
                 late.push(call);
                 continue;
             }
-            match mux.start(call.request, call.waiter, call.deadline) {
+            match mux.admit(call.request, call.waiter, call.deadline) {
                 Ok(ticket) => {
                     self.admitted.insert(call.place, ticket);
                     any = true;
@@ -164,17 +164,17 @@ mod tests {
     #[test]
     fn a_caller_that_leaves_the_line_is_never_admitted() {
         let mut mux = Mux::new(MuxConfig::fifo().max_in_flight(1)).unwrap();
-        mux.start("holder", 0, None).unwrap();
+        mux.admit("holder", 0, None).unwrap();
         let mut gate = Gate::new();
         gate.park("a", 1, None);
         let b = gate.park("b", 2, None);
         gate.park("c", 3, None);
         assert_eq!(gate.leave(b), Left::Waiting);
         assert_eq!(written(&mut mux), ["holder"]);
-        assert_eq!(mux.handle_reply(None), crate::Delivery::Caller(0));
+        assert_eq!(mux.handle_reply(None), crate::Recipient::Caller(0));
         assert!(gate.admit(&mut mux, Instant::now()));
         assert_eq!(written(&mut mux), ["a"]);
-        assert_eq!(mux.handle_reply(None), crate::Delivery::Caller(1));
+        assert_eq!(mux.handle_reply(None), crate::Recipient::Caller(1));
         assert!(gate.admit(&mut mux, Instant::now()));
         assert_eq!(written(&mut mux), ["c"]);
         assert_eq!(gate.drain(), Vec::<u8>::new());

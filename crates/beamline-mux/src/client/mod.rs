@@ -313,7 +313,7 @@ where
         }
         let (request, waiter) = if st.gate.is_empty() {
             let idle = !st.mux.has_transmit();
-            match st.mux.start(request, waiter, deadline) {
+            match st.mux.admit(request, waiter, deadline) {
                 Ok(ticket) => {
                     call.place = Some(Place::Admitted(ticket));
                     drop(st);

@@ -64,14 +64,14 @@ impl MuxConfig {
     }
 
     /// At most `n` live requests (queued or written, not yet answered): the bound that
-    /// [`StartError::Full`](crate::StartError::Full) enforces.
+    /// [`AdmitError::Full`](crate::AdmitError::Full) enforces.
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n;
         self
     }
 
     /// At most `n` abandoned requests (quarantined ids, or FIFO replies still to be
-    /// discarded) before new requests are [`Blocked`](crate::StartError::Blocked) until
+    /// discarded) before new requests are [`Blocked`](crate::AdmitError::Blocked) until
     /// late answers arrive or quarantines age out. Live requests can still be abandoned past
     /// it, so the table never holds more than `max_abandoned + max_in_flight` abandoned
     /// entries. Why: a peer that stops answering must not make the table grow without limit

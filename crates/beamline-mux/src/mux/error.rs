@@ -1,10 +1,10 @@
 use std::fmt;
 
-/// Why [`Mux::start`](crate::Mux::start) did not admit a request. The request and its
+/// Why [`Mux::admit`](crate::Mux::admit) did not admit a request. The request and its
 /// waiter come back untouched ([`into_parts`](Self::into_parts)), so nothing is lost.
 #[derive(thiserror::Error)]
 #[non_exhaustive]
-pub enum StartError<R, T> {
+pub enum AdmitError<R, T> {
     /// `max_in_flight` requests are live: wait for one to finish (the client driver's callers
     /// wait on a semaphore before they get here, so they never see this).
     #[error("{max_in_flight} requests in flight: the bound is reached")]
@@ -29,28 +29,28 @@ pub enum StartError<R, T> {
     },
 }
 
-impl<R, T> StartError<R, T> {
+impl<R, T> AdmitError<R, T> {
     /// The request and waiter that were refused.
     pub fn into_parts(self) -> (R, T) {
         match self {
-            StartError::Full {
+            AdmitError::Full {
                 request, waiter, ..
             }
-            | StartError::Blocked {
+            | AdmitError::Blocked {
                 request, waiter, ..
             } => (request, waiter),
         }
     }
 }
 
-impl<R, T> fmt::Debug for StartError<R, T> {
+impl<R, T> fmt::Debug for AdmitError<R, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::Full { max_in_flight, .. } => f
+            AdmitError::Full { max_in_flight, .. } => f
                 .debug_struct("Full")
                 .field("max_in_flight", max_in_flight)
                 .finish_non_exhaustive(),
-            StartError::Blocked { abandoned, .. } => f
+            AdmitError::Blocked { abandoned, .. } => f
                 .debug_struct("Blocked")
                 .field("abandoned", abandoned)
                 .finish_non_exhaustive(),

@@ -13,10 +13,10 @@ pub use config::{
     ConfigError, DEFAULT_ABANDON_TIMEOUT, DEFAULT_MAX_ABANDONED, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_QUARANTINE, Mode, MuxConfig,
 };
-pub use error::StartError;
+pub use error::AdmitError;
 #[cfg(feature = "driver")]
 pub(crate) use ids::IdHasher;
-pub use outcome::{Cancelled, Delivery, Expired, Fired, Lost, MuxStats, Ticket, Transmit};
+pub use outcome::{Cancelled, Expired, Fired, Lost, MuxStats, Recipient, Ticket, Transmit};
 
 use std::mem;
 use std::time::Instant;
@@ -33,7 +33,7 @@ enum Table<R, T> {
 
 /// The sans-IO multiplexer core: a table of in-flight requests over one connection.
 ///
-/// It never touches a socket or a clock. A driver feeds it inputs (`start`, `cancel`,
+/// It never touches a socket or a clock. A driver feeds it inputs (`admit`, `cancel`,
 /// `handle_reply`, `handle_timeout`, `connection_lost`, each time-dependent one with a
 /// `now`), and takes outputs from it (`poll_transmit` for what to write, `poll_timeout` for
 /// when to call back). `R` is the request type, held until it is written; `T` is whatever the
@@ -50,8 +50,8 @@ enum Table<R, T> {
 ///   arrives (dropped, counted) or the age limit passes; a cancel message is queued where
 ///   the protocol has one.
 /// - **In-flight requests are bounded:** at most `max_in_flight` live requests
-///   ([`StartError::Full`] beyond), and at most `max_abandoned` abandoned ones
-///   ([`StartError::Blocked`] beyond), so a silent peer cannot make the table grow.
+///   ([`AdmitError::Full`] beyond), and at most `max_abandoned` abandoned ones
+///   ([`AdmitError::Blocked`] beyond), so a silent peer cannot make the table grow.
 /// - **Deadlines are exact:** [`handle_timeout`](Self::handle_timeout) fails each request
 ///   whose deadline is at or before `now`, saying whether it had been handed out.
 /// - **FIFO mode never waits for ever behind a lost reply:** a request abandoned after it
@@ -64,14 +64,14 @@ enum Table<R, T> {
 /// # Examples
 ///
 /// ```
-/// use beamline_mux::{Delivery, Mux, MuxConfig, Transmit};
+/// use beamline_mux::{Recipient, Mux, MuxConfig, Transmit};
 ///
 /// let mut mux: Mux<&str, &str> = Mux::new(MuxConfig::ids())?;
-/// let ticket = mux.start("GET /", "caller A", None).map_err(|e| e.to_string())?;
+/// let ticket = mux.admit("GET /", "caller A", None).map_err(|e| e.to_string())?;
 /// let Some(Transmit::Request { ticket: t, request }) = mux.poll_transmit(0) else { panic!() };
 /// assert_eq!((t, request), (ticket, "GET /"));
 /// // ... the driver writes it with id `ticket.tag()`; later a reply with that id arrives:
-/// assert_eq!(mux.handle_reply(ticket.tag()), Delivery::Caller("caller A"));
+/// assert_eq!(mux.handle_reply(ticket.tag()), Recipient::Caller("caller A"));
 /// assert_eq!(mux.in_flight(), 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -169,24 +169,24 @@ impl<R, T> Mux<R, T> {
     /// Admits `request`, to be answered through `waiter`, failing at `deadline` if given.
     ///
     /// # Errors
-    /// [`StartError::Full`] at `max_in_flight` live requests; [`StartError::Blocked`] when
+    /// [`AdmitError::Full`] at `max_in_flight` live requests; [`AdmitError::Blocked`] when
     /// abandoned requests reach `max_abandoned` or no id is free. Both give the request and
     /// waiter back.
-    pub fn start(
+    pub fn admit(
         &mut self,
         request: R,
         waiter: T,
         deadline: Option<Instant>,
-    ) -> Result<Ticket, StartError<R, T>> {
+    ) -> Result<Ticket, AdmitError<R, T>> {
         if self.live >= self.config.max_in_flight {
-            return Err(StartError::Full {
+            return Err(AdmitError::Full {
                 request,
                 waiter,
                 max_in_flight: self.config.max_in_flight,
             });
         }
         if self.abandoned >= self.config.max_abandoned {
-            return Err(StartError::Blocked {
+            return Err(AdmitError::Blocked {
                 request,
                 waiter,
                 abandoned: self.abandoned,
@@ -195,7 +195,7 @@ impl<R, T> Mux<R, T> {
         let ticket = match &mut self.table {
             Table::Ids(table) => {
                 let Some(tag) = table.allocate() else {
-                    return Err(StartError::Blocked {
+                    return Err(AdmitError::Blocked {
                         request,
                         waiter,
                         abandoned: self.abandoned,
@@ -257,7 +257,7 @@ impl<R, T> Mux<R, T> {
 
     /// A reply arrived, carrying `tag` (id mode; ignored in FIFO mode, where a reply
     /// answers the oldest written request).
-    pub fn handle_reply(&mut self, tag: Option<u32>) -> Delivery<T> {
+    pub fn handle_reply(&mut self, tag: Option<u32>) -> Recipient<T> {
         let ticket = match &mut self.table {
             Table::Ids(table) => {
                 let seq = tag.and_then(|tag| table.seq_of(tag));
@@ -268,7 +268,7 @@ impl<R, T> Mux<R, T> {
                     },
                     _ => {
                         self.stats.stray_replies += 1;
-                        return Delivery::Stray;
+                        return Recipient::Stray;
                     }
                 }
             }
@@ -277,21 +277,21 @@ impl<R, T> Mux<R, T> {
                 self.abandoned -= trimmed;
                 match queue.front_seq() {
                     Some(seq) => Ticket { seq, tag: None },
-                    None => return Delivery::Unsolicited,
+                    None => return Recipient::Unsolicited,
                 }
             }
         };
         match self.apply(ticket, Event::Reply, false) {
-            Some(Effect::Deliver(waiter)) => Delivery::Caller(waiter),
+            Some(Effect::Deliver(waiter)) => Recipient::Caller(waiter),
             Some(Effect::Late) => {
                 self.stats.late_replies += 1;
-                Delivery::Late
+                Recipient::Late
             }
             _ if ticket.tag.is_some() => {
                 self.stats.stray_replies += 1;
-                Delivery::Stray
+                Recipient::Stray
             }
-            _ => Delivery::Unsolicited,
+            _ => Recipient::Unsolicited,
         }
     }
 

@@ -1,5 +1,5 @@
 //! What the core hands its driver: the [`Ticket`] of an admitted request, the frames to
-//! [`Transmit`], where a reply goes ([`Delivery`]), what a timer [`Fired`], and the counters
+//! [`Transmit`], where a reply goes ([`Recipient`]), what a timer [`Fired`], and the counters
 //! ([`MuxStats`]).
 
 use std::time::Duration;
@@ -42,7 +42,7 @@ pub enum Transmit<R> {
 /// Whom a reply goes to, from [`Mux::handle_reply`](crate::Mux::handle_reply).
 #[derive(Debug, PartialEq, Eq)]
 #[allow(clippy::exhaustive_enums)] // closed on purpose: a driver must handle every output of the sans-IO core
-pub enum Delivery<T> {
+pub enum Recipient<T> {
     /// The reply belongs to this live request: hand it to its waiter.
     Caller(T),
     /// The reply belongs to a request whose caller gave up: drop it. Counted in

@@ -30,35 +30,35 @@ fn expire<R, T: std::fmt::Debug>(mux: &mut Mux<R, T>, now: Instant) -> Option<Ex
     }
 }
 
-fn start<R, T>(mux: &mut Mux<R, T>, request: R, waiter: T) -> Ticket {
-    mux.start(request, waiter, None)
-        .unwrap_or_else(|e| panic!("start refused: {e}"))
+fn admit<R, T>(mux: &mut Mux<R, T>, request: R, waiter: T) -> Ticket {
+    mux.admit(request, waiter, None)
+        .unwrap_or_else(|e| panic!("admission refused: {e}"))
 }
 
 #[test]
 fn replies_reach_their_callers_in_any_order() {
     let mut mux = Mux::new(MuxConfig::ids()).unwrap();
-    let a = start(&mut mux, "a", 1);
-    let b = start(&mut mux, "b", 2);
-    let c = start(&mut mux, "c", 3);
+    let a = admit(&mut mux, "a", 1);
+    let b = admit(&mut mux, "b", 2);
+    let c = admit(&mut mux, "c", 3);
     let mut offset = 0;
     assert_eq!(drain_requests(&mut mux, &mut offset).len(), 3);
-    assert_eq!(mux.handle_reply(b.tag()), Delivery::Caller(2));
-    assert_eq!(mux.handle_reply(c.tag()), Delivery::Caller(3));
-    assert_eq!(mux.handle_reply(a.tag()), Delivery::Caller(1));
+    assert_eq!(mux.handle_reply(b.tag()), Recipient::Caller(2));
+    assert_eq!(mux.handle_reply(c.tag()), Recipient::Caller(3));
+    assert_eq!(mux.handle_reply(a.tag()), Recipient::Caller(1));
     assert_eq!(mux.in_flight(), 0);
-    assert_eq!(mux.handle_reply(a.tag()), Delivery::Stray);
+    assert_eq!(mux.handle_reply(a.tag()), Recipient::Stray);
     assert_eq!(mux.stats().stray_replies, 1);
 }
 
 #[test]
 fn the_in_flight_bound_refuses_the_next_request_and_gives_it_back() {
     let mut mux = Mux::new(MuxConfig::ids().max_in_flight(2)).unwrap();
-    start(&mut mux, "a", 1);
-    let b = start(&mut mux, "b", 2);
-    match mux.start("c", 3, None) {
+    admit(&mut mux, "a", 1);
+    let b = admit(&mut mux, "b", 2);
+    match mux.admit("c", 3, None) {
         Err(
-            e @ StartError::Full {
+            e @ AdmitError::Full {
                 max_in_flight: 2, ..
             },
         ) => {
@@ -71,13 +71,13 @@ fn the_in_flight_bound_refuses_the_next_request_and_gives_it_back() {
     drain_requests(&mut mux, &mut offset);
     mux.cancel(b, Instant::now());
     assert_eq!(mux.in_flight(), 1);
-    start(&mut mux, "c", 3);
+    admit(&mut mux, "c", 3);
 }
 
 #[test]
 fn a_late_reply_to_a_cancelled_request_is_dropped_and_counted() {
     let mut mux = Mux::new(MuxConfig::ids()).unwrap();
-    let a = start(&mut mux, "a", 1);
+    let a = admit(&mut mux, "a", 1);
     let mut offset = 0;
     drain_requests(&mut mux, &mut offset);
     let now = Instant::now();
@@ -92,7 +92,7 @@ fn a_late_reply_to_a_cancelled_request_is_dropped_and_counted() {
         Some(Transmit::Cancel { tag }) if Some(tag) == a.tag()
     ));
     assert_eq!(mux.abandoned(), 1);
-    assert_eq!(mux.handle_reply(a.tag()), Delivery::Late);
+    assert_eq!(mux.handle_reply(a.tag()), Recipient::Late);
     assert_eq!(mux.abandoned(), 0);
     let stats = mux.stats();
     assert_eq!((stats.late_replies, stats.cancelled), (1, 1));
@@ -101,8 +101,8 @@ fn a_late_reply_to_a_cancelled_request_is_dropped_and_counted() {
 #[test]
 fn a_request_cancelled_before_it_was_written_is_never_written() {
     let mut mux = Mux::new(MuxConfig::ids()).unwrap();
-    let a = start(&mut mux, "a", 1);
-    start(&mut mux, "b", 2);
+    let a = admit(&mut mux, "a", 1);
+    admit(&mut mux, "b", 2);
     assert_eq!(mux.cancel(a, Instant::now()), Cancelled::Forgotten);
     assert_eq!(mux.abandoned(), 0, "nothing to wait for");
     let mut offset = 0;
@@ -121,7 +121,7 @@ fn quarantined_ids_are_skipped_on_wraparound_until_their_late_answer() {
     let t0 = Instant::now();
     let mut offset = 0;
     let first = mux
-        .start("slow", 0, Some(t0 + Duration::from_secs(1)))
+        .admit("slow", 0, Some(t0 + Duration::from_secs(1)))
         .unwrap();
     assert_eq!(first.tag(), Some(0));
     drain_requests(&mut mux, &mut offset);
@@ -131,17 +131,17 @@ fn quarantined_ids_are_skipped_on_wraparound_until_their_late_answer() {
     // Go round the id space twice: tag 0 is never handed out again.
     let mut tags = Vec::new();
     for i in 0..6 {
-        let t = start(&mut mux, "fast", i);
+        let t = admit(&mut mux, "fast", i);
         tags.push(t.tag().unwrap());
         drain_requests(&mut mux, &mut offset);
-        assert_eq!(mux.handle_reply(t.tag()), Delivery::Caller(i));
+        assert_eq!(mux.handle_reply(t.tag()), Recipient::Caller(i));
     }
     assert_eq!(tags, [1, 2, 3, 1, 2, 3]);
     // The late answer finally arrives: dropped, and tag 0 is free again.
-    assert_eq!(mux.handle_reply(Some(0)), Delivery::Late);
+    assert_eq!(mux.handle_reply(Some(0)), Recipient::Late);
     let tags: Vec<u32> = (0..4)
         .map(|i| {
-            let t = start(&mut mux, "x", i);
+            let t = admit(&mut mux, "x", i);
             mux.cancel(t, t0);
             t.tag().unwrap()
         })
@@ -157,7 +157,7 @@ fn a_quarantine_ends_at_its_age_limit() {
     let config = MuxConfig::ids().quarantine(age).abandon_timeout(age / 3);
     let mut mux = Mux::new(config).unwrap();
     let t0 = Instant::now();
-    let a = start(&mut mux, "a", 1);
+    let a = admit(&mut mux, "a", 1);
     let mut offset = 0;
     drain_requests(&mut mux, &mut offset);
     mux.cancel(a, t0);
@@ -170,20 +170,20 @@ fn a_quarantine_ends_at_its_age_limit() {
     assert_eq!(mux.stats().abandon_expired, 0);
     assert_eq!(mux.poll_timeout(), None);
     // The very late answer now finds no one.
-    assert_eq!(mux.handle_reply(a.tag()), Delivery::Stray);
+    assert_eq!(mux.handle_reply(a.tag()), Recipient::Stray);
 }
 
 #[test]
 fn a_queued_cancel_is_not_sent_once_its_tag_went_to_another_request() {
     let mut mux = Mux::new(ids(0).max_in_flight(1)).unwrap();
     let now = Instant::now();
-    let a = start(&mut mux, "a", 1);
+    let a = admit(&mut mux, "a", 1);
     let mut offset = 0;
     drain_requests(&mut mux, &mut offset);
     mux.cancel(a, now);
     // The late answer comes before the cancel is written; tag 0 is reused at once.
-    assert_eq!(mux.handle_reply(Some(0)), Delivery::Late);
-    let b = start(&mut mux, "b", 2);
+    assert_eq!(mux.handle_reply(Some(0)), Recipient::Late);
+    let b = admit(&mut mux, "b", 2);
     assert_eq!(b.tag(), Some(0));
     let mut out = Vec::new();
     while let Some(t) = mux.poll_transmit(offset) {
@@ -200,18 +200,18 @@ fn too_many_abandoned_requests_block_new_ones_until_answers_arrive() {
     let mut offset = 0;
     let mut tickets = Vec::new();
     for i in 0..2 {
-        tickets.push(start(&mut mux, "a", i));
+        tickets.push(admit(&mut mux, "a", i));
     }
     drain_requests(&mut mux, &mut offset);
     for t in &tickets {
         mux.cancel(*t, now);
     }
-    match mux.start("b", 9, None) {
-        Err(StartError::Blocked { abandoned: 2, .. }) => {}
+    match mux.admit("b", 9, None) {
+        Err(AdmitError::Blocked { abandoned: 2, .. }) => {}
         other => panic!("expected Blocked, got {other:?}"),
     }
-    assert_eq!(mux.handle_reply(tickets[0].tag()), Delivery::Late);
-    start(&mut mux, "b", 9);
+    assert_eq!(mux.handle_reply(tickets[0].tag()), Recipient::Late);
+    admit(&mut mux, "b", 9);
 }
 
 #[test]
@@ -219,14 +219,14 @@ fn a_full_id_space_blocks_new_requests() {
     let mut mux = Mux::new(ids(1).max_in_flight(2)).unwrap();
     let now = Instant::now();
     let mut offset = 0;
-    let a = start(&mut mux, "a", 1);
+    let a = admit(&mut mux, "a", 1);
     drain_requests(&mut mux, &mut offset);
     mux.cancel(a, now);
-    start(&mut mux, "b", 2);
+    admit(&mut mux, "b", 2);
     // One id live, one quarantined: none free, though in_flight is below its bound.
     assert!(matches!(
-        mux.start("c", 3, None),
-        Err(StartError::Blocked { .. })
+        mux.admit("c", 3, None),
+        Err(AdmitError::Blocked { .. })
     ));
 }
 
@@ -235,11 +235,11 @@ fn deadlines_fire_in_order_and_say_whether_the_request_went_out() {
     let mut mux = Mux::new(MuxConfig::ids()).unwrap();
     let t0 = Instant::now();
     let s = Duration::from_secs(1);
-    mux.start("a", 1, Some(t0 + 2 * s)).unwrap();
+    mux.admit("a", 1, Some(t0 + 2 * s)).unwrap();
     let mut offset = 0;
     drain_requests(&mut mux, &mut offset);
-    mux.start("b", 2, Some(t0 + s)).unwrap();
-    mux.start("c", 3, None).unwrap();
+    mux.admit("b", 2, Some(t0 + s)).unwrap();
+    mux.admit("c", 3, None).unwrap();
     assert_eq!(mux.poll_timeout(), Some(t0 + s));
     let first = expire(&mut mux, t0 + 3 * s).unwrap();
     assert_eq!((first.waiter, first.sent), (2, false));
@@ -262,11 +262,11 @@ fn a_finished_request_leaves_no_timer_behind() {
     let mut mux = Mux::new(MuxConfig::ids()).unwrap();
     let t0 = Instant::now();
     let a = mux
-        .start("a", 1, Some(t0 + Duration::from_secs(1)))
+        .admit("a", 1, Some(t0 + Duration::from_secs(1)))
         .unwrap();
     let mut offset = 0;
     drain_requests(&mut mux, &mut offset);
-    assert_eq!(mux.handle_reply(a.tag()), Delivery::Caller(1));
+    assert_eq!(mux.handle_reply(a.tag()), Recipient::Caller(1));
     assert_eq!(mux.poll_timeout(), None);
     assert!(expire(&mut mux, t0 + Duration::from_secs(5)).is_none());
 }
@@ -274,11 +274,11 @@ fn a_finished_request_leaves_no_timer_behind() {
 #[test]
 fn connection_loss_says_which_requests_were_written() {
     let mut mux = Mux::new(MuxConfig::ids()).unwrap();
-    start(&mut mux, "a", 1);
-    start(&mut mux, "b", 2);
+    admit(&mut mux, "a", 1);
+    admit(&mut mux, "b", 2);
     assert!(mux.poll_transmit(0).is_some());
     assert!(mux.poll_transmit(100).is_some());
-    start(&mut mux, "c", 3);
+    admit(&mut mux, "c", 3);
     // 100 bytes went out: all of "a", nothing of "b"; "c" was never taken.
     let mut lost: Vec<(u8, bool)> = mux
         .connection_lost(100)
@@ -293,48 +293,48 @@ fn connection_loss_says_which_requests_were_written() {
 #[test]
 fn a_failed_encode_frees_the_request_at_once() {
     let mut mux = Mux::new(MuxConfig::fifo()).unwrap();
-    start(&mut mux, "big", 1);
-    start(&mut mux, "ok", 2);
+    admit(&mut mux, "big", 1);
+    admit(&mut mux, "ok", 2);
     let Some(Transmit::Request { ticket, .. }) = mux.poll_transmit(0) else {
         panic!("nothing to transmit");
     };
     assert_eq!(mux.transmit_failed(ticket), Some(1));
     assert!(mux.poll_transmit(0).is_some());
     // The failed request expects no reply: the first reply is "ok"'s.
-    assert_eq!(mux.handle_reply(None), Delivery::Caller(2));
+    assert_eq!(mux.handle_reply(None), Recipient::Caller(2));
     assert_eq!((mux.in_flight(), mux.abandoned()), (0, 0));
 }
 
 #[test]
 fn fifo_discards_the_reply_of_a_cancelled_request_so_later_ones_do_not_shift() {
     let mut mux = Mux::new(MuxConfig::fifo()).unwrap();
-    let a = start(&mut mux, "a", 1);
-    start(&mut mux, "b", 2);
+    let a = admit(&mut mux, "a", 1);
+    admit(&mut mux, "b", 2);
     let mut offset = 0;
     drain_requests(&mut mux, &mut offset);
     mux.cancel(a, Instant::now());
     assert_eq!(mux.in_flight(), 1);
-    assert_eq!(mux.handle_reply(None), Delivery::Late);
-    assert_eq!(mux.handle_reply(None), Delivery::Caller(2));
-    assert_eq!(mux.handle_reply(None), Delivery::Unsolicited);
+    assert_eq!(mux.handle_reply(None), Recipient::Late);
+    assert_eq!(mux.handle_reply(None), Recipient::Caller(2));
+    assert_eq!(mux.handle_reply(None), Recipient::Unsolicited);
 }
 
 #[test]
 fn fifo_forgets_a_request_cancelled_before_it_was_written() {
     let mut mux = Mux::new(MuxConfig::fifo()).unwrap();
     let mut offset = 0;
-    start(&mut mux, "a", 1);
+    admit(&mut mux, "a", 1);
     drain_requests(&mut mux, &mut offset);
-    let b = start(&mut mux, "b", 2);
-    start(&mut mux, "c", 3);
+    let b = admit(&mut mux, "b", 2);
+    admit(&mut mux, "c", 3);
     assert_eq!(mux.cancel(b, Instant::now()), Cancelled::Forgotten);
     let written: Vec<_> = drain_requests(&mut mux, &mut offset)
         .into_iter()
         .map(|(_, r)| r)
         .collect();
     assert_eq!(written, ["c"]);
-    assert_eq!(mux.handle_reply(None), Delivery::Caller(1));
-    assert_eq!(mux.handle_reply(None), Delivery::Caller(3));
+    assert_eq!(mux.handle_reply(None), Recipient::Caller(1));
+    assert_eq!(mux.handle_reply(None), Recipient::Caller(3));
     assert_eq!((mux.in_flight(), mux.abandoned()), (0, 0));
 }
 
@@ -343,8 +343,8 @@ fn fifo_timeouts_keep_the_position_until_the_late_reply() {
     let age = Duration::from_secs(10);
     let mut mux = Mux::new(MuxConfig::fifo().abandon_timeout(age)).unwrap();
     let t0 = Instant::now();
-    mux.start("a", 1, Some(t0)).unwrap();
-    start(&mut mux, "b", 2);
+    mux.admit("a", 1, Some(t0)).unwrap();
+    admit(&mut mux, "b", 2);
     let mut offset = 0;
     drain_requests(&mut mux, &mut offset);
     let e = expire(&mut mux, t0).unwrap();
@@ -354,8 +354,8 @@ fn fifo_timeouts_keep_the_position_until_the_late_reply() {
         Some(t0 + age),
         "the abandon timeout runs"
     );
-    assert_eq!(mux.handle_reply(None), Delivery::Late);
-    assert_eq!(mux.handle_reply(None), Delivery::Caller(2));
+    assert_eq!(mux.handle_reply(None), Recipient::Late);
+    assert_eq!(mux.handle_reply(None), Recipient::Caller(2));
     // The late reply came in time: nothing is left to fire.
     assert_eq!(mux.poll_timeout(), None);
     assert!(mux.handle_timeout(t0 + 2 * age).is_none());
@@ -369,11 +369,11 @@ fn fifo_an_abandoned_reply_that_never_comes_wedges_the_connection() {
     let age = Duration::from_secs(4);
     let mut mux = Mux::new(MuxConfig::fifo().abandon_timeout(age)).unwrap();
     let t0 = Instant::now();
-    let blpop = start(&mut mux, "BLPOP k 0", 1);
-    start(&mut mux, "GET a", 2);
+    let blpop = admit(&mut mux, "BLPOP k 0", 1);
+    admit(&mut mux, "GET a", 2);
     let mut offset = 0;
     drain_requests(&mut mux, &mut offset);
-    start(&mut mux, "GET b", 3);
+    admit(&mut mux, "GET b", 3);
     // The caller of BLPOP gives up (dropped, no deadline of its own) one second in.
     let abandoned_at = t0 + Duration::from_secs(1);
     assert_eq!(
@@ -406,9 +406,9 @@ fn fifo_an_abandoned_reply_that_never_comes_wedges_the_connection() {
 #[test]
 fn a_reply_before_any_request_was_written_is_unsolicited_in_fifo_mode() {
     let mut mux: Mux<&str, u8> = Mux::new(MuxConfig::fifo()).unwrap();
-    assert_eq!(mux.handle_reply(None), Delivery::Unsolicited);
-    start(&mut mux, "a", 1);
-    assert_eq!(mux.handle_reply(None), Delivery::Unsolicited);
+    assert_eq!(mux.handle_reply(None), Recipient::Unsolicited);
+    admit(&mut mux, "a", 1);
+    assert_eq!(mux.handle_reply(None), Recipient::Unsolicited);
     assert_eq!(mux.in_flight(), 1, "the unsent request is untouched");
 }
 
@@ -489,12 +489,12 @@ fn run_model(fifo: bool, max_tag: u32, ops: Vec<Op>) -> Result<(), TestCaseError
                 let deadline = next_request
                     .is_multiple_of(3)
                     .then(|| now + Duration::from_secs(2));
-                match mux.start(next_request, next_request, deadline) {
+                match mux.admit(next_request, next_request, deadline) {
                     Ok(ticket) => callers.push((next_request, ticket)),
-                    Err(StartError::Full { .. }) => {
+                    Err(AdmitError::Full { .. }) => {
                         prop_assert_eq!(callers.len(), max_in_flight);
                     }
-                    Err(StartError::Blocked { .. }) => {}
+                    Err(AdmitError::Blocked { .. }) => {}
                 }
                 next_request += 1;
             }
@@ -517,7 +517,7 @@ fn run_model(fifo: bool, max_tag: u32, ops: Vec<Op>) -> Result<(), TestCaseError
                 let i = if fifo { 0 } else { n % at_peer.len() };
                 let (tag, request) = at_peer.remove(i);
                 match mux.handle_reply(tag) {
-                    Delivery::Caller(waiter) => {
+                    Recipient::Caller(waiter) => {
                         prop_assert_eq!(waiter, request, "reply went to the wrong caller");
                         let pos = callers.iter().position(|(r, _)| *r == waiter);
                         prop_assert!(pos.is_some());
@@ -525,7 +525,7 @@ fn run_model(fifo: bool, max_tag: u32, ops: Vec<Op>) -> Result<(), TestCaseError
                             callers.remove(pos);
                         }
                     }
-                    Delivery::Late => {
+                    Recipient::Late => {
                         prop_assert!(!callers.iter().any(|(r, _)| *r == request));
                     }
                     other => prop_assert!(false, "unexpected {:?}", other),
@@ -574,8 +574,8 @@ fn run_model(fifo: bool, max_tag: u32, ops: Vec<Op>) -> Result<(), TestCaseError
     }
     for (tag, request) in at_peer {
         match mux.handle_reply(tag) {
-            Delivery::Caller(w) => prop_assert_eq!(w, request),
-            Delivery::Late => {}
+            Recipient::Caller(w) => prop_assert_eq!(w, request),
+            Recipient::Late => {}
             other => prop_assert!(false, "unexpected {:?} while draining", other),
         }
     }
@@ -602,7 +602,7 @@ fn ten_thousand_ids_in_a_row_stay_o1() {
     let mut mux: Mux<(), u32> = Mux::new(ids(20_000).max_in_flight(10_000)).unwrap();
     let mut seen = HashMap::new();
     for i in 0..10_000 {
-        let t = start(&mut mux, (), i);
+        let t = admit(&mut mux, (), i);
         assert!(seen.insert(t.tag().unwrap(), i).is_none());
     }
     assert_eq!(mux.in_flight(), 10_000);
