@@ -535,61 +535,53 @@ fn set_gauge(metric: &'static str, name: &str, value: f64) {
 }
 
 #[cfg(feature = "server")]
+#[allow(clippy::cast_precision_loss)]
 fn publish_server(name: &str, s: &crate::server::ServerStats) {
-    set_counter(
-        "beamline_server_connections_accepted_total",
-        name,
-        s.accepted,
-    );
-    #[allow(clippy::cast_precision_loss)]
     set_gauge("beamline_server_connections_active", name, s.active as f64);
-    set_counter(
-        "beamline_server_connections_rejected_total",
-        name,
-        s.rejected,
-    );
-    set_counter("beamline_server_connections_closed_total", name, s.closed);
-    set_counter("beamline_server_connections_errored_total", name, s.errored);
-    set_counter(
-        "beamline_server_connections_panicked_total",
-        name,
-        s.panicked,
-    );
-    set_counter("beamline_server_connections_killed_total", name, s.killed);
-    set_counter(
-        "beamline_server_handshake_failures_total",
-        name,
-        s.handshake_failures,
-    );
-    set_counter("beamline_server_accept_errors_total", name, s.accept_errors);
-    set_counter("beamline_server_send_timeouts_total", name, s.send_timeouts);
-    set_counter(
-        "beamline_server_proxy_failures_total",
-        name,
-        s.proxy_failures,
-    );
-    set_counter("beamline_server_received_bytes_total", name, s.bytes_in);
-    set_counter("beamline_server_sent_bytes_total", name, s.bytes_out);
+    for (metric, value) in [
+        ("beamline_server_connections_accepted_total", s.accepted),
+        ("beamline_server_connections_rejected_total", s.rejected),
+        ("beamline_server_connections_closed_total", s.closed),
+        ("beamline_server_connections_errored_total", s.errored),
+        ("beamline_server_connections_panicked_total", s.panicked),
+        ("beamline_server_connections_killed_total", s.killed),
+        (
+            "beamline_server_handshake_failures_total",
+            s.handshake_failures,
+        ),
+        ("beamline_server_accept_errors_total", s.accept_errors),
+        ("beamline_server_send_timeouts_total", s.send_timeouts),
+        ("beamline_server_proxy_failures_total", s.proxy_failures),
+        ("beamline_server_received_bytes_total", s.bytes_in),
+        ("beamline_server_sent_bytes_total", s.bytes_out),
+    ] {
+        set_counter(metric, name, value);
+    }
 }
 
 #[cfg(feature = "pool")]
 #[allow(clippy::cast_precision_loss)]
 fn publish_pool(name: &str, m: &crate::pool::PoolMetrics) {
-    set_gauge("beamline_pool_max_size", name, m.max_size as f64);
-    set_gauge("beamline_pool_connections", name, m.size as f64);
-    set_gauge("beamline_pool_connections_idle", name, m.idle as f64);
-    set_gauge("beamline_pool_connections_in_use", name, m.in_use as f64);
-    set_gauge("beamline_pool_users", name, m.users as f64);
-    set_gauge("beamline_pool_connecting", name, m.connecting as f64);
-    set_gauge("beamline_pool_waiters", name, m.waiters as f64);
-    set_counter("beamline_pool_checkouts_total", name, m.checkouts);
-    set_counter("beamline_pool_checkout_timeouts_total", name, m.timeouts);
-    set_counter("beamline_pool_connections_created_total", name, m.created);
-    set_counter(
-        "beamline_pool_connect_failures_total",
-        name,
-        m.connect_failures,
-    );
+    for (metric, value) in [
+        ("beamline_pool_max_size", m.max_size),
+        ("beamline_pool_connections", m.size),
+        ("beamline_pool_connections_idle", m.idle),
+        ("beamline_pool_connections_in_use", m.in_use),
+        ("beamline_pool_users", m.users),
+        ("beamline_pool_connecting", m.connecting),
+        ("beamline_pool_waiters", m.waiters),
+    ] {
+        set_gauge(metric, name, value as f64);
+    }
+    for (metric, value) in [
+        ("beamline_pool_checkouts_total", m.checkouts),
+        ("beamline_pool_checkout_timeouts_total", m.timeouts),
+        ("beamline_pool_connections_created_total", m.created),
+        ("beamline_pool_connect_failures_total", m.connect_failures),
+        ("beamline_pool_connections_detached_total", m.detached),
+    ] {
+        set_counter(metric, name, value);
+    }
     for (reason, count) in m.closed.iter() {
         counter!(
             "beamline_pool_connections_closed_total",
@@ -598,7 +590,6 @@ fn publish_pool(name: &str, m: &crate::pool::PoolMetrics) {
         )
         .absolute(count);
     }
-    set_counter("beamline_pool_connections_detached_total", name, m.detached);
 }
 
 #[cfg(feature = "mux")]
@@ -606,20 +597,19 @@ fn publish_pool(name: &str, m: &crate::pool::PoolMetrics) {
 fn publish_mux(name: &str, s: &crate::mux::MuxStats) {
     set_gauge("beamline_mux_in_flight", name, s.in_flight as f64);
     set_gauge("beamline_mux_abandoned", name, s.abandoned as f64);
-    set_counter("beamline_mux_late_replies_total", name, s.late_replies);
-    set_counter("beamline_mux_stray_replies_total", name, s.stray_replies);
-    set_counter("beamline_mux_timed_out_total", name, s.timed_out);
-    set_counter("beamline_mux_cancelled_total", name, s.cancelled);
-    set_counter(
-        "beamline_mux_quarantine_expired_total",
-        name,
-        s.quarantine_expired,
-    );
-    set_counter(
-        "beamline_mux_abandon_expired_total",
-        name,
-        s.abandon_expired,
-    );
+    for (metric, value) in [
+        ("beamline_mux_late_replies_total", s.late_replies),
+        ("beamline_mux_stray_replies_total", s.stray_replies),
+        ("beamline_mux_timed_out_total", s.timed_out),
+        ("beamline_mux_cancelled_total", s.cancelled),
+        (
+            "beamline_mux_quarantine_expired_total",
+            s.quarantine_expired,
+        ),
+        ("beamline_mux_abandon_expired_total", s.abandon_expired),
+    ] {
+        set_counter(metric, name, value);
+    }
 }
 
 #[cfg(feature = "reconnect")]
