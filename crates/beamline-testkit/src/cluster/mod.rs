@@ -39,8 +39,11 @@ pub struct Failover {
     pub from: SocketAddr,
     /// The slot's primary after.
     pub to: SocketAddr,
-    /// From the kill (or the `CLUSTER FAILOVER`) until every live node agreed on the new
-    /// primary and reported `cluster_state:ok`.
+    /// When the old primary was dead (its process reaped), or the `CLUSTER FAILOVER` was
+    /// sent: a request started later cannot have been answered by the old primary.
+    pub at: Instant,
+    /// From `at` until every live node agreed on the new primary and reported
+    /// `cluster_state:ok`.
     pub took: Duration,
 }
 
@@ -320,8 +323,8 @@ impl RedisCluster {
     /// If no replica takes over in time (with the nodes' log tails).
     pub fn kill_primary(&self, slot: u16) -> Failover {
         let from = self.primary_of(slot);
-        let started = Instant::now();
         self.kill(from);
+        let at = Instant::now();
         self.wait_until(
             "a replica to take over after kill -9 of its primary",
             |view| owner(view, slot).is_some_and(|owner| owner != from),
@@ -329,7 +332,8 @@ impl RedisCluster {
         Failover {
             from,
             to: self.primary_of(slot),
-            took: started.elapsed(),
+            at,
+            took: at.elapsed(),
         }
     }
 
@@ -345,7 +349,7 @@ impl RedisCluster {
         let Some(&replica) = range.replicas.first() else {
             panic!("the primary of slot {slot} has no replica to fail over to");
         };
-        let started = Instant::now();
+        let at = Instant::now();
         let reply = self.command(replica, &["CLUSTER", "FAILOVER"]);
         assert!(reply.is_ok(), "CLUSTER FAILOVER on {replica}: {reply:?}");
         let from = range.primary;
@@ -359,7 +363,8 @@ impl RedisCluster {
         Failover {
             from,
             to: replica,
-            took: started.elapsed(),
+            at,
+            took: at.elapsed(),
         }
     }
 
