@@ -72,6 +72,17 @@ pub(crate) struct Counters {
     pub(crate) resent: AtomicU64,
 }
 
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// The primary of the slot, by the current map.
+    Slot(u16),
+    /// Any primary (a keyless command).
+    AnyPrimary,
+    /// This node (one part of a command sent to every primary).
+    Node(Arc<str>),
+}
+
 /// Everything the handles share.
 pub(crate) struct Inner {
     pub(crate) config: ClusterBuilder,
@@ -256,16 +267,17 @@ impl Inner {
             .clone()
     }
 
-    /// Where a request for `slot` goes (a keyless one: any primary).
-    pub(crate) fn route(&self, slot: Option<u16>) -> Option<Arc<str>> {
+    /// Which node `route` names now.
+    pub(crate) fn route(&self, route: &Route) -> Option<Arc<str>> {
         let map = self.map();
-        match slot {
-            Some(slot) => map.primary(slot).cloned(),
-            None => {
+        match route {
+            Route::Slot(slot) => map.primary(*slot).cloned(),
+            Route::AnyPrimary => {
                 let primaries: Vec<&Arc<str>> = map.primaries().collect();
                 let pick = self.random(primaries.len());
                 primaries.get(pick).copied().cloned()
             }
+            Route::Node(node) => Some(node.clone()),
         }
     }
 

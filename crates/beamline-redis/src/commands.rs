@@ -29,8 +29,10 @@ pub(crate) enum Merge {
     Array,
     /// The integers added up (`DEL`, `EXISTS`, `UNLINK`, `TOUCH`).
     Sum,
-    /// `+OK` when every part answered `+OK` (`MSET`).
+    /// `+OK` when every part answered `+OK` (`MSET`, `FLUSHALL`).
     Ok,
+    /// The first part's answer, every part answering the same (`SCRIPT LOAD`'s SHA).
+    First,
 }
 
 /// What the client knows about one command.
@@ -216,6 +218,29 @@ pub(crate) fn changes_connection_state(command: &Command) -> bool {
         .any(|known| known.as_bytes().eq_ignore_ascii_case(name))
 }
 
+/// Whether `command` goes to every primary, and how the answers merge: `DBSIZE` (added
+/// up), `FLUSHALL` and `FLUSHDB` (`+OK` from all), `SCRIPT LOAD` (the SHA, so that
+/// `EVALSHA` finds the script on whichever node its keys live) and `SCRIPT FLUSH`. Every
+/// other keyless command goes to one primary.
+pub(crate) fn fan_out(command: &Command) -> Option<Merge> {
+    let mut args = command.args();
+    let name = args.next()?;
+    let is = |word: &[u8], known: &str| word.eq_ignore_ascii_case(known.as_bytes());
+    if is(name, "DBSIZE") {
+        Some(Merge::Sum)
+    } else if is(name, "FLUSHALL") || is(name, "FLUSHDB") {
+        Some(Merge::Ok)
+    } else if is(name, "SCRIPT") {
+        match args.next() {
+            Some(sub) if is(sub, "LOAD") => Some(Merge::First),
+            Some(sub) if is(sub, "FLUSH") => Some(Merge::Ok),
+            _ => None,
+        }
+    } else {
+        None
+    }
+}
+
 /// What the client knows about `command`: from the table, or the default for a command
 /// it does not know (a write keyed by argument 1).
 pub(crate) fn spec_of(command: &Command) -> Spec {
@@ -289,6 +314,19 @@ mod tests {
         for allowed in [&["GET", "k"][..], &["CLIENT", "LIST"], &["PING"]] {
             assert!(!changes_connection_state(&cmd(allowed)), "{allowed:?}");
         }
+    }
+
+    #[test]
+    fn only_a_few_keyless_commands_go_to_every_primary() {
+        assert_eq!(fan_out(&cmd(&["dbsize"])), Some(Merge::Sum));
+        assert_eq!(fan_out(&cmd(&["FLUSHALL", "ASYNC"])), Some(Merge::Ok));
+        assert_eq!(
+            fan_out(&cmd(&["SCRIPT", "load", "return 1"])),
+            Some(Merge::First)
+        );
+        assert_eq!(fan_out(&cmd(&["SCRIPT", "EXISTS", "abc"])), None);
+        assert_eq!(fan_out(&cmd(&["PING"])), None);
+        assert_eq!(fan_out(&cmd(&["GET", "k"])), None);
     }
 
     #[test]

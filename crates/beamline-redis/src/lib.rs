@@ -25,9 +25,11 @@
 //! first argument for the common one-key commands, every argument for `DEL`/`EXISTS`/`MGET`
 //! and company, every other argument for `MSET`, `numkeys` for `EVAL`/`FCALL`. A command the
 //! table does not know is taken to be a write keyed by its first argument; one without
-//! arguments goes to any primary. Keyless commands (`PING`, `INFO`, `DBSIZE`, `FLUSHALL`...)
-//! go to one primary chosen at random; this version does not fan them out to every node.
-//! Reads go to primaries (no replica reads yet).
+//! arguments goes to any primary. Keyless commands (`PING`, `INFO`, `TIME`...) go to one
+//! primary chosen at random, except the few that concern every node, which go to every
+//! primary at once: `DBSIZE` (the counts added up), `FLUSHALL` and `FLUSHDB` (`+OK` when
+//! every primary said so), `SCRIPT LOAD` (so `EVALSHA` finds the script wherever its keys
+//! are) and `SCRIPT FLUSH`. Reads go to primaries (no replica reads yet).
 //!
 //! # Guarantees
 //! Each is held by a test against a real cluster of `redis-server` processes
@@ -42,6 +44,8 @@
 //!   `SELECT`, `SUBSCRIBE`, `CLIENT REPLY` and the other connection-state commands fail
 //!   with [`ClusterError::ConnectionState`] before sending (`cross_slot_fails_before_sending`
 //!   checks `MULTI` too).
+//! - **`DBSIZE`, `FLUSHALL`, `FLUSHDB`, `SCRIPT LOAD`, `SCRIPT FLUSH` reach every primary**
+//!   (`keyless_commands_about_every_node_go_to_every_primary`).
 //! - **`MOVED` moves the slot in the map and resends there**, and asks for a refresh;
 //!   **at most [`max_redirects`](ClusterBuilder::max_redirects) redirects** (default 5),
 //!   then [`ClusterError::TooManyRedirects`] (`moved_after_a_finished_migration`).

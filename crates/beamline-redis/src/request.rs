@@ -10,8 +10,9 @@ use beamline_client::ClientError;
 use beamline_resp::{Command, Value};
 use tokio::time::{Instant, timeout_at};
 
+use crate::client::Route;
 use crate::codec::NodeRequest;
-use crate::commands::{changes_connection_state, key_positions, spec_of};
+use crate::commands::{changes_connection_state, fan_out, key_positions, spec_of};
 use crate::slot::key_slot;
 use crate::{ClusterClient, ClusterError};
 
@@ -156,22 +157,25 @@ impl ClusterClient {
             };
         }
         drop(args);
-        self.send(
-            &name,
-            distinct.first().copied(),
-            command,
-            resendable,
-            deadline,
-        )
-        .await
+        if let Some(merge) = fan_out(&command) {
+            return crate::split::to_every_primary(
+                self, &name, command, merge, resendable, deadline,
+            )
+            .await;
+        }
+        let route = match distinct.first() {
+            Some(&slot) => Route::Slot(slot),
+            None => Route::AnyPrimary,
+        };
+        self.send(&name, route, command, resendable, deadline).await
     }
 
-    /// Sends `command` for `slot` (`None`: any primary) until it is answered, fails for
-    /// good, or `deadline` passes.
+    /// Sends `command` where `route` says until it is answered, fails for good, or
+    /// `deadline` passes.
     pub(crate) async fn send(
         &self,
         name: &str,
-        slot: Option<u16>,
+        route: Route,
         command: Command,
         resendable: bool,
         deadline: Instant,
@@ -196,10 +200,10 @@ impl ClusterClient {
             }
             let (node, asking) = match redirected.take() {
                 Some(target) => target,
-                None => match inner.route(slot) {
+                None => match inner.route(&route) {
                     Some(node) => (node, false),
                     None => {
-                        attempt.last = format!("no node known for slot {slot:?}");
+                        attempt.last = format!("no node known for {route:?}");
                         inner.refresh_soon();
                         attempt.pause().await;
                         continue;

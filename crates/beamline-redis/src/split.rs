@@ -4,6 +4,7 @@
 use beamline_resp::{Command, Value};
 use tokio::time::Instant;
 
+use crate::client::Route;
 use crate::commands::{Keys, Merge};
 use crate::{ClusterClient, ClusterError};
 
@@ -72,7 +73,13 @@ pub(crate) async fn send_parts(
     let mut sends = Vec::with_capacity(count);
     let mut keys = Vec::with_capacity(count);
     for part in parts {
-        sends.push(client.send(name, Some(part.slot), part.command, resendable, deadline));
+        sends.push(client.send(
+            name,
+            Route::Slot(part.slot),
+            part.command,
+            resendable,
+            deadline,
+        ));
         keys.push(part.keys);
     }
     let answers = futures::future::join_all(sends).await;
@@ -118,6 +125,62 @@ pub(crate) async fn send_parts(
             Some(other) => other,
             None => Value::ok(),
         },
+        Merge::First => replies.into_iter().next().unwrap_or(Value::Null),
+    })
+}
+
+/// Sends `command` to every primary of the current map at once and merges the answers
+/// (`DBSIZE` added up, `FLUSHALL` `+OK` when every primary said so, `SCRIPT LOAD` the first
+/// answer, the same SHA everywhere). A primary that fails makes the whole a
+/// [`ClusterError::Split`], saying how many succeeded.
+pub(crate) async fn to_every_primary(
+    client: &ClusterClient,
+    name: &str,
+    command: Command,
+    merge: Merge,
+    resendable: bool,
+    deadline: Instant,
+) -> Result<Value, ClusterError> {
+    let primaries: Vec<_> = client.inner.map().primaries().cloned().collect();
+    let count = primaries.len();
+    let sends = primaries.into_iter().map(|node| {
+        client.send(
+            name,
+            Route::Node(node),
+            command.clone(),
+            resendable,
+            deadline,
+        )
+    });
+    let answers = futures::future::join_all(sends).await;
+    let succeeded = answers.iter().filter(|answer| answer.is_ok()).count();
+    let mut replies = Vec::with_capacity(count);
+    for answer in answers {
+        match answer {
+            Ok(reply) => replies.push(reply),
+            Err(failed) => {
+                return Err(ClusterError::Split {
+                    command: name.to_owned(),
+                    parts: count,
+                    succeeded,
+                    failed: Box::new(failed),
+                });
+            }
+        }
+    }
+    if let Some(error) = replies.iter().find(|reply| reply.is_error()) {
+        return Ok(error.clone());
+    }
+    Ok(match merge {
+        Merge::Sum => Value::Integer(replies.iter().filter_map(Value::as_integer).sum()),
+        Merge::Ok => match replies
+            .into_iter()
+            .find(|reply| reply.as_str() != Some("OK"))
+        {
+            Some(other) => other,
+            None => Value::ok(),
+        },
+        Merge::Array | Merge::First => replies.into_iter().next().unwrap_or(Value::Null),
     })
 }
 

@@ -50,6 +50,7 @@ async fn routing_redirects_and_seeds_on_one_cluster() {
     }
     periodic_refresh_sees_a_change_nobody_tripped_over(&cluster).await;
     address_map_and_a_partitioned_primary(&cluster).await;
+    keyless_commands_about_every_node_go_to_every_primary(&cluster).await;
     starts_with_seeds_partly_down(&cluster).await;
     nothing_is_left_behind(tasks, fds).await;
 }
@@ -382,6 +383,39 @@ async fn address_map_and_a_partitioned_primary(cluster: &RedisCluster) {
         c.call(cmd(&["GET", key])).await.unwrap(),
         Value::bulk("via proxy")
     );
+}
+
+/// `FLUSHALL` empties every primary, `DBSIZE` adds up every primary's count, and
+/// `SCRIPT LOAD` loads the script on every primary, so `EVALSHA` works on keys of any node.
+async fn keyless_commands_about_every_node_go_to_every_primary(cluster: &RedisCluster) {
+    let c = client(cluster, 5).await;
+    assert_eq!(c.call(cmd(&["FLUSHALL"])).await.unwrap(), Value::ok());
+    block_in_place(|| {
+        for primary in cluster.primaries() {
+            let size = cluster.command(primary, &["DBSIZE"]);
+            assert_eq!(size.integer(), Some(0), "{primary} after FLUSHALL");
+        }
+    });
+    let keys: Vec<String> = (0..30).map(|i| format!("count:{i}")).collect();
+    for key in &keys {
+        assert_eq!(c.call(cmd(&["SET", key, key])).await.unwrap(), Value::ok());
+    }
+    let owners: HashSet<Option<String>> = keys
+        .iter()
+        .map(|k| c.primary_of(key_slot(k.as_bytes())))
+        .collect();
+    assert_eq!(owners.len(), 3, "the keys cover every primary");
+    assert_eq!(c.call(cmd(&["DBSIZE"])).await.unwrap(), Value::Integer(30));
+    let script = "return redis.call('GET', KEYS[1])";
+    let sha = c.call(cmd(&["SCRIPT", "LOAD", script])).await.unwrap();
+    let sha = sha.as_str().expect("a SHA").to_owned();
+    for key in &keys {
+        assert_eq!(
+            c.call(cmd(&["EVALSHA", &sha, "1", key])).await.unwrap(),
+            Value::bulk(key.clone()),
+            "EVALSHA on the node of {key}"
+        );
+    }
 }
 
 /// Seeds that refuse connections, and one that accepts but never answers, do not keep the
