@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::nodes::Nodes;
 use crate::refresh::{self, Candidate};
 use crate::topology::SlotMap;
-use crate::{ClusterBuilder, ClusterError};
+use crate::{ClusterBuilder, ClusterError, ReadFrom};
 
 /// A Redis Cluster client: routes each command to the primary of its key's slot over one
 /// reconnecting, FIFO-multiplexed beamline `Client` per node, follows `MOVED` and `ASK`,
@@ -77,6 +77,8 @@ pub(crate) struct Counters {
 pub(crate) enum Route {
     /// The primary of the slot, by the current map.
     Slot(u16),
+    /// A read of the slot: where [`ReadFrom`] says.
+    Read(u16),
     /// Any primary (a keyless command).
     AnyPrimary,
     /// This node (one part of a command sent to every primary).
@@ -89,6 +91,9 @@ pub(crate) struct Inner {
     /// The current slot map, swapped whole.
     map: Mutex<Arc<SlotMap>>,
     pub(crate) nodes: Nodes,
+    /// The replicas' clients, for reads ([`ReadFrom`]): separate from `nodes`, because
+    /// their connections are in `READONLY` mode.
+    pub(crate) replicas: Nodes,
     /// Wakes the refresh task (one stored permit: triggers coalesce).
     trigger: Arc<Notify>,
     refresher: Mutex<Option<AbortHandle>>,
@@ -167,18 +172,22 @@ impl ClusterClient {
             }
             return Err(ClusterError::NoSeed { errors });
         };
-        let nodes = Nodes::new(
-            config.name.clone(),
-            config.address_map.clone(),
-            config.timeout,
-            config.connect_timeout,
-            config.max_in_flight,
-        );
+        let registry = || {
+            Nodes::new(
+                config.name.clone(),
+                config.address_map.clone(),
+                config.timeout,
+                config.connect_timeout,
+                config.max_in_flight,
+            )
+        };
+        let (nodes, replicas) = (registry(), registry());
         let (interval, min_interval) = (config.refresh_interval, config.refresh_min_interval);
         let inner = Arc::new(Inner {
             config,
             map: Mutex::new(Arc::new(map)),
             nodes,
+            replicas,
             trigger: Arc::new(Notify::new()),
             refresher: Mutex::new(None),
             rng: Mutex::new(SplitMix64::from_entropy()),
@@ -239,12 +248,17 @@ impl ClusterClient {
     /// The nodes this client holds a connection to (or is connecting to), by announced
     /// address, sorted.
     pub fn connected_nodes(&self) -> Vec<String> {
-        self.inner
+        let mut nodes: Vec<String> = self
+            .inner
             .nodes
             .known()
             .iter()
+            .chain(&self.inner.replicas.known())
             .map(|n| n.to_string())
-            .collect()
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
     }
 
     /// The primary serving `slot` in the client's current slot map.
@@ -267,17 +281,40 @@ impl Inner {
             .clone()
     }
 
-    /// Which node `route` names now.
-    pub(crate) fn route(&self, route: &Route) -> Option<Arc<str>> {
+    /// Which node `route` names now, and whether it is a replica (read with `READONLY`).
+    /// `avoid_replicas`: a replica failed this request, so [`ReadFrom::PreferReplica`]
+    /// falls back to the primary.
+    pub(crate) fn route(&self, route: &Route, avoid_replicas: bool) -> Option<(Arc<str>, bool)> {
         let map = self.map();
+        let primary = |slot: u16| map.primary(slot).cloned().map(|node| (node, false));
         match route {
-            Route::Slot(slot) => map.primary(*slot).cloned(),
+            Route::Slot(slot) => primary(*slot),
+            Route::Read(slot) => {
+                let replicas = map.replicas(*slot);
+                let replica = || {
+                    replicas
+                        .get(self.random(replicas.len()))
+                        .cloned()
+                        .map(|node| (node, true))
+                };
+                match self.config.read_from {
+                    ReadFrom::Primary => primary(*slot),
+                    ReadFrom::PreferReplica if avoid_replicas || replicas.is_empty() => {
+                        primary(*slot)
+                    }
+                    ReadFrom::PreferReplica | ReadFrom::Replica => replica(),
+                }
+            }
             Route::AnyPrimary => {
                 let primaries: Vec<&Arc<str>> = map.primaries().collect();
                 let pick = self.random(primaries.len());
-                primaries.get(pick).copied().cloned()
+                primaries
+                    .get(pick)
+                    .copied()
+                    .cloned()
+                    .map(|node| (node, false))
             }
-            Route::Node(node) => Some(node.clone()),
+            Route::Node(node) => Some((node.clone(), false)),
         }
     }
 
@@ -349,6 +386,7 @@ impl Inner {
             Ok(view) => {
                 let keep: HashSet<&str> = view.nodes().map(|n| &**n).collect();
                 self.nodes.retain(&keep);
+                self.replicas.retain(&keep);
                 drop(keep);
                 *self.map.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
                 self.counters.refreshes.fetch_add(1, Ordering::Relaxed);

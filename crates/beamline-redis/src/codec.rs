@@ -28,6 +28,10 @@ pub(crate) enum NodeRequest {
     /// `ASKING` and the command, adjacent on the connection; answered by the command's
     /// reply (or by `ASKING`'s, if that was an error).
     Asking(Command),
+    /// `READONLY` and a read-only command, adjacent, for a replica; answered as `Asking`.
+    /// `READONLY` lasts for the connection, so sending it with every read costs a few
+    /// bytes and makes a reconnected connection read-only with its first request.
+    ReadOnly(Command),
 }
 
 /// The cluster client's per-connection codec: [`RespCodec`] plus the count of replies each
@@ -71,6 +75,11 @@ impl Encoder<NodeRequest> for ClusterCodec {
             NodeRequest::Asking(command) => {
                 // Both commands into the same buffer, in one call: adjacent on the wire.
                 self.resp.encode(Command::new("ASKING"), dst)?;
+                self.resp.encode(command, dst)?;
+                self.expected.push_back(true);
+            }
+            NodeRequest::ReadOnly(command) => {
+                self.resp.encode(Command::new("READONLY"), dst)?;
                 self.resp.encode(command, dst)?;
                 self.expected.push_back(true);
             }
@@ -135,6 +144,25 @@ mod tests {
         assert_eq!(codec.decode(&mut input).unwrap(), Some(Value::bulk("B")));
         assert_eq!(codec.decode(&mut input).unwrap(), Some(Value::bulk("C")));
         assert_eq!(codec.decode(&mut input).unwrap(), None);
+        assert!(codec.expected.is_empty());
+    }
+
+    #[test]
+    fn readonly_and_its_read_are_adjacent_and_answer_once() {
+        let mut codec = ClusterCodec::new();
+        let mut wire = BytesMut::new();
+        codec
+            .encode(
+                NodeRequest::ReadOnly(Command::new("GET").arg("r")),
+                &mut wire,
+            )
+            .unwrap();
+        assert_eq!(
+            &wire[..],
+            &b"*1\r\n$8\r\nREADONLY\r\n*2\r\n$3\r\nGET\r\n$1\r\nr\r\n"[..]
+        );
+        let mut input = BytesMut::from(&b"+OK\r\n$1\r\nR\r\n"[..]);
+        assert_eq!(codec.decode(&mut input).unwrap(), Some(Value::bulk("R")));
         assert!(codec.expected.is_empty());
     }
 

@@ -13,6 +13,25 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// redis-rs).
 pub const DEFAULT_MAX_REDIRECTS: usize = 5;
 
+/// Where read-only commands (by the command table) go. Writes always go to the primary.
+///
+/// A replica is behind its primary by its replication lag: a read from a replica may miss
+/// a write the same client just made. Replica connections are separate from primary ones
+/// and every read on them is sent after `READONLY`, adjacent on the connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadFrom {
+    /// Every command goes to the slot's primary (the default).
+    #[default]
+    Primary,
+    /// Reads go to a replica of the slot's primary, chosen at random; to the primary when
+    /// the shard has no replica or the replica cannot be reached.
+    PreferReplica,
+    /// Reads go only to a replica of the slot's primary; without one they wait (for a
+    /// refresh that finds one) until their deadline.
+    Replica,
+}
+
 /// Builds a [`ClusterClient`] (from [`ClusterClient::builder`]).
 ///
 /// | setting | default |
@@ -25,6 +44,7 @@ pub const DEFAULT_MAX_REDIRECTS: usize = 5;
 /// | one refresh's bound | 1 s per round of nodes asked ([`refresh_timeout`](Self::refresh_timeout)) |
 /// | nodes asked per refresh round | 3, majority view kept ([`refresh_fanout`](Self::refresh_fanout)) |
 /// | address map | none: announced addresses are dialled as they are ([`map_address`](Self::map_address)) |
+/// | reads | from the primary ([`read_from`](Self::read_from)) |
 /// | retries of `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`, unreachable nodes | full-jitter exponential, 10 ms doubling to 500 ms, until the deadline |
 #[derive(Debug, Clone)]
 pub struct ClusterBuilder {
@@ -39,6 +59,7 @@ pub struct ClusterBuilder {
     pub(crate) refresh_timeout: Duration,
     pub(crate) refresh_fanout: usize,
     pub(crate) max_in_flight: usize,
+    pub(crate) read_from: ReadFrom,
 }
 
 impl ClusterBuilder {
@@ -55,6 +76,7 @@ impl ClusterBuilder {
             refresh_timeout: Duration::from_secs(1),
             refresh_fanout: 3,
             max_in_flight: 256,
+            read_from: ReadFrom::Primary,
         }
     }
 
@@ -129,6 +151,13 @@ impl ClusterBuilder {
     #[must_use]
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n;
+        self
+    }
+
+    /// Where read-only commands go (default [`ReadFrom::Primary`]).
+    #[must_use]
+    pub fn read_from(mut self, read_from: ReadFrom) -> Self {
+        self.read_from = read_from;
         self
     }
 

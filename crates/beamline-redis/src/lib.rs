@@ -17,6 +17,7 @@
 //! - [`key_slot`]: CRC16 (XMODEM) of the key or its `{hash tag}`, modulo 16,384.
 //! - [`ClusterClient`], built by [`ClusterBuilder`] from one or more seeds and an optional
 //!   address map (announced address → address to dial).
+//! - [`ReadFrom`]: primaries only, replicas preferred, or replicas only for reads.
 //! - [`ClusterError`]: what a request failed with, and
 //!   [`may_have_been_applied`](ClusterError::may_have_been_applied).
 //!
@@ -29,7 +30,9 @@
 //! primary chosen at random, except the few that concern every node, which go to every
 //! primary at once: `DBSIZE` (the counts added up), `FLUSHALL` and `FLUSHDB` (`+OK` when
 //! every primary said so), `SCRIPT LOAD` (so `EVALSHA` finds the script wherever its keys
-//! are) and `SCRIPT FLUSH`. Reads go to primaries (no replica reads yet).
+//! are) and `SCRIPT FLUSH`. Read-only commands go where [`ReadFrom`] says: the primary (the
+//! default), or a replica of the slot's primary over a connection of its own, each read
+//! sent after `READONLY`, adjacent to it as `ASKING` is.
 //!
 //! # Guarantees
 //! Each is held by a test against a real cluster of `redis-server` processes
@@ -46,6 +49,8 @@
 //!   checks `MULTI` too).
 //! - **`DBSIZE`, `FLUSHALL`, `FLUSHDB`, `SCRIPT LOAD`, `SCRIPT FLUSH` reach every primary**
 //!   (`keyless_commands_about_every_node_go_to_every_primary`).
+//! - **With [`ReadFrom::Replica`] reads are served by replicas and writes by primaries**
+//!   (`reads_go_to_replicas_with_read_from` counts each node's `GET`s).
 //! - **`MOVED` moves the slot in the map and resends there**, and asks for a refresh;
 //!   **at most [`max_redirects`](ClusterBuilder::max_redirects) redirects** (default 5),
 //!   then [`ClusterError::TooManyRedirects`] (`moved_after_a_finished_migration`).
@@ -121,6 +126,6 @@ mod split;
 mod topology;
 
 pub use client::{ClusterClient, ClusterStats};
-pub use config::{ClusterBuilder, DEFAULT_MAX_REDIRECTS, DEFAULT_REQUEST_TIMEOUT};
+pub use config::{ClusterBuilder, DEFAULT_MAX_REDIRECTS, DEFAULT_REQUEST_TIMEOUT, ReadFrom};
 pub use error::ClusterError;
 pub use slot::{SLOTS, key_slot};

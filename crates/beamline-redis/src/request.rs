@@ -14,7 +14,7 @@ use crate::client::Route;
 use crate::codec::NodeRequest;
 use crate::commands::{changes_connection_state, fan_out, key_positions, spec_of};
 use crate::slot::key_slot;
-use crate::{ClusterClient, ClusterError};
+use crate::{ClusterClient, ClusterError, ReadFrom};
 
 /// The retry pace of `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN` and unreachable
 /// nodes: full jitter, 10 ms doubling to 500 ms.
@@ -143,12 +143,14 @@ impl ClusterClient {
         distinct.sort_unstable();
         distinct.dedup();
         let resendable = idempotent || spec.read_only;
+        let read = spec.read_only && self.inner.config.read_from != ReadFrom::Primary;
         if distinct.len() > 1 {
             return match spec.split {
                 Some(merge) => {
                     let parts = crate::split::split(&command, spec.keys, &positions, &slots);
                     drop(args);
-                    crate::split::send_parts(self, &name, parts, merge, resendable, deadline).await
+                    crate::split::send_parts(self, &name, parts, merge, resendable, read, deadline)
+                        .await
                 }
                 None => Err(ClusterError::CrossSlot {
                     command: name,
@@ -164,6 +166,7 @@ impl ClusterClient {
             .await;
         }
         let route = match distinct.first() {
+            Some(&slot) if read => Route::Read(slot),
             Some(&slot) => Route::Slot(slot),
             None => Route::AnyPrimary,
         };
@@ -193,15 +196,17 @@ impl ClusterClient {
         };
         // Where the next attempt goes when a redirect said so, and whether with ASKING.
         let mut redirected: Option<(Arc<str>, bool)> = None;
+        // A replica failed this request: PreferReplica reads go to the primary from now on.
+        let mut avoid_replicas = false;
         // Bounded by the deadline (every wait below is), and in count as a safeguard.
         for _ in 0..100_000 {
             if Instant::now() >= deadline {
                 return Err(attempt.timeout());
             }
-            let (node, asking) = match redirected.take() {
-                Some(target) => target,
-                None => match inner.route(&route) {
-                    Some(node) => (node, false),
+            let (node, asking, replica) = match redirected.take() {
+                Some((node, asking)) => (node, asking, false),
+                None => match inner.route(&route, avoid_replicas) {
+                    Some((node, replica)) => (node, false, replica),
                     None => {
                         attempt.last = format!("no node known for {route:?}");
                         inner.refresh_soon();
@@ -210,9 +215,15 @@ impl ClusterClient {
                     }
                 },
             };
-            let client = match timeout_at(deadline, inner.nodes.client(&node)).await {
+            let registry = if replica {
+                &inner.replicas
+            } else {
+                &inner.nodes
+            };
+            let client = match timeout_at(deadline, registry.client(&node)).await {
                 Ok(Ok(client)) => client,
                 Ok(Err(e)) => {
+                    avoid_replicas |= replica;
                     attempt.last = format!("{node}: {e}");
                     inner.refresh_soon();
                     attempt.pause().await;
@@ -225,6 +236,8 @@ impl ClusterClient {
             };
             let request = if asking {
                 NodeRequest::Asking(command.clone())
+            } else if replica {
+                NodeRequest::ReadOnly(command.clone())
             } else {
                 NodeRequest::Plain(command.clone())
             };
@@ -255,6 +268,7 @@ impl ClusterClient {
                         redirected = Some((to, true));
                     }
                     Verdict::Retry => {
+                        avoid_replicas |= replica;
                         attempt.last = format!("{node}: {}", String::from_utf8_lossy(&message));
                         inner.refresh_soon();
                         attempt.pause().await;
@@ -263,6 +277,7 @@ impl ClusterClient {
                 },
                 Ok(value) => return Ok(value),
                 Err(e) => {
+                    avoid_replicas |= replica;
                     self.failed(&mut attempt, &node, e)?;
                     attempt.pause().await;
                 }

@@ -66,6 +66,7 @@ pub(crate) async fn send_parts(
     parts: Vec<Part>,
     merge: Merge,
     resendable: bool,
+    read: bool,
     deadline: Instant,
 ) -> Result<Value, ClusterError> {
     let total_keys: usize = parts.iter().map(|part| part.keys.len()).sum();
@@ -75,7 +76,11 @@ pub(crate) async fn send_parts(
     for part in parts {
         sends.push(client.send(
             name,
-            Route::Slot(part.slot),
+            if read {
+                Route::Read(part.slot)
+            } else {
+                Route::Slot(part.slot)
+            },
             part.command,
             resendable,
             deadline,

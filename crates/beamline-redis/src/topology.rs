@@ -42,6 +42,14 @@ impl SlotMap {
         self.shards.get(usize::from(owner)).map(|s| &s.primary)
     }
 
+    /// The replicas of the shard serving `slot` (empty if none, or no shard).
+    pub(crate) fn replicas(&self, slot: u16) -> &[Arc<str>] {
+        self.owners
+            .get(usize::from(slot))
+            .and_then(|&owner| self.shards.get(usize::from(owner)))
+            .map_or(&[], |shard| &shard.replicas)
+    }
+
     /// Every primary, in the map's order.
     pub(crate) fn primaries(&self) -> impl Iterator<Item = &Arc<str>> {
         self.shards.iter().map(|s| &s.primary)
@@ -207,6 +215,10 @@ mod tests {
         // An empty host is the host of the node asked.
         assert!(nodes.contains(&"127.0.0.9:7004"), "{nodes:?}");
         assert_eq!(map.primaries().count(), 3);
+        let replicas: Vec<&str> = map.replicas(0).iter().map(|r| &**r).collect();
+        assert_eq!(replicas, ["127.0.0.1:7003"]);
+        assert!(map.replicas(16383).is_empty());
+        assert!(SlotMap::empty().replicas(0).is_empty());
         assert!(SlotMap::from_cluster_slots(&Value::Integer(1), "x:1").is_err());
         assert!(
             SlotMap::from_cluster_slots(&Value::Array(vec![range(0, 99_999, vec![])]), "x:1")

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use beamline_chaos::Proxy;
-use beamline_redis::{ClusterClient, ClusterError, key_slot};
+use beamline_redis::{ClusterClient, ClusterError, ReadFrom, key_slot};
 use beamline_resp::{Command, Value};
 use beamline_testkit::{RedisCluster, RedisReply, free_port, open_fds};
 use tokio::task::block_in_place;
@@ -50,6 +50,7 @@ async fn routing_redirects_and_seeds_on_one_cluster() {
     }
     periodic_refresh_sees_a_change_nobody_tripped_over(&cluster).await;
     address_map_and_a_partitioned_primary(&cluster).await;
+    reads_go_to_replicas_with_read_from(&cluster).await;
     keyless_commands_about_every_node_go_to_every_primary(&cluster).await;
     starts_with_seeds_partly_down(&cluster).await;
     nothing_is_left_behind(tasks, fds).await;
@@ -383,6 +384,59 @@ async fn address_map_and_a_partitioned_primary(cluster: &RedisCluster) {
         c.call(cmd(&["GET", key])).await.unwrap(),
         Value::bulk("via proxy")
     );
+}
+
+/// How many times `node` ran `command` (`INFO commandstats`).
+fn calls(cluster: &RedisCluster, node: SocketAddr, command: &str) -> u64 {
+    let stats = cluster.command(node, &["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .text()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `ReadFrom::Replica`: reads are served by the slot's replica (its `GET` count grows, the
+/// primary's does not), writes still go to the primary, and MGET's parts read from
+/// replicas too.
+async fn reads_go_to_replicas_with_read_from(cluster: &RedisCluster) {
+    let (key, other) = ("replica:a", "replica:b");
+    let slot = key_slot(key.as_bytes());
+    let c = ClusterClient::builder(seeds(cluster))
+        .timeout(Duration::from_secs(5))
+        .refresh_interval(Duration::from_secs(600))
+        .read_from(ReadFrom::Replica)
+        .connect()
+        .await
+        .expect("the cluster client starts");
+    for k in [key, other] {
+        assert_eq!(c.call(cmd(&["SET", k, k])).await.unwrap(), Value::ok());
+    }
+    let (primary, replica) = block_in_place(|| {
+        cluster.wait_for_replication();
+        (cluster.primary_of(slot), cluster.replicas_of(slot)[0])
+    });
+    let gets = |node| block_in_place(|| calls(cluster, node, "get"));
+    let (on_primary, on_replica) = (gets(primary), gets(replica));
+    for _ in 0..5 {
+        assert_eq!(c.call(cmd(&["GET", key])).await.unwrap(), Value::bulk(key));
+    }
+    assert_eq!(gets(primary), on_primary, "a read reached the primary");
+    assert_eq!(
+        gets(replica),
+        on_replica + 5,
+        "the replica served the reads"
+    );
+    assert_eq!(
+        c.call(cmd(&["MGET", key, other])).await.unwrap(),
+        Value::Array(vec![Value::bulk(key), Value::bulk(other)])
+    );
+    assert!(c.connected_nodes().contains(&replica.to_string()));
+    assert_eq!(c.stats().moved, 0, "the replicas answered, no redirect");
 }
 
 /// `FLUSHALL` empties every primary, `DBSIZE` adds up every primary's count, and
