@@ -36,7 +36,9 @@ async fn client(cluster: &RedisCluster, max_redirects: usize) -> ClusterClient {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_redirects_and_seeds_on_one_cluster() {
+    let started = Instant::now();
     let cluster = block_in_place(RedisCluster::start);
+    eprintln!("3 + 3 cluster up in {:?}", started.elapsed());
     let metrics = tokio::runtime::Handle::current().metrics();
     let (tasks, fds) = (metrics.num_alive_tasks(), open_fds());
     {
