@@ -1,6 +1,6 @@
 //! Failover on real clusters (a fresh 3 + 3 cluster per test, the tests one at a time):
-//! kill -9 of a primary under load from 64 callers, and a manual `CLUSTER FAILOVER` under
-//! load.
+//! kill -9 of a primary under load from 64 callers, a manual `CLUSTER FAILOVER` under
+//! load, and kill -9 of the replica that serves reads.
 //!
 //! Invariants checked on every request: it ends by its deadline; an `Ok` is its own reply
 //! (each `INCRBY` adds a number only it uses to a key only it uses, and answers that
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use beamline_redis::{ClusterClient, ClusterError, SLOTS, key_slot};
+use beamline_redis::{ClusterClient, ClusterError, ReadFrom, SLOTS, key_slot};
 use beamline_resp::{Command, Value};
 use beamline_testkit::RedisCluster;
 use tokio::task::block_in_place;
@@ -326,4 +326,70 @@ async fn manual_failover_moves_writes_to_the_new_primary() {
         failover.took,
         c.stats()
     );
+}
+
+/// How many times `node` ran `GET` (`INFO commandstats`).
+fn gets(cluster: &RedisCluster, node: std::net::SocketAddr) -> u64 {
+    let stats = cluster.command(node, &["INFO", "commandstats"]);
+    stats
+        .text()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_replica_reads_fall_back_to_the_primary_when_the_replica_dies() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Arc::new(block_in_place(RedisCluster::start));
+    let builder = ClusterClient::builder(seeds(&cluster)).timeout(Duration::from_secs(2));
+    let prefer = builder
+        .clone()
+        .read_from(ReadFrom::PreferReplica)
+        .connect()
+        .await
+        .unwrap();
+    let only = builder
+        .read_from(ReadFrom::Replica)
+        .connect()
+        .await
+        .unwrap();
+    let key = "read:k";
+    let slot = key_slot(key.as_bytes());
+    let set = prefer.call(Command::new("SET").arg(key).arg("v")).await;
+    assert_eq!(set.unwrap(), Value::ok());
+    let (primary, replica) = block_in_place(|| {
+        cluster.wait_for_replication();
+        (cluster.primary_of(slot), cluster.replicas_of(slot)[0])
+    });
+    let get = || Command::new("GET").arg(key);
+    assert_eq!(prefer.call(get()).await.unwrap(), Value::bulk("v"));
+    assert_eq!(only.call(get()).await.unwrap(), Value::bulk("v"));
+    let served = block_in_place(|| (gets(&cluster, primary), gets(&cluster, replica)));
+    assert_eq!(served.1, 2, "both reads were served by the replica");
+
+    block_in_place(|| cluster.kill(replica));
+    // PreferReplica: every read still succeeds, from the primary, well within its deadline.
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert_eq!(prefer.call(get()).await.unwrap(), Value::bulk("v"));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let on_primary = block_in_place(|| gets(&cluster, primary));
+    assert_eq!(
+        on_primary,
+        served.0 + 5,
+        "the primary served the fallback reads"
+    );
+    // Replica only: no replica left, so the read waits out its deadline, never sent.
+    let err = only.call(get()).await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(!err.may_have_been_applied());
 }
