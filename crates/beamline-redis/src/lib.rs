@@ -50,7 +50,9 @@
 //! - **`DBSIZE`, `FLUSHALL`, `FLUSHDB`, `SCRIPT LOAD`, `SCRIPT FLUSH` reach every primary**
 //!   (`keyless_commands_about_every_node_go_to_every_primary`).
 //! - **With [`ReadFrom::Replica`] reads are served by replicas and writes by primaries**
-//!   (`reads_go_to_replicas_with_read_from` counts each node's `GET`s).
+//!   (`reads_go_to_replicas_with_read_from` counts each node's `GET`s); with
+//!   [`ReadFrom::PreferReplica`] a dead replica's reads go to the primary
+//!   (`tests/failover.rs`: `prefer_replica_reads_fall_back_to_the_primary_when_the_replica_dies`).
 //! - **`MOVED` moves the slot in the map and resends there**, and asks for a refresh;
 //!   **at most [`max_redirects`](ClusterBuilder::max_redirects) redirects** (default 5),
 //!   then [`ClusterError::TooManyRedirects`] (`moved_after_a_finished_migration`).
