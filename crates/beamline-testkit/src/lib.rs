@@ -2,6 +2,9 @@
 //!
 //! - [`RedisServer`]: a real `redis-server` on a free loopback port, killed on drop, that
 //!   can be stopped and restarted on the same port to test reconnects.
+//! - [`RedisCluster`]: a real Redis Cluster (3 primaries and 3 replicas by default) of
+//!   `redis-server` processes on free loopback ports, with kill -9 of a primary, manual
+//!   failover and slot migration in steps (so a test can stand in the middle of one).
 //! - [`Haproxy`]: a real HAProxy in TCP mode in front of a server under test, one frontend
 //!   per `server` line option (`send-proxy`, `send-proxy-v2`), killed on drop.
 //! - [`free_port`]: a loopback port nothing listens on right now.
@@ -26,20 +29,24 @@
 
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod codec;
 mod coop;
 mod errors;
 pub mod h2;
 mod haproxy;
 mod redis;
+mod resp;
 mod tls;
 mod trace;
 
+pub use cluster::{CLUSTER_NODE_TIMEOUT, Failover, RedisCluster, SlotMigration};
 pub use codec::ExplosiveLines;
 pub use coop::{WITNESS_DELAY, Witness};
 pub use errors::{assert_printed_once, error_chain};
 pub use haproxy::Haproxy;
 pub use redis::RedisServer;
+pub use resp::RedisReply;
 pub use tls::TestPki;
 pub use trace::TraceCapture;
 

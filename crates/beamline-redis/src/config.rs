@@ -1,0 +1,186 @@
+//! [`ClusterBuilder`]: seeds, the address map, deadlines and the refresh's pace.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{ClusterClient, ClusterError};
+
+/// The deadline a request starts with: 30 s, across every redirect and retry.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// At most this many `MOVED` / `ASK` redirects per request by default (as Redix and
+/// redis-rs).
+pub const DEFAULT_MAX_REDIRECTS: usize = 5;
+
+/// Where read-only commands (by the command table) go. Writes always go to the primary.
+///
+/// A replica is behind its primary by its replication lag: a read from a replica may miss
+/// a write the same client just made. Replica connections are separate from primary ones
+/// and every read on them is sent after `READONLY`, adjacent on the connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadFrom {
+    /// Every command goes to the slot's primary (the default).
+    #[default]
+    Primary,
+    /// Reads go to a replica of the slot's primary, chosen at random; to the primary when
+    /// the shard has no replica or the replica cannot be reached.
+    PreferReplica,
+    /// Reads go only to a replica of the slot's primary; without one they wait (for a
+    /// refresh that finds one) until their deadline.
+    Replica,
+}
+
+/// Builds a [`ClusterClient`] (from [`ClusterClient::builder`]).
+///
+/// | setting | default |
+/// |---|---|
+/// | request deadline, over redirects and retries | 30 s ([`timeout`](Self::timeout)) |
+/// | connect timeout per node | 1 s ([`connect_timeout`](Self::connect_timeout)) |
+/// | redirects per request | 5 ([`max_redirects`](Self::max_redirects)) |
+/// | periodic topology refresh | every 30 s ([`refresh_interval`](Self::refresh_interval)) |
+/// | topology refreshes at most | once a second ([`refresh_min_interval`](Self::refresh_min_interval)) |
+/// | one refresh's bound | 1 s per round of nodes asked ([`refresh_timeout`](Self::refresh_timeout)) |
+/// | nodes asked per refresh round | 3, majority view kept ([`refresh_fanout`](Self::refresh_fanout)) |
+/// | address map | none: announced addresses are dialled as they are ([`map_address`](Self::map_address)) |
+/// | reads | from the primary ([`read_from`](Self::read_from)) |
+/// | retries of `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`, unreachable nodes | full-jitter exponential, 10 ms doubling to 500 ms, until the deadline |
+#[derive(Debug, Clone)]
+pub struct ClusterBuilder {
+    pub(crate) seeds: Vec<String>,
+    pub(crate) name: Arc<str>,
+    pub(crate) address_map: HashMap<String, String>,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) max_redirects: usize,
+    pub(crate) refresh_interval: Duration,
+    pub(crate) refresh_min_interval: Duration,
+    pub(crate) refresh_timeout: Duration,
+    pub(crate) refresh_fanout: usize,
+    pub(crate) max_in_flight: usize,
+    pub(crate) read_from: ReadFrom,
+}
+
+impl ClusterBuilder {
+    pub(crate) fn new(seeds: Vec<String>) -> Self {
+        ClusterBuilder {
+            seeds,
+            name: Arc::from("redis-cluster"),
+            address_map: HashMap::new(),
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+            connect_timeout: Duration::from_secs(1),
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+            refresh_interval: Duration::from_secs(30),
+            refresh_min_interval: Duration::from_secs(1),
+            refresh_timeout: Duration::from_secs(1),
+            refresh_fanout: 3,
+            max_in_flight: 256,
+            read_from: ReadFrom::Primary,
+        }
+    }
+
+    /// What the client is called in errors and traces; each node's connection is named
+    /// `"<name> <node address>"`.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Arc::from(name.into());
+        self
+    }
+
+    /// Every request's deadline, from the call to its answer, across redirects, retries
+    /// and refreshes (default 30 s). Past it the request ends with
+    /// [`ClusterError::Timeout`], which says whether it may have been applied.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long connecting to one node may take (default 1 s). A node that does not
+    /// answer in time is retried after a refresh, within the request's deadline.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// At most `n` `MOVED` / `ASK` redirects per request (default 5); one more is
+    /// [`ClusterError::TooManyRedirects`].
+    #[must_use]
+    pub fn max_redirects(mut self, n: usize) -> Self {
+        self.max_redirects = n;
+        self
+    }
+
+    /// How often the slot map is refreshed when nothing asks for it (default 30 s), so a
+    /// change nobody has tripped over yet (a new replica, a resharding) is seen anyway.
+    #[must_use]
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = interval;
+        self
+    }
+
+    /// The least time between two refreshes (default 1 s): a storm of redirects or lost
+    /// connections costs the cluster one `CLUSTER SLOTS` round per interval, not one per
+    /// request.
+    #[must_use]
+    pub fn refresh_min_interval(mut self, interval: Duration) -> Self {
+        self.refresh_min_interval = interval;
+        self
+    }
+
+    /// How long one round of a refresh (the nodes asked in parallel) may take (default
+    /// 1 s); a refresh tries further rounds of other nodes within twice this.
+    #[must_use]
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.refresh_timeout = timeout;
+        self
+    }
+
+    /// How many nodes a refresh asks at once (default 3, at least 1); the view most of
+    /// them report wins.
+    #[must_use]
+    pub fn refresh_fanout(mut self, nodes: usize) -> Self {
+        self.refresh_fanout = nodes.max(1);
+        self
+    }
+
+    /// At most `n` requests in flight on one node's connection (default 256); callers
+    /// beyond wait their turn within their deadline.
+    #[must_use]
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+
+    /// Where read-only commands go (default [`ReadFrom::Primary`]).
+    #[must_use]
+    pub fn read_from(mut self, read_from: ReadFrom) -> Self {
+        self.read_from = read_from;
+        self
+    }
+
+    /// Dial `dial` wherever the cluster announces `announced` (both `host:port`): for a
+    /// cluster behind NAT, in containers, or behind a proxy in tests. Announced addresses
+    /// stay the nodes' names (in the slot map, in errors).
+    #[must_use]
+    pub fn map_address(mut self, announced: impl Into<String>, dial: impl Into<String>) -> Self {
+        self.address_map.insert(announced.into(), dial.into());
+        self
+    }
+
+    /// Asks the seeds for the slot map, all at once, and starts as soon as one answers
+    /// with a usable map (a seed that is down only costs its own attempt, bounded by the
+    /// refresh timeout). Connections to the nodes are made when a request first needs
+    /// them.
+    ///
+    /// # Errors
+    /// [`ClusterError::NoSeed`] when no seed answered, each seed's failure inside.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (the refresh task is spawned on the current one).
+    pub async fn connect(self) -> Result<ClusterClient, ClusterError> {
+        ClusterClient::start(self).await
+    }
+}
