@@ -27,7 +27,7 @@ pub(crate) const SYSTEM: &[Prereq] = &[
     Prereq {
         program: "redis-cli",
         package: "redis-tools",
-        needed_for: "the kv example checked with the real redis-cli",
+        needed_for: "the kv example checked with the real redis-cli, and the Redis Cluster tests (redis-cli --cluster create)",
     },
     Prereq {
         program: "redis-benchmark",

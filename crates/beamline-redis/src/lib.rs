@@ -114,6 +114,9 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+// Every public type decides whether it may grow: #[non_exhaustive], or an allow that says why
+// it is closed.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 
 mod client;
 mod codec;
