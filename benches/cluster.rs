@@ -28,9 +28,10 @@
 //!   round, every value checked, rounds as above. beamline splits the keys by slot, sends
 //!   the parts in parallel and answers in the caller's order; redis-rs 1.8's cluster client
 //!   does the same by itself (`RouteBy::MultiShard` for `MGET`), so both get the plain
-//!   `MGET` command. fred is left out: its clustered client sends a multi-key command to the
-//!   first key's slot and the cluster answers `CROSSSLOT`; a fred user would write the
-//!   per-slot split by hand, which would measure the user's code, not fred.
+//!   `MGET` command. fred is left out: its clustered client routes a command by its first
+//!   key, so a cross-slot `MGET` is answered `CROSSSLOT`; fred's docs say `MGET` needs one
+//!   slot and offer `fred::util::group_by_hash_slot` for the user to split the keys and
+//!   send one `MGET` per slot by hand, which would measure the user's code, not fred's.
 //! - `cluster/recovery-after-kill` (a markdown section, `sections/cluster.md`): under 8
 //!   callers writing (7 on random keys, one probe writing a key of one chosen slot), each
 //!   checking every `OK`, pausing 5 ms after a failed write (every side alike), the slot's
@@ -42,7 +43,7 @@
 //!   not write within 20 s of the kill is counted as such, not as a time.
 //!
 //! Not criterion (rounds over real clusters). Run alone with
-//! `cargo bench -p beamline-benches --bench cluster` (about 3 minutes).
+//! `cargo bench -p beamline-benches --bench cluster` (about 2 minutes: 16 clusters started).
 #![allow(clippy::unwrap_used)]
 
 use std::fmt::Write as _;
