@@ -87,51 +87,26 @@ pub(crate) async fn send_parts(
         ));
         keys.push(part.keys);
     }
-    let answers = futures::future::join_all(sends).await;
-    let succeeded = answers.iter().filter(|answer| answer.is_ok()).count();
-    let mut replies = Vec::with_capacity(count);
-    for answer in answers {
-        match answer {
-            Ok(reply) => replies.push(reply),
-            Err(failed) => {
-                return Err(ClusterError::Split {
-                    command: name.to_owned(),
-                    parts: count,
-                    succeeded,
-                    failed: Box::new(failed),
-                });
+    let replies = match gather(name, futures::future::join_all(sends).await)? {
+        Ok(replies) => replies,
+        Err(error_reply) => return Ok(error_reply),
+    };
+    if merge != Merge::Array {
+        return Ok(merge_whole(merge, replies));
+    }
+    let mut merged = vec![Value::Null; total_keys];
+    for (reply, keys) in replies.into_iter().zip(keys) {
+        let items = match reply {
+            Value::Array(items) if items.len() == keys.len() => items,
+            other => return Ok(other),
+        };
+        for (item, key) in items.into_iter().zip(keys) {
+            if let Some(slot) = merged.get_mut(key) {
+                *slot = item;
             }
         }
     }
-    if let Some(error) = replies.iter().find(|reply| reply.is_error()) {
-        return Ok(error.clone());
-    }
-    Ok(match merge {
-        Merge::Array => {
-            let mut merged = vec![Value::Null; total_keys];
-            for (reply, keys) in replies.into_iter().zip(keys) {
-                let items = match reply {
-                    Value::Array(items) if items.len() == keys.len() => items,
-                    other => return Ok(other),
-                };
-                for (item, key) in items.into_iter().zip(keys) {
-                    if let Some(slot) = merged.get_mut(key) {
-                        *slot = item;
-                    }
-                }
-            }
-            Value::Array(merged)
-        }
-        Merge::Sum => Value::Integer(replies.iter().filter_map(Value::as_integer).sum()),
-        Merge::Ok => match replies
-            .into_iter()
-            .find(|reply| reply.as_str() != Some("OK"))
-        {
-            Some(other) => other,
-            None => Value::ok(),
-        },
-        Merge::First => replies.into_iter().next().unwrap_or(Value::Null),
-    })
+    Ok(Value::Array(merged))
 }
 
 /// Sends `command` to every primary of the current map at once and merges the answers
@@ -147,7 +122,6 @@ pub(crate) async fn to_every_primary(
     deadline: Instant,
 ) -> Result<Value, ClusterError> {
     let primaries: Vec<_> = client.inner.map().primaries().cloned().collect();
-    let count = primaries.len();
     let sends = primaries.into_iter().map(|node| {
         client.send(
             name,
@@ -157,7 +131,21 @@ pub(crate) async fn to_every_primary(
             deadline,
         )
     });
-    let answers = futures::future::join_all(sends).await;
+    let replies = match gather(name, futures::future::join_all(sends).await)? {
+        Ok(replies) => replies,
+        Err(error_reply) => return Ok(error_reply),
+    };
+    Ok(merge_whole(merge, replies))
+}
+
+/// The parts' replies in order; or, instead, the whole's answer: the first part that failed
+/// as a [`ClusterError::Split`] saying how many parts succeeded (and were applied), or the
+/// first error reply (`Err` inside `Ok`).
+fn gather(
+    name: &str,
+    answers: Vec<Result<Value, ClusterError>>,
+) -> Result<Result<Vec<Value>, Value>, ClusterError> {
+    let count = answers.len();
     let succeeded = answers.iter().filter(|answer| answer.is_ok()).count();
     let mut replies = Vec::with_capacity(count);
     for answer in answers {
@@ -173,10 +161,16 @@ pub(crate) async fn to_every_primary(
             }
         }
     }
-    if let Some(error) = replies.iter().find(|reply| reply.is_error()) {
-        return Ok(error.clone());
+    match replies.iter().find(|reply| reply.is_error()) {
+        Some(error) => Ok(Err(error.clone())),
+        None => Ok(Ok(replies)),
     }
-    Ok(match merge {
+}
+
+/// The answer of a command whose parts' replies are not merged key by key: a sum, `+OK` when
+/// every part said so (else the first other reply), or the first reply.
+fn merge_whole(merge: Merge, replies: Vec<Value>) -> Value {
+    match merge {
         Merge::Sum => Value::Integer(replies.iter().filter_map(Value::as_integer).sum()),
         Merge::Ok => match replies
             .into_iter()
@@ -186,7 +180,7 @@ pub(crate) async fn to_every_primary(
             None => Value::ok(),
         },
         Merge::Array | Merge::First => replies.into_iter().next().unwrap_or(Value::Null),
-    })
+    }
 }
 
 #[cfg(test)]
