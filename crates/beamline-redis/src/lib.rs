@@ -34,6 +34,14 @@
 //! default), or a replica of the slot's primary over a connection of its own, each read
 //! sent after `READONLY`, adjacent to it as `ASKING` is.
 //!
+//! A blocking command (`BLPOP k 0`, `XREAD BLOCK`, `WAIT`) is sent like any other, so it
+//! holds its node's shared FIFO connection until its answer: every request behind it on that
+//! node waits too. Give it a server-side timeout shorter than the request's, or send it with
+//! a `beamline_client::Client` of its own. If the request times out (or its caller gives up)
+//! first, the node's connection is wedged behind the reply that has not come: twice the
+//! request timeout ([`timeout`](ClusterBuilder::timeout)) later the per-node client closes
+//! and replaces it, and the requests behind it end saying whether they were written.
+//!
 //! # Guarantees
 //! Each is held by a test against a real cluster of `redis-server` processes
 //! (`beamline_testkit::RedisCluster`), named here.
