@@ -61,6 +61,9 @@ pub struct ClusterStats {
     pub asked: u64,
     /// Requests sent again after their connection was lost (idempotent ones only).
     pub resent: u64,
+    /// Requests answered by a replica asked in place of its unreachable primary: the
+    /// cluster had promoted it (each moves the shard to it in the client's map).
+    pub stood_in: u64,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +73,7 @@ pub(crate) struct Counters {
     pub(crate) moved: AtomicU64,
     pub(crate) asked: AtomicU64,
     pub(crate) resent: AtomicU64,
+    pub(crate) stood_in: AtomicU64,
 }
 
 /// Where a request goes.
@@ -83,6 +87,16 @@ pub(crate) enum Route {
     AnyPrimary,
     /// This node (one part of a command sent to every primary).
     Node(Arc<str>),
+}
+
+impl Route {
+    /// The slot the route is about, if any.
+    pub(crate) fn slot(&self) -> Option<u16> {
+        match self {
+            Route::Slot(slot) | Route::Read(slot) => Some(*slot),
+            Route::AnyPrimary | Route::Node(_) => None,
+        }
+    }
 }
 
 /// Everything the handles share.
@@ -242,6 +256,7 @@ impl ClusterClient {
             moved: c.moved.load(Ordering::Relaxed),
             asked: c.asked.load(Ordering::Relaxed),
             resent: c.resent.load(Ordering::Relaxed),
+            stood_in: c.stood_in.load(Ordering::Relaxed),
         }
     }
 
@@ -318,13 +333,32 @@ impl Inner {
         }
     }
 
-    /// A `MOVED` answer: `slot` is served by `node` from now on.
+    /// A `MOVED` answer (or a write a replica took): `slot` is served by `node` from now
+    /// on. When `node` is a replica of the slot's shard, the shard failed over: the whole
+    /// shard moves (its other slots would answer `MOVED` one by one until the next refresh
+    /// otherwise).
     pub(crate) fn moved(&self, slot: u16, node: &str) {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if map.primary(slot).is_some_and(|owner| &**owner == node) {
             return;
         }
-        *map = Arc::new(map.moved(slot, node));
+        let next = map
+            .promoted(slot, node)
+            .unwrap_or_else(|| map.moved(slot, node));
+        *map = Arc::new(next);
+    }
+
+    /// A replica of `slot`'s shard to ask in place of its primary, `down` (whose connection
+    /// failed the request): it takes the write the moment it is promoted, and answers
+    /// `MOVED` back to `down` before. `None` when the map's primary is not `down` any more,
+    /// or the shard has no replica.
+    pub(crate) fn stand_in(&self, slot: u16, down: &str) -> Option<Arc<str>> {
+        let map = self.map();
+        if map.primary(slot).is_none_or(|primary| &**primary != down) {
+            return None;
+        }
+        let replicas = map.replicas(slot);
+        replicas.get(self.random(replicas.len())).cloned()
     }
 
     /// Asks the refresh task for a refresh (coalesced, rate-limited).

@@ -45,7 +45,7 @@ pub enum ReadFrom {
 /// | nodes asked per refresh round | 3, majority view kept ([`refresh_fanout`](Self::refresh_fanout)) |
 /// | address map | none: announced addresses are dialled as they are ([`map_address`](Self::map_address)) |
 /// | reads | from the primary ([`read_from`](Self::read_from)) |
-/// | retries of `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`, unreachable nodes | full-jitter exponential, 10 ms doubling to 500 ms, until the deadline |
+/// | retries of `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`, unreachable nodes | full-jitter exponential, 10 ms doubling to 200 ms, until the deadline |
 #[derive(Debug, Clone)]
 pub struct ClusterBuilder {
     pub(crate) seeds: Vec<String>,

@@ -69,7 +69,7 @@
 //!   contiguous write by the per-node codec, whose decoder hands the caller the command's
 //!   reply as the one answer (`ask_in_the_middle_of_a_migration`; the codec's unit tests).
 //! - **`TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN` are retried** with full-jitter
-//!   backoff (10 ms doubling to 500 ms) until the request's deadline (during the failover
+//!   backoff (10 ms doubling to 200 ms) until the request's deadline (during the failover
 //!   of `kill_primary_under_load_from_64_callers` the cluster answers `CLUSTERDOWN`).
 //! - **Every request ends by its deadline** ([`timeout`](ClusterBuilder::timeout), over
 //!   every redirect and retry) **with its own reply or a typed error** that says whether it
@@ -83,9 +83,17 @@
 //!   a request that was never written is re-routed after a refresh and completes. No
 //!   non-idempotent request is applied twice (the same test counts each request's own key
 //!   with `INCR`).
-//! - **Writes resume on a dead primary's slots within the cluster's failover time plus one
-//!   refresh** (the same test measures it), and after a manual `CLUSTER FAILOVER`
-//!   (`manual_failover_moves_writes_to_the_new_primary`).
+//! - **Writes resume on a dead primary's slots within the cluster's failover time plus
+//!   1 s** (`kill_primary_under_load_from_64_callers` measures it from the kill): a request
+//!   whose primary's connection fails asks a replica of that shard next, which answers
+//!   `MOVED` back to the dead primary (applying nothing) until the cluster promotes it, and
+//!   takes the write from that moment, before any refresh; the first such answer moves the
+//!   whole shard to it in the map ([`ClusterStats::stood_in`](crate::ClusterStats) counts them).
+//! - **A failover moves the whole shard at once**: a `MOVED` to a replica of the slot's
+//!   shard swaps the roles for every slot of the shard, so after a manual `CLUSTER FAILOVER`
+//!   only the requests already on their way to the old primary are redirected
+//!   (`manual_failover_moves_writes_to_the_new_primary` bounds the `MOVED`s by twice the
+//!   callers; before, it was one per slot touched until the next refresh, about a thousand).
 //! - **The topology refresh is single-flight, at most once a
 //!   [`refresh_min_interval`](ClusterBuilder::refresh_min_interval), bounded in time, and
 //!   periodic**; it asks [`refresh_fanout`](ClusterBuilder::refresh_fanout) nodes at once and
