@@ -51,6 +51,11 @@
 //!   except `MGET`, `MSET`, `DEL`, `EXISTS`, `UNLINK`, `TOUCH`, which are split by slot,
 //!   sent in parallel and answered in the caller's order (`cross_slot_fails_before_sending`,
 //!   `multi_key_commands_split_and_reassemble`).
+//! - **A pipeline goes per node and answers in the caller's order**:
+//!   [`pipeline`](ClusterClient::pipeline) sends every command to its slot's primary at
+//!   once, the commands for one node back to back in the caller's order, and returns one
+//!   answer or typed error per command, in order; a command refused before sending fails
+//!   alone (`pipelines_go_per_node_and_answer_in_order` counts each primary's `INCR`s).
 //! - **No request changes a connection other requests share**: `MULTI`, `WATCH`,
 //!   `SELECT`, `SUBSCRIBE`, `CLIENT REPLY` and the other connection-state commands fail
 //!   with [`ClusterError::ConnectionState`] before sending (`cross_slot_fails_before_sending`
@@ -140,6 +145,7 @@ mod commands;
 mod config;
 mod error;
 mod nodes;
+mod pipeline;
 mod refresh;
 mod request;
 mod slot;

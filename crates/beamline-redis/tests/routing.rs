@@ -1,11 +1,11 @@
-//! Routing, hash tags, cross-slot refusal, multi-key splitting, MOVED, ASK and seeds, on
+//! Routing, hash tags, cross-slot refusal, multi-key splitting, pipelines, MOVED, ASK and seeds, on
 //! one real cluster (3 primaries + 3 replicas) shared by the scenarios in turn: none of
 //! them takes a node down, and each uses keys of its own.
 
 // Scenario helpers are plain functions, not #[test]s: a failed unwrap there is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,7 @@ async fn routing_redirects_and_seeds_on_one_cluster() {
         hash_tags_keep_keys_together(&cluster, &c).await;
         cross_slot_fails_before_sending(&cluster, &c).await;
         multi_key_commands_split_and_reassemble(&c).await;
+        pipelines_go_per_node_and_answer_in_order(&cluster).await;
         moved_after_a_finished_migration(&cluster, &c).await;
         ask_in_the_middle_of_a_migration(&cluster, &c).await;
     }
@@ -196,6 +197,70 @@ async fn multi_key_commands_split_and_reassemble(c: &ClusterClient) {
     assert_eq!(c.call(cmd(&unlink)).await.unwrap(), Value::Integer(10));
     exists[0] = "EXISTS";
     assert_eq!(c.call(cmd(&exists)).await.unwrap(), Value::Integer(0));
+}
+
+/// A pipeline from a client that has no node connection yet: each command reaches its
+/// slot's primary directly (each primary's `INCR` count grows by its own keys' share, no
+/// `MOVED`), the commands for one node run in the caller's order (`SET`, `INCR`, `GET` of a
+/// key answer `OK`, n + 1, n + 1), the answers come back in the caller's order, and a
+/// command refused before sending fails alone.
+async fn pipelines_go_per_node_and_answer_in_order(cluster: &RedisCluster) {
+    let c = client(cluster, 5).await;
+    let keys: Vec<String> = (0..60).map(|i| format!("pipe:{i}")).collect();
+    let mut expected_incrs: HashMap<SocketAddr, u64> = HashMap::new();
+    let before = block_in_place(|| {
+        for key in &keys {
+            *expected_incrs
+                .entry(cluster.primary_of(key_slot(key.as_bytes())))
+                .or_default() += 1;
+        }
+        cluster
+            .primaries()
+            .into_iter()
+            .map(|node| (node, calls(cluster, node, "incr")))
+            .collect::<HashMap<_, _>>()
+    });
+    assert_eq!(expected_incrs.len(), 3, "the keys cover every primary");
+    let mut commands = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        commands.push(cmd(&["SET", key, &i.to_string()]));
+        commands.push(cmd(&["INCR", key]));
+        commands.push(cmd(&["GET", key]));
+        if i == 30 {
+            commands.push(cmd(&["RENAME", "pipe:0", "pipe:1"]));
+        }
+    }
+    let answers = c.pipeline(commands).await;
+    assert_eq!(answers.len(), 3 * 60 + 1);
+    let mut answers = answers.into_iter();
+    for i in 0..60i64 {
+        let mut next = || answers.next().unwrap().unwrap();
+        assert_eq!(next(), Value::ok(), "SET pipe:{i}");
+        assert_eq!(next(), Value::Integer(i + 1), "INCR pipe:{i}");
+        assert_eq!(next(), Value::bulk((i + 1).to_string()), "GET pipe:{i}");
+        if i == 30 {
+            let refused = answers.next().unwrap();
+            assert!(
+                matches!(refused, Err(ClusterError::CrossSlot { slots: 2, .. })),
+                "{refused:?}"
+            );
+        }
+    }
+    assert_eq!(c.stats().moved, 0, "every command went to its owner first");
+    block_in_place(|| {
+        for (node, count) in &expected_incrs {
+            assert_eq!(
+                calls(cluster, *node, "incr") - before[node],
+                *count,
+                "INCRs on {node}"
+            );
+        }
+    });
+    let idempotent = c
+        .pipeline_idempotent([cmd(&["SET", "pipe:0", "again"]), cmd(&["GET", "pipe:0"])])
+        .await;
+    let idempotent: Vec<Value> = idempotent.into_iter().map(Result::unwrap).collect();
+    assert_eq!(idempotent, [Value::ok(), Value::bulk("again")]);
 }
 
 /// After a finished migration the old owner answers `MOVED`: the client moves the slot in
