@@ -217,8 +217,46 @@ impl ClusterClient {
             .refresher
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
-        tracing::debug!(name = %inner.config.name, "redis cluster: started");
-        Ok(ClusterClient { inner })
+        let client = ClusterClient { inner };
+        if client.inner.config.sync_connect {
+            client.until_whole().await?;
+        }
+        tracing::debug!(name = %client.inner.config.name, "redis cluster: started");
+        Ok(client)
+    }
+
+    /// `sync_connect`: refreshes until every slot is served and every primary connected,
+    /// within the request timeout.
+    async fn until_whole(&self) -> Result<(), ClusterError> {
+        let inner = &self.inner;
+        let timeout = inner.config.timeout;
+        let deadline = Instant::now() + timeout;
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            let map = inner.map();
+            let primaries: Vec<Arc<str>> = map.primaries().cloned().collect();
+            let connected =
+                futures::future::join_all(primaries.iter().map(|p| inner.nodes.client(p))).await;
+            let unreachable: Vec<String> = primaries
+                .iter()
+                .zip(connected)
+                .filter_map(|(node, client)| client.err().map(|e| format!("{node}: {e}")))
+                .collect();
+            let served = map.served();
+            if served == usize::from(crate::SLOTS) && unreachable.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() + pause >= deadline {
+                return Err(ClusterError::NotReady {
+                    timeout,
+                    served,
+                    unreachable,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            inner.refresh().await;
+        }
     }
 
     /// Sends `command` to the node serving its key's slot and waits for its answer. A

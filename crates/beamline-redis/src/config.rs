@@ -45,6 +45,7 @@ pub enum ReadFrom {
 /// | nodes asked per refresh round | 3, majority view kept ([`refresh_fanout`](Self::refresh_fanout)) |
 /// | address map | none: announced addresses are dialled as they are ([`map_address`](Self::map_address)) |
 /// | reads | from the primary ([`read_from`](Self::read_from)) |
+/// | `connect` returns | when a seed answers with a slot map ([`sync_connect`](Self::sync_connect): when every slot is served and every primary connected) |
 /// | retries of `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`, unreachable nodes | full-jitter exponential, 10 ms doubling to 200 ms, until the deadline |
 #[derive(Debug, Clone)]
 pub struct ClusterBuilder {
@@ -60,6 +61,7 @@ pub struct ClusterBuilder {
     pub(crate) refresh_fanout: usize,
     pub(crate) max_in_flight: usize,
     pub(crate) read_from: ReadFrom,
+    pub(crate) sync_connect: bool,
 }
 
 impl ClusterBuilder {
@@ -77,6 +79,7 @@ impl ClusterBuilder {
             refresh_fanout: 3,
             max_in_flight: 256,
             read_from: ReadFrom::Primary,
+            sync_connect: false,
         }
     }
 
@@ -170,13 +173,30 @@ impl ClusterBuilder {
         self
     }
 
+    /// Whether [`connect`](Self::connect) waits for a whole cluster (default `false`): a
+    /// slot map in which every one of the 16,384 slots is served, and a connection up to
+    /// every primary in it. It asks again (a refresh every 100 ms, then up to every 1 s)
+    /// until both hold or the request [`timeout`](Self::timeout) has passed, then fails
+    /// with [`ClusterError::NotReady`], saying which slots or primaries were missing.
+    ///
+    /// Without it the client starts as soon as one seed answers, and a request to a slot
+    /// nobody serves yet (or to a primary that cannot be reached yet) waits for a refresh
+    /// within its own deadline.
+    #[must_use]
+    pub fn sync_connect(mut self, wait: bool) -> Self {
+        self.sync_connect = wait;
+        self
+    }
+
     /// Asks the seeds for the slot map, all at once, and starts as soon as one answers
     /// with a usable map (a seed that is down only costs its own attempt, bounded by the
     /// refresh timeout). Connections to the nodes are made when a request first needs
     /// them.
     ///
     /// # Errors
-    /// [`ClusterError::NoSeed`] when no seed answered, each seed's failure inside.
+    /// [`ClusterError::NoSeed`] when no seed answered, each seed's failure inside;
+    /// [`ClusterError::NotReady`] with [`sync_connect`](Self::sync_connect), when the
+    /// cluster was not whole within the timeout.
     ///
     /// # Panics
     /// Outside a tokio runtime (the refresh task is spawned on the current one).

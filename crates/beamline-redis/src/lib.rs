@@ -105,7 +105,10 @@
 //!   keeps the view most of them report; it is triggered by redirects and by requests that
 //!   find a node's connection down (the failover test bounds the number of refreshes).
 //! - **The client starts when any seed answers** (`starts_with_seeds_partly_down`), and
-//!   fails with [`ClusterError::NoSeed`] naming each seed's failure when none does.
+//!   fails with [`ClusterError::NoSeed`] naming each seed's failure when none does. With
+//!   [`sync_connect`](ClusterBuilder::sync_connect) it starts only when every slot is
+//!   served and every primary connected, or fails [`ClusterError::NotReady`] at its
+//!   timeout naming what was missing (`sync_connect_waits_for_every_primary`).
 //!
 //! # Examples
 //! ```no_run

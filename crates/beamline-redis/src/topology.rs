@@ -67,6 +67,11 @@ impl SlotMap {
         self.shards.is_empty()
     }
 
+    /// How many of the 16,384 slots have a primary in the map.
+    pub(crate) fn served(&self) -> usize {
+        self.owners.iter().filter(|&&o| o != UNASSIGNED).count()
+    }
+
     /// A copy where `slot` is served by `primary` (a `MOVED` answer): a shard of that
     /// primary if the map has one, a new one otherwise.
     pub(crate) fn moved(&self, slot: u16, primary: &str) -> SlotMap {
@@ -254,6 +259,8 @@ mod tests {
         assert_eq!(new.primaries().count(), 4);
         assert!(SlotMap::empty().primary(42).is_none());
         assert!(SlotMap::empty().is_empty());
+        assert_eq!(map.served(), usize::from(SLOTS));
+        assert_eq!(SlotMap::empty().served(), 0);
     }
 
     #[test]

@@ -56,6 +56,7 @@ async fn routing_redirects_and_seeds_on_one_cluster() {
     reads_go_to_replicas_with_read_from(&cluster).await;
     keyless_commands_about_every_node_go_to_every_primary(&cluster).await;
     starts_with_seeds_partly_down(&cluster).await;
+    sync_connect_waits_for_every_primary(&cluster).await;
     nothing_is_left_behind(tasks, fds).await;
 }
 
@@ -578,4 +579,76 @@ async fn starts_with_seeds_partly_down(cluster: &RedisCluster) {
     );
     assert!(!err.may_have_been_applied());
     drop(silent);
+}
+
+/// `sync_connect`: `connect` returns only when every slot is served and every primary is
+/// connected. One primary is mapped to a port nobody listens on: the plain client starts at
+/// once anyway; the waiting one fails `NotReady` at its timeout naming that primary, and,
+/// when a proxy to the primary appears on the port 400 ms in, starts then and writes there.
+async fn sync_connect_waits_for_every_primary(cluster: &RedisCluster) {
+    let key = "{sync}k";
+    let owner = block_in_place(|| cluster.primary_of(key_slot(key.as_bytes())));
+    let port = free_port();
+    let mapped = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let builder = || {
+        ClusterClient::builder(seeds(cluster))
+            .map_address(owner.to_string(), mapped.to_string())
+            .refresh_interval(Duration::from_secs(600))
+    };
+    let started = Instant::now();
+    let plain = builder()
+        .timeout(Duration::from_millis(600))
+        .connect()
+        .await
+        .expect("the plain client starts on a seed's map");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    drop(plain);
+
+    let started = Instant::now();
+    let err = builder()
+        .timeout(Duration::from_millis(600))
+        .sync_connect(true)
+        .connect()
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    match &err {
+        ClusterError::NotReady {
+            served,
+            unreachable,
+            ..
+        } => {
+            assert_eq!(*served, 16384, "{err}");
+            assert_eq!(unreachable.len(), 1, "{err}");
+            assert!(unreachable[0].starts_with(&owner.to_string()), "{err}");
+        }
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+    assert!(!err.may_have_been_applied());
+    assert!(
+        waited >= Duration::from_millis(300) && waited <= Duration::from_millis(600 + 500),
+        "gave up after {waited:?}"
+    );
+
+    let appears = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        Proxy::start(mapped, owner).await.unwrap()
+    });
+    let started = Instant::now();
+    let c = builder()
+        .timeout(Duration::from_secs(5))
+        .sync_connect(true)
+        .connect()
+        .await
+        .expect("starts once the primary can be reached");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    let proxy = appears.await.unwrap();
+    assert_eq!(
+        proxy.stats().accepted,
+        1,
+        "connected before connect returned"
+    );
+    assert_eq!(c.call(cmd(&["SET", key, "1"])).await.unwrap(), Value::ok());
+    drop(c);
+    proxy.shutdown().await;
 }
