@@ -193,6 +193,7 @@ impl ClusterClient {
                 config.timeout,
                 config.connect_timeout,
                 config.max_in_flight,
+                config.connections_per_node,
             )
         };
         let (nodes, replicas) = (registry(), registry());

@@ -43,6 +43,7 @@ pub enum ReadFrom {
 /// | topology refreshes at most | once a second ([`refresh_min_interval`](Self::refresh_min_interval)) |
 /// | one refresh's bound | 1 s per round of nodes asked ([`refresh_timeout`](Self::refresh_timeout)) |
 /// | nodes asked per refresh round | 3, majority view kept ([`refresh_fanout`](Self::refresh_fanout)) |
+/// | connections per node | 1, multiplexed ([`connections_per_node`](Self::connections_per_node)) |
 /// | address map | none: announced addresses are dialled as they are ([`map_address`](Self::map_address)) |
 /// | reads | from the primary ([`read_from`](Self::read_from)) |
 /// | `connect` returns | when a seed answers with a slot map ([`sync_connect`](Self::sync_connect): when every slot is served and every primary connected) |
@@ -62,6 +63,7 @@ pub struct ClusterBuilder {
     pub(crate) max_in_flight: usize,
     pub(crate) read_from: ReadFrom,
     pub(crate) sync_connect: bool,
+    pub(crate) connections_per_node: usize,
 }
 
 impl ClusterBuilder {
@@ -80,6 +82,7 @@ impl ClusterBuilder {
             max_in_flight: 256,
             read_from: ReadFrom::Primary,
             sync_connect: false,
+            connections_per_node: 1,
         }
     }
 
@@ -154,6 +157,22 @@ impl ClusterBuilder {
     #[must_use]
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n;
+        self
+    }
+
+    /// Up to `n` connections to each node (default 1, at least 1), each FIFO-multiplexed:
+    /// a shared pool per node (`beamline_pool::SharedPool`) in which a request takes the
+    /// least-loaded connection, and another is opened, up to `n`, only when every open one
+    /// has [`max_in_flight`](Self::max_in_flight) requests on it. Worth it when one
+    /// connection's in-flight bound is the limit (blocking commands, large values); one
+    /// connection is what Redis serves fastest otherwise.
+    ///
+    /// Every guarantee holds per connection: an `ASK` or `READONLY` pair is one request on
+    /// one connection, a lost connection fails only what was on it, and a request waits for
+    /// a free place in the pool within its own deadline.
+    #[must_use]
+    pub fn connections_per_node(mut self, n: usize) -> Self {
+        self.connections_per_node = n.max(1);
         self
     }
 

@@ -104,6 +104,11 @@
 //!   periodic**; it asks [`refresh_fanout`](ClusterBuilder::refresh_fanout) nodes at once and
 //!   keeps the view most of them report; it is triggered by redirects and by requests that
 //!   find a node's connection down (the failover test bounds the number of refreshes).
+//! - **A pool per node opens connections as load needs them**:
+//!   [`connections_per_node`](ClusterBuilder::connections_per_node) gives each node a shared
+//!   pool of FIFO connections, another opened only when every open one is at its in-flight
+//!   bound (`a_pool_per_node_opens_connections_as_load_needs`: 8 `BLPOP`s, 2 per
+//!   connection, block on 4 connections).
 //! - **The client starts when any seed answers** (`starts_with_seeds_partly_down`), and
 //!   fails with [`ClusterError::NoSeed`] naming each seed's failure when none does. With
 //!   [`sync_connect`](ClusterBuilder::sync_connect) it starts only when every slot is
