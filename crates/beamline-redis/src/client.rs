@@ -61,6 +61,9 @@ pub struct ClusterStats {
     pub asked: u64,
     /// Requests sent again after their connection was lost (idempotent ones only).
     pub resent: u64,
+    /// Requests answered by a replica asked in place of its unreachable primary: the
+    /// cluster had promoted it (each moves the shard to it in the client's map).
+    pub stood_in: u64,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +73,7 @@ pub(crate) struct Counters {
     pub(crate) moved: AtomicU64,
     pub(crate) asked: AtomicU64,
     pub(crate) resent: AtomicU64,
+    pub(crate) stood_in: AtomicU64,
 }
 
 /// Where a request goes.
@@ -83,6 +87,16 @@ pub(crate) enum Route {
     AnyPrimary,
     /// This node (one part of a command sent to every primary).
     Node(Arc<str>),
+}
+
+impl Route {
+    /// The slot the route is about, if any.
+    pub(crate) fn slot(&self) -> Option<u16> {
+        match self {
+            Route::Slot(slot) | Route::Read(slot) => Some(*slot),
+            Route::AnyPrimary | Route::Node(_) => None,
+        }
+    }
 }
 
 /// Everything the handles share.
@@ -179,6 +193,7 @@ impl ClusterClient {
                 config.timeout,
                 config.connect_timeout,
                 config.max_in_flight,
+                config.connections_per_node,
             )
         };
         let (nodes, replicas) = (registry(), registry());
@@ -203,8 +218,46 @@ impl ClusterClient {
             .refresher
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
-        tracing::debug!(name = %inner.config.name, "redis cluster: started");
-        Ok(ClusterClient { inner })
+        let client = ClusterClient { inner };
+        if client.inner.config.sync_connect {
+            client.until_whole().await?;
+        }
+        tracing::debug!(name = %client.inner.config.name, "redis cluster: started");
+        Ok(client)
+    }
+
+    /// `sync_connect`: refreshes until every slot is served and every primary connected,
+    /// within the request timeout.
+    async fn until_whole(&self) -> Result<(), ClusterError> {
+        let inner = &self.inner;
+        let timeout = inner.config.timeout;
+        let deadline = Instant::now() + timeout;
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            let map = inner.map();
+            let primaries: Vec<Arc<str>> = map.primaries().cloned().collect();
+            let connected =
+                futures::future::join_all(primaries.iter().map(|p| inner.nodes.client(p))).await;
+            let unreachable: Vec<String> = primaries
+                .iter()
+                .zip(connected)
+                .filter_map(|(node, client)| client.err().map(|e| format!("{node}: {e}")))
+                .collect();
+            let served = map.served();
+            if served == usize::from(crate::SLOTS) && unreachable.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() + pause >= deadline {
+                return Err(ClusterError::NotReady {
+                    timeout,
+                    served,
+                    unreachable,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            inner.refresh().await;
+        }
     }
 
     /// Sends `command` to the node serving its key's slot and waits for its answer. A
@@ -242,6 +295,7 @@ impl ClusterClient {
             moved: c.moved.load(Ordering::Relaxed),
             asked: c.asked.load(Ordering::Relaxed),
             resent: c.resent.load(Ordering::Relaxed),
+            stood_in: c.stood_in.load(Ordering::Relaxed),
         }
     }
 
@@ -318,13 +372,32 @@ impl Inner {
         }
     }
 
-    /// A `MOVED` answer: `slot` is served by `node` from now on.
+    /// A `MOVED` answer (or a write a replica took): `slot` is served by `node` from now
+    /// on. When `node` is a replica of the slot's shard, the shard failed over: the whole
+    /// shard moves (its other slots would answer `MOVED` one by one until the next refresh
+    /// otherwise).
     pub(crate) fn moved(&self, slot: u16, node: &str) {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if map.primary(slot).is_some_and(|owner| &**owner == node) {
             return;
         }
-        *map = Arc::new(map.moved(slot, node));
+        let next = map
+            .promoted(slot, node)
+            .unwrap_or_else(|| map.moved(slot, node));
+        *map = Arc::new(next);
+    }
+
+    /// A replica of `slot`'s shard to ask in place of its primary, `down` (whose connection
+    /// failed the request): it takes the write the moment it is promoted, and answers
+    /// `MOVED` back to `down` before. `None` when the map's primary is not `down` any more,
+    /// or the shard has no replica.
+    pub(crate) fn stand_in(&self, slot: u16, down: &str) -> Option<Arc<str>> {
+        let map = self.map();
+        if map.primary(slot).is_none_or(|primary| &**primary != down) {
+            return None;
+        }
+        let replicas = map.replicas(slot);
+        replicas.get(self.random(replicas.len())).cloned()
     }
 
     /// Asks the refresh task for a refresh (coalesced, rate-limited).

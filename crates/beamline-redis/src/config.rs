@@ -43,9 +43,11 @@ pub enum ReadFrom {
 /// | topology refreshes at most | once a second ([`refresh_min_interval`](Self::refresh_min_interval)) |
 /// | one refresh's bound | 1 s per round of nodes asked ([`refresh_timeout`](Self::refresh_timeout)) |
 /// | nodes asked per refresh round | 3, majority view kept ([`refresh_fanout`](Self::refresh_fanout)) |
+/// | connections per node | 1, multiplexed ([`connections_per_node`](Self::connections_per_node)) |
 /// | address map | none: announced addresses are dialled as they are ([`map_address`](Self::map_address)) |
 /// | reads | from the primary ([`read_from`](Self::read_from)) |
-/// | retries of `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`, unreachable nodes | full-jitter exponential, 10 ms doubling to 500 ms, until the deadline |
+/// | `connect` returns | when a seed answers with a slot map ([`sync_connect`](Self::sync_connect): when every slot is served and every primary connected) |
+/// | retries of `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`, unreachable nodes | full-jitter exponential, 10 ms doubling to 200 ms, until the deadline |
 #[derive(Debug, Clone)]
 pub struct ClusterBuilder {
     pub(crate) seeds: Vec<String>,
@@ -60,6 +62,8 @@ pub struct ClusterBuilder {
     pub(crate) refresh_fanout: usize,
     pub(crate) max_in_flight: usize,
     pub(crate) read_from: ReadFrom,
+    pub(crate) sync_connect: bool,
+    pub(crate) connections_per_node: usize,
 }
 
 impl ClusterBuilder {
@@ -77,6 +81,8 @@ impl ClusterBuilder {
             refresh_fanout: 3,
             max_in_flight: 256,
             read_from: ReadFrom::Primary,
+            sync_connect: false,
+            connections_per_node: 1,
         }
     }
 
@@ -154,6 +160,22 @@ impl ClusterBuilder {
         self
     }
 
+    /// Up to `n` connections to each node (default 1, at least 1), each FIFO-multiplexed:
+    /// a shared pool per node (`beamline_pool::SharedPool`) in which a request takes the
+    /// least-loaded connection, and another is opened, up to `n`, only when every open one
+    /// has [`max_in_flight`](Self::max_in_flight) requests on it. Worth it when one
+    /// connection's in-flight bound is the limit (blocking commands, large values); one
+    /// connection is what Redis serves fastest otherwise.
+    ///
+    /// Every guarantee holds per connection: an `ASK` or `READONLY` pair is one request on
+    /// one connection, a lost connection fails only what was on it, and a request waits for
+    /// a free place in the pool within its own deadline.
+    #[must_use]
+    pub fn connections_per_node(mut self, n: usize) -> Self {
+        self.connections_per_node = n.max(1);
+        self
+    }
+
     /// Where read-only commands go (default [`ReadFrom::Primary`]).
     #[must_use]
     pub fn read_from(mut self, read_from: ReadFrom) -> Self {
@@ -170,13 +192,30 @@ impl ClusterBuilder {
         self
     }
 
+    /// Whether [`connect`](Self::connect) waits for a whole cluster (default `false`): a
+    /// slot map in which every one of the 16,384 slots is served, and a connection up to
+    /// every primary in it. It asks again (a refresh every 100 ms, then up to every 1 s)
+    /// until both hold or the request [`timeout`](Self::timeout) has passed, then fails
+    /// with [`ClusterError::NotReady`], saying which slots or primaries were missing.
+    ///
+    /// Without it the client starts as soon as one seed answers, and a request to a slot
+    /// nobody serves yet (or to a primary that cannot be reached yet) waits for a refresh
+    /// within its own deadline.
+    #[must_use]
+    pub fn sync_connect(mut self, wait: bool) -> Self {
+        self.sync_connect = wait;
+        self
+    }
+
     /// Asks the seeds for the slot map, all at once, and starts as soon as one answers
     /// with a usable map (a seed that is down only costs its own attempt, bounded by the
     /// refresh timeout). Connections to the nodes are made when a request first needs
     /// them.
     ///
     /// # Errors
-    /// [`ClusterError::NoSeed`] when no seed answered, each seed's failure inside.
+    /// [`ClusterError::NoSeed`] when no seed answered, each seed's failure inside;
+    /// [`ClusterError::NotReady`] with [`sync_connect`](Self::sync_connect), when the
+    /// cluster was not whole within the timeout.
     ///
     /// # Panics
     /// Outside a tokio runtime (the refresh task is spawned on the current one).

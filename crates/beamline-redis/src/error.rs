@@ -23,6 +23,7 @@ use beamline_client::ClientError;
 /// | `Node` | see source | the node's client refused the request in a way no retry helps |
 /// | `Split` | maybe | a multi-key command split by slot: some part failed, the others may have been applied |
 /// | `NoSeed` | no | no seed answered `CLUSTER SLOTS` at start |
+/// | `NotReady` | no | `sync_connect`: not every slot served, or not every primary reachable, by the timeout |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterError {
@@ -124,6 +125,21 @@ pub enum ClusterError {
         /// Each seed's failure.
         errors: Vec<String>,
     },
+    /// With [`sync_connect`](crate::ClusterBuilder::sync_connect): the cluster was not
+    /// whole (every slot served, every primary reachable) within the timeout. The last
+    /// check's findings are inside.
+    #[error(
+        "the cluster was not ready within {timeout:?}: {served} of 16384 slots served; {}",
+        .unreachable.join("; ")
+    )]
+    NotReady {
+        /// How long the client waited.
+        timeout: Duration,
+        /// How many slots had a primary in the last slot map.
+        served: usize,
+        /// Each primary the client could not connect to, with why.
+        unreachable: Vec<String>,
+    },
 }
 
 impl ClusterError {
@@ -134,7 +150,8 @@ impl ClusterError {
             ClusterError::CrossSlot { .. }
             | ClusterError::ConnectionState { .. }
             | ClusterError::EmptyCommand
-            | ClusterError::NoSeed { .. } => false,
+            | ClusterError::NoSeed { .. }
+            | ClusterError::NotReady { .. } => false,
             ClusterError::TooManyRedirects { maybe_applied, .. }
             | ClusterError::Timeout { maybe_applied, .. } => *maybe_applied,
             ClusterError::ConnectionLost { .. } => true,

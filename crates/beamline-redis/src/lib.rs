@@ -51,6 +51,11 @@
 //!   except `MGET`, `MSET`, `DEL`, `EXISTS`, `UNLINK`, `TOUCH`, which are split by slot,
 //!   sent in parallel and answered in the caller's order (`cross_slot_fails_before_sending`,
 //!   `multi_key_commands_split_and_reassemble`).
+//! - **A pipeline goes per node and answers in the caller's order**:
+//!   [`pipeline`](ClusterClient::pipeline) sends every command to its slot's primary at
+//!   once, the commands for one node back to back in the caller's order, and returns one
+//!   answer or typed error per command, in order; a command refused before sending fails
+//!   alone (`pipelines_go_per_node_and_answer_in_order` counts each primary's `INCR`s).
 //! - **No request changes a connection other requests share**: `MULTI`, `WATCH`,
 //!   `SELECT`, `SUBSCRIBE`, `CLIENT REPLY` and the other connection-state commands fail
 //!   with [`ClusterError::ConnectionState`] before sending (`cross_slot_fails_before_sending`
@@ -69,7 +74,7 @@
 //!   contiguous write by the per-node codec, whose decoder hands the caller the command's
 //!   reply as the one answer (`ask_in_the_middle_of_a_migration`; the codec's unit tests).
 //! - **`TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN` are retried** with full-jitter
-//!   backoff (10 ms doubling to 500 ms) until the request's deadline (during the failover
+//!   backoff (10 ms doubling to 200 ms) until the request's deadline (during the failover
 //!   of `kill_primary_under_load_from_64_callers` the cluster answers `CLUSTERDOWN`).
 //! - **Every request ends by its deadline** ([`timeout`](ClusterBuilder::timeout), over
 //!   every redirect and retry) **with its own reply or a typed error** that says whether it
@@ -83,16 +88,32 @@
 //!   a request that was never written is re-routed after a refresh and completes. No
 //!   non-idempotent request is applied twice (the same test counts each request's own key
 //!   with `INCR`).
-//! - **Writes resume on a dead primary's slots within the cluster's failover time plus one
-//!   refresh** (the same test measures it), and after a manual `CLUSTER FAILOVER`
-//!   (`manual_failover_moves_writes_to_the_new_primary`).
+//! - **Writes resume on a dead primary's slots within the cluster's failover time plus
+//!   1 s** (`kill_primary_under_load_from_64_callers` measures it from the kill): a request
+//!   whose primary's connection fails asks a replica of that shard next, which answers
+//!   `MOVED` back to the dead primary (applying nothing) until the cluster promotes it, and
+//!   takes the write from that moment, before any refresh; the first such answer moves the
+//!   whole shard to it in the map ([`ClusterStats::stood_in`](crate::ClusterStats) counts them).
+//! - **A failover moves the whole shard at once**: a `MOVED` to a replica of the slot's
+//!   shard swaps the roles for every slot of the shard, so after a manual `CLUSTER FAILOVER`
+//!   only the requests already on their way to the old primary are redirected
+//!   (`manual_failover_moves_writes_to_the_new_primary` bounds the `MOVED`s by twice the
+//!   callers; before, it was one per slot touched until the next refresh, about a thousand).
 //! - **The topology refresh is single-flight, at most once a
 //!   [`refresh_min_interval`](ClusterBuilder::refresh_min_interval), bounded in time, and
 //!   periodic**; it asks [`refresh_fanout`](ClusterBuilder::refresh_fanout) nodes at once and
 //!   keeps the view most of them report; it is triggered by redirects and by requests that
 //!   find a node's connection down (the failover test bounds the number of refreshes).
+//! - **A pool per node opens connections as load needs them**:
+//!   [`connections_per_node`](ClusterBuilder::connections_per_node) gives each node a shared
+//!   pool of FIFO connections, another opened only when every open one is at its in-flight
+//!   bound (`a_pool_per_node_opens_connections_as_load_needs`: 8 `BLPOP`s, 2 per
+//!   connection, block on 4 connections).
 //! - **The client starts when any seed answers** (`starts_with_seeds_partly_down`), and
-//!   fails with [`ClusterError::NoSeed`] naming each seed's failure when none does.
+//!   fails with [`ClusterError::NoSeed`] naming each seed's failure when none does. With
+//!   [`sync_connect`](ClusterBuilder::sync_connect) it starts only when every slot is
+//!   served and every primary connected, or fails [`ClusterError::NotReady`] at its
+//!   timeout naming what was missing (`sync_connect_waits_for_every_primary`).
 //!
 //! # Examples
 //! ```no_run
@@ -132,6 +153,7 @@ mod commands;
 mod config;
 mod error;
 mod nodes;
+mod pipeline;
 mod refresh;
 mod request;
 mod slot;

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use beamline_backoff::BackoffConfig;
-use beamline_client::{BuildError, Client};
+use beamline_client::{BuildError, Client, Pooling};
+use beamline_pool::PoolConfig;
 use beamline_reconnect::{OfflinePolicy, ReconnectConfig};
 use beamline_resp::Value;
 use tokio::sync::OnceCell;
@@ -26,6 +27,7 @@ pub(crate) struct Nodes {
     timeout: Duration,
     connect_timeout: Duration,
     max_in_flight: usize,
+    connections: usize,
 }
 
 impl Nodes {
@@ -35,6 +37,7 @@ impl Nodes {
         timeout: Duration,
         connect_timeout: Duration,
         max_in_flight: usize,
+        connections: usize,
     ) -> Self {
         Nodes {
             clients: Mutex::new(HashMap::new()),
@@ -43,6 +46,7 @@ impl Nodes {
             timeout,
             connect_timeout,
             max_in_flight,
+            connections,
         }
     }
 
@@ -77,12 +81,26 @@ impl Nodes {
                 2.0,
                 Duration::from_secs(2),
             ));
+        let pooling = if self.connections > 1 {
+            // A place in the pool is waited for within the request's deadline; the pool
+            // keeps its connections (they reconnect by themselves) for the client's life.
+            Pooling::Shared(
+                PoolConfig::new(self.connections)
+                    .connect_timeout(Some(self.connect_timeout))
+                    .checkout_timeout(Some(self.timeout))
+                    .idle_timeout(None)
+                    .max_lifetime(None),
+            )
+        } else {
+            Pooling::Single
+        };
         Client::builder(self.dial_addr(node))
             .fifo::<NodeRequest, _>(ClusterCodec::new())
             .name(format!("{} {node}", self.name))
             .timeout(self.timeout)
             .max_in_flight(self.max_in_flight)
             .reconnect(reconnect)
+            .pool(pooling)
             .connect()
             .await
     }

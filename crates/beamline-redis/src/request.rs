@@ -17,9 +17,12 @@ use crate::slot::key_slot;
 use crate::{ClusterClient, ClusterError, ReadFrom};
 
 /// The retry pace of `TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN` and unreachable
-/// nodes: full jitter, 10 ms doubling to 500 ms.
+/// nodes: full jitter, 10 ms doubling to 200 ms. The cap bounds how late a waiting request
+/// notices that the cluster is whole again (a failover ends with a promotion nobody
+/// announces to the client); 200 ms keeps a caller at no more than about ten tries a second
+/// meanwhile.
 const RETRY_BACKOFF: BackoffConfig =
-    BackoffConfig::exponential(Duration::from_millis(10), 2.0, Duration::from_millis(500));
+    BackoffConfig::exponential(Duration::from_millis(10), 2.0, Duration::from_millis(200));
 
 /// What an error reply asks of the client.
 #[derive(Debug, PartialEq, Eq)]
@@ -196,6 +199,13 @@ impl ClusterClient {
         };
         // Where the next attempt goes when a redirect said so, and whether with ASKING.
         let mut redirected: Option<(Arc<str>, bool)> = None;
+        // The slot's primary whose connection failed this request, and the replica of its
+        // shard that the next attempt asks instead (attempts alternate between the two
+        // until one answers): a replica takes the write the moment the cluster promotes it,
+        // and answers `MOVED` back to the dead primary before (nothing applied), so writes
+        // resume with the failover, not with the next refresh.
+        let mut down: Option<Arc<str>> = None;
+        let mut stand_in: Option<(u16, Arc<str>)> = None;
         // A replica failed this request: PreferReplica reads go to the primary from now on.
         let mut avoid_replicas = false;
         // Bounded by the deadline (every wait below is), and in count as a safeguard.
@@ -203,10 +213,11 @@ impl ClusterClient {
             if Instant::now() >= deadline {
                 return Err(attempt.timeout());
             }
-            let (node, asking, replica) = match redirected.take() {
-                Some((node, asking)) => (node, asking, false),
-                None => match inner.route(&route, avoid_replicas) {
-                    Some((node, replica)) => (node, false, replica),
+            let (node, asking, replica, standing_in) = match (stand_in.take(), redirected.take()) {
+                (Some((slot, node)), _) => (node, false, false, Some(slot)),
+                (None, Some((node, asking))) => (node, asking, false, None),
+                (None, None) => match inner.route(&route, avoid_replicas) {
+                    Some((node, replica)) => (node, false, replica, None),
                     None => {
                         attempt.last = format!("no node known for {route:?}");
                         inner.refresh_soon();
@@ -214,6 +225,15 @@ impl ClusterClient {
                         continue;
                     }
                 },
+            };
+            // After this attempt's failure at the slot's primary: a replica to ask next, at
+            // once (`None`: wait out the backoff and route again).
+            let next_stand_in = |node: &Arc<str>| {
+                if asking || replica || standing_in.is_some() {
+                    return None;
+                }
+                let slot = route.slot()?;
+                inner.stand_in(slot, node).map(|r| (slot, r))
             };
             let registry = if replica {
                 &inner.replicas
@@ -226,7 +246,12 @@ impl ClusterClient {
                     avoid_replicas |= replica;
                     attempt.last = format!("{node}: {e}");
                     inner.refresh_soon();
-                    attempt.pause().await;
+                    stand_in = next_stand_in(&node);
+                    if stand_in.is_some() {
+                        down = Some(node);
+                    } else {
+                        attempt.pause().await;
+                    }
                     continue;
                 }
                 Err(_) => {
@@ -252,6 +277,14 @@ impl ClusterClient {
             };
             match outcome {
                 Ok(Value::Error(message)) => match verdict(&message, &node) {
+                    // A stand-in not promoted yet points back at the primary that failed:
+                    // not news (and nothing was applied). Wait, then try the primary again.
+                    Verdict::Moved { node: to, .. }
+                        if standing_in.is_some() && down.as_ref() == Some(&to) =>
+                    {
+                        attempt.last = format!("{to} is down and {node} not promoted yet");
+                        attempt.pause().await;
+                    }
                     Verdict::Moved {
                         slot: moved,
                         node: to,
@@ -273,17 +306,38 @@ impl ClusterClient {
                         inner.refresh_soon();
                         attempt.pause().await;
                     }
-                    Verdict::Answer => return Ok(Value::Error(message)),
+                    Verdict::Answer => {
+                        self.stood_in(standing_in, &node);
+                        return Ok(Value::Error(message));
+                    }
                 },
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    self.stood_in(standing_in, &node);
+                    return Ok(value);
+                }
                 Err(e) => {
                     avoid_replicas |= replica;
                     self.failed(&mut attempt, &node, e)?;
-                    attempt.pause().await;
+                    stand_in = next_stand_in(&node);
+                    if stand_in.is_some() {
+                        down = Some(node);
+                    } else {
+                        attempt.pause().await;
+                    }
                 }
             }
         }
         Err(attempt.timeout())
+    }
+
+    /// A replica asked in place of its shard's primary answered `slot`'s request: it was
+    /// promoted, and the shard moves to it in the map (a refresh confirms it).
+    fn stood_in(&self, standing_in: Option<u16>, node: &str) {
+        if let Some(slot) = standing_in {
+            self.inner.counters.stood_in.fetch_add(1, Ordering::Relaxed);
+            self.inner.moved(slot, node);
+            self.inner.refresh_soon();
+        }
     }
 
     /// A node's client failed the attempt: `Ok` to try again (after a refresh, which this

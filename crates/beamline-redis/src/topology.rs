@@ -67,6 +67,11 @@ impl SlotMap {
         self.shards.is_empty()
     }
 
+    /// How many of the 16,384 slots have a primary in the map.
+    pub(crate) fn served(&self) -> usize {
+        self.owners.iter().filter(|&&o| o != UNASSIGNED).count()
+    }
+
     /// A copy where `slot` is served by `primary` (a `MOVED` answer): a shard of that
     /// primary if the map has one, a new one otherwise.
     pub(crate) fn moved(&self, slot: u16, primary: &str) -> SlotMap {
@@ -87,6 +92,23 @@ impl SlotMap {
             *owner = index;
         }
         map
+    }
+
+    /// A copy where `replica`, a replica of the shard serving `slot`, is that shard's
+    /// primary and the old primary one of its replicas (a failover: the roles swapped, and
+    /// every slot of the shard moved with them); `None` when `replica` is not one of the
+    /// shard's replicas.
+    pub(crate) fn promoted(&self, slot: u16, replica: &str) -> Option<SlotMap> {
+        let owner = usize::from(*self.owners.get(usize::from(slot))?);
+        let shard = self.shards.get(owner)?;
+        let at = shard.replicas.iter().position(|r| &**r == replica)?;
+        let mut map = self.clone();
+        let shard = &mut map.shards[owner];
+        let new = shard.replicas.remove(at);
+        let old = std::mem::replace(&mut shard.primary, new);
+        shard.replicas.push(old);
+        shard.replicas.sort();
+        Some(map)
     }
 
     /// Reads a `CLUSTER SLOTS` reply. `asked` is the `host:port` of the node that gave it:
@@ -237,6 +259,25 @@ mod tests {
         assert_eq!(new.primaries().count(), 4);
         assert!(SlotMap::empty().primary(42).is_none());
         assert!(SlotMap::empty().is_empty());
+        assert_eq!(map.served(), usize::from(SLOTS));
+        assert_eq!(SlotMap::empty().served(), 0);
+    }
+
+    #[test]
+    fn a_promoted_replica_takes_its_whole_shard() {
+        let map = SlotMap::from_cluster_slots(&three_shards(), "127.0.0.1:7000").unwrap();
+        let swapped = map.promoted(42, "127.0.0.1:7003").unwrap();
+        for slot in [0, 42, 5460] {
+            assert_eq!(swapped.primary(slot).map(|p| &**p), Some("127.0.0.1:7003"));
+            let replicas: Vec<&str> = swapped.replicas(slot).iter().map(|r| &**r).collect();
+            assert_eq!(replicas, ["127.0.0.1:7000"]);
+        }
+        assert_eq!(swapped.primary(5461), map.primary(5461));
+        assert_eq!(swapped.primaries().count(), 3);
+        // Not a replica of that slot's shard (another shard's, or unknown): no change.
+        assert!(map.promoted(42, "127.0.0.1:7004").is_none());
+        assert!(map.promoted(42, "127.0.0.1:7000").is_none());
+        assert!(SlotMap::empty().promoted(42, "127.0.0.1:7003").is_none());
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! Routing, hash tags, cross-slot refusal, multi-key splitting, MOVED, ASK and seeds, on
+//! Routing, hash tags, cross-slot refusal, multi-key splitting, pipelines, MOVED, ASK and seeds, on
 //! one real cluster (3 primaries + 3 replicas) shared by the scenarios in turn: none of
 //! them takes a node down, and each uses keys of its own.
 
 // Scenario helpers are plain functions, not #[test]s: a failed unwrap there is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,7 @@ async fn routing_redirects_and_seeds_on_one_cluster() {
         hash_tags_keep_keys_together(&cluster, &c).await;
         cross_slot_fails_before_sending(&cluster, &c).await;
         multi_key_commands_split_and_reassemble(&c).await;
+        pipelines_go_per_node_and_answer_in_order(&cluster).await;
         moved_after_a_finished_migration(&cluster, &c).await;
         ask_in_the_middle_of_a_migration(&cluster, &c).await;
     }
@@ -55,6 +56,8 @@ async fn routing_redirects_and_seeds_on_one_cluster() {
     reads_go_to_replicas_with_read_from(&cluster).await;
     keyless_commands_about_every_node_go_to_every_primary(&cluster).await;
     starts_with_seeds_partly_down(&cluster).await;
+    sync_connect_waits_for_every_primary(&cluster).await;
+    a_pool_per_node_opens_connections_as_load_needs(&cluster).await;
     nothing_is_left_behind(tasks, fds).await;
 }
 
@@ -196,6 +199,70 @@ async fn multi_key_commands_split_and_reassemble(c: &ClusterClient) {
     assert_eq!(c.call(cmd(&unlink)).await.unwrap(), Value::Integer(10));
     exists[0] = "EXISTS";
     assert_eq!(c.call(cmd(&exists)).await.unwrap(), Value::Integer(0));
+}
+
+/// A pipeline from a client that has no node connection yet: each command reaches its
+/// slot's primary directly (each primary's `INCR` count grows by its own keys' share, no
+/// `MOVED`), the commands for one node run in the caller's order (`SET`, `INCR`, `GET` of a
+/// key answer `OK`, n + 1, n + 1), the answers come back in the caller's order, and a
+/// command refused before sending fails alone.
+async fn pipelines_go_per_node_and_answer_in_order(cluster: &RedisCluster) {
+    let c = client(cluster, 5).await;
+    let keys: Vec<String> = (0..60).map(|i| format!("pipe:{i}")).collect();
+    let mut expected_incrs: HashMap<SocketAddr, u64> = HashMap::new();
+    let before = block_in_place(|| {
+        for key in &keys {
+            *expected_incrs
+                .entry(cluster.primary_of(key_slot(key.as_bytes())))
+                .or_default() += 1;
+        }
+        cluster
+            .primaries()
+            .into_iter()
+            .map(|node| (node, calls(cluster, node, "incr")))
+            .collect::<HashMap<_, _>>()
+    });
+    assert_eq!(expected_incrs.len(), 3, "the keys cover every primary");
+    let mut commands = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        commands.push(cmd(&["SET", key, &i.to_string()]));
+        commands.push(cmd(&["INCR", key]));
+        commands.push(cmd(&["GET", key]));
+        if i == 30 {
+            commands.push(cmd(&["RENAME", "pipe:0", "pipe:1"]));
+        }
+    }
+    let answers = c.pipeline(commands).await;
+    assert_eq!(answers.len(), 3 * 60 + 1);
+    let mut answers = answers.into_iter();
+    for i in 0..60i64 {
+        let mut next = || answers.next().unwrap().unwrap();
+        assert_eq!(next(), Value::ok(), "SET pipe:{i}");
+        assert_eq!(next(), Value::Integer(i + 1), "INCR pipe:{i}");
+        assert_eq!(next(), Value::bulk((i + 1).to_string()), "GET pipe:{i}");
+        if i == 30 {
+            let refused = answers.next().unwrap();
+            assert!(
+                matches!(refused, Err(ClusterError::CrossSlot { slots: 2, .. })),
+                "{refused:?}"
+            );
+        }
+    }
+    assert_eq!(c.stats().moved, 0, "every command went to its owner first");
+    block_in_place(|| {
+        for (node, count) in &expected_incrs {
+            assert_eq!(
+                calls(cluster, *node, "incr") - before[node],
+                *count,
+                "INCRs on {node}"
+            );
+        }
+    });
+    let idempotent = c
+        .pipeline_idempotent([cmd(&["SET", "pipe:0", "again"]), cmd(&["GET", "pipe:0"])])
+        .await;
+    let idempotent: Vec<Value> = idempotent.into_iter().map(Result::unwrap).collect();
+    assert_eq!(idempotent, [Value::ok(), Value::bulk("again")]);
 }
 
 /// After a finished migration the old owner answers `MOVED`: the client moves the slot in
@@ -513,4 +580,112 @@ async fn starts_with_seeds_partly_down(cluster: &RedisCluster) {
     );
     assert!(!err.may_have_been_applied());
     drop(silent);
+}
+
+/// `sync_connect`: `connect` returns only when every slot is served and every primary is
+/// connected. One primary is mapped to a port nobody listens on: the plain client starts at
+/// once anyway; the waiting one fails `NotReady` at its timeout naming that primary, and,
+/// when a proxy to the primary appears on the port 400 ms in, starts then and writes there.
+async fn sync_connect_waits_for_every_primary(cluster: &RedisCluster) {
+    let key = "{sync}k";
+    let owner = block_in_place(|| cluster.primary_of(key_slot(key.as_bytes())));
+    let port = free_port();
+    let mapped = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let builder = || {
+        ClusterClient::builder(seeds(cluster))
+            .map_address(owner.to_string(), mapped.to_string())
+            .refresh_interval(Duration::from_secs(600))
+    };
+    let started = Instant::now();
+    let plain = builder()
+        .timeout(Duration::from_millis(600))
+        .connect()
+        .await
+        .expect("the plain client starts on a seed's map");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    drop(plain);
+
+    let started = Instant::now();
+    let err = builder()
+        .timeout(Duration::from_millis(600))
+        .sync_connect(true)
+        .connect()
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    match &err {
+        ClusterError::NotReady {
+            served,
+            unreachable,
+            ..
+        } => {
+            assert_eq!(*served, 16384, "{err}");
+            assert_eq!(unreachable.len(), 1, "{err}");
+            assert!(unreachable[0].starts_with(&owner.to_string()), "{err}");
+        }
+        other => panic!("expected NotReady, got {other:?}"),
+    }
+    assert!(!err.may_have_been_applied());
+    assert!(
+        waited >= Duration::from_millis(300) && waited <= Duration::from_millis(600 + 500),
+        "gave up after {waited:?}"
+    );
+
+    let appears = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        Proxy::start(mapped, owner).await.unwrap()
+    });
+    let started = Instant::now();
+    let c = builder()
+        .timeout(Duration::from_secs(5))
+        .sync_connect(true)
+        .connect()
+        .await
+        .expect("starts once the primary can be reached");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    let proxy = appears.await.unwrap();
+    // The node's connection, and maybe a refresh's `CLUSTER SLOTS` (dialled the same way).
+    assert!(
+        proxy.stats().accepted >= 1,
+        "connected before connect returned"
+    );
+    assert_eq!(c.call(cmd(&["SET", key, "1"])).await.unwrap(), Value::ok());
+    drop(c);
+    proxy.shutdown().await;
+}
+
+/// `connections_per_node(4)` with 2 requests in flight per connection: 8 blocking `BLPOP`s
+/// to one node hold 4 connections (the node reports 4 blocked clients while they wait, one
+/// per connection, each with a second `BLPOP` queued behind it), and every one is answered.
+async fn a_pool_per_node_opens_connections_as_load_needs(cluster: &RedisCluster) {
+    let key = "{pooled}list";
+    let owner = block_in_place(|| cluster.primary_of(key_slot(key.as_bytes())));
+    let c = ClusterClient::builder(seeds(cluster))
+        .connections_per_node(4)
+        .max_in_flight(2)
+        .timeout(Duration::from_secs(5))
+        .refresh_interval(Duration::from_secs(600))
+        .connect()
+        .await
+        .unwrap();
+    let blpops: Vec<_> = (0..8)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.call(cmd(&["BLPOP", key, "0.6"])).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let blocked = block_in_place(|| {
+        cluster
+            .command(owner, &["INFO", "clients"])
+            .text()
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("blocked_clients:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    });
+    assert_eq!(blocked, Some(4), "one blocked BLPOP per pooled connection");
+    for blpop in blpops {
+        assert_eq!(blpop.await.unwrap().unwrap(), Value::NullArray);
+    }
 }

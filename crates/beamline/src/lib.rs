@@ -19,6 +19,7 @@
 //! | [`chaos`] | `chaos` | a fault-injecting TCP proxy for your own tests |
 //! | [`http`] | `http` | hyper and axum served by [`server`]: HTTP/1.1 and HTTP/2, every connection supervised, bounded and drained |
 //! | [`resp`] | `resp` | a bounded, resumable RESP2 codec (typed values, commands, inline commands, server-side requests) |
+//! | [`redis`] | `redis` | a Redis Cluster client: slot routing, `MOVED`/`ASK`, topology refresh, pipelines, failover that says which requests may have been applied |
 //! | [`Client`] | `client` | the composed client: `Pool ─► Reconnect ─► Mux ─► TCP / TLS / Unix`, from one builder |
 //!
 //! Each module is the crate of the same name (`beamline-process`, ...), re-exported whole:
@@ -75,7 +76,8 @@
 //!
 //! # Feature flags
 //!
-//! All features are additive. Default: everything but `chaos`, `tower` and `http`.
+//! All features are additive. Default: everything but `chaos`, `tower`, `http`, `balance`,
+//! `redis` and `metrics`.
 //!
 //! - `process` — re-exports [`beamline-process`](process) as [`process`]; with `client`,
 //!   [`Client::child_spec`] (a client as a supervised process).
@@ -97,6 +99,9 @@
 //!   serve an axum `Router` or any `tower::Service` over HTTP/1.1 and HTTP/2 with the
 //!   server's limits and drain. Off by default because hyper's and http's versions become
 //!   part of your API.
+//! - `redis` *(off)* — re-exports [`beamline-redis`](redis) as [`redis`] (turns on
+//!   `client` and `resp`): the Redis Cluster client, one reconnecting FIFO [`Client`] per
+//!   node.
 //! - `metrics` *(off)* — [`metrics`]: a [`Publisher`](metrics::Publisher) that writes the
 //!   server's, pools', muxes' and connections' numbers through the `metrics` facade to the
 //!   exporter your application installs.
@@ -113,7 +118,7 @@
 #![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 // The guide links to the items of every feature; a build without some of them (the default
-// leaves out `chaos` and `tower`) lets those links dangle. docs.rs builds with all of them.
+// leaves out `chaos`, `tower`, `http`, `balance`, `redis` and `metrics`) lets those links dangle. docs.rs builds with all of them.
 #![cfg_attr(
     not(all(
         feature = "process",
@@ -122,7 +127,11 @@
         feature = "client",
         feature = "tls",
         feature = "resp",
-        feature = "tower"
+        feature = "tower",
+        feature = "http",
+        feature = "balance",
+        feature = "redis",
+        feature = "metrics"
     )),
     allow(rustdoc::broken_intra_doc_links)
 )]
@@ -167,6 +176,9 @@ pub use beamline_process as process;
 #[cfg(feature = "reconnect")]
 #[doc(inline)]
 pub use beamline_reconnect as reconnect;
+#[cfg(feature = "redis")]
+#[doc(inline)]
+pub use beamline_redis as redis;
 #[cfg(feature = "resp")]
 #[doc(inline)]
 pub use beamline_resp as resp;
