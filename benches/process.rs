@@ -197,7 +197,7 @@ fn echo_server() -> Addr<Req> {
                     let _ = reply.send(v);
                 }
                 Event::Msg(Req::Stop) => return Ok(()),
-                Event::Exit { .. } | Event::Down { .. } => {}
+                Event::Info(_) => {}
             }
         }
     })
@@ -450,7 +450,7 @@ fn restart(c: &mut Criterion) {
                         let _ = reply.send(v);
                     }
                     Event::Msg(Work::Crash) => panic!("crash on purpose"),
-                    Event::Exit { .. } | Event::Down { .. } => {}
+                    Event::Info(_) => {}
                 }
             }
         });

@@ -11,7 +11,7 @@ use std::sync::Arc;
 /// Every process ends with exactly one reason, published once to everything that waits on it:
 /// callers whose [`call`](crate::Addr::call) was in flight get
 /// [`CallError::Exited`](crate::CallError::Exited) with it, linked processes receive an exit signal
-/// carrying it, monitors receive a [`Down`](crate::Event::Down) notice with it, and supervisors decide
+/// carrying it, monitors receive a [`Down`](crate::Info::Down) notice with it, and supervisors decide
 /// from it whether to restart.
 ///
 /// Cloning is cheap (the payloads are reference counted), because one reason goes to many

@@ -134,13 +134,10 @@ pub async fn serve<S: GenServer>(
     let reason = loop {
         let step = match ctx.recv().await {
             Event::Msg(message) => catch_panic(server.handle(message, &mut ctx)).await,
-            Event::Exit { from, reason } if ctx.parent() == Some(&from) => break reason,
-            Event::Exit { from, reason } => {
-                catch_panic(server.handle_info(Info::Exit { from, reason }, &mut ctx)).await
+            Event::Info(Info::Exit { from, reason }) if ctx.parent() == Some(&from) => {
+                break reason;
             }
-            Event::Down { id, pid, reason } => {
-                catch_panic(server.handle_info(Info::Down { id, pid, reason }, &mut ctx)).await
-            }
+            Event::Info(info) => catch_panic(server.handle_info(info, &mut ctx)).await,
         };
         match step {
             Ok(Ok(())) => {}

@@ -19,7 +19,7 @@
 //!   [`call`](Addr::call) (a message carrying a [`Reply`]; ends in the reply, a timeout, or the
 //!   exit reason). [`Pid`] is the untyped identity used for links, monitors and kills.
 //! - **Exit reasons.** Every process ends with one [`ExitReason`]: `Normal`, `Shutdown`,
-//!   `Killed`, `Panicked(message)`, `Error(..)`; links, monitors ([`Event::Down`]), callers and
+//!   `Killed`, `Panicked(message)`, `Error(..)`; links, monitors ([`Info::Down`]), callers and
 //!   supervisors all receive it.
 //! - **Supervisors.** [`Supervisor`] starts a fixed list of [`ChildSpec`]s in order and applies
 //!   a [`Strategy`] (`OneForOne`, `OneForAll`, `RestForOne`) and each child's [`Restart`] type
@@ -41,8 +41,8 @@
 //!   Only a `tracing` subscriber (`tracing_subscriber::fmt().init()`, ...) prints these;
 //!   without one a process's panic or error is printed nowhere. It is never lost, though:
 //!   the exit reason (a panic's message included) is what its callers get
-//!   ([`CallError::Exited`]), what its links and monitors receive ([`Event::Exit`],
-//!   [`Event::Down`]) and what [`Addr::exit_reason`] and [`Addr::exited`] return; watch a
+//!   ([`CallError::Exited`]), what its links and monitors receive ([`Info::Exit`],
+//!   [`Info::Down`]) and what [`Addr::exit_reason`] and [`Addr::exited`] return; watch a
 //!   process you care about through one of them.
 //!
 //! # Guarantees
@@ -61,7 +61,7 @@
 //!   Exit and `Down` notices are never refused and never count against the capacity, and they
 //!   share the FIFO with messages, so a process's last messages arrive before its exit notice.
 //! - **OTP links and monitors.** An abnormal exit propagates through links (a trapping process
-//!   gets [`Event::Exit`] instead); a monitor delivers [`Event::Down`]; linking or monitoring a
+//!   gets [`Info::Exit`] instead); a monitor delivers [`Info::Down`]; linking or monitoring a
 //!   process that already exited delivers the notice at once, with its real reason.
 //! - **OTP supervision.** Children start in order and stop in reverse order, each getting its
 //!   [`Shutdown`] (an exit signal, then a kill when the timeout passes, or a kill at once for
@@ -94,7 +94,7 @@
 //! ```
 //! use std::time::Duration;
 //! use beamline_process::{
-//!     ChildSpec, Context, DynamicSupervisor, DynamicSupervisorConfig, Event, ExitReason,
+//!     ChildSpec, Context, DynamicSupervisor, DynamicSupervisorConfig, Event, ExitReason, Info,
 //!     GenServer, Reply, Strategy, Supervisor, SupervisorSpec, serve,
 //! };
 //!
@@ -132,7 +132,7 @@
 //!     .start_child(
 //!         ChildSpec::<()>::temporary("conn", move |mut ctx| async move {
 //!             loop {
-//!                 if let Event::Exit { reason, .. } = ctx.recv().await {
+//!                 if let Event::Info(Info::Exit { reason, .. }) = ctx.recv().await {
 //!                     println!("{name}: goodbye ({reason})");
 //!                     return Err(reason);
 //!                 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use beamline_process::Info;
 use std::time::Duration;
 
 use beamline_process::{
@@ -29,7 +30,7 @@ fn polite(
     let log = log.clone();
     ChildSpec::temporary(name, move |mut ctx: Context<()>| async move {
         loop {
-            if let Event::Exit { reason, .. } = ctx.recv().await {
+            if let Event::Info(Info::Exit { reason, .. }) = ctx.recv().await {
                 tokio::time::sleep(goodbye_takes).await;
                 let _ = log.send(format!("{name}: bye ({reason})"));
                 return Err(reason);
@@ -302,7 +303,9 @@ async fn a_nested_dynamic_supervisor_keeps_its_handle_across_restarts() {
             ChildSpec::<()>::temporary("t1", |mut ctx| async move {
                 match ctx.recv().await {
                     // OTP: a child that traps exits hears of its parent's death and must leave.
-                    Event::Exit { from, reason } if ctx.parent() == Some(&from) => Err(reason),
+                    Event::Info(Info::Exit { from, reason }) if ctx.parent() == Some(&from) => {
+                        Err(reason)
+                    }
                     _ => Ok(()),
                 }
             })
@@ -398,11 +401,10 @@ async fn a_connection_per_child_says_goodbye_on_shutdown() {
     let addr = listener.local_addr().unwrap();
     let sup = DynamicSupervisor::start(DynamicSupervisorConfig::new().max_children(8));
     let acceptor_sup = sup.clone();
-    let acceptor =
-        tokio::spawn(async move {
-            for _ in 0..2 {
-                let (stream, _) = listener.accept().await.unwrap();
-                acceptor_sup
+    let acceptor = tokio::spawn(async move {
+        for _ in 0..2 {
+            let (stream, _) = listener.accept().await.unwrap();
+            acceptor_sup
                 .start_child(ChildSpec::<()>::temporary("conn", move |mut ctx| async move {
                     let mut stream = stream;
                     let mut buf = [0_u8; 64];
@@ -413,7 +415,7 @@ async fn a_connection_per_child_says_goodbye_on_shutdown() {
                                 if n == 0 { return Ok(()) }
                                 stream.write_all(&buf[..n]).await?;
                             }
-                            event = ctx.recv() => if let Event::Exit { reason, .. } = event {
+                            event = ctx.recv() => if let Event::Info(Info::Exit { reason, .. }) = event {
                                 stream.write_all(b"bye\n").await?;
                                 return Err(reason);
                             }
@@ -421,8 +423,8 @@ async fn a_connection_per_child_says_goodbye_on_shutdown() {
                     }
                 }).trap_exit(true))
                 .unwrap();
-            }
-        });
+        }
+    });
     let mut clients = Vec::new();
     for _ in 0..2 {
         let mut c = TcpStream::connect(addr).await.unwrap();

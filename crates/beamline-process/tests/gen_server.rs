@@ -56,7 +56,6 @@ impl GenServer for Counter {
         let line = match info {
             Info::Down { reason, .. } => format!("down {reason}"),
             Info::Exit { reason, .. } => format!("exit {reason}"),
-            _ => "other".into(),
         };
         let _ = self.log.send(line);
         Ok(())

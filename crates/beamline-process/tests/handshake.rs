@@ -5,6 +5,7 @@
 
 mod common;
 
+use beamline_process::Info;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -153,12 +154,12 @@ fn worker(
             let _ = log.send(format!("ready {id}"));
             loop {
                 match ctx.recv().await {
-                    Event::Exit { reason, .. } => {
+                    Event::Info(Info::Exit { reason, .. }) => {
                         let _ = log.send(format!("stop {id}"));
                         return Err(reason);
                     }
                     Event::Msg(()) => panic!("{DELIBERATE}: {id} told to crash"),
-                    Event::Down { .. } => {}
+                    Event::Info(Info::Down { .. }) => {}
                 }
             }
         }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use beamline_process::Info;
 use std::time::Duration;
 
 use beamline_process::{Addr, Context, Event, ExitReason, MonitorRef, Pid, Reply, spawn};
@@ -63,11 +64,8 @@ fn agent(report: mpsc::UnboundedSender<Event<u32>>) -> Addr<Cmd> {
                     Cmd::Panic => panic!("{DELIBERATE}: agent told to panic"),
                     Cmd::Return(reason) => return Err(reason),
                 },
-                Event::Exit { from, reason } => {
-                    let _ = report.send(Event::Exit { from, reason });
-                }
-                Event::Down { id, pid, reason } => {
-                    let _ = report.send(Event::Down { id, pid, reason });
+                Event::Info(info) => {
+                    let _ = report.send(Event::Info(info));
                 }
             }
         }
@@ -145,7 +143,7 @@ async fn a_trapping_process_receives_the_exit_as_a_message_and_lives() {
     link(&a, &b).await;
     a.cast(Cmd::Panic).await.unwrap();
     match b_events.recv().await {
-        Some(Event::Exit { from, reason }) => {
+        Some(Event::Info(Info::Exit { from, reason })) => {
             assert_eq!(from, a.pid());
             assert!(matches!(reason, ExitReason::Panicked(_)));
         }
@@ -167,10 +165,10 @@ async fn kill_cannot_be_trapped_but_its_propagated_reason_can() {
     assert!(a.kill());
     assert!(matches!(a.exited().await, ExitReason::Killed));
     match b_events.recv().await {
-        Some(Event::Exit {
+        Some(Event::Info(Info::Exit {
             reason: ExitReason::Killed,
             ..
-        }) => {}
+        })) => {}
         other => panic!("expected a trapped Exit(Killed), got {other:?}"),
     }
     assert!(b.is_alive());
@@ -195,10 +193,10 @@ async fn exit_signals_follow_otp_rules() {
     plain.cast(Cmd::Say(1)).await.unwrap();
     assert!(matches!(plain_events.recv().await, Some(Event::Msg(1))));
     match trapper_events.recv().await {
-        Some(Event::Exit {
+        Some(Event::Info(Info::Exit {
             from,
             reason: ExitReason::Normal,
-        }) => assert_eq!(from, sender.pid()),
+        })) => assert_eq!(from, sender.pid()),
         other => panic!("expected Exit(Normal), got {other:?}"),
     }
 
@@ -209,10 +207,10 @@ async fn exit_signals_follow_otp_rules() {
     .await;
     assert!(matches!(
         trapper_events.recv().await,
-        Some(Event::Exit {
+        Some(Event::Info(Info::Exit {
             reason: ExitReason::Shutdown,
             ..
-        })
+        }))
     ));
     ask(&sender, |r| {
         Cmd::ExitSignal(plain.pid(), ExitReason::Shutdown, r)
@@ -236,7 +234,7 @@ async fn linking_to_a_dead_process_delivers_its_exit_at_once() {
     trap(&trapper).await;
     link(&trapper, &dead).await;
     match events.recv().await {
-        Some(Event::Exit { from, reason }) => {
+        Some(Event::Info(Info::Exit { from, reason })) => {
             assert_eq!(from, dead.pid());
             assert_eq!(reason.to_string(), "error: gone");
         }
@@ -270,11 +268,11 @@ async fn a_monitor_receives_down_and_is_one_way() {
     assert_eq!(id.target(), &target.pid());
     target.cast(Cmd::Panic).await.unwrap();
     match events.recv().await {
-        Some(Event::Down {
+        Some(Event::Info(Info::Down {
             id: got,
             pid,
             reason: ExitReason::Panicked(_),
-        }) => {
+        })) => {
             assert_eq!(got, id);
             assert_eq!(pid, target.pid());
         }
@@ -300,7 +298,7 @@ async fn monitoring_a_dead_process_delivers_down_at_once() {
     let id = ask(&watcher, |r| Cmd::Monitor(dead.pid(), r)).await;
     assert!(matches!(
         events.recv().await,
-        Some(Event::Down { id: got, reason: ExitReason::Killed, .. }) if got == id
+        Some(Event::Info(Info::Down { id: got, reason: ExitReason::Killed, .. })) if got == id
     ));
 }
 
@@ -356,7 +354,7 @@ async fn a_process_last_messages_arrive_before_its_exit_notice() {
     }
     assert!(matches!(
         events.recv().await,
-        Some(Event::Exit { from, reason: ExitReason::Shutdown }) if from == child.pid()
+        Some(Event::Info(Info::Exit { from, reason: ExitReason::Shutdown })) if from == child.pid()
     ));
 }
 
@@ -372,10 +370,10 @@ async fn spawn_link_links_before_the_child_runs_and_sets_its_parent() {
         });
         let mut ctx = ctx;
         match ctx.recv().await {
-            Event::Exit {
+            Event::Info(Info::Exit {
                 from,
                 reason: ExitReason::Killed,
-            } if from == child.pid() => Ok(()),
+            }) if from == child.pid() => Ok(()),
             _ => Err(ExitReason::Shutdown),
         }
     });

@@ -10,6 +10,7 @@
 //! This binary holds one test so that nothing else allocates while it measures.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
+use beamline_process::Info;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -79,7 +80,7 @@ async fn raw() -> f64 {
 async fn idle_body(mut ctx: Context<()>) -> Result<(), ExitReason> {
     let state: State = [0; 64];
     loop {
-        if let Event::Exit { reason, .. } = ctx.recv().await {
+        if let Event::Info(Info::Exit { reason, .. }) = ctx.recv().await {
             black_box(state);
             return Err(reason);
         }

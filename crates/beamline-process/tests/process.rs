@@ -41,7 +41,7 @@ fn counter() -> Addr<Msg> {
                 Event::Msg(Msg::Ignore(reply)) => drop(reply),
                 Event::Msg(Msg::Hold(reply)) => held.push(reply),
                 Event::Msg(Msg::Stop) => return Ok(()),
-                Event::Exit { .. } | Event::Down { .. } => {}
+                Event::Info(_) => {}
             }
         }
     })

@@ -2,6 +2,7 @@
 //! supervised child, behind a `Current` handle that follows its restarts.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
+use beamline_process::Info;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -96,7 +97,7 @@ async fn a_resource_that_gives_up_exits_with_its_reason_and_is_restarted_behind_
     let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
     let watcher = spawn(move |mut ctx: Context<()>| async move {
         ctx.monitor(&pid);
-        if let Event::Down { reason, .. } = ctx.recv().await {
+        if let Event::Info(Info::Down { reason, .. }) = ctx.recv().await {
             let _ = seen_tx.send(reason);
         }
         Ok(())

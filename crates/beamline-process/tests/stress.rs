@@ -6,6 +6,7 @@
 
 mod common;
 
+use beamline_process::Info;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -33,8 +34,8 @@ fn echo(i: usize) -> ChildSpec<Msg> {
                     let _ = reply.send(n);
                 }
                 Event::Msg(Msg::Crash) => panic!("{DELIBERATE}: child {i} crashes"),
-                Event::Exit { reason, .. } => return Err(reason),
-                Event::Down { .. } => {}
+                Event::Info(Info::Exit { reason, .. }) => return Err(reason),
+                Event::Info(Info::Down { .. }) => {}
             }
         }
     })

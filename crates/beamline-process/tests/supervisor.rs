@@ -4,6 +4,7 @@
 
 mod common;
 
+use beamline_process::Info;
 use std::time::Duration;
 
 use beamline_process::{
@@ -47,11 +48,11 @@ fn child(
                     Event::Msg(Do::Ping(r)) => {
                         let _ = r.send(id);
                     }
-                    Event::Exit { reason, .. } => {
+                    Event::Info(Info::Exit { reason, .. }) => {
                         let _ = log.send(format!("stop {id}"));
                         return Err(reason);
                     }
-                    Event::Down { .. } => {}
+                    Event::Info(Info::Down { .. }) => {}
                 }
             }
         }

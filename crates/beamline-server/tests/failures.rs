@@ -251,7 +251,9 @@ async fn connections_get_messages_and_notices_and_can_be_monitored() {
         ctx.monitor(&conn.pid());
         let mut ctx = ctx;
         match ctx.recv().await {
-            beamline_process::Event::Down { reason, .. } => Err(reason),
+            beamline_process::Event::Info(beamline_process::Info::Down { reason, .. }) => {
+                Err(reason)
+            }
             _ => Ok(()),
         }
     });

@@ -18,7 +18,7 @@
 //!         match ctx.recv().await {
 //!             Event::Msg(Msg::Add(n)) => total += n,
 //!             Event::Msg(Msg::Get(reply)) => { let _ = reply.send(total); }
-//!             Event::Exit { .. } | Event::Down { .. } => {}
+//!             Event::Info(_) => {}
 //!         }
 //!     }
 //! });

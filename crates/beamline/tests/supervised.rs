@@ -6,6 +6,7 @@
 #![cfg(all(feature = "client", feature = "resp", feature = "process"))]
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
+use beamline::process::Info;
 use std::time::Duration;
 
 use beamline::process::{
@@ -103,7 +104,7 @@ fn watch_exit(pid: Pid) -> (Pid, tokio::sync::oneshot::Receiver<ExitReason>) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     spawn(move |mut ctx: Context<()>| async move {
         ctx.monitor(&pid);
-        if let Event::Down { reason, .. } = ctx.recv().await {
+        if let Event::Info(Info::Down { reason, .. }) = ctx.recv().await {
             let _ = tx.send(reason);
         }
         Ok(())

@@ -6,6 +6,7 @@
 //! monitors, never links, so a member that panics, quits or loses its connection is a `Down`
 //! notice here, not a failure.
 
+use beamline::process::Info;
 use std::collections::BTreeMap;
 
 use beamline::process::{Addr, Context, Event, ExitReason, ProcessId, TryCastError};
@@ -74,9 +75,11 @@ pub(crate) async fn run(mut ctx: Context<RoomMsg>) -> Result<(), ExitReason> {
             Event::Msg(RoomMsg::Say(from, text)) => room.say(from, &text),
             Event::Msg(RoomMsg::Nick(from, nick)) => room.nick(from, nick),
             Event::Msg(RoomMsg::Who(from)) => room.who(from),
-            Event::Down { pid, reason, .. } => room.leave(pid.id(), Left::Exited(reason)),
+            Event::Info(Info::Down { pid, reason, .. }) => {
+                room.leave(pid.id(), Left::Exited(reason))
+            }
             // The room traps no exits: a supervisor's shutdown ends it before this.
-            Event::Exit { .. } => {}
+            Event::Info(Info::Exit { .. }) => {}
         }
     }
 }

@@ -40,7 +40,7 @@ impl<M: Send + 'static> Context<M> {
     }
 
     /// The process that started this one linked to itself (a supervisor, or the caller of
-    /// [`Context::spawn_link`]); `None` for a plain [`spawn`](crate::spawn). An [`Event::Exit`] from the
+    /// [`Context::spawn_link`]); `None` for a plain [`spawn`](crate::spawn). An [`Info::Exit`] from the
     /// parent means "stop now" (OTP's rule; [`GenServer`](crate::GenServer) follows it).
     pub fn parent(&self) -> Option<&Pid> {
         self.parent.as_ref()
@@ -72,9 +72,9 @@ impl<M: Send + 'static> Context<M> {
         self.proc.try_recv().map(Event::from_envelope)
     }
 
-    /// Whether exit signals become [`Event::Exit`] messages (true) or kill this process when
+    /// Whether exit signals become [`Info::Exit`] messages (true) or kill this process when
     /// their reason is not [`ExitReason::Normal`] (false, the default). A process that must say
-    /// goodbye on shutdown traps exits, then handles `Event::Exit { reason: Shutdown, .. }`
+    /// goodbye on shutdown traps exits, then handles `Event::Info(Info::Exit { reason: Shutdown, .. })`
     /// from its supervisor. [`Pid::kill`] cannot be trapped. Returns the previous setting.
     pub fn trap_exit(&self, trap: bool) -> bool {
         self.proc.set_trap_exit(trap)
@@ -102,7 +102,7 @@ impl<M: Send + 'static> Context<M> {
         other.0.remove_link(self.id());
     }
 
-    /// Monitors `target`: when it ends, this process receives [`Event::Down`] with the returned
+    /// Monitors `target`: when it ends, this process receives [`Info::Down`] with the returned
     /// ref. One-way (the target is unaffected); monitoring a process that already ended
     /// delivers the `Down` at once.
     pub fn monitor(&self, target: &Pid) -> MonitorRef {
@@ -125,7 +125,7 @@ impl<M: Send + 'static> Context<M> {
     }
 
     /// Sends an exit signal from this process to `target`, as a link would: it is queued as
-    /// [`Event::Exit`] if `target` traps exits, ignored if `reason` is
+    /// [`Info::Exit`] if `target` traps exits, ignored if `reason` is
     /// [`ExitReason::Normal`], and otherwise ends `target` with `reason`.
     pub fn exit(&self, target: &Pid, reason: ExitReason) {
         target.0.exit_signal(self.pid(), reason, false);

@@ -8,7 +8,8 @@ use super::core::Envelope;
 use super::{MonitorRef, Pid};
 use crate::exit::ExitReason;
 
-/// What a process receives from [`Context::recv`](crate::Context::recv).
+/// What a process receives from [`Context::recv`](crate::Context::recv): a message, or a
+/// notice ([`Info`]).
 ///
 /// User messages and notices share one FIFO, so a process's last messages to you arrive before
 /// the notice of its exit (OTP's ordering between two processes).
@@ -17,6 +18,26 @@ use crate::exit::ExitReason;
 pub enum Event<M> {
     /// A message sent with [`Addr::cast`](crate::Addr::cast), [`Addr::try_cast`](crate::Addr::try_cast) or [`Addr::call`](crate::Addr::call).
     Msg(M),
+    /// A notice: an exit signal (this process traps exits) or a monitor's `Down`.
+    Info(Info),
+}
+
+impl<M> Event<M> {
+    pub(super) fn from_envelope(env: Envelope<M>) -> Self {
+        match env {
+            Envelope::Msg(m) => Self::Msg(m),
+            Envelope::Signal(signal) => Self::Info(*signal),
+        }
+    }
+}
+
+/// A notice rather than a message: an exit signal delivered to a process that traps exits, or
+/// a monitor's `Down`. A plain body receives it as [`Event::Info`];
+/// [`GenServer::handle_info`](crate::GenServer::handle_info) receives it as it is (except an
+/// exit signal from the parent, which stops the server).
+#[derive(Debug)]
+#[allow(clippy::exhaustive_enums)] // closed, as Event is: a body matches every kind of notice; a new kind must not go unhandled
+pub enum Info {
     /// An exit signal, delivered as a message because this process traps exits
     /// ([`Context::trap_exit`](crate::Context::trap_exit)): a linked process ended, or someone (a supervisor shutting this
     /// child down, with [`ExitReason::Shutdown`]) sent one with [`Context::exit`](crate::Context::exit).
@@ -33,43 +54,6 @@ pub enum Event<M> {
         /// The process that ended.
         pid: Pid,
         /// Why it ended.
-        reason: ExitReason,
-    },
-}
-
-impl<M> Event<M> {
-    pub(super) fn from_envelope(env: Envelope<M>) -> Self {
-        match env {
-            Envelope::Msg(m) => Self::Msg(m),
-            Envelope::Signal(signal) => match *signal {
-                Info::Exit { from, reason } => Self::Exit { from, reason },
-                Info::Down { id, pid, reason } => Self::Down { id, pid, reason },
-            },
-        }
-    }
-}
-
-/// A notice rather than a message: an exit signal delivered to a process that traps exits, or
-/// a monitor's `Down`. [`GenServer::handle_info`](crate::GenServer::handle_info) receives
-/// these (except an exit signal from the parent, which stops the server); a plain body
-/// receives them as the matching [`Event`] variants.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Info {
-    /// An exit signal; see [`Event::Exit`].
-    Exit {
-        /// Where the signal came from.
-        from: Pid,
-        /// Its reason.
-        reason: ExitReason,
-    },
-    /// A monitored process ended; see [`Event::Down`].
-    Down {
-        /// The monitor.
-        id: MonitorRef,
-        /// The process that ended.
-        pid: Pid,
-        /// Why.
         reason: ExitReason,
     },
 }

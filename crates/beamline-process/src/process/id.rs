@@ -131,7 +131,7 @@ impl fmt::Debug for Exited {
 }
 
 /// Identifies one monitor, returned by [`Context::monitor`](crate::Context::monitor) and carried by the
-/// [`Event::Down`](crate::Event::Down) it produces.
+/// [`Info::Down`](crate::Info::Down) it produces.
 #[derive(Clone)]
 pub struct MonitorRef {
     pub(crate) key: u64,

@@ -81,7 +81,7 @@ impl SpawnConfig {
 ///         match ctx.recv().await {
 ///             Event::Msg(Msg::Add(n)) => total += n,
 ///             Event::Msg(Msg::Get(reply)) => { let _ = reply.send(total); }
-///             Event::Exit { .. } | Event::Down { .. } => {}
+///             Event::Info(_) => {}
 ///         }
 ///     }
 /// });

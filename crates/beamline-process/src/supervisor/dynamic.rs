@@ -148,7 +148,7 @@ impl Shared {
 ///   [`RestartIntensityExceeded`](crate::RestartIntensityExceeded) (escalation to its own parent).
 /// - [`shutdown`](Self::shutdown) stops all children concurrently under one deadline and
 ///   reports how many exited by themselves and how many were killed. A child that traps
-///   exits receives `Event::Exit { reason: Shutdown, .. }` from the supervisor and may say
+///   exits receives `Event::Info(Info::Exit { reason: Shutdown, .. })` from the supervisor and may say
 ///   goodbye before the deadline; one that does not trap exits ends at once.
 /// - [`kill`](Self::kill) ends every child and the supervisor at once, whatever they are
 ///   doing (an untrappable kill each, also during a shutdown in progress): nothing it started
@@ -164,7 +164,7 @@ impl Shared {
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// use beamline_process::{ChildSpec, DynamicSupervisor, DynamicSupervisorConfig, Event};
+/// use beamline_process::{ChildSpec, DynamicSupervisor, DynamicSupervisorConfig, Event, Info};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let sup = DynamicSupervisor::start(DynamicSupervisorConfig::new().max_children(10_000));
@@ -173,7 +173,7 @@ impl Shared {
 ///     .start_child(ChildSpec::<()>::temporary("conn", move |mut ctx| async move {
 ///         ctx.trap_exit(true);
 ///         match ctx.recv().await {
-///             Event::Exit { reason, .. } => { println!("{greeting}, bye: {reason}"); Ok(()) }
+///             Event::Info(Info::Exit { reason, .. }) => { println!("{greeting}, bye: {reason}"); Ok(()) }
 ///             _ => Ok(()),
 ///         }
 ///     }))

@@ -84,7 +84,7 @@ pub enum Shutdown {
     /// Killed at once ([`ExitReason::Killed`]), without a chance to clean up.
     Brutal,
     /// Sent an exit signal with [`ExitReason::Shutdown`] (a child that traps exits receives it
-    /// as [`Event::Exit`](crate::Event::Exit) and may say goodbye), then killed if it has not
+    /// as [`Info::Exit`](crate::Info::Exit) and may say goodbye), then killed if it has not
     /// exited within this time.
     Timeout(Duration),
     /// Sent the shutdown exit signal and waited for, however long it takes (the default for
@@ -262,7 +262,7 @@ impl<M: Send + 'static> ChildSpec<M> {
 
     /// Makes the child trap exits from its first instant (see [`SpawnConfig::trap_exit`]):
     /// the supervisor's shutdown signal then always arrives as
-    /// [`Event::Exit`](crate::Event::Exit), even if it comes before the body first runs.
+    /// [`Info::Exit`](crate::Info::Exit), even if it comes before the body first runs.
     pub fn trap_exit(mut self, trap: bool) -> Self {
         self.config = self.config.trap_exit(trap);
         self

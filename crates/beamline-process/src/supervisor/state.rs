@@ -1,6 +1,7 @@
 //! A running [`Supervisor`](super::Supervisor): its children, OTP's rules as transitions on
 //! them, and the process body that applies them.
 
+use crate::Info;
 use tokio::time::Instant;
 
 use super::intensity::RestartWindow;
@@ -249,17 +250,17 @@ pub(super) async fn run(
                     return Err(ExitReason::Shutdown);
                 }
             },
-            Event::Exit { from, reason } if ctx.parent() == Some(&from) => {
+            Event::Info(Info::Exit { from, reason }) if ctx.parent() == Some(&from) => {
                 state.stop_all().await;
                 return Err(reason);
             }
-            Event::Exit { from, reason } => {
+            Event::Info(Info::Exit { from, reason }) => {
                 // Exits of children we already stopped (or of earlier incarnations) are stale.
                 if let Some(i) = state.position(from.id()) {
                     state.child_exited(i, reason).await?;
                 }
             }
-            Event::Down { .. } => {}
+            Event::Info(Info::Down { .. }) => {}
         }
     }
 }

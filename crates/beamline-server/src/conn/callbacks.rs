@@ -135,7 +135,9 @@ where
         .await;
         result = match wake {
             Wake::Event(Event::Msg(message)) => call!(on_message, message),
-            Wake::Event(Event::Exit { from, reason }) if ctx.parent() == Some(&from) => {
+            Wake::Event(Event::Info(Info::Exit { from, reason }))
+                if ctx.parent() == Some(&from) =>
+            {
                 if !matches!(reason, ExitReason::Shutdown) {
                     return End::Stopped(reason);
                 }
@@ -146,12 +148,7 @@ where
                 why = Close::Drain;
                 call!(on_shutdown)
             }
-            Wake::Event(Event::Exit { from, reason }) => {
-                call!(on_info, Info::Exit { from, reason })
-            }
-            Wake::Event(Event::Down { id, pid, reason }) => {
-                call!(on_info, Info::Down { id, pid, reason })
-            }
+            Wake::Event(Event::Info(info)) => call!(on_info, info),
             Wake::Data => call!(on_data, &mut buf),
             Wake::Eof => {
                 phase = phase.on(PhaseEvent::PeerEof);

@@ -2,6 +2,7 @@
 //! ([`HandlerService`], in [`callbacks`](super::callbacks)) and a function that owns the
 //! [`Connection`] ([`FnService`], beside the mailbox and the timers in [`FnServe`]).
 
+use beamline_process::Info;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::{Pin, pin};
@@ -130,7 +131,7 @@ impl<Fut: Future<Output = Result<(), ExitReason>>> Future for FnServe<Fut> {
         }
         while let Poll::Ready(event) = poll_event(this.ctx, cx) {
             match event {
-                Event::Exit { from, reason } if this.ctx.parent() == Some(&from) => {
+                Event::Info(Info::Exit { from, reason }) if this.ctx.parent() == Some(&from) => {
                     if !matches!(reason, ExitReason::Shutdown) {
                         return Poll::Ready(End::Stopped(reason));
                     }
@@ -142,10 +143,12 @@ impl<Fut: Future<Output = Result<(), ExitReason>>> Future for FnServe<Fut> {
                         }
                     }
                 }
-                Event::Exit { reason, .. } if reason.is_abnormal() => {
+                Event::Info(Info::Exit { reason, .. }) if reason.is_abnormal() => {
                     return Poll::Ready(End::Failed(Close::Error, reason));
                 }
-                Event::Msg(()) | Event::Exit { .. } | Event::Down { .. } => {}
+                Event::Msg(())
+                | Event::Info(Info::Exit { .. })
+                | Event::Info(Info::Down { .. }) => {}
             }
         }
         this.deadlines

@@ -2,6 +2,7 @@
 //! drain or a stop ends it at once), and the TCP socket under the session, counted so that the
 //! send timeout sees the socket's progress rather than the session's buffering.
 
+use beamline_process::Info;
 use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
@@ -157,7 +158,7 @@ where
             }
             event = ctx.recv() => {
                 // Nobody has this process's address yet: only its supervisor can signal it.
-                if let Event::Exit { from, reason } = event
+                if let Event::Info(Info::Exit { from, reason }) = event
                     && ctx.parent() == Some(&from)
                 {
                     return Err(Handshake::Stopped(reason));

@@ -1,6 +1,7 @@
 //! The dynamic supervisor process's body: its command loop, restarts on a child's exit, and
 //! the drain at shutdown.
 
+use crate::Info;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,11 +58,11 @@ pub(super) async fn run(
                     return Err(ExitReason::Shutdown);
                 }
             },
-            Event::Exit { from, reason } if ctx.parent() == Some(&from) => {
+            Event::Info(Info::Exit { from, reason }) if ctx.parent() == Some(&from) => {
                 drain(&me, &shared, None).await;
                 return Err(reason);
             }
-            Event::Exit { from, reason } => {
+            Event::Info(Info::Exit { from, reason }) => {
                 // Children that were terminated (or failed their start) are no longer in the
                 // table; a child only ever signals the incarnation that started it.
                 let Some(entry) = shared.lock().children.remove(&from.id()) else {
@@ -72,7 +73,7 @@ pub(super) async fn run(
                     exit = child_exited(&me, &shared, &mut window, entry, reason).await?;
                 }
             }
-            Event::Down { .. } => {}
+            Event::Info(Info::Down { .. }) => {}
         }
     }
 }
