@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use beamline::WasSent;
 use beamline::process::{
     ChildSpec, Context, DynamicSupervisor, DynamicSupervisorConfig, Event, ExitReason, Intensity,
     Pid, RestartIntensityExceeded, StartChildError, Strategy, Supervisor, SupervisorSpec, spawn,
