@@ -30,7 +30,7 @@ use beamline::process::{
 };
 use beamline::reconnect::{BackoffConfig, OfflinePolicy, ReconnectConfig};
 use beamline::resp::{Command, Value};
-use beamline::{Client, ClientError};
+use beamline::{Client, ClientError, WasSent};
 use tokio::time::Instant;
 
 /// What to run.

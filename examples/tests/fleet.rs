@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use beamline::reconnect::OfflinePolicy;
 use beamline::resp::{Command as Resp, Value};
-use beamline::{Client, ClientError};
+use beamline::{Client, ClientError, WasSent};
 use beamline_testkit::{Haproxy, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};

@@ -9,6 +9,7 @@
 use std::future::Future;
 
 use beamline_reconnect::{Connection, Reconnect, ReconnectError};
+use beamline_sent::WasSent;
 
 /// How a call to one endpoint failed, as the balancer's health model and retry rule see it.
 ///
@@ -62,13 +63,11 @@ pub enum Readiness {
 /// The error of one endpoint's call: was it written, and what kind of failure is it.
 ///
 /// # Contract
-/// [`was_sent`](Self::was_sent) is `false` only when the request's bytes were certainly not
-/// written; when in doubt, `true`. The balancer retries a request that was not sent on
-/// another endpoint, so a wrong `false` can deliver a request twice.
-pub trait EndpointError: std::error::Error + Send + Sync + 'static {
-    /// Whether the request may have been written (and so may have been delivered).
-    fn was_sent(&self) -> bool;
-
+/// Whether it was written is [`WasSent`], beamline's one answer to that question on every
+/// client layer's error: [`was_sent`](WasSent::was_sent) is `false` only when the request's
+/// bytes were certainly not written; when in doubt, `true`. The balancer retries a request
+/// that was not sent on another endpoint, so a wrong `false` can deliver a request twice.
+pub trait EndpointError: std::error::Error + WasSent + Send + Sync + 'static {
     /// What kind of failure this is, for the health model and the retry rule.
     fn failure(&self) -> Failure;
 }
@@ -119,10 +118,6 @@ impl<E> EndpointError for ReconnectError<E>
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    fn was_sent(&self) -> bool {
-        ReconnectError::was_sent(self)
-    }
-
     fn failure(&self) -> Failure {
         match self {
             ReconnectError::ConnectionLost { .. } | ReconnectError::Panicked { .. } => {
@@ -131,7 +126,7 @@ where
             ReconnectError::Request { .. } => Failure::Rejected,
             // Disconnected, QueueFull, Timeout (offline), NotSent, Closed, and variants
             // added later: never written.
-            _ if !ReconnectError::was_sent(self) => Failure::Unreachable,
+            _ if !self.was_sent() => Failure::Unreachable,
             _ => Failure::ConnectionLost,
         }
     }

@@ -35,7 +35,7 @@
 //!
 //! # Failure
 //! A call that fails returns [`BalanceError`]: `Endpoint` (the last attempt's own error),
-//! `NoEndpoint`, `Timeout` or `Closed`, each with `was_sent`. Bad settings are refused when
+//! `NoEndpoint`, `Timeout` or `Closed`, each with [`WasSent::was_sent`]. Bad settings are refused when
 //! the client starts ([`StartError`]), never at a call.
 
 #![forbid(unsafe_code)]
@@ -58,6 +58,10 @@ mod load;
 pub use balanced::{
     BalanceError, Balanced, BalancedBuilder, BalancedStats, MakeEndpoint, StartError,
 };
+/// The supertrait of [`EndpointError`], also implemented by [`BalanceError`]: whether a failed
+/// request may have been written, from the dependency-free `beamline-sent`.
+#[doc(inline)]
+pub use beamline_sent::WasSent;
 pub use budget::{BudgetConfig, BudgetConfigError, RetryBudget};
 pub use core::{
     Balancer, BalancerConfig, BalancerConfigError, BalancerStats, EndpointId, EndpointState,

@@ -14,16 +14,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use beamline_balance::{
-    Balanced, BudgetConfig, Endpoint, EndpointError, EndpointState, Failure, HealthConfig,
+    Balanced, BudgetConfig, Endpoint, EndpointError, EndpointState, Failure, HealthConfig, WasSent,
 };
 #[derive(Debug, thiserror::Error)]
 #[error("refused")]
 struct Refused;
 
-impl EndpointError for Refused {
+impl WasSent for Refused {
     fn was_sent(&self) -> bool {
         false
     }
+}
+
+impl EndpointError for Refused {
     fn failure(&self) -> Failure {
         Failure::Unreachable
     }

@@ -10,16 +10,12 @@ use beamline_reconnect::State;
 
 use crate::{Client, ClientError, Stack};
 
-/// Every variant's answer to "was it written?" is [`ClientError::was_sent`]'s. The kinds:
+/// Every variant's answer to "was it written?" is its [`WasSent`](crate::WasSent). The kinds:
 /// never written (offline, connect or checkout failures, closed) is
 /// [`Failure::Unreachable`]; `ConnectionLost` is [`Failure::ConnectionLost`]; the request's
 /// own `Timeout` is [`Failure::Timeout`]; what the server answered (`Remote`, `Cancelled`)
 /// or refused alone (`Request`) is [`Failure::Rejected`] and never counts against it.
 impl EndpointError for ClientError {
-    fn was_sent(&self) -> bool {
-        ClientError::was_sent(self)
-    }
-
     fn failure(&self) -> Failure {
         match self {
             ClientError::Disconnected { .. }

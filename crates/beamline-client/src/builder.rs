@@ -10,14 +10,14 @@ use beamline_mux::{
     DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_IN_FLIGHT, DEFAULT_QUARANTINE, Mode, MuxConfig as Limits,
     Tagged,
 };
-use beamline_pool::{Pool, SharedPool, StartError as PoolStartError};
-use beamline_reconnect::{BackoffConfig, OfflinePolicy, Reconnect, ReconnectConfig, StartError};
+use beamline_pool::{Pool, SharedPool};
+use beamline_reconnect::{BackoffConfig, OfflinePolicy, Reconnect, ReconnectConfig};
 use bytes::Bytes;
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::connection::{Connector, Dialer, Framer};
+use super::dial::{Dialer, Framer};
 use super::pool::{ClientManager, Pooling};
-use super::{BuildError, Client, Stack, Target, TransportError};
+use super::{BuildError, Client, Stack, Target};
 
 /// The request timeout a [`ClientBuilder`] starts with: 30 s.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -260,7 +260,7 @@ where
     /// `rustls::ClientConfig::builder_with_provider`). The server name checked against the
     /// certificate is the target's host unless [`tls_server_name`](Self::tls_server_name)
     /// gives one. The handshake counts against the connect timeout; its failure is a
-    /// [`TransportError::Tls`] with the rustls error inside.
+    /// [`TransportError::Tls`](crate::TransportError::Tls) with the rustls error inside.
     #[cfg(feature = "tls")]
     #[must_use]
     pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
@@ -445,7 +445,6 @@ where
             }
             .into());
         }
-        let target_name: Arc<str> = Arc::from(self.target.to_string());
         let name = self.client_name();
         let mut mux = MuxConfig::new()
             .peer(name.clone())
@@ -464,71 +463,43 @@ where
             Some(config) => Some(tls_settings(config, self.tls_server_name, &self.target)?),
             None => None,
         };
-        let dialer = Arc::new(Dialer {
-            target: self.target,
-            target_name: target_name.clone(),
-            nodelay: self.nodelay,
+        let dialer = Dialer::new(
+            self.target,
+            self.nodelay,
             #[cfg(feature = "tls")]
             tls,
-            framer: self.framer,
+            self.framer,
             mux,
-        });
+        );
         let config = self.reconnect.name(name.clone());
         config.validate()?;
         let stack = match self.pooling {
-            Pooling::Single => Stack::Single(
-                Reconnect::start(Connector { dialer }, config)
-                    .await
-                    .map_err(|e| start_error(e, &name, &target_name))?,
-            ),
+            Pooling::Single => {
+                let target = dialer.target().clone();
+                Stack::Single(
+                    Reconnect::start(dialer, config)
+                        .await
+                        .map_err(|e| BuildError::from_start(e, &name, &target))?,
+                )
+            }
             Pooling::Exclusive(pool) => {
-                let manager = ClientManager::new(dialer, config);
+                let manager = ClientManager::new(dialer.target().clone(), dialer, config)?;
                 Stack::Exclusive(
                     Pool::start(manager, pool.name(&*name))
                         .await
-                        .map_err(|e| pool_error(e, &name))?,
+                        .map_err(|e| BuildError::from_pool(e, &name))?,
                 )
             }
             Pooling::Shared(pool) => {
-                let manager = ClientManager::new(dialer, config);
+                let manager = ClientManager::new(dialer.target().clone(), dialer, config)?;
                 Stack::Shared(
                     SharedPool::start(manager, pool.name(&*name), self.max_in_flight)
                         .await
-                        .map_err(|e| pool_error(e, &name))?,
+                        .map_err(|e| BuildError::from_pool(e, &name))?,
                 )
             }
         };
         Ok(stack)
-    }
-}
-
-/// A pool that did not start, in the facade's terms: a first connection that failed is
-/// [`BuildError::Connect`] whichever layer made it.
-fn pool_error(e: PoolStartError<TransportError>, name: &Arc<str>) -> BuildError {
-    match e {
-        PoolStartError::Connect(connect) => BuildError::Connect {
-            name: name.clone(),
-            source: TransportError::from_pool(&connect),
-        },
-        other => BuildError::Pool(other),
-    }
-}
-
-/// A reconnecting connection that did not start, in the facade's terms.
-fn start_error(e: StartError, name: &Arc<str>, target: &Arc<str>) -> BuildError {
-    match e {
-        StartError::Config(config) => BuildError::Reconnect(config),
-        StartError::Connect(connect) => BuildError::Connect {
-            name: name.clone(),
-            source: TransportError::from_connect(&connect, target),
-        },
-        other => BuildError::Connect {
-            name: name.clone(),
-            source: TransportError::Connect {
-                target: target.clone(),
-                source: Arc::new(std::io::Error::other(other.to_string())),
-            },
-        },
     }
 }
 

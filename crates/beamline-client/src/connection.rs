@@ -1,16 +1,12 @@
-//! The seam between the layers: a multiplexed client as a reconnectable [`Connection`],
-//! and the [`Connect`] that makes one over the configured transport.
+//! The seam between the layers: a multiplexed client as a reconnectable [`Connection`]
+//! (made by the [`Dialer`](crate::Dialer)).
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use beamline_mux::{Client as MuxClient, ClientConfig as MuxConfig, ConfigError, Driver, MuxError};
-use beamline_reconnect::{Connect, Connection};
-
-use super::TransportError;
-use super::transport::{Stream, Target};
+use beamline_mux::{Client as MuxClient, MuxError};
+use beamline_reconnect::Connection;
 
 /// One multiplexed connection ([`beamline_mux::Client`]) as a [`Connection`], so that a
 /// [`Reconnect`](beamline_reconnect::Reconnect) (and a pool of them) can drive it.
@@ -29,7 +25,8 @@ use super::transport::{Stream, Target};
 ///   a per-request one.)
 /// - **Order is the order of first polls**, also beyond the in-flight bound: a call takes
 ///   its place in the mux client's line on its first poll (see [`beamline_mux::Client`]).
-/// - **Delivery is reported honestly**: `was_sent` is [`MuxError::was_sent`].
+/// - **Delivery is reported honestly**: its error is [`MuxError`], whose
+///   [`WasSent`](crate::WasSent) says which requests the driver wrote.
 /// - **Bounded**: at most the mux's `max_in_flight` calls are in flight; the rest wait in
 ///   the mux client's line, and a waiting call that is dropped leaves it unsent. The mux
 ///   client's timeout ([`ClientConfig::timeout`](beamline_mux::ClientConfig::timeout))
@@ -83,10 +80,6 @@ where
         result
     }
 
-    fn was_sent(error: &MuxError) -> bool {
-        error.was_sent()
-    }
-
     fn is_closed(&self) -> bool {
         self.dead.load(Ordering::Acquire) || self.client.is_closed()
     }
@@ -97,81 +90,5 @@ where
 
     fn close(&self) {
         self.client.close();
-    }
-}
-
-/// Builds the mux client of one protocol over a connected stream.
-pub(crate) type Framer<Req, Resp> =
-    dyn Fn(Stream, &MuxConfig) -> Result<(MuxClient<Req, Resp>, Driver), ConfigError> + Send + Sync;
-
-/// How to reach the target and speak to it: everything one connection attempt needs.
-pub(crate) struct Dialer<Req, Resp> {
-    pub(crate) target: Target,
-    /// `target` as errors name it.
-    pub(crate) target_name: Arc<str>,
-    pub(crate) nodelay: bool,
-    #[cfg(feature = "tls")]
-    pub(crate) tls: Option<super::builder::TlsSettings>,
-    pub(crate) framer: Arc<Framer<Req, Resp>>,
-    pub(crate) mux: MuxConfig,
-}
-
-impl<Req, Resp> Dialer<Req, Resp>
-where
-    Req: Send + 'static,
-    Resp: Send + 'static,
-{
-    /// One attempt: the socket, the TLS handshake if configured, the mux driver (spawned).
-    pub(crate) async fn dial(&self) -> Result<MuxConnection<Req, Resp>, TransportError> {
-        let stream = self.target.open(self.nodelay).await?;
-        #[cfg(feature = "tls")]
-        let stream = match &self.tls {
-            Some(tls) => Stream::Tls(Box::new(
-                tls.connector
-                    .connect(tls.server_name.clone(), stream)
-                    .await
-                    .map_err(|source| TransportError::Tls {
-                        target: self.target_name.clone(),
-                        source: Arc::new(source),
-                    })?,
-            )),
-            None => stream,
-        };
-        let (client, driver) =
-            (self.framer)(stream, &self.mux).map_err(|source| TransportError::Mux {
-                target: self.target_name.clone(),
-                source,
-            })?;
-        tokio::spawn(driver);
-        Ok(MuxConnection::new(client))
-    }
-}
-
-/// The [`Connect`] of a [`Client`](crate::Client): dials the target on every attempt.
-pub(crate) struct Connector<Req, Resp> {
-    pub(crate) dialer: Arc<Dialer<Req, Resp>>,
-}
-
-impl<Req, Resp> Clone for Connector<Req, Resp> {
-    fn clone(&self) -> Self {
-        Connector {
-            dialer: Arc::clone(&self.dialer),
-        }
-    }
-}
-
-impl<Req, Resp> Connect for Connector<Req, Resp>
-where
-    Req: Send + 'static,
-    Resp: Send + 'static,
-{
-    type Connection = MuxConnection<Req, Resp>;
-    type Error = TransportError;
-
-    fn connect(
-        &mut self,
-    ) -> impl Future<Output = Result<MuxConnection<Req, Resp>, TransportError>> + Send {
-        let dialer = Arc::clone(&self.dialer);
-        async move { dialer.dial().await }
     }
 }

@@ -5,14 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beamline_mux::MuxError;
-use beamline_pool::{CheckoutError, ConnectCause, ConnectError as PoolConnectError};
-use beamline_reconnect::{CloseReason, ConnectError, ReconnectError};
+use beamline_pool::{
+    CheckoutError, ConnectCause, ConnectError as PoolConnectError, StartError as PoolStartError,
+};
+use beamline_reconnect::{CloseReason, ConnectError, ReconnectError, StartError};
+use beamline_sent::WasSent;
 use bytes::Bytes;
 
 /// Why a [`Client`](crate::Client) call failed.
 ///
 /// The first question after a failure is whether the request may have reached the server:
-/// [`was_sent`](Self::was_sent) answers it for every variant. `false` means it certainly
+/// [`was_sent`](WasSent::was_sent) answers it for every variant. `false` means it certainly
 /// did not (retrying is safe, even for a non-idempotent request); `true` means it may have
 /// been delivered and acted on. Every variant names the client (its
 /// [`name`](crate::ClientBuilder::name)), so a log line says which peer failed.
@@ -101,7 +104,7 @@ pub enum ClientError {
         name: Arc<str>,
     },
     /// The connection refused this request and stayed up: it could not be encoded, or it is
-    /// over the frame limit. [`MuxError::was_sent`] on the source says whether it was sent.
+    /// over the frame limit. [`WasSent`] on the source says whether it was sent.
     #[error("{name}: the request failed")]
     Request {
         /// The client's name.
@@ -133,10 +136,10 @@ pub enum ClientError {
     },
 }
 
-impl ClientError {
-    /// Whether the request may have been written (and so may have been delivered). `false`
-    /// means it certainly was not: retrying it is safe.
-    pub fn was_sent(&self) -> bool {
+/// Whether the request may have been written (and so may have been delivered). `false` means
+/// it certainly was not: retrying it is safe. A refused request keeps the mux's answer.
+impl WasSent for ClientError {
+    fn was_sent(&self) -> bool {
         match self {
             ClientError::Disconnected { .. }
             | ClientError::QueueFull { .. }
@@ -151,7 +154,9 @@ impl ClientError {
             ClientError::Request { source, .. } => source.was_sent(),
         }
     }
+}
 
+impl ClientError {
     /// Whether a deadline ended the call: the request's own ([`ClientError::Timeout`]), the
     /// offline queue's ([`ClientError::OfflineTimeout`]) or the pool's checkout timeout.
     pub fn is_timeout(&self) -> bool {
@@ -331,41 +336,17 @@ impl TransportError {
         }
     }
 
-    /// The transport error inside a pool's connect error (the manager's own error, or the
-    /// pool's connect timeout).
-    pub(crate) fn from_pool(e: &PoolConnectError<TransportError>) -> Self {
+    /// The transport error inside a pool's connect error: the dialer's own, or the pool's
+    /// connect timeout; `None` for a cause a later pool version adds (the caller keeps the
+    /// pool's error whole).
+    pub(crate) fn from_pool(e: &PoolConnectError<TransportError>) -> Option<Self> {
         match e.cause() {
-            ConnectCause::Failed(transport) => TransportError::clone(transport),
-            ConnectCause::TimedOut(timeout) => TransportError::Timeout {
+            ConnectCause::Failed(transport) => Some(TransportError::clone(transport)),
+            ConnectCause::TimedOut(timeout) => Some(TransportError::Timeout {
                 target: Arc::from(e.target()),
                 timeout: *timeout,
-            },
-            other => TransportError::Connect {
-                target: Arc::from(e.target()),
-                source: Arc::new(io::Error::other(format!("{other:?}"))),
-            },
-        }
-    }
-
-    /// The transport error inside a reconnecting connection's connect error: the facade's
-    /// connector is the only one, so the downcast finds it; anything else is kept as text.
-    pub(crate) fn from_connect(e: &ConnectError, target: &Arc<str>) -> Self {
-        match e {
-            ConnectError::Timeout { timeout, .. } => TransportError::Timeout {
-                target: target.clone(),
-                timeout: *timeout,
-            },
-            ConnectError::Failed { source, .. } => match source.downcast_ref::<TransportError>() {
-                Some(transport) => transport.clone(),
-                None => TransportError::Connect {
-                    target: target.clone(),
-                    source: Arc::new(io::Error::other(source.to_string())),
-                },
-            },
-            other => TransportError::Connect {
-                target: target.clone(),
-                source: Arc::new(io::Error::other(other.to_string())),
-            },
+            }),
+            _ => None,
         }
     }
 }
@@ -402,192 +383,63 @@ pub enum BuildError {
         /// The attempt's error.
         source: TransportError,
     },
+    /// The first connection attempt ended without a transport error: code it ran panicked
+    /// (a codec's `Clone`, for instance), and the reconnecting connection closed rather than
+    /// retry a bug. The reconnecting layer's error, as it reported it. Nothing keeps running.
+    #[error("{name}: the first connect attempt did not complete")]
+    Start {
+        /// The client's name.
+        name: Arc<str>,
+        /// The reconnecting connection's start error.
+        source: beamline_reconnect::StartError<TransportError>,
+    },
+}
+
+impl BuildError {
+    /// A pool that did not start, in the facade's terms: a first connection that failed (the
+    /// dialer's error or the pool's connect timeout) is [`BuildError::Connect`] whichever layer
+    /// made it; anything else is the pool's own error.
+    pub(crate) fn from_pool(e: PoolStartError<TransportError>, name: &Arc<str>) -> Self {
+        match e {
+            PoolStartError::Connect(connect) => match TransportError::from_pool(&connect) {
+                Some(source) => BuildError::Connect {
+                    name: name.clone(),
+                    source,
+                },
+                None => BuildError::Pool(PoolStartError::Connect(connect)),
+            },
+            other => BuildError::Pool(other),
+        }
+    }
+
+    /// A reconnecting connection that did not start, in the facade's terms: a first attempt
+    /// that failed (the dialer's error) or timed out is [`BuildError::Connect`]; anything else
+    /// (the attempt panicked) is the reconnecting layer's own error.
+    pub(crate) fn from_start(
+        e: StartError<TransportError>,
+        name: &Arc<str>,
+        target: &Arc<str>,
+    ) -> Self {
+        match e {
+            StartError::Config(config) => BuildError::Reconnect(config),
+            StartError::Connect(ConnectError::Failed { source, .. }) => BuildError::Connect {
+                name: name.clone(),
+                source,
+            },
+            StartError::Connect(ConnectError::Timeout { timeout, .. }) => BuildError::Connect {
+                name: name.clone(),
+                source: TransportError::Timeout {
+                    target: target.clone(),
+                    timeout,
+                },
+            },
+            other => BuildError::Start {
+                name: name.clone(),
+                source: other,
+            },
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use beamline_mux::ConnectionError;
-
-    fn mux_lost(sent: bool) -> MuxError {
-        let (peer, cause) = (Arc::from("p"), ConnectionError::PeerClosed);
-        if sent {
-            MuxError::ConnectionLost { peer, cause }
-        } else {
-            MuxError::NotSent { peer, cause }
-        }
-    }
-
-    #[test]
-    fn every_reconnect_error_keeps_whether_it_was_sent() {
-        let name: Arc<str> = Arc::from("redis 127.0.0.1:6379");
-        let cases: Vec<(ReconnectError<MuxError>, bool, &str)> = vec![
-            (
-                ReconnectError::Disconnected { name: name.clone() },
-                false,
-                "Disconnected",
-            ),
-            (
-                ReconnectError::QueueFull {
-                    name: name.clone(),
-                    max: 4,
-                },
-                false,
-                "QueueFull",
-            ),
-            (
-                ReconnectError::Timeout {
-                    name: name.clone(),
-                    deadline: Duration::from_secs(1),
-                },
-                false,
-                "OfflineTimeout",
-            ),
-            (
-                ReconnectError::NotSent {
-                    name: name.clone(),
-                    source: mux_lost(false),
-                },
-                false,
-                "NotSent",
-            ),
-            (
-                ReconnectError::ConnectionLost {
-                    name: name.clone(),
-                    source: mux_lost(true),
-                },
-                true,
-                "ConnectionLost",
-            ),
-            (
-                ReconnectError::Request {
-                    name: name.clone(),
-                    source: MuxError::Timeout {
-                        peer: name.clone(),
-                        sent: true,
-                    },
-                    sent: true,
-                },
-                true,
-                "Timeout",
-            ),
-            (
-                ReconnectError::Request {
-                    name: name.clone(),
-                    source: MuxError::Timeout {
-                        peer: name.clone(),
-                        sent: false,
-                    },
-                    sent: false,
-                },
-                false,
-                "Timeout",
-            ),
-            (
-                ReconnectError::Request {
-                    name: name.clone(),
-                    source: MuxError::Remote {
-                        peer: name.clone(),
-                        payload: Bytes::from("no"),
-                    },
-                    sent: true,
-                },
-                true,
-                "Remote",
-            ),
-            (
-                ReconnectError::Request {
-                    name: name.clone(),
-                    source: MuxError::Cancelled { peer: name.clone() },
-                    sent: true,
-                },
-                true,
-                "Cancelled",
-            ),
-            (
-                ReconnectError::Request {
-                    name: name.clone(),
-                    source: MuxError::FrameTooLarge {
-                        peer: name.clone(),
-                        len: 9,
-                        max: 8,
-                    },
-                    sent: false,
-                },
-                false,
-                "Request",
-            ),
-            (
-                ReconnectError::Closed {
-                    name: name.clone(),
-                    reason: CloseReason::Requested,
-                },
-                false,
-                "Closed",
-            ),
-        ];
-        for (e, sent, variant) in cases {
-            let text = e.to_string();
-            let client = ClientError::from(e);
-            assert_eq!(client.was_sent(), sent, "{client}");
-            assert!(
-                format!("{client:?}").starts_with(variant),
-                "{client:?} from {text}"
-            );
-            assert_eq!(client.name(), "redis 127.0.0.1:6379");
-            assert!(
-                client.to_string().starts_with("redis 127.0.0.1:6379: "),
-                "{client}"
-            );
-        }
-    }
-
-    #[test]
-    fn timeouts_are_timeouts() {
-        let name: Arc<str> = Arc::from("c");
-        assert!(
-            ClientError::Timeout {
-                name: name.clone(),
-                sent: true
-            }
-            .is_timeout()
-        );
-        assert!(
-            ClientError::OfflineTimeout {
-                name: name.clone(),
-                deadline: Duration::ZERO
-            }
-            .is_timeout()
-        );
-        assert!(!ClientError::Disconnected { name }.is_timeout());
-    }
-
-    #[test]
-    fn the_real_connect_error_comes_back_out_of_reconnect() {
-        let target: Arc<str> = Arc::from("127.0.0.1:1");
-        let refused = TransportError::Connect {
-            target: target.clone(),
-            source: Arc::new(io::Error::from(io::ErrorKind::ConnectionRefused)),
-        };
-        let wrapped = ConnectError::Failed {
-            name: Arc::from("c"),
-            attempt: 1,
-            source: Arc::new(refused),
-        };
-        let back = TransportError::from_connect(&wrapped, &target);
-        assert_eq!(
-            back.io_error().map(io::Error::kind),
-            Some(io::ErrorKind::ConnectionRefused)
-        );
-        assert_eq!(back.target(), "127.0.0.1:1");
-        let timed_out = ConnectError::Timeout {
-            name: Arc::from("c"),
-            attempt: 2,
-            timeout: Duration::from_secs(3),
-        };
-        assert!(matches!(
-            TransportError::from_connect(&timed_out, &target),
-            TransportError::Timeout { timeout, .. } if timeout == Duration::from_secs(3)
-        ));
-    }
-}
+mod tests;

@@ -10,8 +10,16 @@
 //! [`Tagged`](beamline_mux::Tagged) protocol, or FIFO order for protocols without ids such
 //! as Redis), the reconnect [`BackoffConfig`](beamline_reconnect::BackoffConfig), the
 //! [`OfflinePolicy`](beamline_reconnect::OfflinePolicy) and the [`Pooling`]. Every layer is
-//! public ([`MuxConnection`] is the seam between the multiplexed connection and the
-//! reconnecting one), so the same stack can be assembled by hand.
+//! public, one seam per idea, so the same stack can be assembled by hand:
+//!
+//! - **making a connection** is the [`Dialer`], the builder's one
+//!   [`Connect`](beamline_reconnect::Connect), whose error is a [`TransportError`] that every
+//!   layer above hands back typed (never downcast, never turned into text);
+//! - **using one** is [`MuxConnection`], the multiplexed connection as reconnect's
+//!   [`Connection`](beamline_reconnect::Connection);
+//! - **managing pooled ones** is [`ClientManager`], the pool's
+//!   [`Manager`](beamline_pool::Manager) over any `Connect`;
+//! - **"was it sent?"** is [`WasSent`] on every layer's error, [`ClientError`] included.
 //!
 //! The `beamline` facade re-exports this crate's items at its root (`beamline::Client`),
 //! beside the layers (`beamline::reconnect`, `beamline::pool`, ...). Used alone, this crate
@@ -52,6 +60,7 @@ pub use {rustls, tokio_rustls};
 mod balanced;
 mod builder;
 mod connection;
+mod dial;
 mod error;
 mod pool;
 #[cfg(feature = "tower")]
@@ -60,8 +69,13 @@ mod service;
 mod supervised;
 mod transport;
 
+/// The trait [`ClientError`] (and every layer's error below it) answers "was it sent" with,
+/// from the dependency-free `beamline-sent`.
+#[doc(inline)]
+pub use beamline_sent::WasSent;
 pub use builder::{ClientBuilder, DEFAULT_REQUEST_TIMEOUT};
 pub use connection::MuxConnection;
+pub use dial::Dialer;
 pub use error::{BuildError, ClientError, TransportError};
 pub use pool::{ClientManager, Pooling};
 #[cfg(feature = "tower")]
@@ -86,7 +100,7 @@ use bytes::Bytes;
 ///
 /// # Guarantees
 /// - **Every call ends in its own answer or a typed [`ClientError`]** that says whether
-///   the request may have been delivered ([`ClientError::was_sent`]). A caller never
+///   the request may have been delivered ([`WasSent::was_sent`]). A caller never
 ///   receives another caller's answer, in FIFO mode too: an abandoned request's answer is
 ///   read and discarded.
 /// - **Nothing is replayed behind your back**: only [`call_idempotent`](Self::call_idempotent)
@@ -141,9 +155,9 @@ pub enum Stack<Req: Send + 'static, Resp: Send + 'static> {
     /// One reconnecting, multiplexed connection shared by every caller.
     Single(Reconnect<MuxConnection<Req, Resp>>),
     /// An exclusive pool of reconnecting, multiplexed connections ([`Pooling::Exclusive`]).
-    Exclusive(Pool<ClientManager<Req, Resp>>),
+    Exclusive(Pool<ClientManager<Dialer<Req, Resp>>>),
     /// A shared pool of reconnecting, multiplexed connections ([`Pooling::Shared`]).
-    Shared(SharedPool<ClientManager<Req, Resp>>),
+    Shared(SharedPool<ClientManager<Dialer<Req, Resp>>>),
     /// A client run by a supervisor ([`Client::child_spec`]): the layers of whichever
     /// incarnation is running ([`Supervised::current`]).
     #[cfg(feature = "process")]
@@ -215,7 +229,7 @@ where
     /// A [`ClientError`]: no pooled connection (`Checkout`), offline (`Disconnected`,
     /// `QueueFull`, `OfflineTimeout`), the connection died (`NotSent`, `ConnectionLost`), the
     /// request's own failure (`Timeout`, `Remote`, `Cancelled`, `Request`), or `Closed`.
-    /// [`ClientError::was_sent`] says whether a retry is safe.
+    /// [`WasSent::was_sent`] says whether a retry is safe.
     pub async fn call(&self, request: Req) -> Result<Resp, ClientError> {
         let stack = self.layers().await?;
         let conn = checkout(&self.name, &stack).await?;
@@ -293,8 +307,8 @@ async fn checkout<'a, Req: Send + 'static, Resp: Send + 'static>(
 /// A reconnecting connection held for one call.
 enum Checkout<'a, Req: Send + 'static, Resp: Send + 'static> {
     Single(&'a Reconnect<MuxConnection<Req, Resp>>),
-    Exclusive(PoolGuard<'a, ClientManager<Req, Resp>>),
-    Shared(SharedGuard<'a, ClientManager<Req, Resp>>),
+    Exclusive(PoolGuard<'a, ClientManager<Dialer<Req, Resp>>>),
+    Shared(SharedGuard<'a, ClientManager<Dialer<Req, Resp>>>),
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> Deref for Checkout<'_, Req, Resp> {

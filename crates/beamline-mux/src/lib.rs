@@ -49,7 +49,7 @@
 //!   fails its connection, every request on it ending `NotSent` or `ConnectionLost`, so a
 //!   reconnecting layer or a pool replaces it ([`ConnectionError::Wedged`],
 //!   [`MuxStats::abandon_expired`]).
-//! - **Failures say whether the request was written** ([`MuxError::was_sent`]): `NotSent`
+//! - **Failures say whether the request was written** ([`WasSent`] on [`MuxError`]): `NotSent`
 //!   is safe to retry, `ConnectionLost` may have been delivered. Nothing is retried here.
 //! - **A frame over the size limit is a protocol error, not an allocation.**
 //!
@@ -120,6 +120,9 @@ mod io;
 #[cfg(feature = "driver")]
 mod server;
 
+/// The trait [`MuxError`] answers "was it sent" with, from the dependency-free `beamline-sent`.
+#[doc(inline)]
+pub use beamline_sent::WasSent;
 pub use frame::{DEFAULT_MAX_FRAME_LEN, Frame, FrameCodec, FrameError, FrameKind, HEADER_LEN};
 pub use mux::{
     AdmitError, Cancelled, ConfigError, DEFAULT_ABANDON_TIMEOUT, DEFAULT_MAX_ABANDONED,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use beamline_mux::WasSent;
 use beamline_mux::{
     Client, ClientConfig, ConnectionError, Frame, FrameCodec, FrameError, FrameKind, MuxError,
     ServerConfig, serve_wire,

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use beamline_mux::WasSent;
 use beamline_mux::{Client, ClientConfig, ConnectionError, Frame, FrameKind, MuxError};
 use bytes::Bytes;
 use common::{spawn_call, wire_pipe as connect};

@@ -4,6 +4,7 @@
 #![cfg(feature = "driver")]
 #![allow(clippy::unwrap_used)]
 
+use beamline_mux::WasSent;
 use beamline_mux::{Client, ClientConfig, ConnectionError, MuxError};
 use beamline_testkit::ExplosiveLines;
 use futures::{SinkExt, StreamExt};

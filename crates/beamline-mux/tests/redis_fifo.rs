@@ -8,6 +8,7 @@ mod common;
 use std::io;
 use std::time::Duration;
 
+use beamline_mux::WasSent;
 use beamline_mux::{Client, ClientConfig, ConnectionError, MuxError};
 use beamline_testkit::RedisServer;
 use bytes::{Buf, BufMut, Bytes, BytesMut};

@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use beamline_sent::WasSent;
+
 use crate::ConfigError;
 
 /// Why a checkout ([`Pool::get`](crate::Pool::get), [`SharedPool::get`](crate::SharedPool::get))
@@ -109,6 +111,14 @@ impl<E> Clone for CheckoutError<E> {
                 pool: Arc::clone(pool),
             },
         }
+    }
+}
+
+/// Always `false`: a checkout that failed handed out no connection, so the request it was for
+/// was never written.
+impl<E> WasSent for CheckoutError<E> {
+    fn was_sent(&self) -> bool {
+        false
     }
 }
 

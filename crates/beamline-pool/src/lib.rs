@@ -141,6 +141,10 @@ mod metrics;
 mod shared;
 mod waiters;
 
+/// The trait [`CheckoutError`] answers "was it sent" with (always no), from the
+/// dependency-free `beamline-sent`.
+#[doc(inline)]
+pub use beamline_sent::WasSent;
 pub use config::{CheckPolicy, ConfigError, DEFAULT_BACKOFF, PoolConfig, Start};
 pub use error::{CheckoutError, ConnectCause, ConnectError, StartError};
 pub use exclusive::{Pool, PoolGuard};

@@ -3,13 +3,17 @@
 
 use std::future::Future;
 
+use beamline_sent::WasSent;
+
 /// How to make one connection: TCP, TLS, a Unix socket, a multiplexed client, anything.
 ///
 /// The reconnecting connection calls [`connect`](Self::connect) once per attempt, under its
 /// connect timeout (the future is dropped when the timeout fires, so it must be
 /// cancel-safe: dropping it must not leak a half-open socket). A returned error is one
 /// failed attempt: it is logged, counted and followed by a backoff delay, never a reason to
-/// give up by itself (the backoff's limits decide that).
+/// give up by itself (the backoff's limits decide that). The first attempt's error under
+/// `sync_connect` comes back to the caller as it was made, typed
+/// ([`StartError<Self::Error>`](crate::StartError)).
 ///
 /// Any `FnMut() -> impl Future<Output = Result<C, E>>` closure is a `Connect`, which is the
 /// usual way to write one:
@@ -65,8 +69,9 @@ where
 /// # Contract
 /// The reconnecting connection relies on these promises; an implementation that breaks one
 /// breaks the guarantee built on it.
-/// - **Delivery is reported honestly.** [`was_sent`](Self::was_sent) is `false` only when
-///   the request's bytes were certainly not written (safe to retry); when in doubt, `true`.
+/// - **Delivery is reported honestly.** The error type implements [`WasSent`]:
+///   [`was_sent`](WasSent::was_sent) is `false` only when no byte of the request reached
+///   the transport (safe to retry); when in doubt, `true`.
 /// - **Death is visible before its errors.** When a call fails because the connection
 ///   died, [`is_closed`](Self::is_closed) already returns `true` when the error is
 ///   returned, and [`closed`](Self::closed) resolves. A call error on a connection that
@@ -83,18 +88,14 @@ pub trait Connection: Send + Sync + 'static {
     type Request: Send + 'static;
     /// What a call returns.
     type Response: Send + 'static;
-    /// Why a call failed.
-    type Error: std::error::Error + Send + Sync + 'static;
+    /// Why a call failed, and whether the request may have been written ([`WasSent`]).
+    type Error: std::error::Error + WasSent + Send + Sync + 'static;
 
     /// Sends `request` and waits for its response.
     fn call(
         &self,
         request: Self::Request,
     ) -> impl Future<Output = Result<Self::Response, Self::Error>> + Send;
-
-    /// Whether the failed request behind `error` may have been written (and so may have
-    /// been delivered). `false` means it certainly was not: a retry is safe.
-    fn was_sent(error: &Self::Error) -> bool;
 
     /// Whether the connection is dead (closed by either side, or failed).
     fn is_closed(&self) -> bool;

@@ -15,8 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{Decoder, Encoder, Framed};
 
-use crate::Connection;
 use crate::reconnect::catch_panic;
+use crate::{Connection, WasSent};
 
 /// How many requests a [`FramedConnection`] made with [`FramedConnection::new`] keeps
 /// written-but-unanswered at once.
@@ -117,6 +117,14 @@ pub enum FramedError {
         /// The codec's error.
         source: Arc<dyn StdError + Send + Sync>,
     },
+}
+
+/// Only [`ConnectionLost`](FramedError::ConnectionLost) may have been written: the driver
+/// knows which requests it handed to the transport.
+impl WasSent for FramedError {
+    fn was_sent(&self) -> bool {
+        matches!(self, FramedError::ConnectionLost { .. })
+    }
 }
 
 /// Why a [`FramedConnection`] closed.
@@ -231,10 +239,6 @@ where
                 cause: self.cause(),
             }),
         }
-    }
-
-    fn was_sent(error: &FramedError) -> bool {
-        matches!(error, FramedError::ConnectionLost { .. })
     }
 
     fn is_closed(&self) -> bool {

@@ -30,7 +30,7 @@
 //! - **A lost connection waits one backoff delay before its first reconnect attempt**, so
 //!   clients that lost the same server spread out instead of returning together.
 //! - **Every request ends in a response or a typed error that says whether it may have
-//!   been delivered** ([`ReconnectError::was_sent`]): never written is
+//!   been delivered** ([`WasSent`] on [`ReconnectError`]): never written is
 //!   [`NotSent`](ReconnectError::NotSent) (safe to retry), written but unanswered is
 //!   [`ConnectionLost`](ReconnectError::ConnectionLost) (maybe delivered).
 //! - **Nothing is replayed silently**: only requests made with
@@ -61,7 +61,8 @@
 //! # The seams
 //!
 //! [`Connection`] is the request path every client layer shares (see ARCHITECTURE.md):
-//! `call(request)`, `was_sent(&error)`, `is_closed()`, `closed()`, `close()`. It is
+//! `call(request)`, `is_closed()`, `closed()`, `close()`, and an error type that says
+//! whether a failed request was written ([`WasSent`], from `beamline-sent`). It is
 //! implemented here for [`FramedConnection`] and for [`Reconnect`] itself (so a pool can
 //! hold reconnecting connections), and by the `beamline` facade for a multiplexed client.
 //! [`Connect`] makes one; any `FnMut() -> impl Future<Output = Result<C, E>>` closure is one.
@@ -75,6 +76,7 @@
 //! use std::time::Duration;
 //! use beamline_reconnect::{
 //!     BackoffConfig, FramedConnection, OfflinePolicy, Reconnect, ReconnectConfig, ReconnectError,
+//!     WasSent,
 //! };
 //! use tokio::net::TcpStream;
 //! use tokio_util::codec::{Framed, LinesCodec};
@@ -138,6 +140,9 @@ pub use beamline_backoff::herd;
 pub use beamline_backoff::{
     Backoff, BackoffConfig, BackoffConfigError, GiveUp, Jitter, SplitMix64,
 };
+/// The trait every call error implements: whether the failed request may have been written.
+#[doc(inline)]
+pub use beamline_sent::WasSent;
 pub use connection::{Connect, Connection};
 pub use framed::{DEFAULT_MAX_IN_FLIGHT, FramedCloseCause, FramedConnection, FramedError};
 #[cfg(feature = "process")]

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
+use beamline_reconnect::WasSent;
 use beamline_reconnect::{
     CloseReason, ConnectError, HealthCheck, Reconnect, ReconnectError, StartError, State,
 };

@@ -9,6 +9,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use beamline_reconnect::WasSent;
 use beamline_reconnect::{
     BackoffConfig, Connect, FramedConnection, OfflinePolicy, Reconnect, ReconnectConfig,
     ReconnectError, State,

@@ -12,8 +12,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use beamline_reconnect::{
-    BackoffConfig, CloseReason, ConnectError, Connection, GiveUp, HealthCheck, LossCause,
-    OfflinePolicy, Reconnect, ReconnectConfig, ReconnectError, StartError, State,
+    BackoffConfig, CloseReason, Connect, ConnectError, Connection, GiveUp, HealthCheck, LossCause,
+    OfflinePolicy, Reconnect, ReconnectConfig, ReconnectConfigError, ReconnectError, StartError,
+    State, WasSent,
 };
 use common::*;
 use tokio::time::{Instant, sleep};
@@ -171,6 +172,40 @@ async fn sync_connect_returns_connected() {
     let conn = start(&server, config).await;
     assert!(conn.state().is_connected());
     assert_eq!(conn.call("a".into()).await.unwrap(), "ok:a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_connected_begins_on_its_connection_and_reconnects_with_the_connector() {
+    let server = Server::new(true);
+    let mut connect = connector(server.clone());
+    let first = connect.connect().await.unwrap();
+    let config = ReconnectConfig::new(OfflinePolicy::FailFast)
+        .name("mock")
+        .backoff(exact_backoff());
+    let conn = Reconnect::start_connected(first, connect, config).unwrap();
+    // Connected at once, on the connection it was given: no attempt of its own.
+    assert!(conn.state().is_connected());
+    assert_eq!(conn.call("a".into()).await.unwrap(), "ok:a");
+    assert_eq!(server.connections(), 1);
+    server.kill_current();
+    wait_for(&conn, |s| !s.is_connected()).await;
+    connected(&conn).await;
+    assert_eq!(server.connections(), 2);
+    assert_eq!(conn.call("b".into()).await.unwrap(), "ok:b");
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_connected_refuses_bad_settings_and_closes_its_connection() {
+    let server = Server::new(true);
+    let mut connect = connector(server.clone());
+    let first = connect.connect().await.unwrap();
+    let config = ReconnectConfig::new(OfflinePolicy::Queue {
+        max: 0,
+        deadline: Duration::from_secs(1),
+    });
+    let err = Reconnect::start_connected(first, connect, config).unwrap_err();
+    assert_eq!(err, ReconnectConfigError::ZeroQueueMax);
+    assert!(server.conns.lock().unwrap()[0].is_closed());
 }
 
 #[tokio::test(start_paused = true)]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use beamline_client::ClientError;
+use beamline_client::{ClientError, WasSent};
 
 /// Why a [`ClusterClient`](crate::ClusterClient) request failed.
 ///
@@ -94,7 +94,7 @@ pub enum ClusterError {
         maybe_applied: bool,
     },
     /// The node's client failed the request in a way a retry does not help (it could not be
-    /// encoded, the client was closed). [`ClientError::was_sent`] says whether it was sent.
+    /// encoded, the client was closed). [`WasSent`] on it says whether it was sent.
     #[error("{command}: {node} failed the request")]
     Node {
         /// The command's name.

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use beamline_backoff::{Backoff, BackoffConfig};
-use beamline_client::ClientError;
+use beamline_client::{ClientError, WasSent};
 use beamline_resp::{Command, Value};
 use tokio::time::{Instant, timeout_at};
 

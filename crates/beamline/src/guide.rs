@@ -235,7 +235,7 @@
 //! ```no_run
 //! # #[cfg(feature = "client")]
 //! # async fn run(client: beamline::Client<bytes::Bytes, bytes::Bytes>) {
-//! use beamline::ClientError;
+//! use beamline::{ClientError, WasSent};
 //! use bytes::Bytes;
 //!
 //! match client.call(Bytes::from("debit 10")).await {

@@ -44,7 +44,7 @@
 //! # Guarantees
 //!
 //! - **Every call ends in its own answer or a typed [`ClientError`]**, which says whether
-//!   the request may have been delivered ([`ClientError::was_sent`]): `NotSent` is safe to
+//!   the request may have been delivered ([`WasSent::was_sent`], which every layer's error implements): `NotSent` is safe to
 //!   retry, `ConnectionLost` may have been applied. No caller ever gets another caller's
 //!   answer, in FIFO mode too.
 //! - **Nothing is replayed silently**: only [`Client::call_idempotent`] requests are sent
@@ -145,9 +145,13 @@ pub use beamline_client::Supervised;
 #[cfg(feature = "client")]
 #[doc(inline)]
 pub use beamline_client::{
-    BuildError, Client, ClientBuilder, ClientError, ClientManager, DEFAULT_REQUEST_TIMEOUT,
+    BuildError, Client, ClientBuilder, ClientError, ClientManager, DEFAULT_REQUEST_TIMEOUT, Dialer,
     MuxConnection, Pooling, Stack, Target, TransportError,
 };
+/// Whether a failed request may have been written: the one trait every client layer's error
+/// implements (`MuxError`, `ReconnectError`, `CheckoutError`, `BalanceError`, [`ClientError`]).
+#[doc(inline)]
+pub use beamline_sent::WasSent;
 
 #[cfg(feature = "balance")]
 #[doc(inline)]

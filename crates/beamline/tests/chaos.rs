@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use beamline::WasSent;
 use beamline::chaos::Proxy;
 use beamline::reconnect::{BackoffConfig, OfflinePolicy};
 use beamline::{Client, ClientError, Stack};

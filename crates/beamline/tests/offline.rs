@@ -9,6 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use beamline::WasSent;
 use beamline::reconnect::{BackoffConfig, OfflinePolicy};
 use beamline::{Client, ClientError, Stack};
 use bytes::Bytes;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use beamline::WasSent;
 use beamline::reconnect::{BackoffConfig, CloseReason, State};
 use beamline::{Client, ClientError, Stack};
 use bytes::BytesMut;

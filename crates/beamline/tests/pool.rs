@@ -8,6 +8,7 @@ mod common;
 use std::io::ErrorKind;
 use std::time::Duration;
 
+use beamline::WasSent;
 use beamline::pool::{CheckoutError, PoolConfig, Start};
 use beamline::{BuildError, Client, ClientError, Pooling, TransportError};
 use bytes::Bytes;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use beamline::WasSent;
 use beamline::pool::PoolConfig;
 use beamline::reconnect::{BackoffConfig, OfflinePolicy};
 use beamline::resp::{Command, Value};

@@ -9,6 +9,7 @@
 use beamline::process::Info;
 use std::time::Duration;
 
+use beamline::WasSent;
 use beamline::process::{
     ChildSpec, Context, DynamicSupervisor, DynamicSupervisorConfig, Event, ExitReason, Intensity,
     Pid, RestartIntensityExceeded, StartChildError, Strategy, Supervisor, SupervisorSpec, spawn,

@@ -9,6 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use beamline::WasSent;
 use beamline::mux::ConfigError;
 use beamline::reconnect::{OfflinePolicy, ReconnectConfigError};
 use beamline::{BuildError, Client, ClientError, Target, TransportError};

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{BalanceError, Balanced, Member, Shared, now, readiness};
+use crate::WasSent;
 use crate::core::{EndpointId, Pick};
 use crate::endpoint::{Endpoint, EndpointError, Failure};
 use crate::health::Outcome;
@@ -81,7 +82,7 @@ where
     ///
     /// # Errors
     /// A [`BalanceError`]: the last attempt's own error when it is not retried, no endpoint
-    /// within the deadline, the deadline, or a closed client. [`BalanceError::was_sent`]
+    /// within the deadline, the deadline, or a closed client. [`WasSent::was_sent`]
     /// says whether any attempt may have been delivered.
     pub async fn call(&self, request: E::Request) -> Result<E::Response, BalanceError<E::Error>> {
         self.send(request, false).await

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::WasSent;
 use crate::core::BalancerConfigError;
 use crate::endpoint::{EndpointError, Failure};
 
@@ -65,15 +66,17 @@ pub enum BalanceError<E> {
     },
 }
 
-impl<E: EndpointError> BalanceError<E> {
-    /// Whether the request may have been delivered by any attempt. `false`: certainly not.
-    pub fn was_sent(&self) -> bool {
+/// Whether the request may have been delivered by any attempt. `false`: certainly not.
+impl<E> WasSent for BalanceError<E> {
+    fn was_sent(&self) -> bool {
         match self {
             BalanceError::Endpoint { sent, .. } | BalanceError::Timeout { sent, .. } => *sent,
             BalanceError::NoEndpoint { .. } | BalanceError::Closed { .. } => false,
         }
     }
+}
 
+impl<E: EndpointError> BalanceError<E> {
     /// The kind of the last endpoint failure, for `Endpoint`.
     pub fn failure(&self) -> Option<Failure> {
         match self {

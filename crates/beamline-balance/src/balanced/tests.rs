@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::WasSent;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -42,11 +43,13 @@ struct Behaviour {
 #[error("fake endpoint failed: {0:?}")]
 struct FakeError(Failure);
 
-impl EndpointError for FakeError {
+impl WasSent for FakeError {
     fn was_sent(&self) -> bool {
         !matches!(self.0, Failure::Unreachable)
     }
+}
 
+impl EndpointError for FakeError {
     fn failure(&self) -> Failure {
         self.0
     }

@@ -2,9 +2,10 @@ use std::error::Error as StdError;
 use std::io;
 use std::sync::Arc;
 
+use beamline_sent::WasSent;
 use bytes::Bytes;
 
-/// Why a request failed. Every variant says, through [`was_sent`](Self::was_sent), whether
+/// Why a request failed. Every variant says, through [`WasSent::was_sent`], whether
 /// the request's bytes may have reached the peer: that is what decides whether a retry is
 /// safe. Each names the connection it happened on (the `peer` label of
 /// [`ClientConfig::peer`](crate::ClientConfig::peer)).
@@ -98,10 +99,11 @@ fn sent_note(sent: &bool) -> &'static str {
     }
 }
 
-impl MuxError {
-    /// Whether any byte of the request may have reached the peer. `false` means it
-    /// certainly did not, so retrying it is safe even if it is not idempotent.
-    pub fn was_sent(&self) -> bool {
+/// Whether any byte of the request may have reached the peer. `false` means it certainly did
+/// not, so retrying it is safe even if it is not idempotent: the driver records each
+/// request's stream offset, so a connection that ends tells exactly which requests it wrote.
+impl WasSent for MuxError {
+    fn was_sent(&self) -> bool {
         match self {
             MuxError::NotSent { .. }
             | MuxError::FrameTooLarge { .. }
@@ -114,7 +116,9 @@ impl MuxError {
             | MuxError::Cancelled { .. } => true,
         }
     }
+}
 
+impl MuxError {
     /// Whether the connection this request used is gone (a new connection is needed).
     pub fn is_connection_error(&self) -> bool {
         matches!(

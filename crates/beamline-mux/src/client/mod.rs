@@ -53,7 +53,7 @@ use proto::{ByTag, CodecProto, InOrder, Proto, WireProto};
 /// - **A dropped or timed-out call frees its slot at once.** If its request was already
 ///   written, its id stays quarantined until the late answer arrives (then dropped and
 ///   counted in [`stats`](Self::stats)) and, with the wire format, a cancel frame is sent.
-/// - **Every failure says whether the request was written** ([`MuxError::was_sent`]):
+/// - **Every failure says whether the request was written** ([`WasSent::was_sent`](crate::WasSent::was_sent)):
 ///   when the transport dies, requests not yet written fail with [`MuxError::NotSent`]
 ///   (safe to retry), written ones with [`MuxError::ConnectionLost`] (maybe delivered).
 ///   Nothing is retried behind your back.
@@ -206,7 +206,7 @@ where
     /// the line if it was waiting, or freeing its slot if it was admitted.
     ///
     /// # Errors
-    /// A [`MuxError`] saying what went wrong and, through [`MuxError::was_sent`], whether the
+    /// A [`MuxError`] saying what went wrong and, through [`WasSent::was_sent`](crate::WasSent::was_sent), whether the
     /// request may have reached the peer.
     pub async fn call(&self, request: Req) -> Result<Resp, MuxError> {
         let deadline = self.handle.shared.timeout.map(|t| Instant::now() + t);

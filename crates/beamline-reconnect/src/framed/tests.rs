@@ -102,10 +102,10 @@ async fn written_requests_are_lost_and_queued_ones_not_sent_when_the_peer_closes
         matches!(first, FramedError::ConnectionLost { .. }),
         "{first}"
     );
-    assert!(FramedConnection::<String, String>::was_sent(&first));
+    assert!(first.was_sent());
     let second = second.await.unwrap().unwrap_err();
     assert!(matches!(second, FramedError::NotSent { .. }), "{second}");
-    assert!(!FramedConnection::<String, String>::was_sent(&second));
+    assert!(!second.was_sent());
     assert!(conn.is_closed());
     conn.closed().await;
     let later = conn.call("later".into()).await.unwrap_err();

@@ -43,10 +43,10 @@ struct Up<C> {
     ping: Option<Ping>,
 }
 
-/// What can happen to a phase.
-enum Event<C> {
+/// What can happen to a phase; `E` is the connector's error.
+enum Event<C, E> {
     Connected(C),
-    ConnectFailed(ConnectError),
+    ConnectFailed(ConnectError<E>),
     Lost(LossCause),
     Stable,
     BackoffElapsed,
@@ -71,7 +71,7 @@ pub(super) struct Driver<K: Connect> {
     /// Connect attempts since the backoff last reset.
     attempt: u32,
     /// The last connect error since the last connection, for `CloseReason::GaveUp`.
-    last_error: Option<ConnectError>,
+    last_error: Option<ConnectError<K::Error>>,
     phase: Phase<Conn<K>>,
     /// Set once the task runs: only then does dropping it close `Shared`.
     running: bool,
@@ -102,22 +102,26 @@ impl<K: Connect> Driver<K> {
     }
 
     /// `sync_connect`: runs the first attempt before the constructor returns.
-    pub(super) async fn connect_first(mut self) -> Result<Self, ConnectError> {
+    pub(super) async fn connect_first(mut self) -> Result<Self, ConnectError<K::Error>> {
         let limit = self
             .backoff
             .connect_timeout()
             .unwrap_or(self.connect_timeout);
         match connect_once(&mut self.connector, &self.shared.name, 1, limit).await {
-            Ok(conn) => {
-                self.phase = self.install(conn, 1, Instant::now());
-                Ok(self)
-            }
+            Ok(conn) => Ok(self.connected(conn)),
             Err(e) => {
                 // As an error, so a subscriber shows its sources (the connector's error) too.
                 tracing::warn!(name = %self.shared.name, attempt = 1, error = &e as &(dyn std::error::Error + 'static), "reconnect: first connect failed (sync_connect)");
                 Err(e)
             }
         }
+    }
+
+    /// Starts in `Connected` with `conn`, a connection made before the driver existed (the
+    /// first attempt of `sync_connect`, or one the caller made).
+    pub(super) fn connected(mut self, conn: Conn<K>) -> Self {
+        self.phase = self.install(conn, 1, Instant::now());
+        self
     }
 
     /// Runs the state machine until it closes. A panic that escapes it (one no narrower
@@ -145,7 +149,10 @@ impl<K: Connect> Driver<K> {
     }
 
     /// Waits for the next event of `phase`.
-    async fn wait(&mut self, mut phase: Phase<Conn<K>>) -> (Phase<Conn<K>>, Event<Conn<K>>) {
+    async fn wait(
+        &mut self,
+        mut phase: Phase<Conn<K>>,
+    ) -> (Phase<Conn<K>>, Event<Conn<K>, K::Error>) {
         let event = match &mut phase {
             Phase::Connecting { attempt } => {
                 let attempt = *attempt;
@@ -175,7 +182,7 @@ impl<K: Connect> Driver<K> {
         (phase, event)
     }
 
-    async fn wait_connected(&mut self, up: &mut Up<Conn<K>>) -> Event<Conn<K>> {
+    async fn wait_connected(&mut self, up: &mut Up<Conn<K>>) -> Event<Conn<K>, K::Error> {
         loop {
             let now = Instant::now();
             let progress_at = self
@@ -215,7 +222,7 @@ impl<K: Connect> Driver<K> {
     }
 
     /// Every transition of the state machine.
-    fn step(&mut self, phase: Phase<Conn<K>>, event: Event<Conn<K>>) -> Phase<Conn<K>> {
+    fn step(&mut self, phase: Phase<Conn<K>>, event: Event<Conn<K>, K::Error>) -> Phase<Conn<K>> {
         let now = Instant::now();
         match (phase, event) {
             // `Shared::shutdown` already failed the queue, closed the connection and
@@ -380,7 +387,7 @@ impl<K: Connect> Driver<K> {
                 tracing::error!(name = %self.shared.name, limit = %limit, error = self.last_error.as_ref().map(|e| e as &(dyn std::error::Error + 'static)), "reconnect: giving up");
                 self.shared.shutdown(CloseReason::GaveUp {
                     limit,
-                    last_error: self.last_error.take(),
+                    last_error: self.last_error.take().map(ConnectError::erase),
                 });
                 Phase::Closed
             }
@@ -406,7 +413,7 @@ async fn connect_once<K: Connect>(
     name: &Arc<str>,
     attempt: u32,
     limit: Duration,
-) -> Result<Conn<K>, ConnectError> {
+) -> Result<Conn<K>, ConnectError<K::Error>> {
     tracing::debug!(name = %name, attempt, timeout_ms = limit.as_millis() as u64, "reconnect: connecting");
     let panicked = |message| ConnectError::Panicked {
         name: name.clone(),
@@ -419,7 +426,7 @@ async fn connect_once<K: Connect>(
         Ok(Ok(Err(e))) => Err(ConnectError::Failed {
             name: name.clone(),
             attempt,
-            source: Arc::new(e),
+            source: e,
         }),
         Ok(Err(payload)) => Err(panicked(panic_message(payload.as_ref()))),
         Err(_) => Err(ConnectError::Timeout {

@@ -6,12 +6,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{GiveUp, ReconnectConfigError};
+use crate::{GiveUp, ReconnectConfigError, WasSent};
 
 /// Why a request on a [`Reconnect`](crate::Reconnect) failed.
 ///
-/// Each variant says whether the request may have reached the server; [`was_sent`]
-/// answers that without a `match`. Only [`ConnectionLost`](Self::ConnectionLost) (and a
+/// Each variant says whether the request may have reached the server;
+/// [`was_sent`](WasSent::was_sent) answers that without a `match`. Only [`ConnectionLost`](Self::ConnectionLost) (and a
 /// [`Request`](Self::Request) error with `sent: true`) may have been delivered: retrying
 /// those is safe only for idempotent requests. Every other variant means the request was
 /// never written, so a retry is safe.
@@ -20,8 +20,6 @@ use crate::{GiveUp, ReconnectConfigError};
 /// replayed and still failed, the error describes the whole call: `ConnectionLost` if any
 /// attempt may have been delivered, `NotSent` if none was, and the source is the last
 /// attempt's error.
-///
-/// [`was_sent`]: Self::was_sent
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReconnectError<E> {
@@ -105,10 +103,11 @@ pub enum ReconnectError<E> {
     },
 }
 
-impl<E> ReconnectError<E> {
-    /// Whether the request may have been written (and so may have been delivered).
-    /// `false` means it certainly was not, so retrying it is safe.
-    pub fn was_sent(&self) -> bool {
+/// Whether the request may have been written (and so may have been delivered). `false` means
+/// it certainly was not, so retrying it is safe. The connection's own answer is kept: a
+/// `NotSent` or `ConnectionLost` comes from its [`WasSent`] when the connection died.
+impl<E> WasSent for ReconnectError<E> {
+    fn was_sent(&self) -> bool {
         match self {
             ReconnectError::ConnectionLost { .. } | ReconnectError::Panicked { .. } => true,
             ReconnectError::Request { sent, .. } => *sent,
@@ -119,7 +118,9 @@ impl<E> ReconnectError<E> {
             | ReconnectError::Closed { .. } => false,
         }
     }
+}
 
+impl<E> ReconnectError<E> {
     /// The name of the connection that failed.
     pub fn name(&self) -> &str {
         match self {
@@ -135,10 +136,18 @@ impl<E> ReconnectError<E> {
     }
 }
 
-/// One failed connect attempt.
+/// One failed connect attempt, with the connector's own error `E`
+/// ([`Connect::Error`](crate::Connect::Error)) when it returned one.
+///
+/// [`Reconnect::start`](crate::Reconnect::start) returns it typed (inside
+/// [`StartError<E>`]), so a caller gets its connector's error back as it was made, never a
+/// string of it. A [`CloseReason::GaveUp`] keeps the last one with the error shared as
+/// `Arc<dyn Error>` (the default `E`): a [`Reconnect`](crate::Reconnect) is generic over its
+/// connection, not over the connector that makes it, so its close reason cannot name the
+/// connector's error type.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConnectError {
+pub enum ConnectError<E = Arc<dyn StdError + Send + Sync>> {
     /// The attempt took longer than the connect timeout and was abandoned.
     #[error("{name}: connect attempt {attempt} timed out after {timeout:?}")]
     Timeout {
@@ -156,8 +165,8 @@ pub enum ConnectError {
         name: Arc<str>,
         /// Which attempt (1-based, since the backoff last reset).
         attempt: u32,
-        /// The connector's error (downcast it to the connector's error type if needed).
-        source: Arc<dyn StdError + Send + Sync>,
+        /// The connector's error.
+        source: E,
     },
     /// The connector panicked. Not retried: a connector with a bug would panic again, so
     /// the reconnecting connection closes with [`CloseReason::Panicked`].
@@ -172,16 +181,54 @@ pub enum ConnectError {
     },
 }
 
-/// [`Reconnect::start`](crate::Reconnect::start) did not start.
+impl<E: StdError + Send + Sync + 'static> ConnectError<E> {
+    /// The same failure with the connector's error shared as `Arc<dyn Error>`: the form a
+    /// [`CloseReason`] keeps.
+    pub(crate) fn erase(self) -> ConnectError {
+        match self {
+            ConnectError::Timeout {
+                name,
+                attempt,
+                timeout,
+            } => ConnectError::Timeout {
+                name,
+                attempt,
+                timeout,
+            },
+            ConnectError::Failed {
+                name,
+                attempt,
+                source,
+            } => ConnectError::Failed {
+                name,
+                attempt,
+                source: Arc::new(source),
+            },
+            ConnectError::Panicked {
+                name,
+                attempt,
+                message,
+            } => ConnectError::Panicked {
+                name,
+                attempt,
+                message,
+            },
+        }
+    }
+}
+
+/// [`Reconnect::start`](crate::Reconnect::start) did not start; `E` is the connector's error
+/// ([`Connect::Error`](crate::Connect::Error)), returned as the connector made it.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
-pub enum StartError {
+pub enum StartError<E> {
     /// A setting is invalid; nothing was attempted.
     #[error(transparent)]
     Config(#[from] ReconnectConfigError),
-    /// `sync_connect` was set and the first attempt failed; nothing keeps running.
+    /// `sync_connect` was set and the first attempt failed (the connector's error, a
+    /// timeout or a panic); nothing keeps running.
     #[error(transparent)]
-    Connect(#[from] ConnectError),
+    Connect(#[from] ConnectError<E>),
 }
 
 /// Why a live connection was given up.
@@ -215,7 +262,8 @@ pub enum CloseReason {
     /// Every handle was dropped.
     Dropped,
     /// The backoff reached a limit. `last_error` is the last connect attempt's error
-    /// (`None` if the limit was reached right after a connection was lost).
+    /// (`None` if the limit was reached right after a connection was lost), the connector's
+    /// own error inside it shared as `Arc<dyn Error>`.
     GaveUp {
         /// Which limit.
         limit: GiveUp,

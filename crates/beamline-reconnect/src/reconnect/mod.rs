@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::Connection;
+use crate::{Connection, WasSent};
 use driver::Driver;
 pub(crate) use handover::catch_panic;
 use progress::{Live, Started};
@@ -47,7 +47,7 @@ use route::{Outcome, Route, lost, route, wait_queued};
 ///   that lost the same server do not return in the same instant. The backoff resets only
 ///   after a connection stayed up for the stable period.
 /// - **Every request ends in a response or a typed error**, which says whether it may have
-///   been delivered ([`ReconnectError::was_sent`]).
+///   been delivered ([`WasSent::was_sent`] on [`ReconnectError`]).
 /// - **No hidden replays.** A request is sent again only if made with
 ///   [`call_idempotent`](Self::call_idempotent), at most `max_replays` times.
 /// - **Offline requests follow the chosen [`OfflinePolicy`]**: they fail at once, or wait
@@ -232,11 +232,12 @@ impl<C: Connection> Reconnect<C> {
     ///
     /// # Errors
     /// [`StartError::Config`] for an invalid setting; [`StartError::Connect`] when
-    /// `sync_connect` is set and the first attempt fails (or times out).
+    /// `sync_connect` is set and the first attempt fails (with the connector's own error),
+    /// times out or panics.
     ///
     /// # Panics
     /// Outside a tokio runtime (it spawns the driver task).
-    pub async fn start<K>(connect: K, config: ReconnectConfig) -> Result<Self, StartError>
+    pub async fn start<K>(connect: K, config: ReconnectConfig) -> Result<Self, StartError<K::Error>>
     where
         K: crate::Connect<Connection = C>,
     {
@@ -255,23 +256,82 @@ impl<C: Connection> Reconnect<C> {
         connect: K,
         config: ReconnectConfig,
         check: HealthCheck<C::Request>,
-    ) -> Result<Self, StartError>
+    ) -> Result<Self, StartError<K::Error>>
     where
         K: crate::Connect<Connection = C>,
     {
         Self::start_inner(connect, config, Some(check)).await
     }
 
+    /// Starts the reconnecting connection with `first`, a connection already made (by
+    /// `connect`, or any other way), and `connect` for every later one.
+    ///
+    /// Nothing is attempted here, so the only failure is a setting: whoever made `first`
+    /// has its error already, as it was made (a pool's manager makes the first connection
+    /// itself for that reason). `sync_connect` does not apply. When `first` is lost, the
+    /// connection backs off and reconnects with `connect` like any other.
+    ///
+    /// # Errors
+    /// [`ReconnectConfigError`] for an invalid setting; `first` is then closed.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (it spawns the driver task).
+    pub fn start_connected<K>(
+        first: C,
+        connect: K,
+        config: ReconnectConfig,
+    ) -> Result<Self, ReconnectConfigError>
+    where
+        K: crate::Connect<Connection = C>,
+    {
+        let (shared, backoff) = match Self::prepare(&config, None) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                first.close();
+                return Err(e);
+            }
+        };
+        let driver = Driver::new(shared.clone(), connect, backoff, &config, None).connected(first);
+        Ok(Self::spawn(shared, driver))
+    }
+
     async fn start_inner<K>(
         connect: K,
         config: ReconnectConfig,
         health: Option<HealthCheck<C::Request>>,
-    ) -> Result<Self, StartError>
+    ) -> Result<Self, StartError<K::Error>>
     where
         K: crate::Connect<Connection = C>,
     {
+        let (shared, backoff) = Self::prepare(&config, health.as_ref())?;
+        let driver = Driver::new(shared.clone(), connect, backoff, &config, health);
+        let driver = if config.sync_connect {
+            driver.connect_first().await?
+        } else {
+            driver
+        };
+        Ok(Self::spawn(shared, driver))
+    }
+
+    /// Runs `driver` on its own task and makes the first handle.
+    fn spawn<K>(shared: Arc<Shared<C>>, driver: Driver<K>) -> Self
+    where
+        K: crate::Connect<Connection = C>,
+    {
+        tokio::spawn(driver.run());
+        Self {
+            handle: Arc::new(HandleToken(shared)),
+        }
+    }
+
+    /// Checks the settings and makes what every start needs: the shared state and the
+    /// backoff.
+    fn prepare(
+        config: &ReconnectConfig,
+        health: Option<&HealthCheck<C::Request>>,
+    ) -> Result<(Arc<Shared<C>>, crate::Backoff), ReconnectConfigError> {
         config.validate()?;
-        if let Some(check) = &health {
+        if let Some(check) = health {
             check.validate()?;
         }
         let backoff = match config.seed {
@@ -293,16 +353,7 @@ impl<C: Connection> Reconnect<C> {
             state: watch::Sender::new(State::Connecting { attempt: 1 }),
             wake: Notify::new(),
         });
-        let driver = Driver::new(shared.clone(), connect, backoff, &config, health);
-        let driver = if config.sync_connect {
-            driver.connect_first().await?
-        } else {
-            driver
-        };
-        tokio::spawn(driver.run());
-        Ok(Self {
-            handle: Arc::new(HandleToken(shared)),
-        })
+        Ok((shared, backoff))
     }
 
     fn shared(&self) -> &Shared<C> {
@@ -437,7 +488,7 @@ impl<C: Connection> Reconnect<C> {
         match result {
             Ok(response) => Outcome::Response(response),
             Err(error) => {
-                let sent = C::was_sent(&error);
+                let sent = error.was_sent();
                 if live.conn.is_closed() {
                     Outcome::Lost { error, sent }
                 } else {
@@ -458,10 +509,6 @@ impl<C: Connection> Connection for Reconnect<C> {
 
     async fn call(&self, request: C::Request) -> Result<C::Response, Self::Error> {
         Reconnect::call(self, request).await
-    }
-
-    fn was_sent(error: &Self::Error) -> bool {
-        error.was_sent()
     }
 
     fn is_closed(&self) -> bool {

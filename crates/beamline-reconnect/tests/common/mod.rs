@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use beamline_reconnect::{
     BackoffConfig, Connect, Connection, HealthCheck, Jitter, OfflinePolicy, Reconnect,
-    ReconnectConfig, ReconnectError, State,
+    ReconnectConfig, ReconnectError, State, WasSent,
 };
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
@@ -38,6 +38,12 @@ impl fmt::Display for MockError {
 }
 
 impl std::error::Error for MockError {}
+
+impl WasSent for MockError {
+    fn was_sent(&self) -> bool {
+        !matches!(self, MockError::NotSent)
+    }
+}
 
 /// Code a test runs inside a connection's `call`.
 pub(crate) type Hook = Arc<dyn Fn(&str) + Send + Sync>;
@@ -154,10 +160,6 @@ impl Connection for MockConn {
             sleep(MS * ms.parse::<u32>().unwrap()).await;
         }
         Ok(format!("ok:{request}"))
-    }
-
-    fn was_sent(error: &MockError) -> bool {
-        !matches!(error, MockError::NotSent)
     }
 
     fn is_closed(&self) -> bool {

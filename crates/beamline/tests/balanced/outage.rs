@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use beamline::WasSent;
 use beamline::balance::{BalanceError, Balanced, BudgetConfig, Discovery};
 use tokio::time::Instant;
 
