@@ -142,6 +142,18 @@ pub enum ClusterError {
     },
 }
 
+/// The [`WasSent`] of every beamline client error: `false` exactly when
+/// [`may_have_been_applied`](ClusterError::may_have_been_applied) is, so a layer that retries
+/// any beamline error by this trait retries a cluster request only when that is safe. For a
+/// cluster request `false` also covers one a node refused with an answer that applies nothing
+/// (`MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`...): it was delivered, and resending it still
+/// cannot apply it twice, which is what the trait's `false` promises.
+impl WasSent for ClusterError {
+    fn was_sent(&self) -> bool {
+        self.may_have_been_applied()
+    }
+}
+
 impl ClusterError {
     /// Whether the command may have been applied by a node. `false` means it certainly was
     /// not: sending it again is safe.
@@ -203,5 +215,20 @@ mod tests {
             failed: Box::new(timeout(false)),
         };
         assert!(split.may_have_been_applied());
+        // WasSent answers as may_have_been_applied, for code generic over beamline errors.
+        assert!(split.was_sent());
+        assert!(!cross.was_sent());
+        assert!(timeout(true).was_sent());
+        assert!(!timeout(false).was_sent());
+        let not_ready = ClusterError::NotReady {
+            timeout: Duration::from_secs(1),
+            served: 16384,
+            unreachable: vec!["127.0.0.1:7000: refused".into()],
+        };
+        assert!(!not_ready.was_sent());
+        assert!(
+            not_ready.to_string().contains("127.0.0.1:7000"),
+            "{not_ready}"
+        );
     }
 }
