@@ -24,7 +24,7 @@
 //! |---|---|---|
 //! | runtime | the shared two-worker multi-thread runtime (`runtime()`), clients on it too | the same runtime |
 //! | accepting | one acceptor per core (the default) on one listener, `TCP_NODELAY`, backlog 1024 | one accept loop, `set_nodelay(true)` per socket, backlog 1024 (tokio's) |
-//! | per connection | a supervised process (`Server::serve`): the mailbox, the timers, panics caught, byte counters | one `tokio::spawn`ed task |
+//! | per connection | a supervised process (`Server::serve_fn`): the mailbox, the timers, panics caught, byte counters | one `tokio::spawn`ed task |
 //! | connection loop | `echo_loop`: a 4 KiB buffer, `read`, `write_all` | the same `echo_loop` |
 //! | timeouts | read 60 s, send 30 s (both on: the defaults), TLS handshake 5 s | none (a raw accept loop has none; giving it `tokio::time::timeout` per read would register a timer per read, which beamline avoids) |
 //! | limits | 16,384 connections (`Overload::Pause`) | none |
@@ -102,7 +102,7 @@ fn beamline_server() -> ServerHandle {
         .bind("127.0.0.1:0".parse().unwrap())
         .read_timeout(Some(Duration::from_secs(60)))
         .send_timeout(Some(Duration::from_secs(30)))
-        .serve(beamline_echo)
+        .serve_fn(beamline_echo)
         .unwrap()
 }
 
@@ -287,7 +287,7 @@ fn accept_close_proxy(c: &mut Criterion) {
             .proxy_protocol_from(["127.0.0.1".parse().unwrap()])
             .read_timeout(Some(Duration::from_secs(60)))
             .send_timeout(Some(Duration::from_secs(30)))
-            .serve(beamline_echo)
+            .serve_fn(beamline_echo)
             .unwrap()
     });
     let plain = rt.block_on(async { beamline_server() });
@@ -334,7 +334,7 @@ fn tls_handshake(c: &mut Criterion) {
             .bind_tls("127.0.0.1:0".parse().unwrap(), pki.server_config())
             .read_timeout(Some(Duration::from_secs(60)))
             .send_timeout(Some(Duration::from_secs(30)))
-            .serve(beamline_echo)
+            .serve_fn(beamline_echo)
             .unwrap()
     });
     let raw = rt.block_on(raw_tls_server(pki.server_config()));
@@ -512,7 +512,7 @@ fn server_child(role: &str) {
                     .read_buffer(4096)
                     .read_timeout(Some(Duration::from_secs(60)))
                     .send_timeout(Some(Duration::from_secs(30)))
-                    .start(HandlerEcho)
+                    .serve_handler(HandlerEcho)
                     .unwrap();
                 (addr_of(&s).port(), Some(s))
             }
@@ -533,7 +533,7 @@ impl beamline_server::Handler for HandlerEcho {
     async fn on_data(
         &mut self,
         data: &mut bytes::BytesMut,
-        conn: &mut beamline_server::Conn<'_>,
+        conn: &mut beamline_server::HandlerContext<'_>,
     ) -> Result<beamline_server::Flow, ExitReason> {
         conn.send(data).await?;
         data.clear();

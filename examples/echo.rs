@@ -27,7 +27,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use beamline::server::{
-    ActivationError, Conn, ExitReason, Flow, Handler, ListenFds, Notifier, Server, TimeoutKind,
+    ActivationError, ExitReason, Flow, Handler, HandlerContext, ListenFds, Notifier, Server,
+    TimeoutKind,
 };
 use bytes::BytesMut;
 
@@ -38,7 +39,7 @@ struct Echo {
 }
 
 impl Handler for Echo {
-    async fn on_connect(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_connect(&mut self, conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
         let hello = format!("hello {}, you are connection {}\n", conn.peer(), conn.id());
         conn.send(hello.as_bytes()).await?;
         Ok(Flow::Continue)
@@ -47,7 +48,7 @@ impl Handler for Echo {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        conn: &mut Conn<'_>,
+        conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         self.lines += data.iter().filter(|&&b| b == b'\n').count() as u64;
         conn.send(data).await?;
@@ -58,13 +59,13 @@ impl Handler for Echo {
     async fn on_timeout(
         &mut self,
         _kind: TimeoutKind,
-        conn: &mut Conn<'_>,
+        conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         let _ = conn.send(b"idle for too long, bye\n").await;
         Ok(Flow::Close)
     }
 
-    async fn on_shutdown(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_shutdown(&mut self, conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
         let bye = format!(
             "server shutting down after {} lines from you, bye\n",
             self.lines
@@ -88,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // A client that sends but never reads its echoes is closed once its window has been
         // full for 10 s: it holds no connection slot for longer.
         .send_timeout(Some(Duration::from_secs(10)))
-        .start(Echo::default())?;
+        .serve_handler(Echo::default())?;
     println!(
         "echo listening on {:?}; Ctrl-C stops it gracefully",
         server.local_addrs()

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use beamline::metrics::Publisher;
-use beamline::server::{Conn, ExitReason, Flow, Handler, Server};
+use beamline::server::{ExitReason, Flow, Handler, HandlerContext, Server};
 use bytes::BytesMut;
 use metrics_exporter_prometheus::PrometheusBuilder;
 
@@ -29,7 +29,7 @@ impl Handler for Echo {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        conn: &mut Conn<'_>,
+        conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         conn.send(data).await?;
         data.clear();
@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bind(addr)
         .read_timeout(Some(Duration::from_secs(300)))
         .send_timeout(Some(Duration::from_secs(10)))
-        .start(Echo)?;
+        .serve_handler(Echo)?;
     let publisher = Publisher::new()
         .server("echo", &server)
         .spawn(Duration::from_secs(1));

@@ -1,4 +1,4 @@
-//! Your own protocol with request ids, end to end: a server (`Server::serve` +
+//! Your own protocol with request ids, end to end: a server (`Server::serve_fn` +
 //! `serve_tagged`) and a client (`ClientBuilder::tagged`) of lines `<id> <text>`.
 //!
 //! Try it:

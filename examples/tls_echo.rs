@@ -107,7 +107,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // A client that never reads what is echoed: its writes fail with TimedOut after
         // 10 s without progress, `echo` returns the error, and the connection closes.
         .send_timeout(Some(Duration::from_secs(10)))
-        .serve(echo)?;
+        .serve_fn(echo)?;
     println!(
         "TLS echo listening on {:?}; Ctrl-C stops it gracefully",
         server.local_addrs()

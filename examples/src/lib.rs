@@ -14,7 +14,7 @@
 //! - [`redis_client`]: Redis clients in a supervision tree (as an Elixir app starts Redix),
 //!   callers doing SET/GET through them against a real Redis.
 //! - [`tagged`]: your own protocol with request ids, end to end: a server of
-//!   `Server::serve` + `serve_tagged`, a client of `ClientBuilder::tagged`.
+//!   `Server::serve_fn` + `serve_tagged`, a client of `ClientBuilder::tagged`.
 //! - [`demo`]: what `cargo xtask demo` runs: 1,000 `Client`s, the kv server killed and
 //!   restarted under them, reconnects with and without jitter.
 //! - [`matrix`]: the integration matrix's cells that `cargo xtask test` runs, each a

@@ -6,7 +6,7 @@
 //! [`Envelope`]s, whose tag the client's driver sets when it sends a request and
 //! `serve_tagged` copies from a request onto its response.
 //!
-//! - Server: [`Server::serve`] gives each connection its own supervised process, which runs
+//! - Server: [`Server::serve_fn`] gives each connection its own supervised process, which runs
 //!   [`serve_tagged`] over it with the [`Lines`] codec and [`handle`] per request.
 //! - Client: [`ClientBuilder::tagged`](beamline::ClientBuilder::tagged) with the same codec:
 //!   many callers on one connection (reconnecting, with the default 30 s request timeout).
@@ -126,7 +126,7 @@ pub async fn handle(request: Line) -> Result<Line, Refused> {
 /// # Errors
 /// When the address cannot be bound, or outside a tokio runtime.
 pub fn start_server(addr: SocketAddr) -> Result<ServerHandle, StartError> {
-    Server::new().bind(addr).serve(|conn| async move {
+    Server::new().bind(addr).serve_fn(|conn| async move {
         serve_tagged(conn, Lines::new(), &ServerConfig::new(), handle).await?;
         Ok::<(), ExitReason>(())
     })

@@ -1,5 +1,5 @@
 //! The `tagged` example's logic, in-process: a user protocol with ids served by
-//! `Server::serve` + `serve_tagged` and called through `ClientBuilder::tagged`.
+//! `Server::serve_fn` + `serve_tagged` and called through `ClientBuilder::tagged`.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;

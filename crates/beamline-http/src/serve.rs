@@ -67,7 +67,7 @@ impl Http {
             http: self,
             stats: stats.clone(),
         });
-        let server = server.serve(move |conn| serve_connection(conn, shared.clone()))?;
+        let server = server.serve_fn(move |conn| serve_connection(conn, shared.clone()))?;
         Ok(HttpHandle { server, stats })
     }
 }

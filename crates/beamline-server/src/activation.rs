@@ -282,7 +282,7 @@ impl Server {
     /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let server = Server::new()
     ///     .listen_fds(ListenFds::from_env()?)
-    ///     .serve(|conn| async move { drop(conn); Ok(()) })?;
+    ///     .serve_fn(|conn| async move { drop(conn); Ok(()) })?;
     /// # Ok(()) }
     /// ```
     pub fn listen_fds(mut self, fds: ListenFds) -> Self {

@@ -5,7 +5,7 @@ use std::io;
 use crate::handle::ServerState;
 use crate::listen::ListenAddr;
 
-/// Why [`Server::start`](crate::Server::start) / [`Server::serve`](crate::Server::serve) did
+/// Why [`Server::serve_handler`](crate::Server::serve_handler) / [`Server::serve_fn`](crate::Server::serve_fn) did
 /// not start a server. Nothing was left running: listeners bound before the failure are
 /// closed.
 #[derive(Debug, thiserror::Error)]

@@ -27,12 +27,12 @@
 //!     `on_message`, `on_timeout`, `on_shutdown` (say goodbye during a drain), `on_close`,
 //!     `on_error` (a [`ConnError`]: a reset, a send timeout, a frame over the read buffer
 //!     limit) — each returning [`Flow::Continue`], [`Flow::Close`] or `Err(reason)`, and
-//!     acting on a [`Conn`]. [`Server::start`] clones your handler per connection.
+//!     acting on a [`HandlerContext`]. [`Server::serve_handler`] clones your handler per connection.
 //!   - An async function that owns a [`Connection`] (`AsyncRead + AsyncWrite`: read and write
 //!     it directly, wrap it in a `tokio_util::codec::Framed`, or
 //!     [`into_split`](Connection::into_split) it), with a [`ShutdownSignal`] for the drain
 //!     and [`Activity`] marks that say "the peer waits on me" (the read timeout pauses).
-//!     [`Server::serve`] runs it per connection.
+//!     [`Server::serve_fn`] runs it per connection.
 //! - [`ConnInfo`]: the connection's id (its process id), peer and local [`Endpoint`],
 //!   [`Transport`], for TLS the SNI name and the ALPN protocol, and behind a balancer the
 //!   balancer's address ([`via`](ConnInfo::via)) and its [`ProxyHeader`] (v2 TLVs).
@@ -159,7 +159,7 @@
 //!     .proxy_protocol(ProxyProtocol::Required)
 //!     .proxy_protocol_from(["10.0.0.0/8".parse()?])
 //!     .max_connections_per_ip(100) // per client, not per balancer
-//!     .serve(|conn: Connection| async move {
+//!     .serve_fn(|conn: Connection| async move {
 //!         let info = conn.info();
 //!         tracing::info!(client = %info.peer(), balancer = ?info.via(), "hello");
 //!         Ok::<(), ExitReason>(())
@@ -183,7 +183,7 @@
 //!     Err(ActivationError::NotActivated) => Server::new().bind("127.0.0.1:7000".parse()?),
 //!     Err(e) => return Err(e.into()),
 //! };
-//! let server = server.serve(|conn| async move { drop(conn); Ok(()) })?;
+//! let server = server.serve_fn(|conn| async move { drop(conn); Ok(()) })?;
 //! let notifier = Notifier::from_env()?;
 //! if let Some(n) = &notifier { n.ready()?; }
 //! // ... until SIGTERM ...
@@ -210,7 +210,7 @@
 //! }
 //!
 //! # async fn serve(server: Server) -> Result<ServerHandle, Box<dyn std::error::Error>> {
-//! #     Ok(server.serve(|conn| async move { drop(conn); Ok(()) })?)
+//! #     Ok(server.serve_fn(|conn| async move { drop(conn); Ok(()) })?)
 //! # }
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let path = Path::new("/run/myserver.upgrade");
@@ -236,7 +236,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use beamline_server::{Conn, ExitReason, Flow, Handler, Server};
+//! use beamline_server::{HandlerContext, ExitReason, Flow, Handler, Server};
 //! use bytes::BytesMut;
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
@@ -244,13 +244,13 @@
 //! struct Echo;
 //!
 //! impl Handler for Echo {
-//!     async fn on_data(&mut self, data: &mut BytesMut, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+//!     async fn on_data(&mut self, data: &mut BytesMut, conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
 //!         conn.send(data).await?;
 //!         data.clear();
 //!         Ok(Flow::Continue)
 //!     }
 //!
-//!     async fn on_shutdown(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+//!     async fn on_shutdown(&mut self, conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
 //!         let _ = conn.send(b"bye\n").await;
 //!         Ok(Flow::Close)
 //!     }
@@ -258,7 +258,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let server = Server::new().bind("127.0.0.1:0".parse()?).start(Echo)?;
+//! let server = Server::new().bind("127.0.0.1:0".parse()?).serve_handler(Echo)?;
 //! let addr = server.local_addr().expect("a TCP address");
 //!
 //! let mut client = tokio::net::TcpStream::connect(addr).await?;
@@ -297,9 +297,11 @@ pub mod upgrade;
 
 pub use activation::{ActivationError, ListenFds};
 pub use beamline_process::{ExitReason, Info, ProcessId};
+#[allow(deprecated)]
+pub use conn::Conn;
 pub use conn::{
-    Activity, Busy, Conn, ConnError, ConnInfo, Connection, Endpoint, Flow, Handler, ShutdownSignal,
-    Stream, TimeoutKind, Transport,
+    Activity, Busy, ConnError, ConnInfo, Connection, Endpoint, Flow, Handler, HandlerContext,
+    ShutdownSignal, Stream, TimeoutKind, Transport,
 };
 pub use error::{ResumeError, ShutdownError, StartError, SuspendError};
 pub use handle::{DrainReport, ServerHandle, ServerState};

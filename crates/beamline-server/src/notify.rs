@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// ```no_run
 /// use beamline_server::{Notifier, Server};
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let server = Server::new().bind("127.0.0.1:7000".parse()?).serve(|conn| async move {
+/// let server = Server::new().bind("127.0.0.1:7000".parse()?).serve_fn(|conn| async move {
 ///     drop(conn);
 ///     Ok(())
 /// })?;

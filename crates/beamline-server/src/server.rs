@@ -33,7 +33,7 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_READ_BUFFER: usize = 1 << 20;
 
 /// Builds a server: what to listen on, how, and under which limits; then
-/// [`start`](Self::start) it with a [`Handler`] or [`serve`](Self::serve) it with an async
+/// [`serve_handler`](Self::serve_handler) it with a [`Handler`] or [`serve_fn`](Self::serve_fn) it with an async
 /// function that owns each [`Connection`].
 ///
 /// Every setting has a default; only an address is required.
@@ -70,7 +70,7 @@ pub const DEFAULT_MAX_READ_BUFFER: usize = 1 << 20;
 ///     .max_connections(10_000)
 ///     .overload(Overload::Reject)
 ///     .read_timeout(Some(Duration::from_secs(30)))
-///     .serve(|mut conn| async move {
+///     .serve_fn(|mut conn| async move {
 ///         conn.write_all(b"hello\n").await?;
 ///         Ok(())
 ///     })?;
@@ -185,7 +185,7 @@ impl Server {
     ///     .proxy_protocol(ProxyProtocol::Required) // for 0.0.0.0:6380
     ///     .proxy_protocol_from(["10.0.0.0/8".parse()?])
     ///     .bind("127.0.0.1:6381".parse()?) // direct clients, no header
-    ///     .serve(|conn| async move {
+    ///     .serve_fn(|conn| async move {
     ///         println!("{} via {:?}", conn.peer(), conn.info().via());
     ///         Ok(())
     ///     })?;
@@ -362,7 +362,7 @@ impl Server {
     /// let server = Server::new()
     ///     .bind("127.0.0.1:7000".parse()?)
     ///     .on_connection_error(|info, reason| eprintln!("connection from {} failed: {reason}", info.peer()))
-    ///     .serve(|conn| async move { drop(conn); Ok(()) })?;
+    ///     .serve_fn(|conn| async move { drop(conn); Ok(()) })?;
     /// # Ok(()) }
     /// ```
     pub fn on_connection_error(
@@ -373,17 +373,34 @@ impl Server {
         self
     }
 
-    /// Starts the server with a callback [`Handler`], cloned for each connection.
+    /// Starts the server with a callback [`Handler`], cloned for each connection: its
+    /// callbacks act on a [`HandlerContext`](crate::HandlerContext) (the other form,
+    /// [`serve_fn`](Self::serve_fn), hands a function the whole [`Connection`]).
     ///
     /// # Errors
     /// [`StartError`]: no address, an invalid setting, no tokio runtime, or an address that
     /// cannot be bound. Nothing is left running.
-    pub fn start<H, M>(self, handler: H) -> Result<ServerHandle, StartError>
+    pub fn serve_handler<H, M>(self, handler: H) -> Result<ServerHandle, StartError>
     where
         H: Handler<M> + Clone + Sync,
         M: Send + 'static,
     {
         self.launch(HandlerService::new(handler))
+    }
+
+    /// The old name of [`serve_handler`](Self::serve_handler).
+    ///
+    /// # Errors
+    /// As [`serve_handler`](Self::serve_handler).
+    #[deprecated(
+        note = "renamed `serve_handler` (the callback form; `serve_fn` is the function form)"
+    )]
+    pub fn start<H, M>(self, handler: H) -> Result<ServerHandle, StartError>
+    where
+        H: Handler<M> + Clone + Sync,
+        M: Send + 'static,
+    {
+        self.serve_handler(handler)
     }
 
     /// Starts the server with an async function that owns each [`Connection`] (reads and
@@ -402,13 +419,28 @@ impl Server {
     /// - The send timeout and the lifetime, as for every connection.
     ///
     /// # Errors
-    /// As [`start`](Self::start).
-    pub fn serve<F, Fut>(self, f: F) -> Result<ServerHandle, StartError>
+    /// As [`serve_handler`](Self::serve_handler).
+    pub fn serve_fn<F, Fut>(self, f: F) -> Result<ServerHandle, StartError>
     where
         F: Fn(Connection) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), ExitReason>> + Send + 'static,
     {
         self.launch(FnService(f))
+    }
+
+    /// The old name of [`serve_fn`](Self::serve_fn).
+    ///
+    /// # Errors
+    /// As [`serve_handler`](Self::serve_handler).
+    #[deprecated(
+        note = "renamed `serve_fn` (the function form; `serve_handler` is the callback form)"
+    )]
+    pub fn serve<F, Fut>(self, f: F) -> Result<ServerHandle, StartError>
+    where
+        F: Fn(Connection) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ExitReason>> + Send + 'static,
+    {
+        self.serve_fn(f)
     }
 
     fn validate(&self) -> Result<(), StartError> {

@@ -31,7 +31,7 @@ pub struct ServerStats {
     /// the send timeout passed, or the read buffer limit was exceeded.
     pub errored: u64,
     /// Ended because the handler panicked, or its setup did (the handler's `Clone`, the
-    /// function given to [`serve`](crate::Server::serve)); only that connection was closed.
+    /// function given to [`serve`](crate::Server::serve_fn)); only that connection was closed.
     pub panicked: u64,
     /// Killed without finishing: still running at a drain's deadline, a callback still
     /// running when the lifetime passed, or the server handle was dropped.

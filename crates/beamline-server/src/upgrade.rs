@@ -7,7 +7,7 @@
 //! old process                                   new process
 //! UpgradeListener::bind(path)
 //!   accept() ◄──────────── connect ───────────── Predecessor::connect(path)
-//! hand_over(successor) ── sockets (SCM_RIGHTS) ─►  Server::new()…listen_fds(fds).start()
+//! hand_over(successor) ── sockets (SCM_RIGHTS) ─►  Server::new()…listen_fds(fds).serve_fn(…)
 //!   (still accepting)   ◄──────── ready ──────── predecessor.ready()
 //!   stops accepting (backlog left in place)
 //!                       ───────── done ────────►  (returns: the old one accepts no more)

@@ -43,7 +43,7 @@ fn child() {
             ListenFds::from_env(),
             Err(ActivationError::AlreadyTaken)
         ));
-        let server = Server::new().listen_fds(fds).serve(where_am_i).unwrap();
+        let server = Server::new().listen_fds(fds).serve_fn(where_am_i).unwrap();
         let notifier = Notifier::from_env().unwrap().unwrap();
         notifier.ready().unwrap();
         stats_until(&server, |s| s.closed == 2).await;

@@ -39,7 +39,7 @@ async fn a_busy_connection_is_not_read_timed_out_and_the_timeout_restarts_after(
     let server = Server::new()
         .bind(localhost())
         .read_timeout(Some(10 * S))
-        .serve(|conn| slow_answers(conn, 25 * S))
+        .serve_fn(|conn| slow_answers(conn, 25 * S))
         .unwrap();
     let started = Instant::now();
     let mut client = TcpStream::connect(addr(&server)).await.unwrap();
@@ -59,7 +59,7 @@ async fn a_busy_mark_does_not_stop_the_lifetime() {
         .bind(localhost())
         .read_timeout(Some(10 * S))
         .lifetime(Some(15 * S))
-        .serve(|conn| slow_answers(conn, 100 * S))
+        .serve_fn(|conn| slow_answers(conn, 100 * S))
         .unwrap();
     let started = Instant::now();
     let mut client = TcpStream::connect(addr(&server)).await.unwrap();

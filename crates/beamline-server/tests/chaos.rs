@@ -20,7 +20,7 @@ use tokio_rustls::TlsConnector;
 
 #[tokio::test]
 async fn a_reset_ends_only_the_connection_it_hits() {
-    let server = Server::new().bind(localhost()).start(Echo).unwrap();
+    let server = Server::new().bind(localhost()).serve_handler(Echo).unwrap();
     let proxy = Proxy::start(localhost(), addr(&server)).await.unwrap();
     let mut direct = TcpStream::connect(addr(&server)).await.unwrap();
     let mut proxied = TcpStream::connect(proxy.local_addr()).await.unwrap();
@@ -42,7 +42,7 @@ async fn a_blackholed_peer_is_closed_at_the_read_timeout() {
     let server = Server::new()
         .bind(localhost())
         .read_timeout(Some(Duration::from_secs(20)))
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     let proxy = Proxy::start(localhost(), addr(&server)).await.unwrap();
     let mut client = TcpStream::connect(proxy.local_addr()).await.unwrap();
@@ -63,7 +63,7 @@ async fn a_handshake_slowed_past_its_timeout_fails_and_a_fast_one_succeeds() {
     let server = Server::new()
         .bind_tls(localhost(), pki.server_config())
         .handshake_timeout(Duration::from_secs(2))
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     let proxy = Proxy::start(localhost(), addr(&server)).await.unwrap();
     let connector = TlsConnector::from(pki.client_config());

@@ -7,7 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use beamline_server::{Conn, Connection, ExitReason, Flow, Handler, ListenAddr, Server, Transport};
+use beamline_server::{
+    Connection, ExitReason, Flow, Handler, HandlerContext, ListenAddr, Server, Transport,
+};
 use bytes::BytesMut;
 use common::*;
 use futures::{SinkExt, StreamExt};
@@ -17,7 +19,7 @@ use tokio_util::codec::{Framed, LinesCodec};
 
 #[tokio::test]
 async fn the_callback_form_echoes_and_counts_every_byte() {
-    let server = Server::new().bind(localhost()).start(Echo).unwrap();
+    let server = Server::new().bind(localhost()).serve_handler(Echo).unwrap();
     let mut client = TcpStream::connect(addr(&server)).await.unwrap();
     assert_eq!(round_trip(&mut client, b"hello").await, b"hello");
     assert_eq!(round_trip(&mut client, b" world!").await, b" world!");
@@ -30,7 +32,7 @@ async fn the_callback_form_echoes_and_counts_every_byte() {
 
 #[tokio::test]
 async fn the_stream_form_echoes() {
-    let server = Server::new().bind(localhost()).serve(echo_fn).unwrap();
+    let server = Server::new().bind(localhost()).serve_fn(echo_fn).unwrap();
     let mut client = TcpStream::connect(addr(&server)).await.unwrap();
     for msg in [&b"one"[..], b"two", &[7u8; 10_000]] {
         assert_eq!(round_trip(&mut client, msg).await, msg);
@@ -45,7 +47,7 @@ async fn the_stream_form_echoes() {
 async fn a_pipelined_framed_loop_answers_every_request_in_order() {
     let server = Server::new()
         .bind(localhost())
-        .serve(|conn: Connection| async move {
+        .serve_fn(|conn: Connection| async move {
             let mut framed = Framed::new(conn, LinesCodec::new_with_max_length(8 * 1024));
             while let Some(line) = framed.next().await {
                 let line = line?;
@@ -74,7 +76,7 @@ async fn a_pipelined_framed_loop_answers_every_request_in_order() {
 struct Describe;
 
 impl Handler for Describe {
-    async fn on_connect(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_connect(&mut self, conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
         let info = conn.info().clone();
         let line = format!(
             "{} {} {} {}\n",
@@ -90,7 +92,7 @@ impl Handler for Describe {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        conn: &mut Conn<'_>,
+        conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         echo_back(data, conn).await
     }
@@ -107,7 +109,10 @@ async fn first_line<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
 
 #[tokio::test]
 async fn handlers_see_their_connection_id_and_addresses() {
-    let server = Server::new().bind(localhost()).start(Describe).unwrap();
+    let server = Server::new()
+        .bind(localhost())
+        .serve_handler(Describe)
+        .unwrap();
     let mut a = TcpStream::connect(addr(&server)).await.unwrap();
     let mut b = TcpStream::connect(addr(&server)).await.unwrap();
     let (la, lb) = (first_line(&mut a).await, first_line(&mut b).await);
@@ -124,7 +129,10 @@ async fn a_unix_socket_serves_and_its_file_goes_with_the_listener() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("echo.sock");
     let _ = std::fs::remove_file(&path);
-    let server = Server::new().bind_unix(&path).start(Describe).unwrap();
+    let server = Server::new()
+        .bind_unix(&path)
+        .serve_handler(Describe)
+        .unwrap();
     assert_eq!(server.local_addrs(), [ListenAddr::Unix(path.clone())]);
     assert_eq!(server.local_addrs()[0].transport(), Transport::Unix);
     let mut client = UnixStream::connect(&path).await.unwrap();
@@ -160,7 +168,7 @@ fn a_thousand_concurrent_connections_are_all_served() {
             let server = Server::new()
                 .bind(localhost())
                 .backlog(1024)
-                .serve(echo_fn)
+                .serve_fn(echo_fn)
                 .unwrap();
             let target = addr(&server);
             let clients: Vec<_> = (0..1_000u32)
@@ -193,7 +201,7 @@ async fn accepted_sockets_get_nodelay_and_keepalive() {
     let server = Server::new()
         .bind(localhost())
         .keepalive(Some(Duration::from_secs(30)))
-        .serve(move |mut conn: Connection| {
+        .serve_fn(move |mut conn: Connection| {
             let tx = tx.clone();
             async move {
                 let tcp = conn.stream().tcp().unwrap();
@@ -217,7 +225,7 @@ async fn accepted_sockets_get_nodelay_and_keepalive() {
     let plain = Server::new()
         .bind(localhost())
         .nodelay(false)
-        .serve(|mut conn: Connection| async move {
+        .serve_fn(|mut conn: Connection| async move {
             assert!(!conn.stream().tcp().unwrap().nodelay()?);
             conn.write_all(b"k").await?;
             Ok(())
@@ -252,14 +260,14 @@ async fn reuseport_gives_each_acceptor_its_own_listener() {
     let shared = Server::new()
         .bind(localhost())
         .acceptors(3)
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     assert_eq!(listeners_on(addr(&shared).port()), 1);
     let spread = Server::new()
         .bind(localhost())
         .acceptors(3)
         .reuseport(true)
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     let port = addr(&spread).port();
     assert_eq!(listeners_on(port), 3);

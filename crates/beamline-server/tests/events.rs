@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use beamline_server::{Conn, Connection, ExitReason, Flow, Handler, Server};
+use beamline_server::{Connection, ExitReason, Flow, Handler, HandlerContext, Server};
 use bytes::BytesMut;
 use common::*;
 use tokio::io::AsyncWriteExt;
@@ -37,7 +37,7 @@ async fn every_lifecycle_step_is_one_event_with_stable_fields() {
     let server = Server::new()
         .bind(localhost())
         .read_timeout(Some(Duration::from_secs(5)))
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     // A normal close: the peer leaves.
     let mut leaving = TcpStream::connect(addr(&server)).await.unwrap();
@@ -101,7 +101,7 @@ impl Handler for PanicsOnClone {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        conn: &mut Conn<'_>,
+        conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         echo_back(data, conn).await
     }
@@ -114,7 +114,7 @@ async fn a_panic_in_the_handlers_clone_counts_as_panicked() {
     let armed = Arc::new(AtomicBool::new(false));
     let server = Server::new()
         .bind(localhost())
-        .start(PanicsOnClone {
+        .serve_handler(PanicsOnClone {
             armed: armed.clone(),
         })
         .unwrap();
@@ -136,7 +136,7 @@ async fn a_panic_in_the_function_given_to_serve_counts_as_panicked() {
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let server = Server::new()
         .bind(localhost())
-        .serve(move |mut conn: Connection| {
+        .serve_fn(move |mut conn: Connection| {
             assert_ne!(
                 calls.fetch_add(1, Ordering::Relaxed),
                 1,

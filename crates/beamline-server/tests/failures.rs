@@ -7,7 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use beamline_server::{Conn, ConnError, Connection, ExitReason, Flow, Handler, Info, Server};
+use beamline_server::{
+    ConnError, Connection, ExitReason, Flow, Handler, HandlerContext, Info, Server,
+};
 use bytes::BytesMut;
 use common::*;
 use tokio::io::AsyncReadExt;
@@ -21,7 +23,7 @@ struct Fragile {
 }
 
 impl Handler for Fragile {
-    async fn on_connect(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_connect(&mut self, conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
         self.ids.send(conn.id().as_u64()).unwrap();
         Ok(Flow::Continue)
     }
@@ -29,7 +31,7 @@ impl Handler for Fragile {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        conn: &mut Conn<'_>,
+        conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         match &data[..] {
             b"panic" => panic!("handler bug on purpose"),
@@ -44,7 +46,7 @@ async fn fragile_server() -> (beamline_server::ServerHandle, mpsc::UnboundedRece
     let (ids, rx) = mpsc::unbounded_channel();
     let server = Server::new()
         .bind(localhost())
-        .start(Fragile { ids })
+        .serve_handler(Fragile { ids })
         .unwrap();
     (server, rx)
 }
@@ -114,7 +116,7 @@ async fn a_failing_handler_closes_only_its_connection_and_is_logged_with_its_id(
 async fn a_panicking_connection_function_closes_only_its_connection() {
     let server = Server::new()
         .bind(localhost())
-        .serve(|mut conn: Connection| async move {
+        .serve_fn(|mut conn: Connection| async move {
             let mut first = [0u8; 1];
             conn.read_exact(&mut first).await?;
             if first[0] == b'!' {
@@ -144,7 +146,7 @@ impl Handler for ResetAware {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        _conn: &mut Conn<'_>,
+        _conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         data.clear();
         Ok(Flow::Continue)
@@ -168,7 +170,7 @@ async fn a_peer_reset_reaches_on_error_and_counts_as_errored() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let server = Server::new()
         .bind(localhost())
-        .start(ResetAware(tx))
+        .serve_handler(ResetAware(tx))
         .unwrap();
     let mut client = TcpStream::connect(addr(&server)).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut client, b"x")
@@ -192,7 +194,10 @@ async fn a_peer_reset_reaches_on_error_and_counts_as_errored() {
 struct Chatty(mpsc::UnboundedSender<beamline_process::Addr<String>>);
 
 impl Handler<String> for Chatty {
-    async fn on_connect(&mut self, conn: &mut Conn<'_, String>) -> Result<Flow, ExitReason> {
+    async fn on_connect(
+        &mut self,
+        conn: &mut HandlerContext<'_, String>,
+    ) -> Result<Flow, ExitReason> {
         // Watch a short-lived process: its Down notice arrives as `on_info`.
         let worker =
             beamline_process::spawn(|_ctx: beamline_process::Context<()>| async { Ok(()) });
@@ -204,7 +209,7 @@ impl Handler<String> for Chatty {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        _conn: &mut Conn<'_, String>,
+        _conn: &mut HandlerContext<'_, String>,
     ) -> Result<Flow, ExitReason> {
         data.clear();
         Ok(Flow::Continue)
@@ -213,7 +218,7 @@ impl Handler<String> for Chatty {
     async fn on_message(
         &mut self,
         message: String,
-        conn: &mut Conn<'_, String>,
+        conn: &mut HandlerContext<'_, String>,
     ) -> Result<Flow, ExitReason> {
         conn.send(message.as_bytes()).await?;
         Ok(Flow::Continue)
@@ -222,7 +227,7 @@ impl Handler<String> for Chatty {
     async fn on_info(
         &mut self,
         info: Info,
-        conn: &mut Conn<'_, String>,
+        conn: &mut HandlerContext<'_, String>,
     ) -> Result<Flow, ExitReason> {
         if let Info::Down { reason, .. } = info {
             conn.send(format!("down: {reason}\n").as_bytes()).await?;
@@ -234,7 +239,10 @@ impl Handler<String> for Chatty {
 #[tokio::test]
 async fn connections_get_messages_and_notices_and_can_be_monitored() {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let server = Server::new().bind(localhost()).start(Chatty(tx)).unwrap();
+    let server = Server::new()
+        .bind(localhost())
+        .serve_handler(Chatty(tx))
+        .unwrap();
     let mut client = TcpStream::connect(addr(&server)).await.unwrap();
     let conn = rx.recv().await.unwrap();
     let mut down = vec![0u8; 13];

@@ -44,7 +44,7 @@ fn child_server() {
             .bind(localhost())
             .acceptors(ACCEPTORS as usize)
             .read_timeout(None)
-            .serve(echo_fn)
+            .serve_fn(echo_fn)
             .unwrap()
     });
     let server = Arc::new(server);

@@ -57,7 +57,7 @@ async fn send(server: &ServerHandle, message: &[u8]) -> (TcpStream, SocketAddr) 
 #[tokio::test]
 async fn each_failed_connection_is_seen_once_with_its_peer_and_reason() {
     let (server, seen) = recording(Server::new().bind(localhost()));
-    let server = server.serve(fragile).unwrap();
+    let server = server.serve_fn(fragile).unwrap();
     let (_fine, _) = send(&server, b"bye").await;
     let (_failing, failing) = send(&server, b"fail").await;
     stats_until(&server, |s| s.closed + s.errored == 2).await;
@@ -83,7 +83,7 @@ async fn each_failed_connection_is_seen_once_with_its_peer_and_reason() {
 async fn a_failed_tls_handshake_is_seen() {
     let pki = TestPki::new();
     let (server, seen) = recording(Server::new().bind_tls(localhost(), pki.server_config()));
-    let server = server.serve(fragile).unwrap();
+    let server = server.serve_fn(fragile).unwrap();
     let (mut not_tls, peer) = send(&server, b"GET / HTTP/1.1\r\n\r\n").await;
     let _ = not_tls.read(&mut [0u8; 64]).await;
     stats_until(&server, |s| s.handshake_failures == 1).await;
@@ -98,7 +98,7 @@ async fn a_panicking_hook_is_caught_and_the_server_goes_on() {
     let server = Server::new()
         .bind(localhost())
         .on_connection_error(|_, _| panic!("hook bug"))
-        .serve(fragile)
+        .serve_fn(fragile)
         .unwrap();
     let (_failing, _) = send(&server, b"fail").await;
     stats_until(&server, |s| s.errored == 1).await;
@@ -121,7 +121,7 @@ async fn behind_a_balancer_the_hook_sees_the_client_the_header_named() {
             let via = info.via().map(ToString::to_string);
             log.lock().unwrap().push((info.peer().to_string(), via));
         })
-        .serve(fragile)
+        .serve_fn(fragile)
         .unwrap();
     let mut header = Vec::new();
     ProxyHeader::new(

@@ -32,7 +32,7 @@ async fn drop_kills_blocked_connections() {
     let server = Server::new()
         .bind(localhost())
         .acceptors(1)
-        .start(Blocking)
+        .serve_handler(Blocking)
         .unwrap();
     // Blocked in a callback.
     let mut in_callback = TcpStream::connect(addr(&server)).await.unwrap();
@@ -81,7 +81,7 @@ async fn server_with_clients<H: Handler + Clone + Sync>(
         .bind(localhost())
         .acceptors(1)
         .read_timeout(None)
-        .start(handler)
+        .serve_handler(handler)
         .unwrap();
     let mut clients = Vec::new();
     for i in 0..n {
@@ -170,7 +170,7 @@ async fn backlogged(waiting: usize) -> (ServerHandle, TcpStream, Vec<TcpStream>)
         .backlog(2048)
         .max_connections(1)
         .overload(Overload::Pause)
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     let mut live = TcpStream::connect(addr(&server)).await.unwrap();
     assert_eq!(round_trip(&mut live, b"live").await, b"live");

@@ -18,7 +18,7 @@ async fn pause_keeps_connections_beyond_the_limit_waiting_until_one_ends() {
         .acceptors(2)
         .max_connections(2)
         .overload(Overload::Pause)
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     let mut a = TcpStream::connect(addr(&server)).await.unwrap();
     let mut b = TcpStream::connect(addr(&server)).await.unwrap();
@@ -57,7 +57,7 @@ async fn reject_accepts_and_closes_beyond_the_limit_and_counts_it() {
         .bind(localhost())
         .max_connections(1)
         .overload(Overload::Reject)
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     let mut a = TcpStream::connect(addr(&server)).await.unwrap();
     assert_eq!(round_trip(&mut a, b"a").await, b"a");
@@ -83,7 +83,7 @@ async fn the_limit_is_global_across_addresses_and_acceptors() {
         .acceptors(3)
         .max_connections(2)
         .overload(Overload::Reject)
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     let addrs: Vec<_> = server
         .local_addrs()
@@ -104,7 +104,7 @@ async fn the_per_ip_cap_rejects_beyond_it_and_frees_when_one_ends() {
     let server = Server::new()
         .bind(localhost())
         .max_connections_per_ip(2)
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     let mut a = TcpStream::connect(addr(&server)).await.unwrap();
     let mut b = TcpStream::connect(addr(&server)).await.unwrap();
@@ -121,7 +121,7 @@ async fn the_per_ip_cap_rejects_beyond_it_and_frees_when_one_ends() {
 
 #[tokio::test]
 async fn bad_settings_are_typed_errors() {
-    let invalid = |server: Server| match server.start(Echo) {
+    let invalid = |server: Server| match server.serve_handler(Echo) {
         Err(StartError::Invalid { setting, .. }) => setting,
         other => panic!("expected an invalid setting, got {other:?}"),
     };
@@ -153,7 +153,7 @@ async fn bad_settings_are_typed_errors() {
     assert_eq!(invalid(base().max_read_buffer(0)), "max_read_buffer");
     assert_eq!(invalid(base().ip_prefix_v6(129)), "ip_prefix_v6");
     assert!(matches!(
-        Server::new().start(Echo),
+        Server::new().serve_handler(Echo),
         Err(StartError::NoListeners)
     ));
 }
@@ -168,7 +168,7 @@ async fn an_address_in_use_is_a_bind_error_naming_it_and_nothing_is_left_running
     let err = Server::new()
         .bind(free_addr)
         .bind(busy)
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap_err();
     match &err {
         StartError::Bind { addr, source } => {
@@ -184,6 +184,9 @@ async fn an_address_in_use_is_a_bind_error_naming_it_and_nothing_is_left_running
 
 #[test]
 fn starting_outside_a_runtime_is_an_error_not_a_panic() {
-    let err = Server::new().bind(localhost()).start(Echo).unwrap_err();
+    let err = Server::new()
+        .bind(localhost())
+        .serve_handler(Echo)
+        .unwrap_err();
     assert!(matches!(err, StartError::NoRuntime), "{err:?}");
 }

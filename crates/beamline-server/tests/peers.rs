@@ -10,7 +10,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use beamline_server::{Conn, ConnError, ConnInfo, Connection, ExitReason, Flow, Handler, Server};
+use beamline_server::{
+    ConnError, ConnInfo, Connection, ExitReason, Flow, Handler, HandlerContext, Server,
+};
 use bytes::BytesMut;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -68,7 +70,7 @@ impl Handler for Reporting {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        conn: &mut Conn<'_>,
+        conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         if self.hoarding {
             return Ok(Flow::Continue);
@@ -100,7 +102,10 @@ async fn a_peer_that_never_reads_is_closed_at_the_send_timeout() {
     let logs = Logs::default();
     let _capture = logs.capture();
     let (handler, mut errors) = reporting(false);
-    let server = Server::new().bind(localhost()).start(handler).unwrap();
+    let server = Server::new()
+        .bind(localhost())
+        .serve_handler(handler)
+        .unwrap();
     let started = Instant::now();
     let mut client = small_window_client(addr(&server)).await;
     let peer = format!("peer={}", client.local_addr().unwrap());
@@ -151,7 +156,7 @@ async fn a_connection_function_gets_timed_out_from_its_write() {
     let (tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
     let server = Server::new()
         .bind(localhost())
-        .serve(move |conn| echo_reporting(conn, tx.clone()))
+        .serve_fn(move |conn| echo_reporting(conn, tx.clone()))
         .unwrap();
     let started = Instant::now();
     let mut client = small_window_client(addr(&server)).await;
@@ -175,7 +180,7 @@ struct Firehose {
 }
 
 impl Handler for Firehose {
-    async fn on_connect(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_connect(&mut self, conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
         let tcp = conn.stream().tcp().unwrap();
         socket2::SockRef::from(tcp).set_send_buffer_size(4096)?;
         let block = vec![b'y'; 4096];
@@ -188,7 +193,7 @@ impl Handler for Firehose {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        _conn: &mut Conn<'_>,
+        _conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         data.clear();
         Ok(Flow::Continue)
@@ -205,7 +210,7 @@ async fn a_slow_but_moving_reader_is_never_cut_off() {
     let server = Server::new()
         .bind(localhost())
         .send_timeout(Some(SEND_TIMEOUT))
-        .start(Firehose { total: TOTAL })
+        .serve_handler(Firehose { total: TOTAL })
         .unwrap();
     let mut client = small_window_client(addr(&server)).await;
     let started = std::time::Instant::now();
@@ -240,7 +245,7 @@ async fn an_unending_partial_frame_is_cut_at_the_read_buffer_limit() {
         if let Some(limit) = limit {
             server = server.max_read_buffer(limit);
         }
-        let server = server.start(handler).unwrap();
+        let server = server.serve_handler(handler).unwrap();
         let mut client = TcpStream::connect(addr(&server)).await.unwrap();
         // Far more than the limit (1 MiB by default), unless the server closes first.
         let sent = within(10 * SECOND, write_never_read(&mut client, 64 << 20)).await;
@@ -265,7 +270,7 @@ async fn a_callback_blocked_when_the_lifetime_passes_is_killed() {
     let server = Server::new()
         .bind(localhost())
         .lifetime(Some(10 * SECOND))
-        .start(Blocking)
+        .serve_handler(Blocking)
         .unwrap();
     let started = Instant::now();
     let mut client = TcpStream::connect(addr(&server)).await.unwrap();
@@ -284,7 +289,7 @@ async fn a_write_blocked_when_the_lifetime_passes_is_killed() {
         .bind(localhost())
         .send_timeout(None)
         .lifetime(Some(45 * SECOND))
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     let started = Instant::now();
     let mut client = small_window_client(addr(&server)).await;
@@ -304,7 +309,7 @@ async fn an_ipv4_mapped_peer_and_the_same_ipv4_peer_count_once() {
         .bind(mapped)
         .bind(localhost())
         .max_connections_per_ip(1)
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     let addrs: Vec<SocketAddr> = server
         .local_addrs()

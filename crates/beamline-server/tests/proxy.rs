@@ -69,7 +69,7 @@ async fn who_am_i(server: &ServerHandle, first: &[u8], after: &[u8]) -> (String,
 
 #[tokio::test]
 async fn v1_and_v2_headers_become_the_peer_and_the_balancer_is_via() {
-    let server = proxied(ProxyProtocol::Required).serve(who).unwrap();
+    let server = proxied(ProxyProtocol::Required).serve_fn(who).unwrap();
     for version in [ProxyVersion::V1, ProxyVersion::V2] {
         // The client's first bytes travel in the same segment as the header: none is lost.
         let (line, echoed) = who_am_i(&server, &header(version, "192.0.2.7:4242"), b"ping").await;
@@ -86,7 +86,7 @@ async fn v1_and_v2_headers_become_the_peer_and_the_balancer_is_via() {
 
 #[tokio::test]
 async fn v2_tlvs_reach_the_handler() {
-    let server = proxied(ProxyProtocol::Required).serve(who).unwrap();
+    let server = proxied(ProxyProtocol::Required).serve_fn(who).unwrap();
     let mut bytes = Vec::new();
     let source: SocketAddr = "[2001:db8::7]:1000".parse().unwrap();
     ProxyHeader::new(
@@ -114,7 +114,7 @@ async fn v2_tlvs_reach_the_handler() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_header_in_pieces_is_waited_for_not_spun_on() {
-    let server = proxied(ProxyProtocol::Required).serve(who).unwrap();
+    let server = proxied(ProxyProtocol::Required).serve_fn(who).unwrap();
     let bytes = header(ProxyVersion::V2, "198.51.100.1:7");
     let mut stream = TcpStream::connect(addr(&server)).await.unwrap();
     for piece in [&bytes[..5], &bytes[5..14], &bytes[14..20], &bytes[20..]] {
@@ -139,7 +139,7 @@ async fn refused(server: &ServerHandle, bytes: &[u8]) {
 async fn a_missing_or_malformed_header_is_a_typed_counted_error() {
     let logs = Logs::default();
     let _capture = logs.capture();
-    let server = proxied(ProxyProtocol::Required).serve(who).unwrap();
+    let server = proxied(ProxyProtocol::Required).serve_fn(who).unwrap();
     refused(&server, b"*1\r\n$4\r\nPING\r\n").await;
     refused(&server, b"PROXY TCP4 1.2.3.4\r\n*1\r\n").await;
     // Declared too large: refused from the length field, before the rest arrives.
@@ -172,7 +172,7 @@ async fn a_peer_that_never_sends_its_header_holds_nothing_past_the_handshake_tim
     let _capture = logs.capture();
     let server = proxied(ProxyProtocol::Required)
         .handshake_timeout(Duration::from_secs(3))
-        .serve(who)
+        .serve_fn(who)
         .unwrap();
     let mut silent = TcpStream::connect(addr(&server)).await.unwrap();
     let started = tokio::time::Instant::now();
@@ -190,7 +190,7 @@ async fn only_trusted_sources_may_send_a_header() {
     // Required, from a source that may not send one: refused before reading anything.
     let strict = proxied(ProxyProtocol::Required)
         .proxy_protocol_from([elsewhere])
-        .serve(who)
+        .serve_fn(who)
         .unwrap();
     refused(&strict, &header(ProxyVersion::V1, "192.0.2.1:1")).await;
     stats_until(&strict, |s| s.proxy_failures == 1 && s.active == 0).await;
@@ -198,7 +198,7 @@ async fn only_trusted_sources_may_send_a_header() {
     // Optional: a trusted source may send one or not.
     let optional = proxied(ProxyProtocol::Optional)
         .proxy_protocol_from([here])
-        .serve(who)
+        .serve_fn(who)
         .unwrap();
     let (line, _) = who_am_i(&optional, &header(ProxyVersion::V2, "192.0.2.9:9"), b"a").await;
     assert!(line.starts_with("peer=192.0.2.9:9 "), "{line}");
@@ -215,7 +215,7 @@ async fn only_trusted_sources_may_send_a_header() {
     // Optional, from an untrusted source: served without a header, refused with one.
     let guarded = proxied(ProxyProtocol::Optional)
         .proxy_protocol_from([elsewhere])
-        .serve(who)
+        .serve_fn(who)
         .unwrap();
     let (line, _) = who_am_i(&guarded, b"", b"hello").await;
     assert!(line.starts_with("peer=127.0.0.1:"), "{line}");
@@ -228,7 +228,7 @@ async fn only_trusted_sources_may_send_a_header() {
 async fn the_per_ip_cap_counts_the_address_the_header_carried() {
     let server = proxied(ProxyProtocol::Required)
         .max_connections_per_ip(1)
-        .serve(who)
+        .serve_fn(who)
         .unwrap();
     // Every connection comes from the balancer (127.0.0.1); the clients differ.
     let open = |client: &'static str| {
@@ -259,7 +259,7 @@ async fn the_per_ip_cap_counts_the_address_the_header_carried() {
 async fn events_show_the_client_and_the_balancer() {
     let logs = Logs::default();
     let _capture = logs.capture();
-    let server = proxied(ProxyProtocol::Required).serve(who).unwrap();
+    let server = proxied(ProxyProtocol::Required).serve_fn(who).unwrap();
     let (line, _) = who_am_i(&server, &header(ProxyVersion::V1, "203.0.113.5:999"), b"x").await;
     assert!(line.starts_with("peer=203.0.113.5:999"), "{line}");
     server.shutdown(Duration::from_secs(1)).await.unwrap();
@@ -280,7 +280,7 @@ async fn tls_starts_after_the_header() {
     let server = Server::new()
         .bind_tls(localhost(), pki.server_config())
         .proxy_protocol(ProxyProtocol::Required)
-        .serve(who)
+        .serve_fn(who)
         .unwrap();
     let mut tcp = TcpStream::connect(addr(&server)).await.unwrap();
     tcp.write_all(&header(ProxyVersion::V2, "192.0.2.44:5"))
@@ -304,7 +304,7 @@ async fn a_unix_listener_reads_headers_too() {
     let server = Server::new()
         .bind_unix(&path)
         .proxy_protocol(ProxyProtocol::Required)
-        .serve(who)
+        .serve_fn(who)
         .unwrap();
     let mut unix = tokio::net::UnixStream::connect(&path).await.unwrap();
     unix.write_all(&header(ProxyVersion::V1, "192.0.2.8:80"))
@@ -326,7 +326,7 @@ async fn misplaced_or_unsafe_settings_do_not_start() {
     let early = Server::new()
         .proxy_protocol(ProxyProtocol::Required)
         .bind(localhost())
-        .serve(who);
+        .serve_fn(who);
     assert!(
         matches!(
             early,
@@ -337,7 +337,7 @@ async fn misplaced_or_unsafe_settings_do_not_start() {
         ),
         "{early:?}"
     );
-    let anyone = proxied(ProxyProtocol::Optional).serve(who);
+    let anyone = proxied(ProxyProtocol::Optional).serve_fn(who);
     assert!(
         matches!(&anyone, Err(StartError::Invalid { reason, .. }) if reason.contains("proxy_protocol_from")),
         "{anyone:?}"
@@ -347,7 +347,7 @@ async fn misplaced_or_unsafe_settings_do_not_start() {
         .bind(localhost())
         .proxy_protocol(ProxyProtocol::Required)
         .bind(localhost())
-        .serve(who)
+        .serve_fn(who)
         .unwrap();
     let plain = mixed.local_addrs()[1].socket_addr().unwrap();
     let mut stream = BufReader::new(TcpStream::connect(plain).await.unwrap());

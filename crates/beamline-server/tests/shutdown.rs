@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use beamline_server::{
-    Conn, Connection, ExitReason, Flow, Handler, ResumeError, Server, ServerState, ShutdownError,
-    SuspendError,
+    Connection, ExitReason, Flow, Handler, HandlerContext, ResumeError, Server, ServerState,
+    ShutdownError, SuspendError,
 };
 use bytes::BytesMut;
 use common::*;
@@ -24,12 +24,12 @@ impl Handler for Polite {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        conn: &mut Conn<'_>,
+        conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         echo_back(data, conn).await
     }
 
-    async fn on_shutdown(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_shutdown(&mut self, conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
         conn.send(b"goodbye\n").await?;
         Ok(Flow::Close)
     }
@@ -43,12 +43,12 @@ impl Handler for Stubborn {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        conn: &mut Conn<'_>,
+        conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         echo_back(data, conn).await
     }
 
-    async fn on_shutdown(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_shutdown(&mut self, conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
         conn.send(b"finishing\n").await?;
         Ok(Flow::Continue)
     }
@@ -67,7 +67,10 @@ async fn connect_all(server: &beamline_server::ServerHandle, n: usize) -> Vec<Tc
 
 #[tokio::test(start_paused = true)]
 async fn a_drain_returns_as_soon_as_every_connection_has_said_goodbye() {
-    let server = Server::new().bind(localhost()).start(Polite).unwrap();
+    let server = Server::new()
+        .bind(localhost())
+        .serve_handler(Polite)
+        .unwrap();
     let mut clients = connect_all(&server, 10).await;
     let started = Instant::now();
     let report = server.shutdown(Duration::from_secs(30)).await.unwrap();
@@ -98,7 +101,7 @@ async fn a_drain_aborts_at_the_deadline_what_does_not_end_and_reports_it() {
     let server = Server::new()
         .bind(localhost())
         .read_timeout(None)
-        .start(Stubborn)
+        .serve_handler(Stubborn)
         .unwrap();
     let mut clients = connect_all(&server, 5).await;
     // One of them ends by itself during the drain.
@@ -133,7 +136,7 @@ async fn a_connection_function_that_ignores_the_drain_is_closed_at_once() {
     let server = Server::new()
         .bind(localhost())
         .read_timeout(None)
-        .serve(echo_fn)
+        .serve_fn(echo_fn)
         .unwrap();
     let mut clients = connect_all(&server, 3).await;
     let started = Instant::now();
@@ -170,7 +173,7 @@ async fn waves_goodbye(mut conn: Connection) -> Result<(), ExitReason> {
 async fn a_connection_function_that_takes_the_signal_says_goodbye() {
     let server = Server::new()
         .bind(localhost())
-        .serve(waves_goodbye)
+        .serve_fn(waves_goodbye)
         .unwrap();
     let mut clients = connect_all(&server, 3).await;
     let report = server.shutdown(Duration::from_secs(60)).await.unwrap();
@@ -202,7 +205,7 @@ async fn suspend_closes_the_listeners_without_touching_live_connections() {
     let server = Server::new()
         .bind(localhost())
         .acceptors(2)
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     let target = addr(&server);
     let mut live = TcpStream::connect(target).await.unwrap();
@@ -252,7 +255,7 @@ async fn suspend_closes_the_listeners_without_touching_live_connections() {
 
 #[tokio::test]
 async fn resume_reports_a_port_taken_meanwhile_and_can_retry() {
-    let server = Server::new().bind(localhost()).start(Echo).unwrap();
+    let server = Server::new().bind(localhost()).serve_handler(Echo).unwrap();
     let target = addr(&server);
     server.suspend().await.unwrap();
     let mut squatter = None;
@@ -301,7 +304,7 @@ async fn drop_leaks_nothing() {
         .bind_unix(&path)
         .acceptors(2)
         .reuseport(true)
-        .start(Polite)
+        .serve_handler(Polite)
         .unwrap();
     let mut clients = connect_all(&server, 5).await;
     let stats = server.stats();

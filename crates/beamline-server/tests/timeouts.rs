@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use beamline_server::{Conn, ExitReason, Flow, Handler, Server, TimeoutKind};
+use beamline_server::{ExitReason, Flow, Handler, HandlerContext, Server, TimeoutKind};
 use bytes::BytesMut;
 use common::*;
 use tokio::io::AsyncWriteExt;
@@ -17,7 +17,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_peer_is_closed_at_the_read_timeout() {
-    let server = Server::new().bind(localhost()).start(Echo).unwrap();
+    let server = Server::new().bind(localhost()).serve_handler(Echo).unwrap();
     let started = Instant::now();
     let mut silent = TcpStream::connect(addr(&server)).await.unwrap();
     assert!(read_until_closed(&mut silent).await.is_empty());
@@ -35,7 +35,7 @@ async fn only_received_bytes_restart_the_read_timeout() {
     let server = Server::new()
         .bind(localhost())
         .read_timeout(Some(Duration::from_secs(10)))
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     let started = Instant::now();
     let mut client = TcpStream::connect(addr(&server)).await.unwrap();
@@ -56,7 +56,7 @@ impl Handler for Patient {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        _conn: &mut Conn<'_>,
+        _conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         data.clear();
         Ok(Flow::Continue)
@@ -65,7 +65,7 @@ impl Handler for Patient {
     async fn on_timeout(
         &mut self,
         kind: TimeoutKind,
-        conn: &mut Conn<'_>,
+        conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         self.timeouts += 1;
         conn.send(format!("{kind} {}\n", self.timeouts).as_bytes())
@@ -83,7 +83,7 @@ async fn on_timeout_may_continue_and_then_close() {
     let server = Server::new()
         .bind(localhost())
         .read_timeout(Some(Duration::from_secs(5)))
-        .start(Patient::default())
+        .serve_handler(Patient::default())
         .unwrap();
     let started = Instant::now();
     let mut client = TcpStream::connect(addr(&server)).await.unwrap();
@@ -98,7 +98,7 @@ async fn the_lifetime_closes_even_a_busy_connection() {
         .bind(localhost())
         .read_timeout(Some(Duration::from_secs(5)))
         .lifetime(Some(Duration::from_secs(12)))
-        .start(Patient::default())
+        .serve_handler(Patient::default())
         .unwrap();
     let started = Instant::now();
     let mut client = TcpStream::connect(addr(&server)).await.unwrap();
@@ -134,7 +134,7 @@ async fn a_connection_function_is_closed_at_the_read_timeout() {
     let server = Server::new()
         .bind(localhost())
         .read_timeout(Some(Duration::from_secs(30)))
-        .serve(echo_fn)
+        .serve_fn(echo_fn)
         .unwrap();
     let started = Instant::now();
     let mut client = TcpStream::connect(addr(&server)).await.unwrap();
@@ -150,7 +150,7 @@ async fn without_a_read_timeout_an_idle_connection_stays() {
     let server = Server::new()
         .bind(localhost())
         .read_timeout(None)
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     let mut client = TcpStream::connect(addr(&server)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3600)).await;

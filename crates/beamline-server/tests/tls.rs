@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beamline_server::{Conn, ExitReason, Flow, Handler, ListenAddr, Server, Transport};
+use beamline_server::{ExitReason, Flow, Handler, HandlerContext, ListenAddr, Server, Transport};
 use beamline_testkit::TestPki;
 use bytes::BytesMut;
 use common::*;
@@ -24,7 +24,7 @@ use tokio_rustls::client::TlsStream;
 struct TlsInfo;
 
 impl Handler for TlsInfo {
-    async fn on_connect(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_connect(&mut self, conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
         let info = conn.info();
         let line = format!(
             "{} sni={} alpn={}\n",
@@ -42,7 +42,7 @@ impl Handler for TlsInfo {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        conn: &mut Conn<'_>,
+        conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         echo_back(data, conn).await
     }
@@ -73,7 +73,7 @@ fn tls_server(pki: &TestPki) -> beamline_server::ServerHandle {
             localhost(),
             pki.server_config_with_alpn(&[b"beamline/1", b"h2"]),
         )
-        .start(TlsInfo)
+        .serve_handler(TlsInfo)
         .unwrap()
 }
 
@@ -151,7 +151,7 @@ async fn a_stalled_handshake_is_closed_at_the_handshake_timeout() {
         .bind_tls(localhost(), pki.server_config())
         .handshake_timeout(Duration::from_secs(3))
         .read_timeout(None)
-        .start(TlsInfo)
+        .serve_handler(TlsInfo)
         .unwrap();
     let started = tokio::time::Instant::now();
     let mut stalled = TcpStream::connect(addr(&server)).await.unwrap();

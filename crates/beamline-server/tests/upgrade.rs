@@ -40,7 +40,7 @@ fn builder(tcp: std::net::SocketAddr, unix: &Path) -> Server {
 /// Starts `server` answering each connection's first byte with its generation `n`.
 fn serve(server: Server, n: u8) -> ServerHandle {
     server
-        .serve(move |mut conn: Connection| async move {
+        .serve_fn(move |mut conn: Connection| async move {
             let mut byte = [0u8; 1];
             conn.read_exact(&mut byte).await?;
             conn.write_all(&[n]).await?;
@@ -167,7 +167,7 @@ fn three_upgrades_under_load_refuse_no_connection_and_leak_no_fd() {
 async fn a_successor_that_fails_leaves_the_old_server_serving() {
     let dir = dir("fails");
     let path = dir.join("upgrade.sock");
-    let server = Server::new().bind(localhost()).serve(echo_fn).unwrap();
+    let server = Server::new().bind(localhost()).serve_fn(echo_fn).unwrap();
     // It takes the sockets, then goes away without saying it accepts.
     let upgrades = UpgradeListener::bind(&path).unwrap();
     let (handed, taken) = tokio::join!(
@@ -267,7 +267,7 @@ async fn a_tls_socket_needs_its_config_in_the_successor() {
     let pki = beamline_testkit::TestPki::new();
     let server = Server::new()
         .bind_tls(localhost(), pki.server_config())
-        .serve(echo_fn)
+        .serve_fn(echo_fn)
         .unwrap();
     let upgrades = UpgradeListener::bind(&path).unwrap();
     let (_, received) = tokio::join!(
@@ -282,7 +282,7 @@ async fn a_tls_socket_needs_its_config_in_the_successor() {
     let (fds, _predecessor) = received;
     let (addr, _) = fds.addrs().next().unwrap();
     assert_eq!(addr, &server.local_addrs()[0], "handed over as TLS");
-    let without = Server::new().listen_fds(fds).serve(echo_fn);
+    let without = Server::new().listen_fds(fds).serve_fn(echo_fn);
     assert!(
         matches!(without, Err(StartError::Inherited { .. })),
         "{without:?}"

@@ -35,7 +35,7 @@
 //! # #[cfg(feature = "server")]
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
-//! use beamline::server::{Conn, ExitReason, Flow, Handler, Server};
+//! use beamline::server::{ExitReason, Flow, Handler, HandlerContext, Server};
 //! use bytes::BytesMut;
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
@@ -43,14 +43,14 @@
 //! struct Echo;
 //!
 //! impl Handler for Echo {
-//!     async fn on_data(&mut self, data: &mut BytesMut, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+//!     async fn on_data(&mut self, data: &mut BytesMut, conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
 //!         conn.send(data).await?;
 //!         data.clear();
 //!         Ok(Flow::Continue)
 //!     }
 //! }
 //!
-//! let server = Server::new().bind("127.0.0.1:0".parse()?).start(Echo)?;
+//! let server = Server::new().bind("127.0.0.1:0".parse()?).serve_handler(Echo)?;
 //! let mut client = tokio::net::TcpStream::connect(server.local_addr().expect("TCP")).await?;
 //! client.write_all(b"ping").await?;
 //! let mut reply = [0u8; 4];
@@ -166,7 +166,7 @@
 //! ```
 //!
 //! **Your own protocol with request ids** (the `Tagged` path): a server of
-//! [`Server::serve`](crate::server::Server::serve) + [`serve_tagged`](crate::mux::serve_tagged) and a
+//! [`Server::serve_fn`](crate::server::Server::serve_fn) + [`serve_tagged`](crate::mux::serve_tagged) and a
 //! client of [`ClientBuilder::tagged`](crate::ClientBuilder::tagged), over lines `<id> <text>`. The messages are
 //! [`Envelope`](crate::mux::Envelope)s, so nobody writes an id: the client's driver tags each
 //! request, `serve_tagged` copies the tag onto the answer, and a handler's `Err` becomes the
@@ -213,7 +213,7 @@
 //! }
 //!
 //! // Lines is your codec (Encoder<Envelope<String>> + Decoder<Item = Envelope<String>>).
-//! let server = Server::new().bind("127.0.0.1:0".parse()?).serve(|conn| async move {
+//! let server = Server::new().bind("127.0.0.1:0".parse()?).serve_fn(|conn| async move {
 //!     serve_tagged(conn, Lines::default(), &ServerConfig::new(), upper).await?;
 //!     Ok::<(), ExitReason>(())
 //! })?;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use beamline::metrics::{METRICS, Publisher, PublisherError};
 use beamline::pool::PoolConfig;
-use beamline::server::{Conn, ExitReason, Flow, Handler, Server};
+use beamline::server::{ExitReason, Flow, Handler, HandlerContext, Server};
 use beamline::{Client, Pooling};
 use bytes::{Bytes, BytesMut};
 use common::{echo, wire_server};
@@ -26,7 +26,7 @@ impl Handler for Echo {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        conn: &mut Conn<'_>,
+        conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         conn.send(data).await?;
         data.clear();
@@ -68,7 +68,7 @@ async fn prometheus_scrapes_what_the_publisher_wrote() {
     // A server that three connections come to and leave.
     let server = Server::new()
         .bind("127.0.0.1:0".parse().unwrap())
-        .start(Echo)
+        .serve_handler(Echo)
         .unwrap();
     for _ in 0..3 {
         let mut peer = tokio::net::TcpStream::connect(server.local_addr().unwrap())

@@ -3,7 +3,7 @@
 //! its socket.
 
 use beamline::process::{Addr, Child, Info};
-use beamline::server::{Conn, ExitReason, Flow, Handler};
+use beamline::server::{ExitReason, Flow, Handler, HandlerContext};
 use bytes::{Bytes, BytesMut};
 
 use super::room::{MemberMsg, RoomMsg};
@@ -36,7 +36,7 @@ impl Member {
     async fn line(
         &mut self,
         text: Bytes,
-        conn: &mut Conn<'_, MemberMsg>,
+        conn: &mut HandlerContext<'_, MemberMsg>,
     ) -> Result<Flow, ExitReason> {
         let trimmed = text.trim_ascii();
         if trimmed.is_empty() {
@@ -65,7 +65,7 @@ impl Member {
     async fn tell_room(
         &mut self,
         message: RoomMsg,
-        conn: &mut Conn<'_, MemberMsg>,
+        conn: &mut HandlerContext<'_, MemberMsg>,
     ) -> Result<Flow, ExitReason> {
         let delivered = match &self.joined {
             Some(room) => room.cast(message).await.is_ok(),
@@ -80,7 +80,10 @@ impl Member {
 }
 
 impl Handler<MemberMsg> for Member {
-    async fn on_connect(&mut self, conn: &mut Conn<'_, MemberMsg>) -> Result<Flow, ExitReason> {
+    async fn on_connect(
+        &mut self,
+        conn: &mut HandlerContext<'_, MemberMsg>,
+    ) -> Result<Flow, ExitReason> {
         conn.send(WELCOME).await?;
         let room = self.room.current();
         // Told if the room goes away; the room cannot be hurt by this member's exit
@@ -97,7 +100,7 @@ impl Handler<MemberMsg> for Member {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        conn: &mut Conn<'_, MemberMsg>,
+        conn: &mut HandlerContext<'_, MemberMsg>,
     ) -> Result<Flow, ExitReason> {
         while let Some(end) = data.iter().position(|&b| b == b'\n') {
             let mut line = data.split_to(end + 1).freeze();
@@ -128,7 +131,7 @@ impl Handler<MemberMsg> for Member {
     async fn on_message(
         &mut self,
         message: MemberMsg,
-        conn: &mut Conn<'_, MemberMsg>,
+        conn: &mut HandlerContext<'_, MemberMsg>,
     ) -> Result<Flow, ExitReason> {
         let MemberMsg::Line(line) = message;
         // Blocks while the peer's window is full: meanwhile the mailbox fills, and the room
@@ -140,7 +143,7 @@ impl Handler<MemberMsg> for Member {
     async fn on_info(
         &mut self,
         info: Info,
-        conn: &mut Conn<'_, MemberMsg>,
+        conn: &mut HandlerContext<'_, MemberMsg>,
     ) -> Result<Flow, ExitReason> {
         match info {
             Info::Down { pid, .. } if self.joined.as_ref().is_some_and(|r| r.id() == pid.id()) => {
@@ -152,14 +155,17 @@ impl Handler<MemberMsg> for Member {
         }
     }
 
-    async fn on_shutdown(&mut self, conn: &mut Conn<'_, MemberMsg>) -> Result<Flow, ExitReason> {
+    async fn on_shutdown(
+        &mut self,
+        conn: &mut HandlerContext<'_, MemberMsg>,
+    ) -> Result<Flow, ExitReason> {
         let _ = conn.send(b"* server shutting down, bye\n").await;
         Ok(Flow::Close)
     }
 }
 
 impl Member {
-    async fn too_long(&self, conn: &mut Conn<'_, MemberMsg>) -> Result<(), ExitReason> {
+    async fn too_long(&self, conn: &mut HandlerContext<'_, MemberMsg>) -> Result<(), ExitReason> {
         let notice = format!(
             "* line too long (at most {} bytes), dropped\n",
             self.max_line_len

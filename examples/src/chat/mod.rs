@@ -131,7 +131,7 @@ pub async fn start(config: ChatConfig) -> Result<ChatServer, ChatStartError> {
     let server = Server::new()
         .bind(config.addr)
         .read_timeout(config.idle_timeout)
-        .start(Member::new(handle, config.max_line_len));
+        .serve_handler(Member::new(handle, config.max_line_len));
     let server = match server {
         Ok(server) => server,
         Err(e) => {

@@ -323,7 +323,7 @@ fn launch(config: KvConfig, fds: Option<ListenFds>) -> Result<KvServer, StartErr
     let server = builder
         .max_connections(config.max_connections)
         .read_timeout(config.idle_timeout)
-        .serve(move |conn| conn::serve(conn, shared.clone()))?;
+        .serve_fn(move |conn| conn::serve(conn, shared.clone()))?;
     // One TCP address was bound, so there is one to report.
     let local_addr = server.local_addr().unwrap_or(config.addr);
     let sweeper = tokio::spawn(sweep(store.clone(), config.sweep_interval));

@@ -104,7 +104,7 @@ impl EchoServer {
             None => Server::new().bind(addr),
         };
         let speaking = protocol.clone();
-        let handle = server.serve(move |conn| {
+        let handle = server.serve_fn(move |conn| {
             let protocol = speaking.clone();
             async move {
                 match protocol {

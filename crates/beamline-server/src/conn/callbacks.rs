@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::deadline::{Alarm, Deadlines};
 use super::run::{Close, ConnConfig, End};
 use super::service::{poll_event, timed_out};
-use super::{Conn, ConnError, ConnInfo, Flow, Handler, Stream, TimeoutKind, Transport};
+use super::{ConnError, ConnInfo, Flow, Handler, HandlerContext, Stream, TimeoutKind, Transport};
 
 /// Where a callback-form connection stands: whether the peer is still sending, and whether
 /// the server is draining. Changes only in [`Phase::on`].
@@ -77,12 +77,12 @@ where
     let mut deadlines = Deadlines::new(Instant::now(), config.read_timeout, config.lifetime);
     let mut alarm = pin!(Alarm::new(&deadlines));
 
-    // Each callback gets a fresh `Conn` over the connection's parts and, unless it is the
+    // Each callback gets a fresh `HandlerContext` over the connection's parts and, unless it is the
     // lifetime's own `on_timeout`, runs against the lifetime: if that passes first, the
     // callback is dropped where it stands and the connection is killed.
     macro_rules! call {
         (raced: $raced:expr, $method:ident $(, $arg:expr)*) => {{
-            let mut conn = Conn::new(&mut stream, &info, &ctx);
+            let mut conn = HandlerContext::new(&mut stream, &info, &ctx);
             let callback = handler.$method($($arg,)* &mut conn);
             match against_lifetime(callback, alarm.as_mut(), &deadlines, $raced).await {
                 Some(result) => result,

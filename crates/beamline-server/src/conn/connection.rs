@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 
 use super::{ConnInfo, ConnState, Endpoint, Stream};
 
-/// A connection handed to a function given to [`Server::serve`](crate::Server::serve): the
+/// A connection handed to a function given to [`Server::serve_fn`](crate::Server::serve_fn): the
 /// socket is yours, to read and write directly (it is `AsyncRead + AsyncWrite`, so
 /// `tokio_util::codec::Framed::new(conn, codec)` works as is).
 ///
@@ -59,7 +59,7 @@ use super::{ConnInfo, ConnState, Endpoint, Stream};
 /// }
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let server = Server::new().bind("127.0.0.1:7000".parse()?).serve(echo)?;
+/// let server = Server::new().bind("127.0.0.1:7000".parse()?).serve_fn(echo)?;
 /// # Ok(()) }
 /// ```
 pub struct Connection {

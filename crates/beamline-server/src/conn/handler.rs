@@ -1,5 +1,5 @@
 //! The callback form: [`Handler`], what its callbacks return ([`Flow`]), and what they act on
-//! ([`Conn`]).
+//! ([`HandlerContext`]).
 
 use std::future::Future;
 use std::io;
@@ -27,7 +27,7 @@ pub enum Flow {
 ///
 /// The server clones your handler once per connection (put shared state behind an `Arc`), so
 /// `&mut self` is per-connection state. `M` is the type of the messages other processes can
-/// send the connection (through [`Conn::addr`]); it defaults to `()`.
+/// send the connection (through [`HandlerContext::addr`]); it defaults to `()`.
 ///
 /// Every event callback returns `Ok(`[`Flow`]`)` to continue or close, or `Err(reason)` to
 /// fail. `?` works on any error inside a callback: it becomes [`ExitReason::Error`].
@@ -51,7 +51,7 @@ pub enum Flow {
 ///   `Err(reason)` closes it the same way (counted in `errored`, logged at `warn`, exit reason
 ///   `reason`). Other connections never notice.
 /// - **Timers race a running callback**, by this rule:
-///   - a write the peer does not take (`Conn::send` waiting for its receive window) is
+///   - a write the peer does not take (`HandlerContext::send` waiting for its receive window) is
 ///     decided by the send timeout ([`Server::send_timeout`](crate::Server::send_timeout)):
 ///     once no byte has been accepted for that long the write fails with
 ///     [`TimedOut`](io::ErrorKind::TimedOut), and when the callback returns, whatever it
@@ -74,25 +74,25 @@ pub enum Flow {
 /// # Examples
 /// An echo server that greets and says goodbye during a drain:
 /// ```
-/// use beamline_server::{Conn, ExitReason, Flow, Handler};
+/// use beamline_server::{HandlerContext, ExitReason, Flow, Handler};
 /// use bytes::BytesMut;
 ///
 /// #[derive(Clone)]
 /// struct Echo;
 ///
 /// impl Handler for Echo {
-///     async fn on_connect(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+///     async fn on_connect(&mut self, conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
 ///         conn.send(b"hello\n").await?;
 ///         Ok(Flow::Continue)
 ///     }
 ///
-///     async fn on_data(&mut self, data: &mut BytesMut, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+///     async fn on_data(&mut self, data: &mut BytesMut, conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
 ///         conn.send(data).await?;
 ///         data.clear(); // consumed; bytes left here are handed back with the next read
 ///         Ok(Flow::Continue)
 ///     }
 ///
-///     async fn on_shutdown(&mut self, conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+///     async fn on_shutdown(&mut self, conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
 ///         let _ = conn.send(b"server going away\n").await;
 ///         Ok(Flow::Close)
 ///     }
@@ -105,7 +105,7 @@ where
     /// The connection is up (after the TLS handshake, for TLS). Default: continue.
     fn on_connect(
         &mut self,
-        conn: &mut Conn<'_, M>,
+        conn: &mut HandlerContext<'_, M>,
     ) -> impl Future<Output = Result<Flow, ExitReason>> + Send {
         let _ = conn;
         async { Ok(Flow::Continue) }
@@ -117,27 +117,27 @@ where
     fn on_data(
         &mut self,
         data: &mut BytesMut,
-        conn: &mut Conn<'_, M>,
+        conn: &mut HandlerContext<'_, M>,
     ) -> impl Future<Output = Result<Flow, ExitReason>> + Send;
 
-    /// Another process sent this connection a message (through [`Conn::addr`]).
+    /// Another process sent this connection a message (through [`HandlerContext::addr`]).
     /// Default: ignore it and continue.
     fn on_message(
         &mut self,
         message: M,
-        conn: &mut Conn<'_, M>,
+        conn: &mut HandlerContext<'_, M>,
     ) -> impl Future<Output = Result<Flow, ExitReason>> + Send {
         let _ = (message, conn);
         async { Ok(Flow::Continue) }
     }
 
     /// A notice: a linked process exited, or a monitored one went down (links and monitors
-    /// are made through [`Conn::context`]). Default: OTP's rule for links, so an abnormal exit
+    /// are made through [`HandlerContext::context`]). Default: OTP's rule for links, so an abnormal exit
     /// of a linked process ends this connection with the same reason; anything else continues.
     fn on_info(
         &mut self,
         info: Info,
-        conn: &mut Conn<'_, M>,
+        conn: &mut HandlerContext<'_, M>,
     ) -> impl Future<Output = Result<Flow, ExitReason>> + Send {
         let _ = conn;
         let result = match info {
@@ -153,7 +153,7 @@ where
     fn on_timeout(
         &mut self,
         timeout: TimeoutKind,
-        conn: &mut Conn<'_, M>,
+        conn: &mut HandlerContext<'_, M>,
     ) -> impl Future<Output = Result<Flow, ExitReason>> + Send {
         let _ = (timeout, conn);
         async { Ok(Flow::Close) }
@@ -164,7 +164,7 @@ where
     /// peer or the handler closes it, or the drain's deadline kills it. Default: close.
     fn on_shutdown(
         &mut self,
-        conn: &mut Conn<'_, M>,
+        conn: &mut HandlerContext<'_, M>,
     ) -> impl Future<Output = Result<Flow, ExitReason>> + Send {
         let _ = conn;
         async { Ok(Flow::Close) }
@@ -175,7 +175,7 @@ where
     /// drain still arrive. Default: close.
     fn on_close(
         &mut self,
-        conn: &mut Conn<'_, M>,
+        conn: &mut HandlerContext<'_, M>,
     ) -> impl Future<Output = Result<Flow, ExitReason>> + Send {
         let _ = conn;
         async { Ok(Flow::Close) }
@@ -194,15 +194,21 @@ where
     }
 }
 
+/// The old name of [`HandlerContext`].
+#[deprecated(
+    note = "renamed `HandlerContext`: the server's `Connection` is the other handler form's"
+)]
+pub type Conn<'a, M = ()> = HandlerContext<'a, M>;
+
 /// What a [`Handler`] callback acts on: the connection's socket (for writing), what is known
 /// about it, and its process.
-pub struct Conn<'a, M = ()> {
+pub struct HandlerContext<'a, M = ()> {
     stream: &'a mut Stream,
     info: &'a ConnInfo,
     ctx: &'a Context<M>,
 }
 
-impl<'a, M: Send + 'static> Conn<'a, M> {
+impl<'a, M: Send + 'static> HandlerContext<'a, M> {
     pub(crate) fn new(stream: &'a mut Stream, info: &'a ConnInfo, ctx: &'a Context<M>) -> Self {
         Self { stream, info, ctx }
     }
@@ -253,9 +259,9 @@ impl<'a, M: Send + 'static> Conn<'a, M> {
     }
 }
 
-impl<M: Send + 'static> std::fmt::Debug for Conn<'_, M> {
+impl<M: Send + 'static> std::fmt::Debug for HandlerContext<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn")
+        f.debug_struct("HandlerContext")
             .field("info", self.info)
             .field("stream", &self.stream)
             .finish()

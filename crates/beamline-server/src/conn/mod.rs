@@ -24,7 +24,9 @@ use crate::proxy::ProxyHeader;
 
 pub use connection::{Activity, Busy, Connection, ShutdownSignal};
 pub use error::ConnError;
-pub use handler::{Conn, Flow, Handler};
+#[allow(deprecated)]
+pub use handler::Conn;
+pub use handler::{Flow, Handler, HandlerContext};
 pub use stream::Stream;
 
 pub(crate) use stream::{ConnState, Io};

@@ -9,7 +9,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use beamline_server::{Conn, Connection, ExitReason, Flow, Handler, ServerHandle, ServerStats};
+use beamline_server::{
+    Connection, ExitReason, Flow, Handler, HandlerContext, ServerHandle, ServerStats,
+};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,7 +24,7 @@ impl Handler for Echo {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        conn: &mut Conn<'_>,
+        conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         echo_back(data, conn).await
     }
@@ -31,7 +33,7 @@ impl Handler for Echo {
 /// The body of an echoing `on_data`: send everything back, consume it, continue.
 pub async fn echo_back<M: Send + 'static>(
     data: &mut BytesMut,
-    conn: &mut Conn<'_, M>,
+    conn: &mut HandlerContext<'_, M>,
 ) -> Result<Flow, ExitReason> {
     conn.send(data).await?;
     data.clear();
@@ -42,7 +44,7 @@ pub async fn echo_back<M: Send + 'static>(
 /// callback stuck on something that never comes), and echoes otherwise.
 pub async fn echo_unless_blocked<M: Send + 'static>(
     data: &mut BytesMut,
-    conn: &mut Conn<'_, M>,
+    conn: &mut HandlerContext<'_, M>,
 ) -> Result<Flow, ExitReason> {
     if data.starts_with(b"block") {
         std::future::pending::<()>().await;
@@ -58,12 +60,12 @@ impl Handler for Blocking {
     async fn on_data(
         &mut self,
         data: &mut BytesMut,
-        conn: &mut Conn<'_>,
+        conn: &mut HandlerContext<'_>,
     ) -> Result<Flow, ExitReason> {
         echo_unless_blocked(data, conn).await
     }
 
-    async fn on_shutdown(&mut self, _conn: &mut Conn<'_>) -> Result<Flow, ExitReason> {
+    async fn on_shutdown(&mut self, _conn: &mut HandlerContext<'_>) -> Result<Flow, ExitReason> {
         Ok(Flow::Continue)
     }
 }

@@ -47,7 +47,7 @@ impl Backend {
         let seen = Arc::clone(seen);
         Server::new()
             .bind(addr)
-            .serve(move |conn| {
+            .serve_fn(move |conn| {
                 let seen = Arc::clone(&seen);
                 async move {
                     let answer = move |request: Bytes| {

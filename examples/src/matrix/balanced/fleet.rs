@@ -65,7 +65,7 @@ fn serve(
     received: &Arc<Received>,
 ) -> Result<ServerHandle, StartError> {
     let received = Arc::clone(received);
-    Server::new().bind(addr).serve(move |conn| {
+    Server::new().bind(addr).serve_fn(move |conn| {
         let received = Arc::clone(&received);
         let answer = move |request: Bytes| {
             received.arrived(&request);
