@@ -12,8 +12,11 @@ use tokio::time::Instant;
 use super::{BACKOFF_CAP, ClusterFault, REFRESH, SLACK, TIMEOUT, blocking};
 use crate::cluster_load::{End, LoadLog, OpKind};
 
-/// How long the partition lasts.
-pub(super) const PARTITION_FOR: Duration = Duration::from_secs(2);
+/// How long the partition lasts: longer than a request's deadline, so the requests that
+/// reach the partitioned primary early in it must time out (with exactly the deadline, a
+/// request started just after the partition began is answered by the heal, a race that
+/// left a run without any evidence).
+pub(super) const PARTITION_FOR: Duration = Duration::from_millis(2500);
 /// How long the migrating slot stays half-moved, its keys on the target: the window of
 /// `ASK`.
 const ASK_WINDOW: Duration = Duration::from_millis(500);

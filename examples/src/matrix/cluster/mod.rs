@@ -16,7 +16,8 @@
 //! - `cluster/migrate-slot`: the victim slot migrates to another primary: `MIGRATING` /
 //!   `IMPORTING`, its keys moved, 500 ms of `ASK`, then the slot assigned (`MOVED`).
 //! - `cluster/partition-primary`: the client dials the victim slot's primary through a
-//!   beamline-chaos proxy (`ClusterBuilder::map_address`), partitioned for 2 s, then healed.
+//!   beamline-chaos proxy (`ClusterBuilder::map_address`), partitioned for 2.5 s (longer
+//!   than a request's deadline, so some must time out), then healed.
 //!   The cluster itself sees nothing (its bus does not cross the proxy).
 //!
 //! # What a cell checks
@@ -107,7 +108,7 @@ pub enum ClusterFault {
     ManualFailover,
     /// The victim slot migrates to another primary.
     MigrateSlot,
-    /// The victim slot's primary, dialled through a proxy, partitioned for 2 s.
+    /// The victim slot's primary, dialled through a proxy, partitioned for 2.5 s.
     PartitionPrimary,
 }
 
