@@ -417,15 +417,14 @@ fn judge(
                         // Acknowledged: the value, or nothing if a failover lost it
                         // (decided later, by verify_reads).
                         Applied::Ok | Applied::Maybe => *reply == value || *reply == Value::Null,
-                        Applied::No => {
-                            if *reply == value {
-                                log.violations.push(format!(
-                                    "{}: its SET failed saying it was not applied, but it was",
-                                    who()
-                                ));
-                            }
-                            *reply == Value::Null
+                        Applied::No if *reply == value => {
+                            log.violations.push(format!(
+                                "{}: its SET failed saying it was not applied, but it was",
+                                who()
+                            ));
+                            return End::Broken;
                         }
+                        Applied::No => *reply == Value::Null,
                     }
                 }
             };

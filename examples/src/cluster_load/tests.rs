@@ -1,4 +1,4 @@
-//! The load's own checks, on made-up outcomes.
+//! The load's own checks, on made-up replies and outcomes.
 
 use super::*;
 
@@ -107,4 +107,118 @@ fn writes_resume_at_the_first_success_on_an_affected_slot() {
     assert_eq!(log.writes_resumed(at, |s| s == 3), None);
     assert_eq!(log.ok(), 4);
     assert_eq!(log.errors()["timeout"], 1);
+}
+
+fn plan(errors_allowed: bool) -> CallerPlan {
+    CallerPlan {
+        caller: 2,
+        seed: 5,
+        first_seq: 0,
+        tag: None,
+        until: Until::Count(0),
+        pace: None,
+        deadline: Duration::from_secs(1),
+        errors_allowed,
+        epoch: Instant::now(),
+        observer: None,
+    }
+}
+
+fn judged(
+    plan: &CallerPlan,
+    kind: OpKind,
+    seq: u32,
+    set: Applied,
+    result: Result<Value, ClusterError>,
+) -> (End, Vec<String>) {
+    let mut log = LoadLog::default();
+    let last_set = Some(LastSet {
+        seq: seq.saturating_sub(1),
+        started: Duration::ZERO,
+        applied: set,
+    });
+    let end = judge(plan, kind, seq, last_set, &result, &mut log, &|| {
+        "r".to_owned()
+    });
+    (end, log.violations)
+}
+
+#[test]
+fn a_reply_must_be_the_requests_own() {
+    let p = plan(true);
+    let incr = |v| judged(&p, OpKind::Incr, 5, Applied::Ok, Ok(v));
+    assert_eq!(incr(Value::Integer(amount(2, 5))).0, End::Ok);
+    let (end, broken) = incr(Value::Integer(amount(2, 4)));
+    assert_eq!((end, broken.len()), (End::Broken, 1));
+    let (end, broken) = incr(Value::error("ERR boom"));
+    assert!(
+        end == End::Broken && broken[0].contains("error reply"),
+        "{broken:?}"
+    );
+
+    let value = Value::bulk(set_value(5, 2, 3));
+    let get = |set, v| judged(&p, OpKind::Get, 4, set, Ok(v));
+    assert_eq!(get(Applied::Ok, value.clone()).0, End::Ok);
+    assert_eq!(get(Applied::Maybe, Value::Null).0, End::Ok);
+    assert_eq!(get(Applied::Ok, Value::bulk("v:other")).0, End::Broken);
+    // Its SET said "not applied", yet the value is there: one broken invariant, said once.
+    let (end, broken) = get(Applied::No, value);
+    assert_eq!(end, End::Broken);
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(broken[0].contains("not applied"), "{broken:?}");
+}
+
+#[test]
+fn only_the_errors_a_fault_explains_are_allowed() {
+    let timeout = || ClusterError::Timeout {
+        command: "GET".into(),
+        timeout: Duration::from_secs(2),
+        last: "CLUSTERDOWN".into(),
+        maybe_applied: false,
+    };
+    let lost = || ClusterError::ConnectionLost {
+        command: "INCRBY".into(),
+        node: Arc::from("127.0.0.1:7000"),
+        source: Box::new(beamline::ClientError::Timeout {
+            name: Arc::from("n"),
+            sent: true,
+        }),
+    };
+    let (allowed, forbidden) = (plan(true), plan(false));
+    let (end, broken) = judged(&allowed, OpKind::Get, 1, Applied::Ok, Err(timeout()));
+    assert!(broken.is_empty(), "{broken:?}");
+    assert_eq!(
+        end,
+        End::Failed {
+            kind: "timeout",
+            maybe_applied: false
+        }
+    );
+    assert!(
+        judged(&allowed, OpKind::Incr, 2, Applied::Ok, Err(lost()))
+            .1
+            .is_empty()
+    );
+    // A read is resent after a lost connection, never failed with it.
+    assert_eq!(
+        judged(&allowed, OpKind::Get, 1, Applied::Ok, Err(lost()))
+            .1
+            .len(),
+        1
+    );
+    let other = ClusterError::EmptyCommand;
+    assert_eq!(
+        judged(&allowed, OpKind::Set, 0, Applied::Ok, Err(other))
+            .1
+            .len(),
+        1
+    );
+    // With no fault in force, any error breaks the cell.
+    assert_eq!(
+        judged(&forbidden, OpKind::Get, 1, Applied::Ok, Err(timeout()))
+            .1
+            .len(),
+        1
+    );
+    assert_eq!(error_kind(&lost()), "connection_lost");
 }

@@ -151,7 +151,7 @@ pub fn run_cluster(fault: ClusterFault, seed: u64) -> CellReport {
 
 /// Runs `f` on the cluster on a blocking thread (the testkit's waits sleep); a panic there
 /// (a cluster that never agreed, with its nodes' logs) becomes the error.
-pub(crate) async fn blocking<T, F>(cluster: &Arc<RedisCluster>, f: F) -> Result<T, String>
+async fn blocking<T, F>(cluster: &Arc<RedisCluster>, f: F) -> Result<T, String>
 where
     T: Send + 'static,
     F: FnOnce(&RedisCluster) -> T + Send + 'static,
