@@ -17,11 +17,18 @@
 //!   `Server::serve_fn` + `serve_tagged`, a client of `ClientBuilder::tagged`.
 //! - [`demo`]: what `cargo xtask demo` runs: 1,000 `Client`s, the kv server killed and
 //!   restarted under them, reconnects with and without jitter.
+//! - [`cluster_load`]: checked SET/GET/INCRBY load on a real Redis Cluster through
+//!   beamline-redis's `ClusterClient`, shared by the matrix's `cluster/*` cells and the
+//!   cluster demo.
+//! - [`cluster_demo`]: what `cargo xtask demo cluster` runs: a real Redis Cluster, 64
+//!   callers, `kill -9` of a primary midway, per-node throughput and the takeover.
 //! - [`matrix`]: the integration matrix's cells that `cargo xtask test` runs, each a
 //!   `Client` shape through a fault-injecting proxy to an in-process server.
 
 pub mod chat;
 pub mod cli;
+pub mod cluster_demo;
+pub mod cluster_load;
 pub mod demo;
 pub mod http;
 pub mod kv;

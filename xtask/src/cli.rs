@@ -9,7 +9,7 @@ pub(crate) enum Command {
     Test(TestArgs),
     /// `cargo xtask bench [--report-only] [<filter>]`
     Bench(BenchArgs),
-    /// `cargo xtask demo [--quick]`
+    /// `cargo xtask demo [cluster] [--quick]`
     Demo(DemoArgs),
     /// `cargo xtask help`, `-h`, `--help`
     Help,
@@ -36,8 +36,20 @@ pub(crate) struct BenchArgs {
 /// Options of `cargo xtask demo`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct DemoArgs {
-    /// A shorter run (fewer clients, shorter phases), for CI and impatient people.
+    /// Which demo.
+    pub(crate) kind: DemoKind,
+    /// A shorter run (shorter phases), for CI and impatient people.
     pub(crate) quick: bool,
+}
+
+/// The demos `cargo xtask demo` can run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum DemoKind {
+    /// `demo`: the kv server restarted under 1,000 clients, with and without jitter.
+    #[default]
+    Reconnect,
+    /// `demo cluster`: a real Redis Cluster losing a primary to kill -9 under 64 callers.
+    Cluster,
 }
 
 /// Why the command line was not understood.
@@ -94,6 +106,11 @@ commands:
   demo [--quick]
         Run the demo: a supervised key-value server, many reconnecting clients, a
         server restart midway, live progress and a plot of the reconnect herd.
+  demo cluster [--quick]
+        Run the cluster demo: a real Redis Cluster (3 primaries, 3 replicas; needs
+        redis-server and redis-cli), 64 callers through beamline-redis's ClusterClient,
+        kill -9 of a primary midway, live per-node throughput, a plot with the kill
+        and the takeover marked (about 20 s; --quick about 8 s).
   help  Print this text.
 ";
 
@@ -174,9 +191,11 @@ fn parse_bench(args: impl Iterator<Item = String>) -> Result<BenchArgs, ParseErr
 
 fn parse_demo(args: impl Iterator<Item = String>) -> Result<DemoArgs, ParseError> {
     let mut out = DemoArgs::default();
-    for arg in args {
+    for (i, arg) in args.enumerate() {
         match arg.as_str() {
             "--quick" => out.quick = true,
+            // The demo's name comes first: `demo cluster --quick`.
+            "cluster" if i == 0 => out.kind = DemoKind::Cluster,
             _ => {
                 return Err(ParseError::UnknownFlag {
                     command: "demo",
@@ -270,9 +289,39 @@ mod tests {
     fn demo_and_help() {
         assert_eq!(
             parse(["demo", "--quick"]),
-            Ok(Command::Demo(DemoArgs { quick: true }))
+            Ok(Command::Demo(DemoArgs {
+                kind: DemoKind::Reconnect,
+                quick: true
+            }))
         );
+        assert_eq!(parse(["demo"]), Ok(Command::Demo(DemoArgs::default())));
         assert_eq!(parse(["--help"]), Ok(Command::Help));
         assert_eq!(parse(["help"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn demo_cluster_with_and_without_quick() {
+        let cluster = |quick| {
+            Ok(Command::Demo(DemoArgs {
+                kind: DemoKind::Cluster,
+                quick,
+            }))
+        };
+        assert_eq!(parse(["demo", "cluster"]), cluster(false));
+        assert_eq!(parse(["demo", "cluster", "--quick"]), cluster(true));
+    }
+
+    #[test]
+    fn demo_names_come_first_and_only_once() {
+        let unknown = |flag: &str| {
+            Err(ParseError::UnknownFlag {
+                command: "demo",
+                flag: flag.into(),
+            })
+        };
+        assert_eq!(parse(["demo", "--quick", "cluster"]), unknown("cluster"));
+        assert_eq!(parse(["demo", "cluster", "cluster"]), unknown("cluster"));
+        assert_eq!(parse(["demo", "herd"]), unknown("herd"));
+        assert!(HELP.contains("demo cluster [--quick]"));
     }
 }

@@ -82,6 +82,7 @@ pub(crate) fn chart(starts: &[u64], columns: &[Column]) -> Chart {
         y_label: "connection attempts per 100 ms window".into(),
         series: series(starts, columns, |jitter| jitter.to_owned()),
         log_y: false,
+        markers: Vec::new(),
     }
 }
 

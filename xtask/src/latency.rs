@@ -88,6 +88,7 @@ pub(crate) fn chart(percentiles: &[f64], lines: &[Line]) -> Chart {
             })
             .collect(),
         log_y: false,
+        markers: Vec::new(),
     }
 }
 

@@ -6,7 +6,9 @@
 //! - `matrix --list` prints one cell name per line (`tcp/pooled+mux/reset`);
 //! - `matrix --run <cell>` runs one cell, exits 0 when every invariant held, and prints as
 //!   its last `MATRIX-RESULT ` line a JSON object: `cell`, `passed`, `requests`, `ok`,
-//!   `errors` (kind → count), `p50_ms`, `p99_ms`, `seconds`, `failures` (what broke).
+//!   `errors` (kind → count), `p50_ms`, `p99_ms`, `seconds`, `failures` (what broke), and
+//!   `recovery_ms` (the `cluster/*` cells: fault to first successful write on the slots it
+//!   affected; `null` or absent for the others).
 //!
 //! xtask builds the program, lists the cells, runs the selected ones under a per-cell time
 //! limit with a live progress bar, and prints a table of what each cell saw.
@@ -41,6 +43,8 @@ pub(crate) struct CellReport {
     pub(crate) p50_ms: f64,
     pub(crate) p99_ms: f64,
     pub(crate) seconds: f64,
+    /// The cluster cells' time from the fault to writes succeeding again.
+    pub(crate) recovery_ms: Option<f64>,
     pub(crate) failures: Vec<String>,
 }
 
@@ -96,6 +100,7 @@ pub(crate) fn parse_result(output: &str) -> Result<CellReport, String> {
         p50_ms: float("p50_ms")?,
         p99_ms: float("p99_ms")?,
         seconds: float("seconds")?,
+        recovery_ms: v["recovery_ms"].as_f64(),
         failures,
     })
 }
@@ -111,8 +116,16 @@ pub(crate) fn select<'a>(cells: &'a [String], filter: Option<&str>) -> Vec<&'a S
 /// The table printed after the run.
 pub(crate) fn table(reports: &[CellReport]) -> String {
     let mut s = format!(
-        "{:<34} {:>4} {:>8} {:>8}  {:<34} {:>9} {:>9} {:>7}\n",
-        "cell", "ok?", "requests", "replies", "errors by kind", "p50 ms", "p99 ms", "time"
+        "{:<34} {:>4} {:>8} {:>8}  {:<34} {:>9} {:>9} {:>7} {:>9}\n",
+        "cell",
+        "ok?",
+        "requests",
+        "replies",
+        "errors by kind",
+        "p50 ms",
+        "p99 ms",
+        "time",
+        "recovery"
     );
     for r in reports {
         let errors = if r.errors.is_empty() {
@@ -124,8 +137,11 @@ pub(crate) fn table(reports: &[CellReport]) -> String {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
+        let recovery = r
+            .recovery_ms
+            .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0} ms"));
         s.push_str(&format!(
-            "{:<34} {:>4} {:>8} {:>8}  {:<34} {:>9.2} {:>9.2} {:>6.1}s\n",
+            "{:<34} {:>4} {:>8} {:>8}  {:<34} {:>9.2} {:>9.2} {:>6.1}s {:>9}\n",
             r.cell,
             if r.passed { "yes" } else { "NO" },
             r.requests,
@@ -133,7 +149,8 @@ pub(crate) fn table(reports: &[CellReport]) -> String {
             errors,
             r.p50_ms,
             r.p99_ms,
-            r.seconds
+            r.seconds,
+            recovery
         ));
     }
     s
@@ -321,6 +338,20 @@ mod tests {
         assert_eq!((r.requests, r.ok), (2000, 1990));
         assert_eq!(r.errors["connection_lost"], 7);
         assert_eq!(r.p99_ms, 12.5);
+        assert_eq!(r.recovery_ms, None, "absent: not a cluster cell");
+    }
+
+    #[test]
+    fn a_cluster_cell_reports_its_recovery_and_the_table_shows_it() {
+        let line = LINE
+            .replace("tcp/pooled/reset", "cluster/kill-primary")
+            .replace(r#""failures""#, r#""recovery_ms":3017.4,"failures""#);
+        let r = parse_result(&line).unwrap();
+        assert_eq!(r.recovery_ms, Some(3017.4));
+        let t = table(std::slice::from_ref(&r));
+        assert!(t.contains("recovery") && t.contains("3017 ms"), "{t}");
+        let null = line.replace("3017.4", "null");
+        assert_eq!(parse_result(&null).unwrap().recovery_ms, None);
     }
 
     #[test]

@@ -66,6 +66,16 @@ pub(crate) const SYSTEM: &[Prereq] = &[
     },
 ];
 
+/// What `cargo xtask demo cluster` needs: a real Redis Cluster is `redis-server` processes
+/// joined by `redis-cli --cluster create`.
+pub(crate) fn cluster_demo() -> Vec<Prereq> {
+    SYSTEM
+        .iter()
+        .filter(|p| matches!(p.program, "redis-server" | "redis-cli"))
+        .copied()
+        .collect()
+}
+
 /// Looks `program` up on `PATH`, like a shell would.
 pub(crate) fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
@@ -111,7 +121,16 @@ pub(crate) fn install_hint(packages: &[&str]) -> String {
 /// # Errors
 /// A message naming what is missing and the exact command that installs it.
 pub(crate) fn ensure_system() -> Result<(), String> {
-    let absent = missing(SYSTEM, |p| find_on_path(p).is_some());
+    ensure(SYSTEM)
+}
+
+/// Makes sure every program of `list` is present, installing what is missing when this
+/// process is root on a machine with apt-get.
+///
+/// # Errors
+/// A message naming what is missing and the exact command that installs it.
+pub(crate) fn ensure(list: &[Prereq]) -> Result<(), String> {
+    let absent = missing(list, |p| find_on_path(p).is_some());
     if absent.is_empty() {
         return Ok(());
     }
@@ -138,7 +157,7 @@ pub(crate) fn ensure_system() -> Result<(), String> {
     let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
     install.extend(pkgs.iter().copied());
     apt_get(&install)?;
-    let still = missing(SYSTEM, |p| find_on_path(p).is_some());
+    let still = missing(list, |p| find_on_path(p).is_some());
     if still.is_empty() {
         Ok(())
     } else {
@@ -233,6 +252,18 @@ mod tests {
                 "haproxy",
                 "systemd"
             ]
+        );
+    }
+
+    #[test]
+    fn the_cluster_demo_needs_redis_server_and_redis_cli_only() {
+        let needed = cluster_demo();
+        let names: Vec<_> = needed.iter().map(|p| p.program).collect();
+        assert_eq!(names, ["redis-server", "redis-cli"]);
+        let absent = missing(&needed, |_| false);
+        assert_eq!(
+            install_hint(&packages(&absent)),
+            "sudo apt-get update && sudo apt-get install -y redis-server redis-tools"
         );
     }
 

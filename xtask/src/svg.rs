@@ -13,6 +13,13 @@ pub(crate) struct Series {
     pub(crate) points: Vec<(f64, f64)>,
 }
 
+/// A moment to point at: a dashed vertical line at `x`, labelled at the top.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Marker {
+    pub(crate) x: f64,
+    pub(crate) label: String,
+}
+
 /// What a chart says about itself.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Chart {
@@ -22,6 +29,8 @@ pub(crate) struct Chart {
     pub(crate) series: Vec<Series>,
     /// Draw the y axis on a log10 scale (herds span 1 to 10,000 attempts per window).
     pub(crate) log_y: bool,
+    /// Moments marked on the x axis (the cluster demo's kill and takeover).
+    pub(crate) markers: Vec<Marker>,
 }
 
 const WIDTH: f64 = 900.0;
@@ -134,6 +143,18 @@ impl Chart {
             TOP + plot_h / 2.0,
             escape(&self.y_label)
         );
+        // Markers, under the lines; labels staggered so two close moments stay legible.
+        for (i, marker) in self.markers.iter().enumerate() {
+            let px = sx(marker.x.clamp(x_min, x_max));
+            let ly = TOP + 12.0 + 14.0 * i as f64;
+            let _ = writeln!(
+                s,
+                r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{}" stroke="#555" stroke-dasharray="4 3"/><text x="{:.1}" y="{ly:.1}" fill="#555">{}</text>"##,
+                TOP + plot_h,
+                px + 4.0,
+                escape(&marker.label)
+            );
+        }
         // Lines and the legend.
         for (i, series) in self.series.iter().enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
@@ -217,6 +238,10 @@ mod tests {
                 },
             ],
             log_y,
+            markers: vec![Marker {
+                x: 5.0,
+                label: "server back".into(),
+            }],
         }
     }
 
@@ -226,6 +251,7 @@ mod tests {
         assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("no jitter") && svg.contains("full jitter"));
         assert_eq!(svg.matches("<path d=\"M").count(), 3, "axes + two series");
+        assert!(svg.contains("stroke-dasharray") && svg.contains("server back"));
         // Titles are escaped, never raw markup.
         assert!(svg.contains("Herd &lt;test&gt; &amp; cure"));
         assert_eq!(svg.matches('<').count(), svg.matches('>').count());
@@ -255,6 +281,7 @@ mod tests {
             y_label: "y".into(),
             series: vec![],
             log_y: false,
+            markers: vec![],
         }
         .render();
         assert!(svg.contains("</svg>"));

@@ -62,6 +62,9 @@ pub(crate) struct Log {
     pub(crate) samples: Vec<Sample>,
     /// Broken invariants, each said in a sentence.
     pub(crate) violations: Vec<String>,
+    /// The cluster cells: from the fault to the end of the first successful write on the
+    /// slots it affected (the report's `recovery_ms`); `None` elsewhere.
+    pub(crate) recovery: Option<Duration>,
 }
 
 impl Log {
@@ -75,6 +78,10 @@ impl Log {
         self.failed_at.extend(other.failed_at);
         self.samples.extend(other.samples);
         self.violations.extend(other.violations);
+        self.recovery = match (self.recovery, other.recovery) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 

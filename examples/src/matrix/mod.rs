@@ -45,12 +45,23 @@
 //! `balanced/endpoint-removed`) put one balanced client over five servers behind five
 //! proxies; see [`balanced`].
 //!
+//! The `cluster/*` cells (`cluster/none`, `cluster/kill-primary`,
+//! `cluster/manual-failover`, `cluster/migrate-slot`, `cluster/partition-primary`) put
+//! beamline-redis's `ClusterClient` over a real Redis Cluster of `redis-server` processes (3
+//! primaries, 3 replicas) while a primary is killed, failed over, loses a slot to a
+//! migration or is partitioned behind a proxy; see [`cluster`]. They also report
+//! `recovery_ms`, the time from the fault to the first successful write on the slots it
+//! affected.
+//!
+//! In all: 48 + 4 FIFO + 3 balanced + 5 cluster = 60 cells.
+//!
 //! The cell prints its progress, then one `MATRIX-RESULT {json}` line (see [`CellReport`])
 //! and exits 0 only if every invariant held. Seeds come from the cell's name, so a run
 //! replays: the proxy's jitter, the reconnect backoff's jitter and every payload.
 
 pub mod balanced;
 mod cell;
+pub mod cluster;
 mod fault;
 mod load;
 mod report;
@@ -69,9 +80,10 @@ use std::process::ExitCode;
 /// How to call the matrix program.
 pub const USAGE: &str = "\
 usage: matrix --list
-       matrix --run <transport>/<shape>/<fault> [--seed <n>]
+       matrix --run <cell> [--seed <n>]
   --list   print every cell's name, one per line
-  --run    run one cell; the last line is `MATRIX-RESULT {json}`, exit 0 when it passed";
+  --run    run one cell (`tcp/pooled+mux/reset`, `balanced/slow-endpoint`,
+           `cluster/kill-primary`, ...); the last line is `MATRIX-RESULT {json}`, exit 0 when it passed";
 
 /// The matrix program: `--list` or `--run <cell> [--seed <n>]` (see [`USAGE`]).
 pub fn main(args: impl IntoIterator<Item = String>) -> ExitCode {
@@ -81,7 +93,7 @@ pub fn main(args: impl IntoIterator<Item = String>) -> ExitCode {
             for cell in Cell::all() {
                 println!("{cell}");
             }
-            for cell in balanced::CELLS {
+            for cell in balanced::CELLS.iter().chain(&cluster::CELLS) {
                 println!("{cell}");
             }
             ExitCode::SUCCESS
@@ -98,6 +110,8 @@ pub fn main(args: impl IntoIterator<Item = String>) -> ExitCode {
 fn run_named(name: &str, seed: Option<u64>) -> ExitCode {
     let report = if let Some(fault) = balanced::BalancedFault::of(name) {
         balanced::run_balanced(fault, seed.unwrap_or_else(|| fault.seed()))
+    } else if let Some(fault) = cluster::ClusterFault::of(name) {
+        cluster::run_cluster(fault, seed.unwrap_or_else(|| fault.seed()))
     } else {
         let cell: Cell = match name.parse() {
             Ok(cell) => cell,

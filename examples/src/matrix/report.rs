@@ -28,6 +28,9 @@ pub struct CellReport {
     pub p99_ms: f64,
     /// The cell's wall-clock time, set-up and tear-down included.
     pub seconds: f64,
+    /// The `cluster/*` cells: ms from the fault to the first successful write on the slots
+    /// it affected; `None` (JSON `null`) for the others.
+    pub recovery_ms: Option<f64>,
     /// Each broken invariant, in a sentence; empty when `passed`.
     pub failures: Vec<String>,
 }
@@ -45,6 +48,7 @@ impl CellReport {
             "p50_ms": self.p50_ms,
             "p99_ms": self.p99_ms,
             "seconds": self.seconds,
+            "recovery_ms": self.recovery_ms,
             "failures": self.failures,
         })
         .to_string()
@@ -74,6 +78,7 @@ mod tests {
             p50_ms: 0.5,
             p99_ms: 12.25,
             seconds: 3.5,
+            recovery_ms: Some(1250.5),
             failures: vec!["a \"quoted\"\nfailure".into()],
         };
         let line = report.result_line();
@@ -87,6 +92,7 @@ mod tests {
         assert_eq!(v["errors"]["connection_lost"], 7);
         assert_eq!(v["p99_ms"], 12.25);
         assert_eq!(v["seconds"], 3.5);
+        assert_eq!(v["recovery_ms"], 1250.5);
         assert_eq!(v["failures"][0], "a \"quoted\"\nfailure");
     }
 }

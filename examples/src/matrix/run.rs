@@ -181,6 +181,7 @@ where
         p50_ms: load::percentile_ms(&latencies, 50.0),
         p99_ms: load::percentile_ms(&latencies, 99.0),
         seconds: wall.elapsed().as_secs_f64(),
+        recovery_ms: log.recovery.map(|d| d.as_secs_f64() * 1e3),
         failures,
     }
 }

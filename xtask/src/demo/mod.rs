@@ -7,13 +7,17 @@
 //! its live progress and writes `reconnects.csv` and `summary.txt`; xtask then draws
 //! `target/demo/reconnects.svg` (reconnect attempts per 100 ms window, one line per jitter)
 //! and prints the summary as its last lines.
+//!
+//! `cargo xtask demo cluster [--quick]` runs the cluster demo instead (see [`cluster`]).
+
+mod cluster;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use crate::cli::DemoArgs;
+use crate::cli::{DemoArgs, DemoKind};
 use crate::herd::{Column, parse_csv, series};
 use crate::steps::{self, Outcome, Report, StepResult};
 use crate::svg::Chart;
@@ -26,12 +30,18 @@ pub(crate) struct DemoRun {
     pub(crate) summary: Option<String>,
 }
 
-/// Runs the demo and draws its plot.
+/// Runs the demo `args` names and draws its plot.
 pub(crate) fn run(args: &DemoArgs) -> DemoRun {
-    let mut report = Report::default();
-    let out = target_dir().join("demo");
-    // A stale CSV from an earlier run must not be drawn as this run's.
-    for file in ["reconnects.csv", "summary.txt", "reconnects.svg"] {
+    match args.kind {
+        DemoKind::Reconnect => run_reconnect(args.quick),
+        DemoKind::Cluster => cluster::run(args.quick),
+    }
+}
+
+/// Runs `example` of the examples package in release with `[--quick] --out <out>`, after
+/// removing `stale` from `out` (a file of an earlier run must not be drawn as this run's).
+fn run_example(example: &str, quick: bool, out: &Path, stale: &[&str]) -> StepResult {
+    for file in stale {
         let _ = fs::remove_file(out.join(file));
     }
     let mut cmd = Command::new(cargo());
@@ -42,14 +52,26 @@ pub(crate) fn run(args: &DemoArgs) -> DemoRun {
         "--package",
         "beamline-examples",
         "--example",
-        "demo",
+        example,
         "--",
     ]);
-    if args.quick {
+    if quick {
         cmd.arg("--quick");
     }
-    cmd.arg("--out").arg(&out);
-    let demo = steps::run("demo", &mut cmd);
+    cmd.arg("--out").arg(out);
+    steps::run(example, &mut cmd)
+}
+
+/// The reconnect demo and its plot.
+fn run_reconnect(quick: bool) -> DemoRun {
+    let mut report = Report::default();
+    let out = target_dir().join("demo");
+    let demo = run_example(
+        "demo",
+        quick,
+        &out,
+        &["reconnects.csv", "summary.txt", "reconnects.svg"],
+    );
     let ran = demo.outcome == Outcome::Passed;
     report.record(demo);
     if !ran {
@@ -97,6 +119,7 @@ fn chart(starts: &[u64], columns: &[Column]) -> Chart {
             other => format!("{other} jitter"),
         }),
         log_y: false,
+        markers: Vec::new(),
     }
 }
 
