@@ -8,8 +8,8 @@
 
 use std::future::Future;
 
+use beamline_failure::WasSent;
 use beamline_reconnect::{Connection, Reconnect, ReconnectError};
-use beamline_sent::WasSent;
 
 /// How a call to one endpoint failed, as the balancer's health model and retry rule see it.
 ///

@@ -59,9 +59,9 @@ pub use balanced::{
     BalanceError, Balanced, BalancedBuilder, BalancedStats, MakeEndpoint, StartError,
 };
 /// The supertrait of [`EndpointError`], also implemented by [`BalanceError`]: whether a failed
-/// request may have been written, from the dependency-free `beamline-sent`.
+/// request may have been written, from the dependency-free `beamline-failure`.
 #[doc(inline)]
-pub use beamline_sent::WasSent;
+pub use beamline_failure::WasSent;
 pub use budget::{BudgetConfig, BudgetConfigError, RetryBudget};
 pub use core::{
     Balancer, BalancerConfig, BalancerConfigError, BalancerStats, EndpointId, EndpointState,

@@ -4,12 +4,12 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use beamline_failure::WasSent;
 use beamline_mux::MuxError;
 use beamline_pool::{
     CheckoutError, ConnectCause, ConnectError as PoolConnectError, StartError as PoolStartError,
 };
 use beamline_reconnect::{CloseReason, ConnectError, ReconnectError, StartError};
-use beamline_sent::WasSent;
 use bytes::Bytes;
 
 /// Why a [`Client`](crate::Client) call failed.

@@ -70,9 +70,9 @@ mod supervised;
 mod transport;
 
 /// The trait [`ClientError`] (and every layer's error below it) answers "was it sent" with,
-/// from the dependency-free `beamline-sent`.
+/// from the dependency-free `beamline-failure`.
 #[doc(inline)]
-pub use beamline_sent::WasSent;
+pub use beamline_failure::WasSent;
 pub use builder::{ClientBuilder, DEFAULT_REQUEST_TIMEOUT};
 pub use connection::MuxConnection;
 pub use dial::Dialer;

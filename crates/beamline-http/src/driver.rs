@@ -26,8 +26,9 @@ use crate::ctx::{ConnCtx, Task};
 use crate::exec::LocalExec;
 use crate::io::HttpIo;
 use crate::serve::HttpService;
-use crate::service::{BoxError, ConnService, panic_message};
+use crate::service::{BoxError, ConnService};
 use crate::stats::Stats;
+use beamline_failure::panic_message;
 
 /// What every connection of one server shares.
 #[derive(Debug)]

@@ -3,7 +3,6 @@
 //! into a `500` — and [`ResponseBody`], which carries those marks until the response's last
 //! byte and catches a panicking body.
 
-use std::any::Any;
 use std::error::Error as StdError;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -11,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use beamline_failure::panic_message;
 use beamline_server::Busy;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body::{Body, Frame, SizeHint};
@@ -227,7 +227,7 @@ impl<B> ResponseBody<B> {
 /// The error a response body that panicked ends with.
 #[derive(Debug, thiserror::Error)]
 #[error("the response body panicked: {0}")]
-struct BodyPanicked(Box<str>);
+struct BodyPanicked(Arc<str>);
 
 impl<B> Body for ResponseBody<B>
 where
@@ -270,16 +270,5 @@ where
         self.inner
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
-    }
-}
-
-/// The message of a panic payload, when it is a string.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Box<str> {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).into()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.as_str().into()
-    } else {
-        "panic with a non-string payload".into()
     }
 }

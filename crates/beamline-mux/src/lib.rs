@@ -120,9 +120,9 @@ mod io;
 #[cfg(feature = "driver")]
 mod server;
 
-/// The trait [`MuxError`] answers "was it sent" with, from the dependency-free `beamline-sent`.
+/// The trait [`MuxError`] answers "was it sent" with, from the dependency-free `beamline-failure`.
 #[doc(inline)]
-pub use beamline_sent::WasSent;
+pub use beamline_failure::WasSent;
 pub use frame::{DEFAULT_MAX_FRAME_LEN, Frame, FrameCodec, FrameError, FrameKind, HEADER_LEN};
 pub use mux::{
     AdmitError, Cancelled, ConfigError, DEFAULT_ABANDON_TIMEOUT, DEFAULT_MAX_ABANDONED,

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beamline_sent::WasSent;
+use beamline_failure::WasSent;
 
 use crate::ConfigError;
 

@@ -142,9 +142,9 @@ mod shared;
 mod waiters;
 
 /// The trait [`CheckoutError`] answers "was it sent" with (always no), from the
-/// dependency-free `beamline-sent`.
+/// dependency-free `beamline-failure`.
 #[doc(inline)]
-pub use beamline_sent::WasSent;
+pub use beamline_failure::WasSent;
 pub use config::{CheckPolicy, ConfigError, DEFAULT_BACKOFF, PoolConfig, Start};
 pub use error::{CheckoutError, ConnectCause, ConnectError, StartError};
 pub use exclusive::{Pool, PoolGuard};

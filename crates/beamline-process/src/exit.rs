@@ -109,15 +109,7 @@ impl<E: StdError + Send + Sync + 'static> From<E> for ExitReason {
 /// assert_eq!(&*beamline_process::panic_message(&"boom"), "boom");
 /// assert_eq!(&*beamline_process::panic_message(&7_u8), "panic with a non-string payload");
 /// ```
-pub fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        Arc::from(*s)
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        Arc::from(s.as_str())
-    } else {
-        Arc::from("panic with a non-string payload")
-    }
-}
+pub use beamline_failure::panic_message;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use beamline_sent::WasSent;
+use beamline_failure::WasSent;
 
 /// How to make one connection: TCP, TLS, a Unix socket, a multiplexed client, anything.
 ///

@@ -62,7 +62,7 @@
 //!
 //! [`Connection`] is the request path every client layer shares (see ARCHITECTURE.md):
 //! `call(request)`, `is_closed()`, `closed()`, `close()`, and an error type that says
-//! whether a failed request was written ([`WasSent`], from `beamline-sent`). It is
+//! whether a failed request was written ([`WasSent`], from `beamline-failure`). It is
 //! implemented here for [`FramedConnection`] and for [`Reconnect`] itself (so a pool can
 //! hold reconnecting connections), and by the `beamline` facade for a multiplexed client.
 //! [`Connect`] makes one; any `FnMut() -> impl Future<Output = Result<C, E>>` closure is one.
@@ -142,7 +142,7 @@ pub use beamline_backoff::{
 };
 /// The trait every call error implements: whether the failed request may have been written.
 #[doc(inline)]
-pub use beamline_sent::WasSent;
+pub use beamline_failure::WasSent;
 pub use connection::{Connect, Connection};
 pub use framed::{DEFAULT_MAX_IN_FLIGHT, FramedCloseCause, FramedConnection, FramedError};
 #[cfg(feature = "process")]

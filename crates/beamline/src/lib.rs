@@ -151,7 +151,7 @@ pub use beamline_client::{
 /// Whether a failed request may have been written: the one trait every client layer's error
 /// implements (`MuxError`, `ReconnectError`, `CheckoutError`, `BalanceError`, [`ClientError`]).
 #[doc(inline)]
-pub use beamline_sent::WasSent;
+pub use beamline_failure::WasSent;
 
 #[cfg(feature = "balance")]
 #[doc(inline)]

@@ -47,6 +47,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ::metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+use beamline_failure::panic_message;
 
 /// Every metric a [`Publisher`] may write: its name, whether it is a counter, and what it
 /// counts. Each has the label `name`; the pool's closed-connection counter also has
@@ -417,7 +418,7 @@ impl Publisher {
             loop {
                 ticks.tick().await;
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.publish())) {
-                    return PublisherError::Panicked(panic_text(panic.as_ref()));
+                    return PublisherError::Panicked(panic_message(panic.as_ref()).to_string());
                 }
             }
         });
@@ -451,7 +452,9 @@ impl PublisherTask {
         };
         match task.await {
             Ok(error) => error,
-            Err(e) if e.is_panic() => PublisherError::Panicked(panic_text(e.into_panic().as_ref())),
+            Err(e) if e.is_panic() => {
+                PublisherError::Panicked(panic_message(e.into_panic().as_ref()).to_string())
+            }
             Err(_) => PublisherError::Stopped,
         }
     }
@@ -487,16 +490,6 @@ impl fmt::Display for PublisherError {
 }
 
 impl std::error::Error for PublisherError {}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_owned()
-    }
-}
 
 fn describe() {
     for &(metric, kind, help) in METRICS {

@@ -1,7 +1,6 @@
 //! The connection task: owns the transport and the codec, and moves bytes between them and
 //! the shared [`Mux`] that callers start requests in.
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -10,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use beamline_failure::panic_message;
 use bytes::BytesMut;
 use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -478,18 +478,6 @@ where
                 Poll::Ready(Err(cause))
             }
         }
-    }
-}
-
-/// The text of a panic's payload (a `&str` or `String` message), or a stand-in.
-fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
-    match (
-        payload.downcast_ref::<&str>(),
-        payload.downcast_ref::<String>(),
-    ) {
-        (Some(text), _) => Arc::from(*text),
-        (None, Some(text)) => Arc::from(text.as_str()),
-        (None, None) => Arc::from("a panic without a message"),
     }
 }
 

@@ -2,7 +2,7 @@ use std::error::Error as StdError;
 use std::io;
 use std::sync::Arc;
 
-use beamline_sent::WasSent;
+use beamline_failure::WasSent;
 use bytes::Bytes;
 
 /// Why a request failed. Every variant says, through [`WasSent::was_sent`], whether

@@ -15,12 +15,13 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::handover::{catch_panic, panic_message};
+use super::handover::catch_panic;
 use super::{
     CloseReason, ConnectError, HealthCheck, Live, LossCause, ReconnectConfig, Refusal, Shared,
     Started, State,
 };
 use crate::{Backoff, Connect, Connection};
+use beamline_failure::panic_message;
 
 type Conn<K> = <K as Connect>::Connection;
 type Request<K> = <Conn<K> as Connection>::Request;

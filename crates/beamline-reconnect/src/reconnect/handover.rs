@@ -10,12 +10,13 @@
 //! and a panic in it is caught and returned as the panic's message instead of unwinding
 //! through the driver.
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+
+use beamline_failure::panic_message;
 
 /// A future polled once where it was made, for its new owner to finish.
 pub(super) struct Handover<F: Future> {
@@ -60,17 +61,6 @@ pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Arc<str>> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(payload.as_ref()))
 }
 
-/// The message a panic was raised with (`panic!("...")` gives a `&str` or a `String`).
-pub(super) fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        Arc::from(*text)
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        Arc::from(text.as_str())
-    } else {
-        Arc::from("a panic without a message")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +97,6 @@ mod tests {
         let err = poll_once(Box::pin(future)).err().unwrap();
         assert_eq!(&*err, "boom 7");
         assert_eq!(&*panic_message(&"static"), "static");
-        assert_eq!(&*panic_message(&42u8), "a panic without a message");
+        assert_eq!(&*panic_message(&42u8), "panic with a non-string payload");
     }
 }

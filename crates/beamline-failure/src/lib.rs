@@ -1,5 +1,6 @@
-//! Whether a failed request may have reached the peer: the one property every beamline client
-//! layer's error shares, as one small trait.
+//! What every beamline layer says about a failure, in one place below all of them: whether a
+//! failed request may have reached the peer ([`WasSent`]), and the message of a caught panic
+//! ([`panic_message`]).
 //!
 //! When a request fails, the first question is whether it is safe to send it again. A request
 //! whose bytes never reached the transport cannot have been applied, so resending it (on the
@@ -14,13 +15,17 @@
 //! `ClientError`. A connection type you write for `beamline-reconnect` (its `Connection`
 //! seam) states it the same way: its error type implements [`WasSent`].
 //!
+//! A layer that catches a panic (a process's body, a mux driver, a reconnect's connector, an
+//! HTTP service, a metrics publisher) reports it with [`panic_message`], so every panic reads
+//! the same whichever layer caught it.
+//!
 //! This crate has no dependencies, so any layer can depend on it without depending on a
 //! sibling; `beamline-mux`, `beamline-reconnect`, `beamline-pool`, `beamline-balance`,
 //! `beamline-client` and the `beamline` facade re-export the trait.
 //!
 //! # Examples
 //! ```
-//! use beamline_sent::WasSent;
+//! use beamline_failure::WasSent;
 //!
 //! #[derive(Debug)]
 //! enum MyError {
@@ -50,7 +55,30 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+use std::any::Any;
 use std::sync::Arc;
+
+/// The message a panic was raised with: `panic!("...")` carries a `&str` or a `String`;
+/// any other payload reads as `panic with a non-string payload`.
+///
+/// # Examples
+/// ```
+/// use beamline_failure::panic_message;
+///
+/// let payload = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
+/// assert_eq!(&*panic_message(payload.as_ref()), "boom 7");
+/// assert_eq!(&*panic_message(&"static"), "static");
+/// assert_eq!(&*panic_message(&7_u8), "panic with a non-string payload");
+/// ```
+pub fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
+    if let Some(text) = payload.downcast_ref::<&'static str>() {
+        Arc::from(*text)
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        Arc::from(text.as_str())
+    } else {
+        Arc::from("panic with a non-string payload")
+    }
+}
 
 /// Whether the failed request behind this error may have reached the peer.
 ///
