@@ -19,21 +19,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use beamline_examples::cli;
 use beamline_examples::cluster_demo::{self, ClusterDemoConfig};
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let (mut quick, mut out) = (false, None);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--quick" => quick = true,
-            "--out" => out = args.next().map(PathBuf::from),
-            other => {
-                eprintln!("unknown argument `{other}`; usage: cluster_demo [--quick] [--out DIR]");
-                return ExitCode::from(2);
-            }
+    let (quick, out) = match cli::demo_args("cluster_demo", std::env::args().skip(1)) {
+        Ok(args) => (args.quick, args.out),
+        Err(usage) => {
+            eprintln!("{usage}");
+            return ExitCode::from(2);
         }
-    }
+    };
     let config = if quick {
         ClusterDemoConfig::quick()
     } else {

@@ -22,18 +22,13 @@ use beamline_examples::demo::{self, DemoConfig};
 const RAISED: &str = "BEAMLINE_DEMO_FD_RAISED";
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let (mut quick, mut out) = (false, None);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--quick" => quick = true,
-            "--out" => out = args.next().map(PathBuf::from),
-            other => {
-                eprintln!("unknown argument `{other}`; usage: demo [--quick] [--out DIR]");
-                return ExitCode::from(2);
-            }
+    let (quick, out) = match cli::demo_args("demo", std::env::args().skip(1)) {
+        Ok(args) => (args.quick, args.out),
+        Err(usage) => {
+            eprintln!("{usage}");
+            return ExitCode::from(2);
         }
-    }
+    };
     let mut config = if quick {
         DemoConfig::quick()
     } else {

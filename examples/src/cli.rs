@@ -1,8 +1,56 @@
-//! What the example programs share on the command line: the listen address flags and the
-//! tracing set-up.
+//! What the example programs share on the command line: the listen address flags, the demos'
+//! flags, and the tracing set-up.
 
+use std::collections::BTreeMap;
 use std::error::Error;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// What a demo program (`demo`, `cluster_demo`) is asked: `--quick` (a shorter run) and
+/// `--out DIR` (where its CSV and summary go; `None` when not given).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DemoArgs {
+    /// `--quick` was given.
+    pub quick: bool,
+    /// `--out DIR`.
+    pub out: Option<PathBuf>,
+}
+
+/// Reads a demo's flags from `args` (the program's arguments, without its name).
+///
+/// # Errors
+/// The usage line for `program`, naming the argument that is not one of the flags.
+pub fn demo_args(
+    program: &str,
+    args: impl IntoIterator<Item = String>,
+) -> Result<DemoArgs, String> {
+    let mut parsed = DemoArgs::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => parsed.quick = true,
+            "--out" => parsed.out = args.next().map(PathBuf::from),
+            other => {
+                return Err(format!(
+                    "unknown argument `{other}`; usage: {program} [--quick] [--out DIR]"
+                ));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// A demo's errors by kind on one line: `timeout 3, not_sent 1`, or `none`.
+pub fn errors_line(errors: &BTreeMap<String, u64>) -> String {
+    if errors.is_empty() {
+        return "none".to_owned();
+    }
+    errors
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The address to listen on: `default`, changed by `--port PORT` or replaced by
 /// `--addr IP:PORT` from the program's arguments. An unknown flag or a bad value is an error
@@ -93,7 +141,27 @@ pub fn init_tracing() {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_listen_addr;
+    use super::{BTreeMap, DemoArgs, PathBuf, demo_args, errors_line, parse_listen_addr};
+
+    #[test]
+    fn demo_flags_and_the_error_line() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(demo_args("demo", args(&[])), Ok(DemoArgs::default()));
+        assert_eq!(
+            demo_args("demo", args(&["--out", "x", "--quick"])),
+            Ok(DemoArgs {
+                quick: true,
+                out: Some(PathBuf::from("x"))
+            })
+        );
+        let refused = demo_args("cluster_demo", args(&["--fast"])).unwrap_err();
+        assert!(refused.contains("`--fast`") && refused.contains("cluster_demo [--quick]"));
+        let mut errors = BTreeMap::new();
+        assert_eq!(errors_line(&errors), "none");
+        errors.insert("timeout".to_owned(), 3);
+        errors.insert("not_sent".to_owned(), 1);
+        assert_eq!(errors_line(&errors), "not_sent 1, timeout 3");
+    }
 
     fn parse(args: &[&str]) -> Result<String, String> {
         parse_listen_addr("127.0.0.1:6380", args.iter().map(|a| a.to_string()))

@@ -328,16 +328,7 @@ async fn progress(tally: Arc<Tally>, epoch: Instant, stop: Arc<AtomicBool>) {
             .filter(|(_, n)| **n > 0)
             .map(|(node, n)| format!("{node} {n:>6}/s"))
             .collect();
-        let errors = tally.errors();
-        let errors = if errors.is_empty() {
-            "none".to_owned()
-        } else {
-            errors
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let errors = crate::cli::errors_line(&tally.errors());
         println!(
             "  {second:>5}s  {}  errors: {errors}",
             if nodes.is_empty() {

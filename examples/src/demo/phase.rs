@@ -383,16 +383,7 @@ async fn progress(label: String, tally: Arc<Tally>, clients: usize) {
         let (now, requests) = (Instant::now(), tally.requests.load(Relaxed));
         let rate = (requests - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
         last = (now, requests);
-        let errors = tally.errors();
-        let errors = if errors.is_empty() {
-            "none".to_owned()
-        } else {
-            errors
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let errors = crate::cli::errors_line(&tally.errors());
         let line = format!(
             "{label} {:>5.1}s | {:>7.0} req/s | connected {:>4}/{clients} | reconnect attempts {:>6} | errors: {errors}",
             start.elapsed().as_secs_f64(),
