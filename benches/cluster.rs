@@ -57,12 +57,15 @@ use beamline_redis::{ClusterClient, SLOTS, key_slot};
 use beamline_testkit::RedisCluster;
 use bytes::Bytes;
 use fred::prelude::{
-    Builder, Client as FredClient, ClientLike, Config as FredConfig, KeysInterface,
-    ReconnectPolicy, ServerConfig, TcpConfig,
+    Client as FredClient, ClientLike, Config as FredConfig, KeysInterface, ReconnectPolicy,
+    ServerConfig,
 };
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::TcpSettings;
 use tokio::runtime::Runtime;
+
+#[path = "common/fred.rs"]
+mod fred_setup;
 
 /// Every side's request timeout (over redirects and retries).
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -137,16 +140,8 @@ impl Cluster {
                     server: ServerConfig::new_clustered(hosts),
                     ..FredConfig::default()
                 };
-                let mut builder = Builder::from_config(config);
-                builder
-                    .with_performance_config(|p| p.default_command_timeout = TIMEOUT)
-                    .with_connection_config(|c| {
-                        c.tcp = TcpConfig {
-                            nodelay: Some(true),
-                            ..TcpConfig::default()
-                        };
-                    })
-                    .set_policy(ReconnectPolicy::new_exponential(0, 10, 500, 2));
+                let mut builder = fred_setup::equal_work(config, TIMEOUT);
+                builder.set_policy(ReconnectPolicy::new_exponential(0, 10, 500, 2));
                 let client = builder.build().unwrap();
                 client.init().await.unwrap();
                 Cluster::Fred(client)

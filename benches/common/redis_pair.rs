@@ -26,8 +26,11 @@ use beamline_testkit::RedisServer;
 use bytes::Bytes;
 use fred::prelude::{
     Builder, Client as FredClient, ClientLike, Config as FredConfig, KeysInterface,
-    Pool as FredPool, TcpConfig,
+    Pool as FredPool,
 };
+
+#[path = "fred.rs"]
+mod fred_setup;
 use redis::aio::MultiplexedConnection;
 use redis::io::tcp::TcpSettings;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo};
@@ -103,16 +106,7 @@ fn redis_rs(redis: &RedisServer) -> redis::RedisResult<redis::Client> {
 
 fn fred_builder(redis: &RedisServer) -> Builder {
     let config = FredConfig::from_url(&redis.url()).unwrap();
-    let mut builder = Builder::from_config(config);
-    builder
-        .with_performance_config(|p| p.default_command_timeout = TIMEOUT)
-        .with_connection_config(|c| {
-            c.tcp = TcpConfig {
-                nodelay: Some(true),
-                ..TcpConfig::default()
-            };
-        });
-    builder
+    fred_setup::equal_work(config, TIMEOUT)
 }
 
 impl Clients {
