@@ -439,8 +439,12 @@ impl ClusterDemoReport {
         );
         let _ = writeln!(
             s,
-            "  client: {} topology refreshes, {} MOVED, {} ASK, {} idempotent requests resent after a lost connection",
-            self.stats.refreshes, self.stats.moved, self.stats.asked, self.stats.resent
+            "  client: {} topology refreshes, {} MOVED, {} ASK, {} idempotent requests resent after a lost connection, {} answered by the dead primary's replica once promoted",
+            self.stats.refreshes,
+            self.stats.moved,
+            self.stats.asked,
+            self.stats.resent,
+            self.stats.stood_in
         );
         let _ = writeln!(
             s,

@@ -9,7 +9,7 @@ use beamline_redis::{ClusterClient, ClusterStats};
 use beamline_testkit::{Failover, RedisCluster};
 use tokio::time::Instant;
 
-use super::{BACKOFF_CAP, ClusterFault, REFRESH, SLACK, TIMEOUT, blocking};
+use super::{AFTER_FAILOVER, ClusterFault, SLACK, TIMEOUT, blocking};
 use crate::cluster_load::{End, LoadLog, OpKind};
 
 /// How long the partition lasts: longer than a request's deadline, so the requests that
@@ -159,12 +159,11 @@ pub(super) async fn verify(fault: ClusterFault, e: &Evidence<'_>) -> Vec<String>
     let mut failures = Vec::new();
     let injected = e.injected;
     // How long writes may take to come back: the fault's own time, then (after a
-    // failover) one refresh and the retry backoff's cap, or (after a partition) one
-    // request's deadline.
+    // failover) the 1 s the client promises, or (after a partition) one request's deadline.
     let bound = match fault {
         ClusterFault::None => None,
         ClusterFault::KillPrimary | ClusterFault::ManualFailover => {
-            Some(injected.took + REFRESH + BACKOFF_CAP + SLACK)
+            Some(injected.took + AFTER_FAILOVER + SLACK)
         }
         ClusterFault::MigrateSlot => Some(injected.took + SLACK),
         ClusterFault::PartitionPrimary => Some(injected.took + TIMEOUT + SLACK),

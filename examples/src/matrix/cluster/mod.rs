@@ -35,7 +35,7 @@
 //! - Writes resume on the affected slots (the victim primary's; for a migration, the victim
 //!   slot): the time from the fault to the first successful write started after it is the
 //!   report's `recovery_ms`; for a failover it must be within the failover's own time plus
-//!   one refresh (1 s), the retry backoff's cap (0.5 s) and slack.
+//!   1 s (beamline-redis's promise) and slack.
 //! - After the fault, every caller sends 12 more requests and every one must succeed.
 //! - The fault happened: the killed node is dead and the client routes the slot to the new
 //!   primary; the manual failover moved the slot and the client followed a `MOVED`; the
@@ -92,10 +92,10 @@ const FAULT_AT: Duration = Duration::from_secs(1);
 const SETTLE: Duration = Duration::from_secs(1);
 /// Requests per caller after the fault, every one of which must succeed.
 const FINAL_REQUESTS: u32 = 12;
-/// The client's least time between two refreshes (its default) and its retry backoff's
-/// cap: what writes resuming after a failover may take beyond the failover itself.
-const REFRESH: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_millis(500);
+/// What writes resuming after a failover may take beyond the failover itself: beamline-redis
+/// promises 1 s (a request whose primary is down asks the replica, which takes the write
+/// when it is promoted; no refresh needed).
+const AFTER_FAILOVER: Duration = Duration::from_secs(1);
 
 /// What happens to the cluster in a cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
