@@ -235,13 +235,11 @@ impl ClusterClient {
         let mut pause = std::time::Duration::from_millis(100);
         loop {
             let map = inner.map();
-            let primaries: Vec<Arc<str>> = map.primaries().cloned().collect();
-            let connected =
-                futures::future::join_all(primaries.iter().map(|p| inner.nodes.client(p))).await;
-            let unreachable: Vec<String> = primaries
-                .iter()
-                .zip(connected)
-                .filter_map(|(node, client)| client.err().map(|e| format!("{node}: {e}")))
+            let unreachable: Vec<String> = inner
+                .connect_primaries(&map)
+                .await
+                .into_iter()
+                .map(|(node, e)| format!("{node}: {e}"))
                 .collect();
             let served = map.served();
             if served == usize::from(crate::SLOTS) && unreachable.is_empty() {
@@ -370,6 +368,22 @@ impl Inner {
             }
             Route::Node(node) => Some((node.clone(), false)),
         }
+    }
+
+    /// Makes sure every primary of `map` has a connection (each made at most once, all at
+    /// once); the primaries that could not be reached, with why.
+    pub(crate) async fn connect_primaries(
+        &self,
+        map: &SlotMap,
+    ) -> Vec<(Arc<str>, beamline_client::BuildError)> {
+        let primaries: Vec<&Arc<str>> = map.primaries().collect();
+        let connected =
+            futures::future::join_all(primaries.iter().map(|p| self.nodes.client(p))).await;
+        primaries
+            .into_iter()
+            .zip(connected)
+            .filter_map(|(node, client)| client.err().map(|e| (node.clone(), e)))
+            .collect()
     }
 
     /// A `MOVED` answer (or a write a replica took): `slot` is served by `node` from now

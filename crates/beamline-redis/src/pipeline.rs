@@ -54,8 +54,7 @@ impl ClusterClient {
         // connection is still being made: make every primary's first, so the order of the
         // first polls below is the order on each connection. (A node that cannot be reached
         // now is each of its commands' error to report.)
-        let primaries: Vec<_> = self.inner.map().primaries().cloned().collect();
-        join_all(primaries.iter().map(|node| self.inner.nodes.client(node))).await;
+        self.inner.connect_primaries(&self.inner.map()).await;
 
         let mut calls: Vec<Pin<Box<_>>> = commands
             .into_iter()

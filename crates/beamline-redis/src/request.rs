@@ -66,6 +66,14 @@ pub(crate) fn verdict(message: &[u8], from: &str) -> Verdict {
     }
 }
 
+/// A replica asked in place of its shard's primary, `down`, whose connection failed the
+/// request: it takes the write once promoted, and answers `MOVED` back to `down` before.
+struct StandIn {
+    slot: u16,
+    replica: Arc<str>,
+    down: Arc<str>,
+}
+
 /// One request's state across its attempts.
 struct Attempts<'a> {
     client: &'a ClusterClient,
@@ -199,13 +207,12 @@ impl ClusterClient {
         };
         // Where the next attempt goes when a redirect said so, and whether with ASKING.
         let mut redirected: Option<(Arc<str>, bool)> = None;
-        // The slot's primary whose connection failed this request, and the replica of its
-        // shard that the next attempt asks instead (attempts alternate between the two
+        // After the slot's primary failed this request: the replica of its shard that the
+        // next attempt asks instead (attempts alternate between the two
         // until one answers): a replica takes the write the moment the cluster promotes it,
         // and answers `MOVED` back to the dead primary before (nothing applied), so writes
         // resume with the failover, not with the next refresh.
-        let mut down: Option<Arc<str>> = None;
-        let mut stand_in: Option<(u16, Arc<str>)> = None;
+        let mut stand_in: Option<StandIn> = None;
         // A replica failed this request: PreferReplica reads go to the primary from now on.
         let mut avoid_replicas = false;
         // Bounded by the deadline (every wait below is), and in count as a safeguard.
@@ -214,7 +221,7 @@ impl ClusterClient {
                 return Err(attempt.timeout());
             }
             let (node, asking, replica, standing_in) = match (stand_in.take(), redirected.take()) {
-                (Some((slot, node)), _) => (node, false, false, Some(slot)),
+                (Some(standing), _) => (standing.replica.clone(), false, false, Some(standing)),
                 (None, Some((node, asking))) => (node, asking, false, None),
                 (None, None) => match inner.route(&route, avoid_replicas) {
                     Some((node, replica)) => (node, false, replica, None),
@@ -233,7 +240,11 @@ impl ClusterClient {
                     return None;
                 }
                 let slot = route.slot()?;
-                inner.stand_in(slot, node).map(|r| (slot, r))
+                inner.stand_in(slot, node).map(|replica| StandIn {
+                    slot,
+                    replica,
+                    down: node.clone(),
+                })
             };
             let registry = if replica {
                 &inner.replicas
@@ -247,9 +258,7 @@ impl ClusterClient {
                     attempt.last = format!("{node}: {e}");
                     inner.refresh_soon();
                     stand_in = next_stand_in(&node);
-                    if stand_in.is_some() {
-                        down = Some(node);
-                    } else {
+                    if stand_in.is_none() {
                         attempt.pause().await;
                     }
                     continue;
@@ -280,7 +289,7 @@ impl ClusterClient {
                     // A stand-in not promoted yet points back at the primary that failed:
                     // not news (and nothing was applied). Wait, then try the primary again.
                     Verdict::Moved { node: to, .. }
-                        if standing_in.is_some() && down.as_ref() == Some(&to) =>
+                        if standing_in.as_ref().is_some_and(|s| s.down == to) =>
                     {
                         attempt.last = format!("{to} is down and {node} not promoted yet");
                         attempt.pause().await;
@@ -307,21 +316,19 @@ impl ClusterClient {
                         attempt.pause().await;
                     }
                     Verdict::Answer => {
-                        self.stood_in(standing_in, &node);
+                        self.stood_in(standing_in.as_ref(), &node);
                         return Ok(Value::Error(message));
                     }
                 },
                 Ok(value) => {
-                    self.stood_in(standing_in, &node);
+                    self.stood_in(standing_in.as_ref(), &node);
                     return Ok(value);
                 }
                 Err(e) => {
                     avoid_replicas |= replica;
                     self.failed(&mut attempt, &node, e)?;
                     stand_in = next_stand_in(&node);
-                    if stand_in.is_some() {
-                        down = Some(node);
-                    } else {
+                    if stand_in.is_none() {
                         attempt.pause().await;
                     }
                 }
@@ -332,8 +339,8 @@ impl ClusterClient {
 
     /// A replica asked in place of its shard's primary answered `slot`'s request: it was
     /// promoted, and the shard moves to it in the map (a refresh confirms it).
-    fn stood_in(&self, standing_in: Option<u16>, node: &str) {
-        if let Some(slot) = standing_in {
+    fn stood_in(&self, standing_in: Option<&StandIn>, node: &str) {
+        if let Some(&StandIn { slot, .. }) = standing_in {
             self.inner.counters.stood_in.fetch_add(1, Ordering::Relaxed);
             self.inner.moved(slot, node);
             self.inner.refresh_soon();
