@@ -164,6 +164,13 @@ impl RespCodec {
         self.scanner.examined()
     }
 
+    /// The codec with the whole-request shortcut off: every frame read by the general scan.
+    #[cfg(test)]
+    pub(super) fn without_shortcut(mut self) -> Self {
+        self.scanner = Scanner::default().without_shortcut();
+        self
+    }
+
     /// How many bytes the buffer must hold before the next scan.
     #[cfg(test)]
     pub(super) fn need(&self) -> usize {

@@ -114,6 +114,9 @@ pub(super) struct Scanner {
     open: Vec<usize>,
     /// Bytes of input this scanner has looked at, over its life.
     examined: u64,
+    /// Whether a request that is whole in the buffer is read by [`Scanner::whole_request`]
+    /// (off only in the tests that hold it to the general scan).
+    shortcut: bool,
 }
 
 impl Default for Scanner {
@@ -124,6 +127,7 @@ impl Default for Scanner {
             headers: Vec::new(),
             open: Vec::new(),
             examined: 0,
+            shortcut: true,
         }
     }
 }
@@ -147,6 +151,14 @@ impl Scanner {
         self.pos
     }
 
+    /// Turns the whole-request shortcut off, so the general scan reads every frame: the
+    /// tests that hold the two to the same answers.
+    #[cfg(test)]
+    pub(super) fn without_shortcut(mut self) -> Self {
+        self.shortcut = false;
+        self
+    }
+
     #[cfg(test)]
     /// How many bytes of input this scanner has looked at since it was made: the measure of
     /// its work that the tests hold to the input's length.
@@ -165,6 +177,15 @@ impl Scanner {
         dialect: Dialect,
     ) -> Result<Scan, RespError> {
         let max_frame = limits.frame_limit();
+        if self.shortcut
+            && dialect == Dialect::Requests
+            && self.pos == 0
+            && self.step == Step::Value
+            && self.headers.is_empty()
+            && let Some(len) = self.whole_request(buf, limits)
+        {
+            return Ok(Scan::Done(len));
+        }
         loop {
             match self.step {
                 Step::Value => {
@@ -261,6 +282,34 @@ impl Scanner {
                 }
             }
         }
+    }
+
+    /// The common case read in one pass: a request (`*<n>` and `n` bulk strings) whole at
+    /// the start of `buf`, every number in canonical form, nothing near a limit. Its headers
+    /// are recorded as the general scan records them and its length returned; anything else
+    /// (a part still to come, an edge case, an error) gives `None` with the scan untouched,
+    /// and the general scan reads it. It is tried once per frame (only from the frame's first
+    /// byte), so a frame arriving in pieces costs at most one extra pass.
+    fn whole_request(&mut self, buf: &[u8], limits: &RespLimits) -> Option<usize> {
+        if buf.first() != Some(&b'*') || limits.depth_limit() == 0 {
+            return None;
+        }
+        let (count, mut at) = short_number(buf, 1)?;
+        let least = at.saturating_add(count.saturating_mul(3));
+        if count == 0 || least > limits.frame_limit() {
+            return None;
+        }
+        self.headers.push(Header::Array(count));
+        for _ in 0..count {
+            let Some((start, end)) = whole_bulk(buf, at, limits) else {
+                self.headers.clear();
+                return None;
+            };
+            self.headers.push(Header::Bulk(Span::new(start, end)));
+            at = end + 2;
+        }
+        self.examined += at as u64;
+        Some(at)
     }
 
     /// The end (at `\r`) and the next position of the header line whose type byte is at
@@ -485,6 +534,41 @@ impl Scanner {
             }
         }
     }
+}
+
+/// A count or a length of 1 to 9 digits at `at`, canonical (no sign, no leading zero but
+/// `0` itself) and ended by `\r\n`: the number and the position after its line.
+fn short_number(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+    let rest = buf.get(at..)?;
+    let digits = rest
+        .iter()
+        .take(10)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0 || digits > 9 || (digits > 1 && rest.first() == Some(&b'0')) {
+        return None;
+    }
+    if rest.get(digits..digits + 2) != Some(b"\r\n") {
+        return None;
+    }
+    let n = rest
+        .iter()
+        .take(digits)
+        .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+    Some((n, at + digits + 2))
+}
+
+/// A whole bulk string whose `$` is at `at`, within the limits: its body's `start..end`.
+fn whole_bulk(buf: &[u8], at: usize, limits: &RespLimits) -> Option<(usize, usize)> {
+    if buf.get(at) != Some(&b'$') {
+        return None;
+    }
+    let (len, start) = short_number(buf, at + 1)?;
+    let end = start + len;
+    if len > limits.bulk_limit() || end + 2 > limits.frame_limit() {
+        return None;
+    }
+    (buf.get(end..end + 2)? == b"\r\n").then_some((start, end))
 }
 
 fn request_error(error: RequestError, offset: usize) -> RespError {

@@ -324,3 +324,83 @@ fn switching_dialects_mid_frame_starts_the_scan_over() {
         Some(Value::Array(vec![Value::Integer(1)]))
     );
 }
+
+/// Every answer `codec` gives for `wire` arriving in the pieces `cuts` makes: each request
+/// (as its arguments), each `None`, and the error it stops at with what is left buffered.
+fn answers(mut codec: RespCodec, wire: &[u8], cuts: &[usize]) -> Vec<String> {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+    points.push(wire.len());
+    points.sort_unstable();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut from = 0;
+    for to in points {
+        buf.extend_from_slice(&wire[from..to]);
+        from = to;
+        loop {
+            match codec.decode_request(&mut buf) {
+                Ok(Some(Request::Command(args))) => {
+                    out.push(format!("{:?}", args.iter().collect::<Vec<_>>()));
+                }
+                Ok(Some(Request::Other(other))) => out.push(format!("other {other:?}")),
+                Ok(None) => {
+                    out.push("none".into());
+                    break;
+                }
+                Err(e) => {
+                    out.push(format!("{e:?} with {} left", buf.len()));
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+proptest::proptest! {
+    /// The whole-request shortcut is only a shortcut: on well-formed requests, requests
+    /// near the limits, and requests with a byte changed or cut anywhere, split anywhere, the
+    /// codec answers exactly as the general scan does.
+    #[test]
+    fn the_whole_request_shortcut_answers_as_the_general_scan(
+        commands in proptest::collection::vec(
+            proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12), 0..5),
+            1..6,
+        ),
+        changes in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..3),
+        cuts in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..4),
+        max_bulk in 0usize..16,
+        max_frame in 8usize..96,
+        depth in 0usize..3,
+        zeros in proptest::prelude::any::<bool>(),
+    ) {
+        let mut wire = Vec::new();
+        for args in &commands {
+            let pad = if zeros { "0" } else { "" };
+            wire.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+            for a in args {
+                wire.extend_from_slice(format!("${pad}{}\r\n", a.len()).as_bytes());
+                wire.extend_from_slice(a);
+                wire.extend_from_slice(b"\r\n");
+            }
+        }
+        for (at, byte) in changes {
+            let at = at % wire.len();
+            wire[at] = byte;
+        }
+        let limits = RespLimits::new()
+            .max_bulk_len(max_bulk)
+            .max_frame_len(max_frame)
+            .max_depth(depth);
+        for (limits, inline) in [(RespLimits::new(), true), (limits, false)] {
+            let fast = RespCodec::with_limits(limits).inline_commands(inline);
+            let general = RespCodec::with_limits(limits)
+                .inline_commands(inline)
+                .without_shortcut();
+            proptest::prop_assert_eq!(
+                answers(fast, &wire, &cuts),
+                answers(general, &wire, &cuts)
+            );
+        }
+    }
+}
