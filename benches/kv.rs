@@ -1,7 +1,7 @@
 //! The `kv` example as a user runs it, beside a real `redis-server`, measured by the real
 //! `redis-benchmark` running its default test list (`-t ping,set,get,incr,lpush,rpush,lpop,
-//! rpop,sadd,hset,spop,lrange_100,lrange_300,mset -c 50 -P <1|16> -q --csv`), the same number
-//! of requests against each server.
+//! rpop,sadd,hset,spop,lrange_100,lrange_300,mset -c 50 -P <1|16> -q --csv`, one `-t` test
+//! per run), the same number of requests against each server.
 //!
 //! Equal work:
 //!
@@ -11,25 +11,35 @@
 //! | threads | tokio's default runtime: a worker per core | one worker (redis-server's one main thread) | one main thread |
 //! | load | redis-benchmark, 50 connections, pipelines of 1 and of 16 | the same | the same |
 //!
-//! The three servers take turns, in an order that rotates every round, for 5 rounds
-//! (`BEAMLINE_KV_BENCH_ROUNDS`), so a noisy moment hurts all alike; each round's
-//! requests/s per test go to `target/beamline-bench/kv.json` as samples, and `cargo xtask
-//! bench` reports each test's median with its min–max, and the ratio round by round:
+//! One test at a time, the three servers run it back to back, in an order that rotates
+//! with the test and the round, for 5 rounds (`BEAMLINE_KV_BENCH_ROUNDS`): a noisy moment
+//! on this shared machine hurts the three runs of one test alike. Each run is sized from a
+//! calibration run (which also warms every server up) to take about 0.6 s on the slowest
+//! server (`BEAMLINE_KV_BENCH_N` fixes the requests per run instead): long enough that
+//! redis-benchmark's millisecond clock is not the noise (runs of all 14 tests at once gave
+//! the fast tests ~100 ms each, and their rates moved in 2% steps). Each round's requests/s
+//! per test go to `target/beamline-bench/kv.json` as samples, and `cargo xtask bench`
+//! reports each test's geometric mean over the rounds and the ratio round by round, with
+//! its 95% t-interval:
 //!
 //! | group | what |
 //! |---|---|
 //! | `kv/<test>-p1`, `kv/<test>-p16` | kv as a user starts it against redis-server, `<test>` one of `ping` (`PING_MBULK`), `set`, `get`, `incr`, `lpush`, `rpush`, `lpop`, `rpop`, `sadd`, `hset`, `spop`, `lrange_100`, `lrange_300`, `mset` (10 keys) |
 //! | `kv/<test>-p1-1worker`, `kv/<test>-p16-1worker` | kv on one worker against the same redis-server rounds |
 //! | `kv/geomean-p1`, `kv/geomean-p16` (and `-1worker`) | per round, the geometric mean over the tests |
+//! | `kv/cpu-geomean-p1`, `kv/cpu-geomean-p16` (and `-1worker`) | per round, the geometric mean over the tests of the server's CPU time per request (µs, lower is better) |
 //!
-//! redis-benchmark does not look at the replies, so before measuring, each test's command is
-//! sent once to every server and the reply checked: a test kv answers with an error is
-//! left out (and said so) rather than measured as fast errors. redis-benchmark shares the
-//! machine's two cores with the servers: with a worker per core kv competes with its own load
-//! generator, which is why the one-worker setting is measured too. Each run is sized from a
-//! calibration run to take about 3 s (`BEAMLINE_KV_BENCH_N` fixes the requests per test
-//! instead). Memory: each server's peak resident set (`VmHWM`) after all rounds, written as
-//! a section.
+//! redis-benchmark is one thread: at these rates it keeps its core busy, so when both
+//! servers keep up their requests/s are the load generator's and the ratio sits at 1.00×
+//! within the noise. The server's own cost is its CPU time per request, read for every run
+//! from `/proc/<pid>/task/*/schedstat` (all the server's threads, nanoseconds): the `cpu-`
+//! groups, and per test in a section. redis-benchmark does not look at the replies, so
+//! before measuring, each test's command is sent once to every server and the reply
+//! checked: a test kv answers with an error is left out (and said so) rather than
+//! measured as fast errors. redis-benchmark shares the machine's two cores with the
+//! servers: with a worker per core kv competes with its own load generator, which is why
+//! the one-worker setting is measured too. Memory: each server's peak resident set
+//! (`VmHWM`) after all rounds, written as a section.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -78,18 +88,17 @@ const KV: &str = "beamline-kv";
 const KV_ONE_WORKER: &str = "beamline-kv-1worker";
 const REDIS: &str = "redis-server";
 
-/// The time one run (every test against one server) should take.
-const RUN_TARGET: Duration = Duration::from_secs(3);
+/// The time one run (one test against one server) should take, for the slowest server.
+const RUN_TARGET: Duration = Duration::from_millis(600);
 /// A run that takes longer than this is stopped: the bench fails rather than hang.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
-/// Requests/s per test name (up to the first space), from one `redis-benchmark --csv` run.
-fn redis_benchmark(port: u16, pipeline: u32, requests: u64) -> BTreeMap<String, f64> {
-    let tests: Vec<&str> = TESTS.iter().map(|(_, name, _)| *name).collect();
-    let tests = tests.join(",");
+/// Requests/s per test name (up to the first space), from one `redis-benchmark --csv` run of
+/// the tests `names` (our names, comma-separated).
+fn redis_benchmark(port: u16, names: &str, pipeline: u32, requests: u64) -> BTreeMap<String, f64> {
     let mut child = match Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-t", &tests, "-c", "50", "-q", "--csv"])
+        .args(["-t", names, "-c", "50", "-q", "--csv"])
         .args(["-P", &pipeline.to_string(), "-n", &requests.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -141,10 +150,26 @@ fn redis_benchmark(port: u16, pipeline: u32, requests: u64) -> BTreeMap<String, 
             Some((name.to_owned(), rps.parse().ok()?))
         })
         .collect();
-    for (test, _, _) in TESTS {
-        assert!(rates.contains_key(test), "no {test} in: {out}");
+    for (test, name, _) in TESTS {
+        let asked = names.split(',').any(|n| n == name);
+        assert!(!asked || rates.contains_key(test), "no {test} in: {out}");
     }
     rates
+}
+
+/// Time process `pid` has spent on a CPU so far, all its threads, in seconds (the first
+/// field of each thread's `/proc/<pid>/task/<tid>/schedstat`, in nanoseconds).
+fn cpu_seconds(pid: u32) -> f64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let nanos: u64 = tasks
+        .filter_map(|task| {
+            let path = task.ok()?.path().join("schedstat");
+            // A thread that ended between the listing and the read is not counted.
+            let text = std::fs::read_to_string(path).ok()?;
+            text.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum();
+    nanos as f64 / 1e9
 }
 
 /// Sends `args` as one RESP command on `stream` and reads the reply's first line.
@@ -311,15 +336,15 @@ fn main() {
     let kv_one = Kv::start(&binary, Some(1));
     let redis = RedisServer::start();
     let servers = [
-        (KV, kv.port),
-        (KV_ONE_WORKER, kv_one.port),
-        (REDIS, redis.port()),
+        (KV, kv.port, kv.child.id()),
+        (KV_ONE_WORKER, kv_one.port, kv_one.child.id()),
+        (REDIS, redis.port(), redis_pid(redis.port())),
     ];
 
     // Tests every server answers (redis-benchmark would count error replies as answers).
     let mut tests: Vec<(&str, &str)> = TESTS.iter().map(|(t, n, _)| (*t, *n)).collect();
     let mut left_out = Vec::new();
-    for (function, port) in servers {
+    for (function, port, _) in servers {
         let ok = supported(port);
         tests.retain(|(test, name)| {
             let keep = ok.contains(test);
@@ -332,41 +357,61 @@ fn main() {
         });
     }
 
-    // samples[(function, pipeline, test)] = one rate per round
-    let mut samples: BTreeMap<(&str, u32, &str), Vec<f64>> = BTreeMap::new();
+    let all = tests
+        .iter()
+        .map(|(_, name)| *name)
+        .collect::<Vec<_>>()
+        .join(",");
+    // rates[(function, pipeline, test)]: requests/s, one per round; cpu[..]: the server's
+    // CPU time per request, in µs, from the same runs.
+    let mut rates: BTreeMap<(&str, u32, &str), Vec<f64>> = BTreeMap::new();
+    let mut cpu: BTreeMap<(&str, u32, &str), Vec<f64>> = BTreeMap::new();
     for pipeline in PIPELINES {
-        let requests = env_number("BEAMLINE_KV_BENCH_N").unwrap_or_else(|| {
-            // Calibrate (and warm all up): size runs so the slowest server's takes RUN_TARGET.
-            let probe = if pipeline == 1 { 50_000 } else { 200_000 };
-            let slowest = servers
-                .iter()
-                .map(|(_, port)| {
-                    let rates = redis_benchmark(*port, pipeline, probe);
-                    tests
-                        .iter()
-                        .map(|(t, _)| probe as f64 / rates[*t])
-                        .sum::<f64>()
-                })
-                .fold(0.0, f64::max);
-            let scaled = probe as f64 * RUN_TARGET.as_secs_f64() / slowest;
-            ((scaled / 10_000.0).round() as u64 * 10_000).clamp(10_000, 5_000_000)
-        });
-        println!("kv: redis-benchmark -c 50 -P {pipeline} -n {requests}, {rounds} rounds");
-        for round in 0..rounds {
-            for k in 0..servers.len() {
-                let (function, port) = servers[(round + k) % servers.len()];
-                let rates = redis_benchmark(port, pipeline, requests);
-                let line: Vec<String> = tests
-                    .iter()
-                    .map(|(t, _)| format!("{t} {:.0}", rates[*t]))
-                    .collect();
-                println!("  round {} {function:<20} {}", round + 1, line.join(", "));
+        // Requests per test: fixed, or sized from a calibration run of every test against
+        // every server (which warms them all up) so that the slowest takes RUN_TARGET.
+        let fixed = env_number("BEAMLINE_KV_BENCH_N");
+        let mut slowest: BTreeMap<&str, f64> = BTreeMap::new();
+        if fixed.is_none() {
+            let probe = if pipeline == 1 { 20_000 } else { 100_000 };
+            for (_, port, _) in servers {
+                let measured = redis_benchmark(port, &all, pipeline, probe);
                 for (test, _) in &tests {
-                    samples
-                        .entry((function, pipeline, test))
-                        .or_default()
-                        .push(rates[*test]);
+                    let rate = slowest.entry(test).or_insert(f64::INFINITY);
+                    *rate = rate.min(measured[*test]);
                 }
+            }
+        }
+        let requests = |test: &str| {
+            fixed.unwrap_or_else(|| {
+                let n = slowest[test] * RUN_TARGET.as_secs_f64();
+                ((n / 1000.0).round() as u64 * 1000).clamp(1000, 5_000_000)
+            })
+        };
+        println!("kv: redis-benchmark -c 50 -P {pipeline}, one test at a time, {rounds} rounds");
+        for round in 0..rounds {
+            let mut lines: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for (i, (test, name)) in tests.iter().enumerate() {
+                let n = requests(test);
+                // The three servers run this test back to back, in an order that rotates.
+                for k in 0..servers.len() {
+                    let (function, port, pid) = servers[(round + i + k) % servers.len()];
+                    let before = cpu_seconds(pid);
+                    let measured = redis_benchmark(port, name, pipeline, n);
+                    let rate = measured[*test];
+                    // `-t ping` runs PING_INLINE and PING_MBULK, n requests each.
+                    let sent = n as f64 * measured.len() as f64;
+                    let per_request = (cpu_seconds(pid) - before) * 1e6 / sent;
+                    let key = (function, pipeline, *test);
+                    rates.entry(key).or_default().push(rate);
+                    cpu.entry(key).or_default().push(per_request);
+                    lines
+                        .entry(function)
+                        .or_default()
+                        .push(format!("{test} {rate:.0} ({per_request:.2} µs)"));
+                }
+            }
+            for (function, line) in lines {
+                println!("  round {} {function:<20} {}", round + 1, line.join(", "));
             }
         }
     }
@@ -379,35 +424,71 @@ fn main() {
     drop((kv, kv_one, redis));
 
     let mut results = Vec::new();
-    let sampled = |group: String, function: &str, samples: Vec<f64>| Sampled {
+    let sampled = |group: String, function: &str, samples: Vec<f64>, rate: bool| Sampled {
         group,
         function: function.to_owned(),
-        metric: "requests/s",
+        metric: if rate { "requests/s" } else { "µs/request" },
         samples,
-        summary: Summary::Median,
-        higher_is_better: true,
+        summary: Summary::Mean,
+        higher_is_better: rate,
+    };
+    // Per round, the geometric mean over the tests of `figures`.
+    let geomean = |figures: &BTreeMap<(&str, u32, &str), Vec<f64>>, function, pipeline| {
+        (0..rounds)
+            .map(|r| {
+                let logs: f64 = tests
+                    .iter()
+                    .map(|(test, _)| figures[&(function, pipeline, *test)][r].ln())
+                    .sum();
+                (logs / tests.len() as f64).exp()
+            })
+            .collect::<Vec<f64>>()
     };
     for pipeline in PIPELINES {
         for (subject, one_worker) in [(KV, false), (KV_ONE_WORKER, true)] {
-            let mut geo: Vec<Vec<f64>> = vec![vec![0.0; rounds]; 2];
-            for (test, name) in &tests {
-                let g = group(name, pipeline, one_worker);
-                for (side, function) in [subject, REDIS].into_iter().enumerate() {
-                    let s = samples[&(function, pipeline, *test)].clone();
-                    for (r, rate) in s.iter().enumerate() {
-                        geo[side][r] += rate.ln() / tests.len() as f64;
-                    }
-                    // The subject is `beamline-kv` in both settings: the group says which.
-                    results.push(sampled(g.clone(), if side == 0 { KV } else { REDIS }, s));
+            // The subject is `beamline-kv` in both settings: the group says which.
+            for (side, function) in [(KV, subject), (REDIS, REDIS)] {
+                for (test, name) in &tests {
+                    let g = group(name, pipeline, one_worker);
+                    let s = rates[&(function, pipeline, *test)].clone();
+                    results.push(sampled(g, side, s, true));
                 }
-            }
-            let g = group("geomean", pipeline, one_worker);
-            for (side, logs) in geo.into_iter().enumerate() {
-                let s = logs.into_iter().map(f64::exp).collect();
-                results.push(sampled(g.clone(), if side == 0 { KV } else { REDIS }, s));
+                let g = group("geomean", pipeline, one_worker);
+                results.push(sampled(g, side, geomean(&rates, function, pipeline), true));
+                let g = group("cpu-geomean", pipeline, one_worker);
+                results.push(sampled(g, side, geomean(&cpu, function, pipeline), false));
             }
         }
     }
+    let median = |values: &[f64]| {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut cpu_section = String::from(
+        "### kv: server CPU per request\n\n\
+         The CPU time each server spent per request (all its threads, from \
+         `/proc/<pid>/task/*/schedstat`), the median of the rounds, in the same runs as the \
+         rates. redis-benchmark saturates its one core at these rates, so requests/s is \
+         capped by the load generator when both servers keep up; CPU per request is the \
+         server's own cost. `ping` is PING_INLINE and PING_MBULK (redis-benchmark runs both for \
+         `-t ping`), counted together; an LRANGE run's time includes redis-benchmark's \
+         LPUSH fill-up before it (as many LPUSHes as LRANGEs), the same on every server.\n\n\
+         | test | beamline-kv | beamline-kv, 1 worker | redis-server | redis ÷ kv 1 worker |\n\
+         |---|---|---|---|---|\n",
+    );
+    for pipeline in PIPELINES {
+        for (test, name) in &tests {
+            let at = |function| median(&cpu[&(function, pipeline, *test)]);
+            let (kv_cpu, one, peer) = (at(KV), at(KV_ONE_WORKER), at(REDIS));
+            cpu_section.push_str(&format!(
+                "| {name}-p{pipeline} | {kv_cpu:.2} µs | {one:.2} µs | {peer:.2} µs | {:.2}× |\n",
+                peer / one
+            ));
+        }
+    }
+    print!("\n{cpu_section}");
+    write_section("kv-cpu", &cpu_section).unwrap();
     let path = write_sampled("kv", &results).unwrap();
 
     let mut section = String::from(
