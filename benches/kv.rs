@@ -49,7 +49,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use beamline_benches::{Sampled, Summary, results_dir, selected, write_sampled, write_section};
+use beamline_benches::{
+    Sampled, Summary, median, results_dir, selected, write_sampled, write_section,
+};
 use beamline_testkit::{RedisServer, free_port};
 
 /// redis-benchmark's default test list: its test names (up to the first space), our names
@@ -460,11 +462,6 @@ fn main() {
             }
         }
     }
-    let median = |values: &[f64]| {
-        let mut v = values.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let mut cpu_section = String::from(
         "### kv: server CPU per request\n\n\
          The CPU time each server spent per request (all its threads, from \

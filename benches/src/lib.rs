@@ -48,6 +48,14 @@ pub fn results_dir() -> PathBuf {
     target.join("beamline-bench")
 }
 
+/// The median of `values`, the upper of the middle two for an even count (0 for none): how
+/// the harness-free benches and the memory rows summarise their rounds.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// Writes a markdown section to `target/beamline-bench/sections/<name>.md`, which `cargo
 /// xtask bench` places (stamped with the run's commit and date) after the ratio tables.
 ///

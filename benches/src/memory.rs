@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use serde_json::{Value, json};
 
 use crate::external::pretty;
-use crate::results_dir;
+use crate::{median, results_dir};
 
 /// The global allocator of the bench binaries: the system allocator, counted inside a
 /// [`count`] window.
@@ -193,11 +193,6 @@ pub fn json(rows: &[Memory]) -> String {
 /// # Errors
 /// The directory or the file cannot be written.
 pub fn write(name: &str, rows: &[Memory]) -> std::io::Result<PathBuf> {
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
     for m in rows {
         println!(
             "memory {:<34} {:<28} {:>9.2} allocations/op, peak {:>10.0} B (median of {})",
@@ -256,9 +251,7 @@ mod tests {
         // Every thread is counted: another test's thread freeing older memory inside a
         // window lowers that round's live bytes (seen in CI: one round's peak 462 B). The
         // report shows the median of the rounds, so that is what must see the 512 bytes.
-        let mut peaks = rows[0].peak_bytes.clone();
-        peaks.sort_by(f64::total_cmp);
-        assert!(peaks[ROUNDS / 2] >= 512.0, "{rows:?}");
+        assert!(median(&rows[0].peak_bytes) >= 512.0, "{rows:?}");
         assert!(
             rows[1].allocations_per_op.iter().all(|&a| a >= 0.5),
             "{rows:?}"

@@ -536,8 +536,9 @@ impl Scanner {
     }
 }
 
-/// A count or a length of 1 to 9 digits at `at`, canonical (no sign, no leading zero but
-/// `0` itself) and ended by `\r\n`: the number and the position after its line.
+/// A count or a length of 1 to 9 digits at `at`, canonical as Redis reads it
+/// ([`parse_redis_int`]: no sign, no leading zero but `0` itself) and ended by `\r\n`: the
+/// number and the position after its line.
 fn short_number(buf: &[u8], at: usize) -> Option<(usize, usize)> {
     let rest = buf.get(at..)?;
     let digits = rest
@@ -545,17 +546,11 @@ fn short_number(buf: &[u8], at: usize) -> Option<(usize, usize)> {
         .take(10)
         .take_while(|b| b.is_ascii_digit())
         .count();
-    if digits == 0 || digits > 9 || (digits > 1 && rest.first() == Some(&b'0')) {
+    if digits > 9 || rest.get(digits..digits + 2) != Some(b"\r\n") {
         return None;
     }
-    if rest.get(digits..digits + 2) != Some(b"\r\n") {
-        return None;
-    }
-    let n = rest
-        .iter()
-        .take(digits)
-        .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
-    Some((n, at + digits + 2))
+    let n = parse_redis_int(rest.get(..digits)?)?;
+    Some((usize::try_from(n).ok()?, at + digits + 2))
 }
 
 /// A whole bulk string whose `$` is at `at`, within the limits: its body's `start..end`.
