@@ -40,6 +40,12 @@
 //! serves (`MAINPID=` too after an upgrade) and `STOPPING=1` when it drains. It prints the
 //! number of open descriptors when it starts and when it exits: the same, whatever it
 //! handed over or took.
+//!
+//! Threads: `--threads N` (else `TOKIO_WORKER_THREADS`, else the cores it may run on, so
+//! `taskset -c 1 kv` gets one). With one, kv is one event loop on one thread, as
+//! redis-server is: tokio's current-thread runtime, which costs less per wake-up than the
+//! work-stealing scheduler. With more, tokio's multi-thread runtime. On a small machine that
+//! also runs the load generator, give kv the cores the load generator does not use.
 
 use std::time::Duration;
 
@@ -64,10 +70,23 @@ async fn successor(
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    cli::init_tracing();
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let flags = KvFlags::from_args()?;
+    // One thread: one event loop on this thread, as redis-server runs. More: a worker each.
+    let runtime = match flags.threads().get() {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(serve(flags))
+}
+
+async fn serve(flags: KvFlags) -> Result<(), Box<dyn std::error::Error>> {
+    cli::init_tracing();
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let notifier = Notifier::from_env()?;

@@ -2,7 +2,8 @@
 //! (`send-proxy`, `send-proxy-v2`) seeing each client's own address and capping each apart;
 //! `echo` started by the real `systemd-socket-activate` on an inherited socket; `kv`
 //! upgraded three times in a row under a reconnecting beamline `Client`, `redis-benchmark`
-//! (`-c 50 -k 0`) and a connect probe, refusing no connection and leaking no descriptor.
+//! (`-c 50 -k 0`) and a connect probe, refusing no connection and leaking no descriptor,
+//! its generations alternating between one thread (`--threads 1`) and two.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
@@ -447,17 +448,30 @@ async fn kv_upgraded_three_times_under_load_refuses_no_connection() {
     let dir = std::env::temp_dir().join(format!("beamline-fleet-kv-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let upgrade = dir.join("kv.upgrade");
-    let kv = |from: bool| {
+    // Generations alternate between one thread (tokio's current-thread runtime: one event
+    // loop, as redis-server runs) and two workers: the upgrade, the load and the drain below
+    // hold on either runtime, and each runs on the threads it was given.
+    let kv = |generation: usize| {
+        let threads = if generation % 2 == 1 { 1 } else { 2 };
         let mut command = Command::new(&binary);
         command.args(["--port", &port.to_string()]);
-        if from {
+        command.args(["--threads", &threads.to_string()]);
+        if generation > 1 {
             command.arg("--upgrade-from").arg(&upgrade);
         }
         command.arg("--upgrade-socket").arg(&upgrade);
-        Program::start(command)
+        (Program::start(command), threads)
     };
-    let mut current = kv(false);
+    // The threads of process `pid`: with N threads, kv runs N workers beside its main thread,
+    // or only its main thread when N is 1.
+    let threads_of = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .count()
+    };
+    let (mut current, threads) = kv(1);
     blocking(|| current.wait_for("waiting for a successor"));
+    assert_eq!(threads_of(current.pid()), threads);
 
     let stop = Arc::new(AtomicBool::new(false));
     let idempotent = client_load(port, true, stop.clone());
@@ -469,9 +483,11 @@ async fn kv_upgraded_three_times_under_load_refuses_no_connection() {
     let mut windows = Vec::new();
     for generation in 2..=4 {
         let began = Instant::now();
-        let next = kv(true);
+        let (next, threads) = kv(generation);
         blocking(|| next.wait_for("took over from the previous process"));
         blocking(|| next.wait_for("waiting for a successor"));
+        let expected = if threads == 1 { 1 } else { threads + 1 };
+        assert_eq!(threads_of(next.pid()), expected, "generation {generation}");
         windows.push((began, Instant::now()));
         let handed = blocking(|| current.wait_for("listening sockets to pid"));
         assert!(handed.contains(&format!("pid {}", next.pid())), "{handed}");

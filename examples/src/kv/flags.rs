@@ -3,6 +3,7 @@
 
 use std::error::Error;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use beamline::server::Cidr;
@@ -24,20 +25,26 @@ pub struct KvFlags {
     pub upgrade_from: Option<PathBuf>,
     /// `--upgrade-socket PATH`: wait at PATH for a successor to hand the sockets to.
     pub upgrade_socket: Option<PathBuf>,
+    /// `--threads N`: how many threads serve connections. `None` leaves it to
+    /// [`threads`](Self::threads): `TOKIO_WORKER_THREADS` if set, else the cores this process
+    /// may run on.
+    pub threads: Option<NonZeroUsize>,
 }
 
 /// The usage line an error ends with.
 pub const USAGE: &str = "usage: kv [--port PORT | --addr IP:PORT] [--proxy-protocol] \
-[--proxy-from CIDR]... [--max-connections-per-ip N] [--upgrade-from PATH] [--upgrade-socket PATH]";
+[--proxy-from CIDR]... [--max-connections-per-ip N] [--upgrade-from PATH] [--upgrade-socket PATH] \
+[--threads N]";
 
 /// The flags that take a value.
-const WITH_VALUE: [&str; 6] = [
+const WITH_VALUE: [&str; 7] = [
     "--port",
     "--addr",
     "--proxy-from",
     "--max-connections-per-ip",
     "--upgrade-from",
     "--upgrade-socket",
+    "--threads",
 ];
 
 impl KvFlags {
@@ -61,6 +68,7 @@ impl KvFlags {
             max_connections_per_ip: None,
             upgrade_from: None,
             upgrade_socket: None,
+            threads: None,
         };
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
@@ -83,10 +91,30 @@ impl KvFlags {
                     flags.max_connections_per_ip = Some(value.parse().map_err(|e| bad(&e))?);
                 }
                 "--upgrade-from" => flags.upgrade_from = Some(value.into()),
+                "--threads" => flags.threads = Some(value.parse().map_err(|e| bad(&e))?),
                 _ => flags.upgrade_socket = Some(value.into()),
             }
         }
         Ok(flags)
+    }
+
+    /// How many threads serve connections: `--threads`, else a positive
+    /// `TOKIO_WORKER_THREADS` (tokio's own knob), else the cores this process may run on (its
+    /// CPU affinity and cgroup quota, as [`std::thread::available_parallelism`] reads them).
+    ///
+    /// One thread means one event loop, as redis-server runs: kv then builds tokio's
+    /// current-thread runtime, which serves every connection on the main thread without the
+    /// work-stealing scheduler's bookkeeping. More means tokio's multi-thread runtime with that
+    /// many workers.
+    pub fn threads(&self) -> NonZeroUsize {
+        self.threads
+            .or_else(|| {
+                std::env::var("TOKIO_WORKER_THREADS")
+                    .ok()
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .or_else(|| std::thread::available_parallelism().ok())
+            .unwrap_or(NonZeroUsize::MIN)
     }
 
     /// The server's configuration these flags describe (the upgrade flags are the
@@ -125,6 +153,8 @@ mod tests {
             "/run/kv.sock",
             "--upgrade-socket",
             "/run/kv.sock",
+            "--threads",
+            "1",
         ])
         .unwrap();
         assert_eq!(flags.addr.to_string(), "127.0.0.1:7001");
@@ -133,9 +163,11 @@ mod tests {
         assert_eq!(flags.max_connections_per_ip, Some(3));
         assert_eq!(flags.upgrade_from.as_deref(), Some("/run/kv.sock".as_ref()));
         assert_eq!(flags.upgrade_socket, flags.upgrade_from);
+        assert_eq!(flags.threads(), NonZeroUsize::MIN);
         let plain = parse(&[]).unwrap();
         assert_eq!(plain.addr.to_string(), DEFAULT_ADDR);
         assert!(!plain.proxy_protocol && plain.upgrade_from.is_none());
+        assert_eq!(plain.threads, None);
     }
 
     #[test]
@@ -148,6 +180,7 @@ mod tests {
                 "--max-connections-per-ip -1",
             ),
             (&["--reload"], "unknown flag --reload"),
+            (&["--threads", "0"], "--threads 0"),
         ] {
             let error = parse(args).unwrap_err();
             assert!(
