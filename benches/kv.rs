@@ -5,15 +5,22 @@
 //!
 //! Equal work:
 //!
-//! | | beamline-kv | beamline-kv, 1 worker | redis-server |
-//! |---|---|---|---|
-//! | process | the `kv` example's release binary (built here by cargo), default flags but `--port` | the same with `TOKIO_WORKER_THREADS=1` | `redis-server`, persistence off |
-//! | threads | tokio's default runtime: a worker per core | one worker (redis-server's one main thread) | one main thread |
-//! | load | redis-benchmark, 50 connections, pipelines of 1 and of 16 | the same | the same |
+//! | | beamline-kv | redis-server |
+//! |---|---|---|
+//! | process | the `kv` example's release binary (built here by cargo), default flags but `--port` | `redis-server`, persistence off |
+//! | cores | one, the server core (`taskset`); kv sizes itself to the cores it may use, so it runs one event loop on one thread (tokio's current-thread runtime) | the same core (`taskset -a`: every thread); one main thread |
+//! | load | redis-benchmark on the other core, 50 connections, pipelines of 1 and of 16 | the same |
 //!
-//! One test at a time, the three servers run it back to back, in an order that rotates
-//! with the test and the round, for 5 rounds (`BEAMLINE_KV_BENCH_ROUNDS`): a noisy moment
-//! on this shared machine hurts the three runs of one test alike. Each run is sized from a
+//! Each server gets one core to itself and the load generator (one thread) the other, so
+//! neither server competes with its load: on this 2-core machine a server with a thread per
+//! core shares the load generator's core, and what is measured is that contention, not the
+//! server (kv with a worker per core and no pinning last measured 0.97× at `-P 1` and 0.98×
+//! at `-P 16`, geometric means, at `45d2397`, while kv on one worker was 1.01× and 1.07×).
+//! On a machine with one CPU nothing is pinned, and the bench says so.
+//!
+//! One test at a time, the two servers run it back to back, in an order that alternates
+//! with the test and the round, for 8 rounds (`BEAMLINE_KV_BENCH_ROUNDS`): a noisy moment
+//! on this shared machine hurts both runs of one test alike. Each run is sized from a
 //! calibration run (which also warms every server up) to take about 0.6 s on the slowest
 //! server (`BEAMLINE_KV_BENCH_N` fixes the requests per run instead): long enough that
 //! redis-benchmark's millisecond clock is not the noise (runs of all 14 tests at once gave
@@ -25,21 +32,19 @@
 //! | group | what |
 //! |---|---|
 //! | `kv/<test>-p1`, `kv/<test>-p16` | kv as a user starts it against redis-server, `<test>` one of `ping` (`PING_MBULK`), `set`, `get`, `incr`, `lpush`, `rpush`, `lpop`, `rpop`, `sadd`, `hset`, `spop`, `lrange_100`, `lrange_300`, `mset` (10 keys) |
-//! | `kv/<test>-p1-1worker`, `kv/<test>-p16-1worker` | kv on one worker against the same redis-server rounds |
-//! | `kv/geomean-p1`, `kv/geomean-p16` (and `-1worker`) | per round, the geometric mean over the tests |
-//! | `kv/cpu-geomean-p1`, `kv/cpu-geomean-p16` (and `-1worker`) | per round, the geometric mean over the tests of the server's CPU time per request (µs, lower is better) |
+//! | `kv/geomean-p1`, `kv/geomean-p16` | per round, the geometric mean over the tests |
+//! | `kv/cpu-geomean-p1`, `kv/cpu-geomean-p16` | per round, the geometric mean over the tests of the server's CPU time per request (µs, lower is better) |
 //!
-//! redis-benchmark is one thread: at these rates it keeps its core busy, so when both
-//! servers keep up their requests/s are the load generator's and the ratio sits at 1.00×
-//! within the noise. The server's own cost is its CPU time per request, read for every run
-//! from `/proc/<pid>/task/*/schedstat` (all the server's threads, nanoseconds): the `cpu-`
-//! groups, and per test in a section. redis-benchmark does not look at the replies, so
-//! before measuring, each test's command is sent once to every server and the reply
-//! checked: a test kv answers with an error is left out (and said so) rather than
-//! measured as fast errors. redis-benchmark shares the machine's two cores with the
-//! servers: with a worker per core kv competes with its own load generator, which is why
-//! the one-worker setting is measured too. Memory: each server's peak resident set
-//! (`VmHWM`) after all rounds, written as a section.
+//! With a pipeline of 1 a request is one read and one write on either server, and the
+//! server's core is the limit: requests/s follows the server's cost per request. With 16,
+//! redis-benchmark keeps its own core busy, so when both servers keep up their requests/s
+//! are the load generator's and the ratio sits at 1.00× within the noise. The server's own
+//! cost is its CPU time per request, read for every run from `/proc/<pid>/task/*/schedstat`
+//! (all the server's threads, nanoseconds): the `cpu-` groups, and per test in a section.
+//! redis-benchmark does not look at the replies, so before measuring, each test's command
+//! is sent once to every server and the reply checked: a test kv answers with an error is
+//! left out (and said so) rather than measured as fast errors. Memory: each server's peak
+//! resident set (`VmHWM`) after all rounds, written as a section.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -87,7 +92,6 @@ const TESTS: [(&str, &str, &[&str]); 14] = [
 const PIPELINES: [u32; 2] = [1, 16];
 
 const KV: &str = "beamline-kv";
-const KV_ONE_WORKER: &str = "beamline-kv-1worker";
 const REDIS: &str = "redis-server";
 
 /// The time one run (one test against one server) should take, for the slowest server.
@@ -97,8 +101,15 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 /// Requests/s per test name (up to the first space), from one `redis-benchmark --csv` run of
 /// the tests `names` (our names, comma-separated).
-fn redis_benchmark(port: u16, names: &str, pipeline: u32, requests: u64) -> BTreeMap<String, f64> {
-    let mut child = match Command::new("redis-benchmark")
+fn redis_benchmark(
+    cores: &Cores,
+    port: u16,
+    names: &str,
+    pipeline: u32,
+    requests: u64,
+) -> BTreeMap<String, f64> {
+    let mut child = match cores
+        .client("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(["-t", names, "-c", "50", "-q", "--csv"])
         .args(["-P", &pipeline.to_string(), "-n", &requests.to_string()])
@@ -251,6 +262,87 @@ fn peak_rss(pid: u32) -> u64 {
         * 1024
 }
 
+/// The CPUs the bench pins to: the load generator on one, both servers on another.
+struct Cores {
+    /// `(client, server)`, or `None` when this process may run on one CPU only.
+    pinned: Option<(usize, usize)>,
+}
+
+impl Cores {
+    /// The first two CPUs this process may run on (`Cpus_allowed_list` in /proc/self/status).
+    fn pick() -> Cores {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap_or_else(|| panic!("no Cpus_allowed_list in /proc/self/status"))
+            .trim();
+        let mut cpus = Vec::new();
+        for part in list.split(',') {
+            let bad = || panic!("Cpus_allowed_list {list:?}: cannot read {part:?}");
+            let (from, to) = part.split_once('-').unwrap_or((part, part));
+            let (from, to): (usize, usize) = match (from.parse(), to.parse()) {
+                (Ok(from), Ok(to)) => (from, to),
+                _ => bad(),
+            };
+            cpus.extend(from..=to);
+            if cpus.len() >= 2 {
+                break;
+            }
+        }
+        Cores {
+            pinned: match cpus[..] {
+                [client, server, ..] => Some((client, server)),
+                _ => None,
+            },
+        }
+    }
+
+    fn taskset(cpu: usize, program: &std::ffi::OsStr) -> Command {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", &cpu.to_string()]).arg(program);
+        cmd
+    }
+
+    /// `program`, to run on the load generator's CPU.
+    fn client(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match self.pinned {
+            Some((client, _)) => Self::taskset(client, program.as_ref()),
+            None => Command::new(program),
+        }
+    }
+
+    /// `program`, to run on the servers' CPU.
+    fn server(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match self.pinned {
+            Some((_, server)) => Self::taskset(server, program.as_ref()),
+            None => Command::new(program),
+        }
+    }
+
+    /// Moves every thread of the running process `pid` to the servers' CPU.
+    fn pin(&self, pid: u32) {
+        let Some((_, server)) = self.pinned else {
+            return;
+        };
+        let status = Command::new("taskset")
+            .args(["-a", "-p", "-c", &server.to_string(), &pid.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("taskset (util-linux) cannot run: {e}"));
+        assert!(status.success(), "taskset could not pin pid {pid}");
+    }
+
+    fn describe(&self) -> String {
+        match self.pinned {
+            Some((client, server)) => {
+                format!("redis-benchmark on CPU {client}, each server on CPU {server}")
+            }
+            None => "one CPU: the servers and redis-benchmark share it, unpinned".to_owned(),
+        }
+    }
+}
+
 /// The kv example's release binary, built (or found up to date) by cargo.
 fn kv_binary() -> PathBuf {
     let target = results_dir().parent().unwrap().to_path_buf();
@@ -274,17 +366,18 @@ struct Kv {
 }
 
 impl Kv {
-    fn start(binary: &PathBuf, workers: Option<usize>) -> Kv {
+    /// Starts kv on the servers' CPU: it sizes its runtime to the CPUs it may use.
+    fn start(binary: &PathBuf, cores: &Cores) -> Kv {
         let port = free_port();
-        let mut cmd = Command::new(binary);
-        cmd.args(["--port", &port.to_string()])
+        let child = cores
+            .server(binary)
+            .args(["--port", &port.to_string()])
+            .env_remove("TOKIO_WORKER_THREADS")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(n) = workers {
-            cmd.env("TOKIO_WORKER_THREADS", n.to_string());
-        }
-        let child = cmd.spawn().unwrap();
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start kv (taskset is util-linux's): {e}"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "kv did not listen on {port}");
@@ -310,10 +403,9 @@ fn env_number(name: &str) -> Option<u64> {
     )
 }
 
-/// The group of `test` (or `geomean`) at `pipeline`, for kv as shipped or on one worker.
-fn group(test: &str, pipeline: u32, one_worker: bool) -> String {
-    let suffix = if one_worker { "-1worker" } else { "" };
-    format!("kv/{test}-p{pipeline}{suffix}")
+/// The group of `test` (or `geomean`, `cpu-geomean`) at `pipeline`.
+fn group(test: &str, pipeline: u32) -> String {
+    format!("kv/{test}-p{pipeline}")
 }
 
 fn main() {
@@ -323,25 +415,25 @@ fn main() {
         .chain(["geomean"])
         .collect();
     let any_selected = names.iter().any(|name| {
-        PIPELINES.iter().any(|&p| {
-            [false, true]
-                .iter()
-                .any(|&one| selected(&group(name, p, one), &[KV, REDIS]))
-        })
+        PIPELINES
+            .iter()
+            .any(|&p| selected(&group(name, p), &[KV, REDIS]))
     });
     if !any_selected {
         return;
     }
-    let rounds = env_number("BEAMLINE_KV_BENCH_ROUNDS").unwrap_or(5).max(1) as usize;
+    let rounds = env_number("BEAMLINE_KV_BENCH_ROUNDS").unwrap_or(8).max(1) as usize;
     let binary = kv_binary();
-    let kv = Kv::start(&binary, None);
-    let kv_one = Kv::start(&binary, Some(1));
+    let cores = Cores::pick();
+    let kv = Kv::start(&binary, &cores);
     let redis = RedisServer::start();
+    let redis_pid = redis_pid(redis.port());
+    cores.pin(redis_pid);
     let servers = [
         (KV, kv.port, kv.child.id()),
-        (KV_ONE_WORKER, kv_one.port, kv_one.child.id()),
-        (REDIS, redis.port(), redis_pid(redis.port())),
+        (REDIS, redis.port(), redis_pid),
     ];
+    println!("kv: {}", cores.describe());
 
     // Tests every server answers (redis-benchmark would count error replies as answers).
     let mut tests: Vec<(&str, &str)> = TESTS.iter().map(|(t, n, _)| (*t, *n)).collect();
@@ -376,7 +468,7 @@ fn main() {
         if fixed.is_none() {
             let probe = if pipeline == 1 { 20_000 } else { 100_000 };
             for (_, port, _) in servers {
-                let measured = redis_benchmark(port, &all, pipeline, probe);
+                let measured = redis_benchmark(&cores, port, &all, pipeline, probe);
                 for (test, _) in &tests {
                     let rate = slowest.entry(test).or_insert(f64::INFINITY);
                     *rate = rate.min(measured[*test]);
@@ -394,11 +486,11 @@ fn main() {
             let mut lines: BTreeMap<&str, Vec<String>> = BTreeMap::new();
             for (i, (test, name)) in tests.iter().enumerate() {
                 let n = requests(test);
-                // The three servers run this test back to back, in an order that rotates.
+                // The two servers run this test back to back, in an order that alternates.
                 for k in 0..servers.len() {
                     let (function, port, pid) = servers[(round + i + k) % servers.len()];
                     let before = cpu_seconds(pid);
-                    let measured = redis_benchmark(port, name, pipeline, n);
+                    let measured = redis_benchmark(&cores, port, name, pipeline, n);
                     let rate = measured[*test];
                     // `-t ping` runs PING_INLINE and PING_MBULK, n requests each.
                     let sent = n as f64 * measured.len() as f64;
@@ -418,12 +510,8 @@ fn main() {
         }
     }
 
-    let peaks: Vec<(&str, u64)> = vec![
-        (KV, peak_rss(kv.child.id())),
-        (KV_ONE_WORKER, peak_rss(kv_one.child.id())),
-        (REDIS, peak_rss(redis_pid(redis.port()))),
-    ];
-    drop((kv, kv_one, redis));
+    let peaks: Vec<(&str, u64)> = vec![(KV, peak_rss(kv.child.id())), (REDIS, peak_rss(redis_pid))];
+    drop((kv, redis));
 
     let mut results = Vec::new();
     let sampled = |group: String, function: &str, samples: Vec<f64>, rate: bool| Sampled {
@@ -447,40 +535,46 @@ fn main() {
             .collect::<Vec<f64>>()
     };
     for pipeline in PIPELINES {
-        for (subject, one_worker) in [(KV, false), (KV_ONE_WORKER, true)] {
-            // The subject is `beamline-kv` in both settings: the group says which.
-            for (side, function) in [(KV, subject), (REDIS, REDIS)] {
-                for (test, name) in &tests {
-                    let g = group(name, pipeline, one_worker);
-                    let s = rates[&(function, pipeline, *test)].clone();
-                    results.push(sampled(g, side, s, true));
-                }
-                let g = group("geomean", pipeline, one_worker);
-                results.push(sampled(g, side, geomean(&rates, function, pipeline), true));
-                let g = group("cpu-geomean", pipeline, one_worker);
-                results.push(sampled(g, side, geomean(&cpu, function, pipeline), false));
+        for function in [KV, REDIS] {
+            for (test, name) in &tests {
+                let s = rates[&(function, pipeline, *test)].clone();
+                results.push(sampled(group(name, pipeline), function, s, true));
             }
+            let g = group("geomean", pipeline);
+            results.push(sampled(
+                g,
+                function,
+                geomean(&rates, function, pipeline),
+                true,
+            ));
+            let g = group("cpu-geomean", pipeline);
+            results.push(sampled(
+                g,
+                function,
+                geomean(&cpu, function, pipeline),
+                false,
+            ));
         }
     }
     let mut cpu_section = String::from(
         "### kv: server CPU per request\n\n\
          The CPU time each server spent per request (all its threads, from \
          `/proc/<pid>/task/*/schedstat`), the median of the rounds, in the same runs as the \
-         rates. redis-benchmark saturates its one core at these rates, so requests/s is \
+         rates. With `-P 16` redis-benchmark saturates its own core, so requests/s is \
          capped by the load generator when both servers keep up; CPU per request is the \
          server's own cost. `ping` is PING_INLINE and PING_MBULK (redis-benchmark runs both for \
          `-t ping`), counted together; an LRANGE run's time includes redis-benchmark's \
          LPUSH fill-up before it (as many LPUSHes as LRANGEs), the same on every server.\n\n\
-         | test | beamline-kv | beamline-kv, 1 worker | redis-server | redis ÷ kv 1 worker |\n\
-         |---|---|---|---|---|\n",
+         | test | beamline-kv | redis-server | redis ÷ kv |\n\
+         |---|---|---|---|\n",
     );
     for pipeline in PIPELINES {
         for (test, name) in &tests {
             let at = |function| median(&cpu[&(function, pipeline, *test)]);
-            let (kv_cpu, one, peer) = (at(KV), at(KV_ONE_WORKER), at(REDIS));
+            let (kv_cpu, peer) = (at(KV), at(REDIS));
             cpu_section.push_str(&format!(
-                "| {name}-p{pipeline} | {kv_cpu:.2} µs | {one:.2} µs | {peer:.2} µs | {:.2}× |\n",
-                peer / one
+                "| {name}-p{pipeline} | {kv_cpu:.2} µs | {peer:.2} µs | {:.2}× |\n",
+                peer / kv_cpu
             ));
         }
     }
@@ -488,10 +582,12 @@ fn main() {
     write_section("kv-cpu", &cpu_section).unwrap();
     let path = write_sampled("kv", &results).unwrap();
 
-    let mut section = String::from(
+    let mut section = format!(
         "### kv: memory beside speed\n\n\
-         Each server's peak resident set (`VmHWM`) after every round of `benches/kv.rs`.\n\n\
+         Each server's peak resident set (`VmHWM`) after every round of `benches/kv.rs` \
+         ({}).\n\n\
          | server | peak RSS |\n|---|---|\n",
+        cores.describe()
     );
     for (function, bytes) in &peaks {
         section.push_str(&format!(
