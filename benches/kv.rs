@@ -10,6 +10,9 @@
 //! | process | the `kv` example's release binary (built here by cargo), default flags but `--port` | `redis-server`, persistence off |
 //! | cores | one, the server core (`taskset`); kv sizes itself to the cores it may use, so it runs one event loop on one thread (tokio's current-thread runtime) | the same core (`taskset -a`: every thread); one main thread |
 //! | load | redis-benchmark on the other core, 50 connections, pipelines of 1 and of 16 | the same |
+//! | timeouts | none on an idle client (kv's default) | none (`timeout 0`, Redis's default) |
+//! | buffers | a 16 KiB read buffer per connection, replies flushed once per batch | a 16 KiB query buffer per client (`PROTO_IOBUF_LEN`), replies written once per event-loop turn |
+//! | checks | each test's command answered without an error before measuring (below) | the same |
 //!
 //! Each server gets one core to itself and the load generator (one thread) the other, so
 //! neither server competes with its load: on this 2-core machine a server with a thread per
@@ -299,7 +302,11 @@ impl Cores {
         }
     }
 
-    fn taskset(cpu: usize, program: &std::ffi::OsStr) -> Command {
+    /// `program`, to run on `cpu` (anywhere when `None`).
+    fn on(cpu: Option<usize>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let Some(cpu) = cpu else {
+            return Command::new(program);
+        };
         let mut cmd = Command::new("taskset");
         cmd.args(["-c", &cpu.to_string()]).arg(program);
         cmd
@@ -307,18 +314,12 @@ impl Cores {
 
     /// `program`, to run on the load generator's CPU.
     fn client(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        match self.pinned {
-            Some((client, _)) => Self::taskset(client, program.as_ref()),
-            None => Command::new(program),
-        }
+        Self::on(self.pinned.map(|(client, _)| client), program)
     }
 
     /// `program`, to run on the servers' CPU.
     fn server(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        match self.pinned {
-            Some((_, server)) => Self::taskset(server, program.as_ref()),
-            None => Command::new(program),
-        }
+        Self::on(self.pinned.map(|(_, server)| server), program)
     }
 
     /// Moves every thread of the running process `pid` to the servers' CPU.

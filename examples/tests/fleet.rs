@@ -460,18 +460,19 @@ async fn kv_upgraded_three_times_under_load_refuses_no_connection() {
             command.arg("--upgrade-from").arg(&upgrade);
         }
         command.arg("--upgrade-socket").arg(&upgrade);
-        (Program::start(command), threads)
+        // The threads it should run: only its main thread for one, else the workers beside it.
+        let expected = if threads == 1 { 1 } else { threads + 1 };
+        (Program::start(command), expected)
     };
-    // The threads of process `pid`: with N threads, kv runs N workers beside its main thread,
-    // or only its main thread when N is 1.
+    // The threads of process `pid`.
     let threads_of = |pid: u32| {
         std::fs::read_dir(format!("/proc/{pid}/task"))
             .unwrap()
             .count()
     };
-    let (mut current, threads) = kv(1);
+    let (mut current, expected) = kv(1);
     blocking(|| current.wait_for("waiting for a successor"));
-    assert_eq!(threads_of(current.pid()), threads);
+    assert_eq!(threads_of(current.pid()), expected);
 
     let stop = Arc::new(AtomicBool::new(false));
     let idempotent = client_load(port, true, stop.clone());
@@ -483,10 +484,9 @@ async fn kv_upgraded_three_times_under_load_refuses_no_connection() {
     let mut windows = Vec::new();
     for generation in 2..=4 {
         let began = Instant::now();
-        let (next, threads) = kv(generation);
+        let (next, expected) = kv(generation);
         blocking(|| next.wait_for("took over from the previous process"));
         blocking(|| next.wait_for("waiting for a successor"));
-        let expected = if threads == 1 { 1 } else { threads + 1 };
         assert_eq!(threads_of(next.pid()), expected, "generation {generation}");
         windows.push((began, Instant::now()));
         let handed = blocking(|| current.wait_for("listening sockets to pid"));
